@@ -1,0 +1,177 @@
+"""Settings from the environment (and ``.env``), named exactly as SPEC lists them.
+
+A bad value stops start-up with :class:`SettingsError`, whose text is one line naming the
+variable — the first thing an operator reads in a crash-looping pod.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.routes import DEFAULT_CONTRACTS_DIR
+
+ENV_PREFIX = "SAGEBRIDGE_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; ``str()`` is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    kafka_bootstrap: str = "localhost:9092"
+    input_topics: Annotated[tuple[str, ...], NoDecode] = ("crm.events",)
+    group_id: str = "sagebridge"
+    reply_topic: str = "sage.replies"
+    dlt_topic: str = "sage.dlt"
+    redis_url: str = "redis://localhost:6379/0"
+    connector_url: str = "http://localhost:8080"
+    auth_token: SecretStr | None = None
+    customer: str | None = None
+    company: str | None = None
+    tenants_file: Path | None = None
+    batch_max: int = Field(100, ge=1, le=10_000)
+    batch_wait_ms: int = Field(200, ge=0, le=60_000)
+    batch_concurrency: int = Field(4, ge=1, le=64)
+    """Batch calls in flight at once per (tenant, endpoint); records of one identity never overlap."""
+    max_in_flight: int = Field(5_000, ge=1)
+    """Consumed records not yet answered; past this the consumer stops fetching (bounded memory)."""
+    max_event_bytes: int = Field(1_000_000, ge=1_024)
+    """Largest event value accepted; bigger ones are refused at parse (Kafka's own default)."""
+    http_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_backoff_ms: int = Field(200, ge=0)
+    http_port: int = Field(8000, ge=0, le=65535)
+    contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    kafka_idempotence: bool = False
+    """Idempotent producer; on for real Kafka (Helm), off for brokers without it (Tansu)."""
+    redis_prefix: str = "sagebridge"
+    """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
+    log_level: str = "INFO"
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(t.strip() for t in value.split(",") if t.strip())
+        if not value:
+            raise ValueError("at least one topic is required")
+        return value
+
+    @field_validator("input_topics", "reply_topic", "dlt_topic")
+    @classmethod
+    def _topic_names(cls, value: Any) -> Any:
+        names = value if isinstance(value, tuple) else (value,)
+        for name in names:
+            if not is_valid_topic(name):
+                raise ValueError(f"{name!r} is not a valid Kafka topic name")
+        return value
+
+
+def is_valid_topic(name: str) -> bool:
+    """Kafka's own rule: 1-249 of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``."""
+    return (
+        0 < len(name) <= 249
+        and name not in (".", "..")
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; raises :class:`SettingsError` with a one-line reason."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A Sage customer + company connection, and the token that may write to it."""
+
+    customer: str
+    company: str
+    token: SecretStr
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.customer, self.company)
+
+    def __repr__(self) -> str:  # never print the token, even by accident
+        return f"Tenant(customer={self.customer!r}, company={self.company!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDirectory:
+    """The tenants this deployment may write to; events naming any other are refused."""
+
+    tenants: dict[tuple[str, str], Tenant]
+    default: Tenant | None
+
+    def resolve(self, customer: str | None, company: str | None) -> Tenant | None:
+        if customer is None and company is None:
+            return self.default
+        if customer is None or company is None:
+            return None
+        return self.tenants.get((customer, company))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TenantDirectory:
+        tenants: dict[tuple[str, str], Tenant] = {}
+        default = None
+        given = [settings.auth_token, settings.customer, settings.company]
+        if any(v is not None for v in given):
+            token = settings.auth_token.get_secret_value() if settings.auth_token else ""
+            present = [token, settings.customer, settings.company]
+            if not all(present):
+                missing = next(
+                    n for n, v in zip(("AUTH_TOKEN", "CUSTOMER", "COMPANY"), present, strict=True)
+                    if not v
+                )
+                raise SettingsError(
+                    f"{ENV_PREFIX}{missing}: required when the default tenant is configured"
+                )
+            assert settings.auth_token and settings.customer and settings.company
+            default = Tenant(settings.customer, settings.company, settings.auth_token)
+            tenants[default.key] = default
+        if settings.tenants_file is not None:
+            for tenant in _read_tenants_file(settings.tenants_file):
+                tenants[tenant.key] = tenant
+        return cls(tenants=tenants, default=default)
+
+
+def _read_tenants_file(path: Path) -> list[Tenant]:
+    where = f"{ENV_PREFIX}TENANTS_FILE ({path})"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    entries = raw.get("tenants") if isinstance(raw, dict) else None
+    if not isinstance(entries, list):
+        raise SettingsError(f"{where}: expected 'tenants:' with a list of entries")
+    tenants = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) and entry.get(k) for k in ("customer", "company",
+                                                                     "token_env")
+        ):
+            raise SettingsError(f"{where}: entry {index} needs customer, company and token_env")
+        token = os.environ.get(entry["token_env"])
+        if not token:
+            raise SettingsError(f"{entry['token_env']}: not set (token of tenants entry {index})")
+        tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token)))
+    return tenants
