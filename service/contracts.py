@@ -9,11 +9,11 @@ wants the whole list, not one error per round trip.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ class FieldError:
     actual: int | None = None
 
     def describe(self) -> str:
-        """A sentence an operator can act on, e.g. ``ContactName: at most 30 characters, got 41``."""
+        """A sentence an operator can act on: ``ContactName: at most 30 characters, got 41``."""
         match self.code:
             case ErrorCode.TOO_LONG:
                 return f"{self.field}: at most {self.limit} characters, got {self.actual}"
@@ -78,7 +78,7 @@ class ContractFileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Element:
-    """One Sage element: ``String`` with ``length`` characters, or ``Numeric`` ``precision.scale``."""
+    """One Sage element: ``String n`` (n characters) or ``Numeric p.s`` (p digits, s decimals)."""
 
     name: str
     description: str
@@ -99,8 +99,9 @@ class Element:
             return cls(name, description, kind, length, max_chars=int(length))
         if kind == "Numeric" and re.fullmatch(r"[0-9]+(\.[0-9]+)?", length):
             precision, _, scale = length.partition(".")
-            return cls(name, description, kind, length, precision=int(precision),
-                       scale=int(scale or 0))
+            return cls(
+                name, description, kind, length, precision=int(precision), scale=int(scale or 0)
+            )
         raise ContractFileError(f"{table}: element {name}: unsupported type {kind} {length}")
 
     def check(self, value: Any) -> FieldError | None:

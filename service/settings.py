@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     batch_max: int = Field(100, ge=1, le=10_000)
     batch_wait_ms: int = Field(200, ge=0, le=60_000)
     batch_concurrency: int = Field(4, ge=1, le=64)
-    """Batch calls in flight at once per (tenant, endpoint); records of one identity never overlap."""
+    """Batch calls in flight per (tenant, endpoint); one record identity is never in two."""
     max_in_flight: int = Field(5_000, ge=1)
     """Consumed records not yet answered; past this the consumer stops fetching (bounded memory)."""
     max_event_bytes: int = Field(1_000_000, ge=1_024)
@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     retry_backoff_ms: int = Field(200, ge=0)
     http_port: int = Field(8000, ge=0, le=65535)
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    kafka_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
+    """Consumer-group session timeout. A dead replica's partitions move after this long (and
+    Tansu delays a group join by half of it), so tests use a short one."""
     kafka_idempotence: bool = False
     """Idempotent producer; on for real Kafka (Helm), off for brokers without it (Tansu)."""
     redis_prefix: str = "sagebridge"
@@ -137,7 +140,8 @@ class TenantDirectory:
             present = [token, settings.customer, settings.company]
             if not all(present):
                 missing = next(
-                    n for n, v in zip(("AUTH_TOKEN", "CUSTOMER", "COMPANY"), present, strict=True)
+                    n
+                    for n, v in zip(("AUTH_TOKEN", "CUSTOMER", "COMPANY"), present, strict=True)
                     if not v
                 )
                 raise SettingsError(
@@ -166,8 +170,8 @@ def _read_tenants_file(path: Path) -> list[Tenant]:
     tenants = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), str) and entry.get(k) for k in ("customer", "company",
-                                                                     "token_env")
+            isinstance(entry.get(k), str) and entry.get(k)
+            for k in ("customer", "company", "token_env")
         ):
             raise SettingsError(f"{where}: entry {index} needs customer, company and token_env")
         token = os.environ.get(entry["token_env"])

@@ -1,0 +1,139 @@
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from service.settings import SettingsError, TenantDirectory, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SettingsError as exc:
+        print(f"sagebridge: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sagebridge",
+        description="Kafka -> Sage 100 Contractor Cloud Connector bridge.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the service until SIGTERM/SIGINT")
+    run.set_defaults(handler=_run)
+
+    sandbox = commands.add_parser("sandbox", help="run the Cloud Connector emulator")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--latency-ms", type=int, default=0)
+    sandbox.add_argument(
+        "--fail-rate", type=float, default=0.0, help="share of calls answered HTTP 500"
+    )
+    sandbox.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        help="share of calls answered with an ERROR envelope",
+    )
+    sandbox.add_argument(
+        "--hang-rate", type=float, default=0.0, help="share of calls that never answer"
+    )
+    sandbox.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        metavar="T",
+        help="accepted Auth-Token; T or T=CUSTOMER/COMPANY (repeatable)",
+    )
+    sandbox.set_defaults(handler=_sandbox)
+
+    demo = commands.add_parser("demo", help="the whole pipeline on this machine, with a summary")
+    demo.add_argument("--events", type=int, default=3000)
+    demo.set_defaults(handler=_demo)
+
+    validate = commands.add_parser("validate", help="check JSON-lines events offline")
+    validate.add_argument("file", nargs="?", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    dlt = commands.add_parser("dlt", help="dead-letter tools")
+    dlt_commands = dlt.add_subparsers(dest="dlt_command", required=True)
+    replay = dlt_commands.add_parser("replay", help="re-publish dead letters")
+    replay.add_argument("--limit", type=int, default=None)
+    replay.add_argument("--to", dest="to_topic", default=None)
+    replay.set_defaults(handler=_dlt_replay)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from service import logs
+    from service.app import create_app
+
+    settings = load_settings()
+    tenants = TenantDirectory.from_settings(settings)
+    logs.configure(
+        settings.log_level, secrets=[t.token.get_secret_value() for t in tenants.tenants.values()]
+    )
+    app, _ = create_app(settings, tenants)
+    asyncio.run(app.run())
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from service.sandbox import SandboxOptions, serve
+
+    serve(
+        SandboxOptions(
+            host=args.host,
+            port=args.port,
+            latency_ms=args.latency_ms,
+            fail_rate=args.fail_rate,
+            error_rate=args.error_rate,
+            hang_rate=args.hang_rate,
+            tokens=tuple(args.tokens or ("sandbox-token",)),
+        )
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    return run_demo(events=args.events)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from service.validate import validate_lines
+
+    settings = load_settings()
+    if args.file is None:
+        return validate_lines(sys.stdin, sys.stdout, settings)
+    with args.file.open(encoding="utf-8", errors="surrogateescape") as stream:
+        return validate_lines(stream, sys.stdout, settings)
+
+
+def _dlt_replay(args: argparse.Namespace) -> int:
+    from service.replay import replay_dead_letters
+
+    settings = load_settings()
+    return asyncio.run(replay_dead_letters(settings, limit=args.limit, to_topic=args.to_topic))
+
+
+def _write(stream: TextIO, line: str) -> None:
+    stream.write(line + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Intake: envelope -> route -> tenant -> contract check. Pure: bytes in, a decision out.
+
+Either the event is :class:`Admitted` (ready for its lane) or :class:`Refused` with the outcome
+to report. Refusals never reach the Cloud Connector, and the tenant used for a call is always
+the configured one looked up here — never strings copied from the event into HTTP headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from service.contracts import describe_errors
+from service.envelope import Event, ParseFailure, parse_event
+from service.outcomes import Outcome, Stage, Subject
+from service.routes import Route, RouteTable
+from service.settings import Tenant, TenantDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    event: Event
+    route: Route
+    tenant: Tenant
+    identity: Hashable | None
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(
+            self.event.event_id,
+            self.event.correlation_id,
+            self.event.type,
+            self.tenant.key,
+            self.route.endpoint,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    subject: Subject
+    outcome: Outcome
+    reply_to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    routes: RouteTable
+    tenants: TenantDirectory
+    max_event_bytes: int
+
+    def admit(self, value: bytes | None) -> Admitted | Refused:
+        parsed = parse_event(value, self.max_event_bytes)
+        if isinstance(parsed, ParseFailure):
+            subject = Subject(parsed.event_id, parsed.correlation_id, parsed.type)
+            return Refused(subject, Outcome.failure(Stage.PARSE, parsed.reason), parsed.reply_to)
+        event = parsed
+        subject = Subject(event.event_id, event.correlation_id, event.type)
+        route = self.routes.get(event.type)
+        if route is None:
+            known = ", ".join(sorted(self.routes.routes))
+            return self._refuse(
+                event, subject, Stage.ROUTE, f"type: no route for {event.type!r} (known: {known})"
+            )
+        tenant = self.tenants.resolve(event.customer, event.company)
+        if tenant is None:
+            who = (
+                "no tenant given and no default tenant configured"
+                if event.customer is None and event.company is None
+                else f"unknown tenant customer={event.customer!r} company={event.company!r}"
+            )
+            return self._refuse(event, subject, Stage.ROUTE, f"tenant: {who}")
+        contract = route.contract
+        if contract is not None:
+            errors = contract.check(event.data)
+            if errors:
+                subject = Subject(
+                    event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
+                )
+                outcome = Outcome.failure(Stage.VALIDATION, describe_errors(errors), errors)
+                return Refused(subject, outcome, event.reply_to)
+        identity = contract.identity(event.data) if contract is not None else None
+        return Admitted(event, route, tenant, identity)
+
+    @staticmethod
+    def _refuse(event: Event, subject: Subject, stage: Stage, message: str) -> Refused:
+        return Refused(subject, Outcome.failure(stage, message), event.reply_to)

@@ -1,0 +1,212 @@
+"""Batch lane: master-data records of one (tenant, endpoint) travel as one JSON array.
+
+A buffer per (tenant, endpoint) fills until ``batch_max`` records or until its oldest record has
+waited ``batch_wait`` — whichever comes first — then flushes as one call. Up to ``concurrency``
+calls per buffer may be in flight, but never two holding the same record identity, so updates
+to one Sage row arrive in the order they were produced. A rejected array is split
+(:mod:`service.lanes.isolate`) until every good record has landed and every bad one has its own
+ERROR. Retryable failures are retried with backoff; upserts are idempotent, so an unknown
+outcome is retried too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic
+
+import orjson
+
+from service.connector import CallResult, Delivered, Rejected
+from service.lanes import Delivery, Sink, T
+from service.lanes.isolate import split_plan
+from service.lanes.retry import Backoff
+from service.outcomes import Outcome, Stage
+from service.settings import Tenant
+
+log = logging.getLogger(__name__)
+
+Post = Callable[[Tenant, str, bytes], Awaitable[CallResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    batch_max: int
+    batch_wait_s: float
+    concurrency: int
+    max_attempts: int
+    backoff: Backoff
+
+
+@dataclass(eq=False)
+class _Buffer(Generic[T]):
+    tenant: Tenant
+    endpoint: str
+    pending: deque[tuple[float, Delivery[T]]] = field(default_factory=deque)
+    in_flight_calls: int = 0
+    in_flight_identities: Counter[Hashable] = field(default_factory=Counter)
+    timer: asyncio.TimerHandle | None = None
+
+
+class BatchLane(Generic[T]):
+    def __init__(self, post: Post, sink: Sink[T], policy: BatchPolicy) -> None:
+        self._post = post
+        self._sink = sink
+        self._policy = policy
+        self._buffers: dict[tuple[tuple[str, str], str], _Buffer[T]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.calls = 0
+        """Cloud Connector calls made (including isolation and retries); read by metrics."""
+        self.on_call: Callable[[int], None] | None = None
+        """Called with the array size of every call; the metrics hook."""
+
+    def submit(self, delivery: Delivery[T]) -> None:
+        """Queue one record; never blocks. Its outcome reaches the sink later."""
+        key = (delivery.tenant.key, delivery.endpoint)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = _Buffer(delivery.tenant, delivery.endpoint)
+        loop = asyncio.get_running_loop()
+        buffer.pending.append((loop.time(), delivery))
+        self._idle.clear()
+        if len(buffer.pending) >= self._policy.batch_max or self._draining:
+            self._flush(buffer)
+        elif buffer.timer is None:
+            buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
+
+    async def drain(self) -> None:
+        """Flush every buffer now and wait until every queued record has an outcome."""
+        self._draining = True
+        for buffer in self._buffers.values():
+            self._flush(buffer)
+        await self._idle.wait()
+
+    def _on_timer(self, buffer: _Buffer[T]) -> None:
+        buffer.timer = None
+        self._flush(buffer)
+
+    def _due(self, buffer: _Buffer[T]) -> bool:
+        if not buffer.pending:
+            return False
+        if self._draining or len(buffer.pending) >= self._policy.batch_max:
+            return True
+        oldest = buffer.pending[0][0]
+        return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s
+
+    def _flush(self, buffer: _Buffer[T]) -> None:
+        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
+            batch = self._take(buffer)
+            if not batch:
+                break  # everything left waits for an identity that is in flight
+            buffer.in_flight_calls += 1
+            for delivery in batch:
+                if delivery.identity is not None:
+                    buffer.in_flight_identities[delivery.identity] += 1
+            task = asyncio.create_task(self._run(buffer, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._arm_timer(buffer)
+
+    def _arm_timer(self, buffer: _Buffer[T]) -> None:
+        if buffer.timer is not None or not buffer.pending:
+            return
+        loop = asyncio.get_running_loop()
+        wait = max(0.0, buffer.pending[0][0] + self._policy.batch_wait_s - loop.time())
+        if buffer.in_flight_calls < self._policy.concurrency:
+            buffer.timer = loop.call_later(wait, self._on_timer, buffer)
+        # else: the next finishing call flushes
+
+    def _take(self, buffer: _Buffer[T]) -> list[Delivery[T]]:
+        """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
+        later record of a skipped identity, so the order per identity holds)."""
+        batch: list[Delivery[T]] = []
+        kept: deque[tuple[float, Delivery[T]]] = deque()
+        held: set[Hashable] = set()
+        busy = buffer.in_flight_identities
+        while buffer.pending and len(batch) < self._policy.batch_max:
+            entry = buffer.pending.popleft()
+            identity = entry[1].identity
+            if identity is not None and (identity in held or busy[identity] > 0):
+                held.add(identity)
+                kept.append(entry)
+            else:
+                batch.append(entry[1])
+        kept.extend(buffer.pending)
+        buffer.pending = kept
+        return batch
+
+    async def _run(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
+        try:
+            await self._deliver(buffer, batch)
+        except Exception as exc:  # a bug must not strand records without an outcome
+            log.exception("batch lane failed unexpectedly")
+            self._report(batch, Outcome.failure(Stage.CONNECTOR, f"internal error: {exc!r}"))
+        finally:
+            buffer.in_flight_calls -= 1
+            for delivery in batch:
+                if delivery.identity is not None:
+                    buffer.in_flight_identities[delivery.identity] -= 1
+                    if buffer.in_flight_identities[delivery.identity] <= 0:
+                        del buffer.in_flight_identities[delivery.identity]
+            self._flush(buffer)
+            if not self._tasks - {asyncio.current_task()} and not any(
+                b.pending for b in self._buffers.values()
+            ):
+                self._idle.set()
+
+    async def _deliver(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
+        result = await self._call_with_retries(buffer, batch)
+        if isinstance(result, Delivered):
+            self._report_each(batch, lambda d: Outcome.success(d.attempts))
+        elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
+            for part in split_plan(len(batch), result.record_index):
+                await self._deliver(buffer, batch[part])
+        elif isinstance(result, Rejected):
+            self._report_each(
+                batch,
+                lambda d: Outcome.failure(Stage.CONNECTOR, result.message, attempts=d.attempts),
+            )
+        else:
+            reason = f"gave up after {self._policy.max_attempts} attempts: {result.reason}"
+            self._report_each(
+                batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
+            )
+
+    async def _call_with_retries(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> CallResult:
+        payload = orjson.dumps([delivery.record for delivery in batch])
+        attempt = 0
+        while True:
+            attempt += 1
+            for delivery in batch:
+                delivery.attempts += 1
+            self.calls += 1
+            if self.on_call is not None:
+                self.on_call(len(batch))
+            result = await self._post(buffer.tenant, buffer.endpoint, payload)
+            if isinstance(result, (Delivered, Rejected)) or attempt >= self._policy.max_attempts:
+                return result
+            delay = self._policy.backoff.delay(attempt)
+            log.warning(
+                "batch call failed, retrying",
+                extra={
+                    "endpoint": buffer.endpoint,
+                    "attempt": attempt,
+                    "reason": result.reason,
+                    "retry_in_s": round(delay, 3),
+                },
+            )
+            await asyncio.sleep(delay)
+
+    def _report_each(
+        self, batch: list[Delivery[T]], make: Callable[[Delivery[T]], Outcome]
+    ) -> None:
+        self._sink([(delivery.ticket, make(delivery)) for delivery in batch])
+
+    def _report(self, batch: list[Delivery[T]], outcome: Outcome) -> None:
+        self._sink([(delivery.ticket, outcome) for delivery in batch])

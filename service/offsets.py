@@ -1,0 +1,71 @@
+"""Offsets: which input offsets may be committed.
+
+An offset is committable only when it and every earlier consumed offset of its partition have
+been answered (replies and dead letters acknowledged by Kafka). Records finish out of order —
+a fast batch overtakes a slow transaction — so this keeps, per partition, the consumed offsets
+still open and commits up to the lowest of them. A crash then replays from the first unanswered
+record, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+P = TypeVar("P")  # a partition handle (aiokafka's TopicPartition in the service)
+
+
+@dataclass(slots=True)
+class _Partition:
+    open: deque[int] = field(default_factory=deque)
+    done: set[int] = field(default_factory=set)
+    next_offset: int | None = None
+    committed: int | None = None
+
+
+class OffsetTracker(Generic[P]):
+    def __init__(self) -> None:
+        self._partitions: dict[P, _Partition] = {}
+
+    def consumed(self, partition: P, offset: int) -> None:
+        """Record that ``offset`` was handed to processing (offsets arrive in order)."""
+        state = self._partitions.setdefault(partition, _Partition())
+        state.open.append(offset)
+        state.next_offset = offset + 1
+
+    def answered(self, partition: P, offset: int) -> None:
+        state = self._partitions.get(partition)
+        if state is None:
+            return  # partition was revoked meanwhile; its new owner replays it
+        state.done.add(offset)
+        while state.open and state.open[0] in state.done:
+            state.done.discard(state.open.popleft())
+
+    def committable(self) -> dict[P, int]:
+        """Partitions whose commit position moved since :meth:`mark_committed`: ``{p: next}``."""
+        ready: dict[P, int] = {}
+        for partition, state in self._partitions.items():
+            position = state.open[0] if state.open else state.next_offset
+            if position is not None and position != state.committed:
+                ready[partition] = position
+        return ready
+
+    def mark_committed(self, positions: dict[P, int]) -> None:
+        for partition, position in positions.items():
+            state = self._partitions.get(partition)
+            if state is not None:
+                state.committed = position
+
+    def pending(self, partitions: set[P] | None = None) -> int:
+        """Consumed but unanswered records (in ``partitions``, or everywhere)."""
+        return sum(
+            len(state.open)
+            for partition, state in self._partitions.items()
+            if partitions is None or partition in partitions
+        )
+
+    def forget(self, partitions: set[P]) -> None:
+        """Drop revoked partitions: their late answers must not move anyone's commit."""
+        for partition in partitions:
+            self._partitions.pop(partition, None)

@@ -1,0 +1,133 @@
+"""Publishing answers: the reply for every event, and a dead letter for every failure.
+
+:meth:`OutcomePublisher.publish` returns only when Kafka has acknowledged every message it was
+given — the caller commits input offsets after that, never before. Transient broker trouble is
+retried without limit (losing a reply is worse than waiting). A ``reply_to`` topic that cannot
+be written to (e.g. it does not exist) is not allowed to wedge the partition: after a few tries
+its reply goes to the default reply topic instead, marked with an ``x-reply-to-failed`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from service.outcomes import Origin, Outcome, Subject, dead_letter_headers, reply_body
+
+log = logging.getLogger(__name__)
+
+REDIRECT_AFTER_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Everything needed to answer one consumed message."""
+
+    subject: Subject
+    outcome: Outcome
+    reply_topic: str
+    key: bytes | None
+    value: bytes | None
+    origin: Origin
+
+
+@dataclass(slots=True)
+class _Message:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    redirectable: bool
+    attempts: int = 0
+
+
+class OutcomePublisher:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        default_reply_topic: str,
+        dlt_topic: str,
+        retry_delay_s: float = 0.5,
+    ) -> None:
+        self._producer = producer
+        self._default_reply_topic = default_reply_topic
+        self._dlt_topic = dlt_topic
+        self._retry_delay_s = retry_delay_s
+
+    async def publish(self, answers: Sequence[Answer]) -> None:
+        """Send replies (and dead letters for failures); return once all are acknowledged."""
+        messages: list[_Message] = []
+        for answer in answers:
+            correlation = (answer.subject.correlation_id or "").encode()
+            messages.append(
+                _Message(
+                    answer.reply_topic,
+                    reply_body(answer.subject, answer.outcome),
+                    answer.key,
+                    [("correlation_id", correlation)],
+                    redirectable=answer.reply_topic != self._default_reply_topic,
+                )
+            )
+            if not answer.outcome.ok:
+                messages.append(
+                    _Message(
+                        self._dlt_topic,
+                        answer.value,
+                        answer.key,
+                        dead_letter_headers(answer.subject, answer.outcome, answer.origin),
+                        redirectable=False,
+                    )
+                )
+        while messages:
+            messages = await self._send_all(messages)
+            if messages:
+                await asyncio.sleep(self._retry_delay_s)
+
+    async def _send_all(self, messages: list[_Message]) -> list[_Message]:
+        """Send each message once; return the ones that failed, ready to resend."""
+        sends: list[Any] = []
+        for message in messages:
+            message.attempts += 1
+            try:
+                sends.append(
+                    await self._producer.send(
+                        message.topic, message.value, key=message.key, headers=message.headers
+                    )
+                )
+            except Exception as exc:  # metadata timeout, unknown topic, buffer trouble
+                sends.append(exc)
+        results = await asyncio.gather(
+            *(s for s in sends if not isinstance(s, BaseException)), return_exceptions=True
+        )
+        outcomes = iter(results)
+        failed: list[_Message] = []
+        for message, sent in zip(messages, sends, strict=True):
+            error = sent if isinstance(sent, BaseException) else next(outcomes)
+            if isinstance(error, BaseException):
+                failed.append(self._after_failure(message, error))
+        return failed
+
+    def _after_failure(self, message: _Message, error: BaseException) -> _Message:
+        log.warning(
+            "publishing failed, will retry",
+            extra={
+                "topic": message.topic,
+                "attempt": message.attempts,
+                "error": type(error).__name__,
+            },
+        )
+        if message.redirectable and message.attempts >= REDIRECT_AFTER_ATTEMPTS:
+            log.error(
+                "reply_to topic unusable, replying on the default topic",
+                extra={"topic": message.topic},
+            )
+            message.headers.append(("x-reply-to-failed", message.topic.encode()))
+            message.topic = self._default_reply_topic
+            message.redirectable = False
+        return message

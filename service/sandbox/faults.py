@@ -1,0 +1,92 @@
+"""Faults the sandbox injects, so the bridge's retry, timeout and reply paths can be exercised.
+
+A real Cloud Connector sits in front of an on-premise Sage server whose stability the seed calls
+out as environment-dependent; the bridge must survive slow answers, HTTP 500s, ERROR envelopes,
+hangs, refused records and an unreachable server. Each of those is one field here, changed at
+start-up (flags) or at run time (``POST /_sandbox/faults``) without restarting the sandbox.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+class FaultsError(ValueError):
+    """A faults update named an unknown field or gave a value of the wrong type or range."""
+
+
+@dataclass(slots=True)
+class Faults:
+    """The current faults; mutable because tests switch them on and off between calls."""
+
+    latency_ms: int = 0
+    """Delay before every business answer; transactional calls count as in progress meanwhile."""
+    fail_rate: float = 0.0
+    """Share of calls answered HTTP 500 (a crashed Connector), nothing stored."""
+    error_rate: float = 0.0
+    """Share of calls answered HTTP 200 with an ERROR envelope (Sage refused), nothing stored."""
+    hang_rate: float = 0.0
+    """Share of calls that never answer until the client disconnects (or ``hang_s`` passes)."""
+    hang_s: float = 3600.0
+    """Upper bound on a hang, so a forgotten hung request cannot pin the server for ever."""
+    reject_marker: str | None = None
+    """A record with a string field exactly equal to this is refused, naming record and field."""
+    down: bool = False
+    """Answer 503 to every business call: the Connector cannot reach the Sage server."""
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Apply ``changes`` all or nothing; raise :class:`FaultsError` listing every problem.
+
+        Validating everything before assigning anything means a typo in one key never leaves
+        the sandbox half-reconfigured in the middle of a test.
+        """
+        known = {f.name for f in fields(self)}
+        problems: list[str] = []
+        accepted: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key not in known:
+                problems.append(f"unknown fault {key!r} (known: {', '.join(sorted(known))})")
+                continue
+            problem = _validate(key, value)
+            if problem is None:
+                accepted[key] = float(value) if key.endswith(("_rate", "_s")) else value
+            else:
+                problems.append(f"{key}: {problem}")
+        if problems:
+            raise FaultsError("; ".join(problems))
+        for key, value in accepted.items():
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The faults as JSON-ready data, for ``GET /_sandbox/faults``."""
+        return asdict(self)
+
+    def copy(self) -> Faults:
+        """An independent copy, so a reset can restore the start-up faults."""
+        return Faults(**asdict(self))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be fault ``key``, or ``None`` if it can."""
+    if key == "latency_ms":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"expected a whole number of milliseconds >= 0, got {value!r}"
+    elif key.endswith("_rate"):
+        if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
+            return f"expected a number from 0 to 1, got {value!r}"
+    elif key == "hang_s":
+        if not _is_number(value) or not math.isfinite(float(value)) or float(value) <= 0:
+            return f"expected a number of seconds > 0, got {value!r}"
+    elif key == "reject_marker":
+        if value is not None and (not isinstance(value, str) or not value):
+            return f"expected a non-empty string or null, got {value!r}"
+    elif key == "down" and not isinstance(value, bool):
+        return f"expected true or false, got {value!r}"
+    return None

@@ -1,0 +1,141 @@
+"""The sandbox's memory: what Sage accepted, how it was called, and ordering violations.
+
+Tests assert on this state rather than on the bridge's own logs, because it is what the far side
+actually saw. Every method is synchronous and runs on the server's event loop thread, so a method
+is atomic; handlers interleave only *between* calls, which is why a call takes a snapshot of the
+:attr:`Store.generation` on arrival and everything it reports later is checked against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Tenant = tuple[str, str]
+"""(customer, company): the unit the Cloud Connector serialises transactional calls on."""
+
+INJECTED_KINDS = ("down", "fail", "error", "hang")
+
+
+@dataclass(slots=True)
+class Store:
+    """Accepted records, the call log, counters and transactional bookkeeping."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """Append-only: {"endpoint","customer","company","record_number","call","record"}."""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per finished business call, in completion order; never holds a token."""
+    generation: int = 0
+    """Bumped by :meth:`reset`; a call that straddles a reset must not write into the new state."""
+    batch_calls: int = 0
+    successes: int = 0
+    errors: int = 0
+    rejected_records: int = 0
+    violations: int = 0
+    max_concurrent_transactional: int = 0
+    injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INJECTED_KINDS, 0))
+    in_progress: dict[Tenant, int] = field(default_factory=dict)
+    """Live transactional calls per tenant; deliberately *not* cleared by a reset, because those
+    calls are still running and will :meth:`leave` later."""
+    _next_call: int = 1
+    _next_record_number: dict[Tenant, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        """Forget history (records, log, counters, record numbers); keep live in-progress counts."""
+        self.generation += 1
+        self.records = []
+        self.calls = []
+        self.batch_calls = self.successes = self.errors = self.rejected_records = 0
+        self.violations = 0
+        self.max_concurrent_transactional = max(self.in_progress.values(), default=0)
+        self.injected = dict.fromkeys(INJECTED_KINDS, 0)
+        self._next_call = 1
+        self._next_record_number = {}
+
+    def next_call(self) -> int:
+        """The number of a call that just arrived (1, 2, ... since the last reset)."""
+        number = self._next_call
+        self._next_call += 1
+        return number
+
+    def enter_transactional(self, tenant: Tenant) -> bool:
+        """Count a transactional call as in progress; ``True`` if it overlaps another (a violation).
+
+        The overlapping call itself counts towards :attr:`max_concurrent_transactional`, because
+        at that moment two calls really are in flight for the tenant.
+        """
+        running = self.in_progress.get(tenant, 0) + 1
+        self.in_progress[tenant] = running
+        self.max_concurrent_transactional = max(self.max_concurrent_transactional, running)
+        if running > 1:
+            self.violations += 1
+            return True
+        return False
+
+    def leave_transactional(self, tenant: Tenant) -> None:
+        """The call answered (or its client went away); it no longer counts as in progress."""
+        running = self.in_progress.get(tenant, 0) - 1
+        if running > 0:
+            self.in_progress[tenant] = running
+        else:
+            self.in_progress.pop(tenant, None)
+
+    def accept(
+        self,
+        endpoint: str,
+        tenant: Tenant,
+        call: int,
+        records: Sequence[dict[str, Any]],
+        numbered: bool,
+    ) -> list[int]:
+        """Store ``records``; numbered (transactional) ones get the tenant's next record numbers."""
+        customer, company = tenant
+        numbers: list[int] = []
+        if numbered:
+            first = self._next_record_number.get(tenant, 1)
+            numbers = list(range(first, first + len(records)))
+            self._next_record_number[tenant] = first + len(records)
+        for index, record in enumerate(records):
+            self.records.append(
+                {
+                    "endpoint": endpoint,
+                    "customer": customer,
+                    "company": company,
+                    "record_number": numbers[index] if numbered else None,
+                    "call": call,
+                    "record": record,
+                }
+            )
+        return numbers
+
+    def log_call(self, entry: dict[str, Any]) -> None:
+        """Record a finished call and update the counters derived from it."""
+        self.calls.append(entry)
+        if entry.get("array"):
+            self.batch_calls += 1
+        if entry.get("outcome") == "SUCCESS":
+            self.successes += 1
+        else:
+            self.errors += 1
+
+    def stats(self) -> dict[str, Any]:
+        """The counters for ``GET /_sandbox/stats``."""
+        return {
+            "calls": len(self.calls),
+            "batch_calls": self.batch_calls,
+            "records": len(self.records),
+            "successes": self.successes,
+            "errors": self.errors,
+            "rejected_records": self.rejected_records,
+            "violations": self.violations,
+            "max_concurrent_transactional": self.max_concurrent_transactional,
+            "in_progress_transactional": sum(self.in_progress.values()),
+            "injected": dict(self.injected),
+        }
+
+    def records_for(self, endpoint: str | None) -> list[dict[str, Any]]:
+        """Accepted records, all or only those of ``endpoint``."""
+        if endpoint is None:
+            return list(self.records)
+        return [r for r in self.records if r["endpoint"] == endpoint]

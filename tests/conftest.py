@@ -1,0 +1,113 @@
+"""The real stack for tests: a Kafka-protocol broker (Tansu, or SAGEBRIDGE_TEST_KAFKA), the
+machine's Redis, the sandbox over HTTP, and the service — each test with its own topics, group,
+Redis key prefix and sandbox."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from service.devstack import redis_reachable, start_tansu
+from service.sandbox import SandboxOptions, SandboxThread
+from tests.support.kafka import Collector, Topics, create_topics
+
+TOKEN = "test-token-3f9a1c"  # a distinctive string, so leak checks can grep for it
+CUSTOMER, COMPANY = "1001", "ACME"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    given = os.environ.get("SAGEBRIDGE_TEST_KAFKA")
+    if given:
+        yield given
+        return
+    broker = start_tansu()
+    try:
+        yield f"127.0.0.1:{broker.port}"
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("SAGEBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    assert redis_reachable(url), f"tests need Redis at {url} (.ci/run starts one)"
+    return url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxThread]:
+    with SandboxThread(SandboxOptions(port=0, tokens=(TOKEN,))) as running:
+        yield running
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> Topics:
+    fresh = Topics.fresh()
+    await create_topics(kafka_bootstrap, [fresh.events], partitions=3)
+    await create_topics(kafka_bootstrap, [fresh.replies, fresh.dlt], partitions=1)
+    return fresh
+
+
+@pytest.fixture
+async def collector(kafka_bootstrap: str, topics: Topics) -> AsyncIterator[Collector]:
+    running = await Collector(kafka_bootstrap, [topics.replies, topics.dlt]).start()
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+def service_env(
+    kafka_bootstrap: str, redis_url: str, redis_prefix: str, topics: Topics, sandbox: SandboxThread
+) -> dict[str, str]:
+    """Settings for a service under test, as environment variables (for subprocesses too)."""
+    return {
+        "SAGEBRIDGE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SAGEBRIDGE_INPUT_TOPICS": topics.events,
+        "SAGEBRIDGE_GROUP_ID": topics.group,
+        "SAGEBRIDGE_REPLY_TOPIC": topics.replies,
+        "SAGEBRIDGE_DLT_TOPIC": topics.dlt,
+        "SAGEBRIDGE_REDIS_URL": redis_url,
+        "SAGEBRIDGE_REDIS_PREFIX": redis_prefix,
+        "SAGEBRIDGE_CONNECTOR_URL": sandbox.url,
+        "SAGEBRIDGE_AUTH_TOKEN": TOKEN,
+        "SAGEBRIDGE_CUSTOMER": CUSTOMER,
+        "SAGEBRIDGE_COMPANY": COMPANY,
+        "SAGEBRIDGE_HTTP_PORT": "0",
+        "SAGEBRIDGE_RETRY_BACKOFF_MS": "20",
+        "SAGEBRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
+    }
+
+
+ServiceFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def running_service(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServiceFactory:
+    """``async with running_service(**overrides) as bridge:`` — the service in this process."""
+    from service.app import create_app
+    from service.settings import TenantDirectory, load_settings
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Any]:
+        for name, value in service_env.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings(**overrides)
+        app, bridge = create_app(settings, TenantDirectory.from_settings(settings))
+        await app.start()
+        try:
+            yield bridge
+        finally:
+            await app.stop()
+
+    return start

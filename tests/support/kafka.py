@@ -1,0 +1,152 @@
+"""Kafka helpers for tests: topics, producing events, collecting replies — via aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+@dataclass(frozen=True)
+class Topics:
+    """One test's private topics and consumer group."""
+
+    events: str
+    replies: str
+    dlt: str
+    group: str
+
+    @classmethod
+    def fresh(cls) -> Topics:
+        tag = uuid.uuid4().hex[:10]
+        return cls(f"events-{tag}", f"replies-{tag}", f"dlt-{tag}", f"group-{tag}")
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+def event(
+    event_id: str, data: dict[str, Any], *, type: str = "contact.upsert", **extra: Any
+) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type, "data": data, **extra}
+
+
+def contact(n: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "ARDivisionNo": "01",
+        "CustomerNo": f"C{n % 500:05d}",
+        "ContactCode": f"K{n:07d}",
+        "ContactName": f"Contact {n}",
+        **fields,
+    }
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]],
+) -> int:
+    """Send (key, value) pairs in order; dict values are JSON-encoded. Returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    count = 0
+    try:
+        futures = []
+        for key, value in messages:
+            raw = orjson.dumps(value) if isinstance(value, dict) else value
+            futures.append(await producer.send(topic, raw, key=key))
+            count += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return count
+
+
+@dataclass
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    def json(self) -> Any:
+        return orjson.loads(self.value) if self.value is not None else None
+
+
+@dataclass
+class Collector:
+    """Reads topics from the beginning, in the background, into ``messages``."""
+
+    bootstrap: str
+    topics: list[str]
+    messages: dict[str, list[Received]] = field(default_factory=dict)
+    _consumer: AIOKafkaConsumer | None = None
+    _task: asyncio.Task[None] | None = None
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def start(self) -> Collector:
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await self._consumer.start()
+        for t in self.topics:
+            self.messages[t] = []
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for records in batches.values():
+                for r in records:
+                    self.messages[r.topic].append(
+                        Received(
+                            r.topic,
+                            r.partition,
+                            r.offset,
+                            r.key,
+                            r.value,
+                            {k: v for k, v in (r.headers or ())},
+                        )
+                    )
+            if batches:
+                async with self._arrived:
+                    self._arrived.notify_all()
+
+    async def wait_for(self, topic: str, count: int, timeout_s: float = 60.0) -> list[Received]:
+        """At least ``count`` messages on ``topic``, or AssertionError at the deadline."""
+        try:
+            async with self._arrived:
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: len(self.messages[topic]) >= count), timeout_s
+                )
+        except TimeoutError:
+            raise AssertionError(
+                f"{topic}: {len(self.messages[topic])} of {count} messages after {timeout_s}s"
+            ) from None
+        return self.messages[topic]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
