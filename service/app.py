@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,17 +24,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from redis.asyncio import Redis
 
-from service.connector import ConnectorClient
+from service.connector import CallResult, ConnectorClient
+from service.httpserve import InLoopServer
 from service.intake import Admitted, Intake, Refused
 from service.lanes import Delivery
 from service.lanes.batch import BatchLane, BatchPolicy
 from service.lanes.retry import Backoff
+from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
+from service.ledger import Ledger
+from service.locks import TenantLocks
+from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
-from service.outcomes import Origin, Outcome, Stage, Subject
+from service.outcomes import Origin, Outcome, Subject
 from service.publisher import Answer, OutcomePublisher
 from service.routes import Lane, load_route_table
-from service.settings import Settings, TenantDirectory
+from service.settings import Settings, Tenant, TenantDirectory
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +95,10 @@ class Bridge:
             load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes
         )
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
+        self.metrics = Metrics()
         backoff = Backoff(settings.retry_backoff_ms / 1000)
         self.batch: BatchLane[Ticket] = BatchLane(
-            self.connector.post,
+            self._timed_post("batch"),
             self._on_outcomes,
             BatchPolicy(
                 settings.batch_max,
@@ -100,6 +108,22 @@ class Bridge:
                 backoff,
             ),
         )
+        self.redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.locks = TenantLocks(self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000)
+        self.serial: SerialLane[Ticket] = SerialLane(
+            self._timed_post("serial"),
+            self._on_outcomes,
+            self.locks,
+            Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s),
+            SerialPolicy(settings.lock_wait_ms / 1000, settings.max_attempts, backoff),
+        )
+        self.batch.on_call = self.metrics.batch_size.observe
+        self.serial.on_lock_wait = self.metrics.lock_wait.observe
+        self.serial.on_ledger_hit = self.metrics.idempotent_hits.inc
+        self.assigned = False
+        self.http: InLoopServer | None = None
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.limit = InFlightLimit(settings.max_in_flight)
         self.producer = AIOKafkaProducer(
@@ -122,6 +146,10 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.http = InLoopServer(
+            health_app(self.metrics, self.readiness), "0.0.0.0", self.settings.http_port
+        )
+        await self.http.start()
         await self.producer.start()
         self._committer = asyncio.create_task(self._commit_loop(), name="sagebridge-committer")
 
@@ -132,6 +160,7 @@ class Bridge:
             self.consumer.pause(*self.consumer.assignment())
         while self.tracker.pending():
             await self.batch.drain()
+            await self.serial.drain()
             await self._wait_answered(None, wait_s=None)
         await self._commit_now()
 
@@ -140,6 +169,39 @@ class Bridge:
             self._committer.cancel()
         await self.producer.stop()
         await self.connector.aclose()
+        await self.locks.aclose()
+        await self.redis.aclose()
+        if self.http is not None:
+            await self.http.stop()
+
+    async def readiness(self) -> Readiness:
+        """Ready when Redis answers, the serial lane is not paused and the group assigned us
+        (an empty assignment counts: a spare replica is healthy, just idle)."""
+        try:
+            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+        except Exception:
+            redis_ok = False
+        checks = {
+            "kafka_assigned": self.assigned,
+            "redis": redis_ok,
+            "serial_lane": self.serial.redis_ok,
+        }
+        return Readiness(all(checks.values()), checks)
+
+    def _timed_post(self, lane: str) -> FencedPost:
+        connector, latency = self.connector, self.metrics.connector_latency
+
+        async def post(
+            tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
+        ) -> CallResult:
+            started = time.perf_counter()
+            result = await connector.post(tenant, endpoint, payload, fence=fence)
+            latency.labels(lane, endpoint, type(result).__name__).observe(
+                time.perf_counter() - started
+            )
+            return result
+
+        return post
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -181,25 +243,17 @@ class Bridge:
             self._on_outcomes(refused)
 
     def _dispatch(self, ticket: Ticket, admitted: Admitted) -> None:
-        route = admitted.route
-        if route.lane is Lane.BATCH:
-            self.batch.submit(
-                Delivery(
-                    ticket, admitted.tenant, route.endpoint, admitted.event.data, admitted.identity
-                )
-            )
-        else:
-            self._on_outcomes(
-                [
-                    (
-                        ticket,
-                        Outcome.failure(
-                            Stage.ROUTE,
-                            f"type: {route.type!r} needs the serial lane, not available yet",
-                        ),
-                    )
-                ]
-            )
+        route, event = admitted.route, admitted.event
+        delivery = Delivery(
+            ticket,
+            admitted.tenant,
+            route.endpoint,
+            event.data,
+            identity=admitted.identity,
+            event_id=event.event_id,
+        )
+        lane = self.batch if route.lane is Lane.BATCH else self.serial
+        lane.submit(delivery)
 
     # -- answering -------------------------------------------------------------------------
 
@@ -221,10 +275,19 @@ class Bridge:
             for ticket, outcome in results
         ]
         await self.publisher.publish(answers)
+        events, dead_letters = self.metrics.events, self.metrics.dead_letters
         for ticket, outcome in results:
             self.tracker.answered(ticket.partition, ticket.offset)
+            stage = str(outcome.stage) if outcome.stage else ""
+            events.labels(
+                ticket.subject.type or "", "SUCCESS" if outcome.ok else "ERROR", stage
+            ).inc()
+            if not outcome.ok:
+                dead_letters.labels(stage).inc()
             _log_outcome(ticket, outcome)
         await self.limit.release(len(results))
+        self.metrics.in_flight.set(self.limit.open)
+        self.metrics.serial_paused.set(0 if self.serial.redis_ok else 1)
         async with self._answered:
             self._answered.notify_all()
         self._commit_wanted.set()
@@ -291,7 +354,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._bridge.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        self._bridge.assigned = True
 
 
 def _log_outcome(ticket: Ticket, outcome: Outcome) -> None:

@@ -120,7 +120,12 @@ def _validate(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.file is None:
         return validate_lines(sys.stdin, sys.stdout, settings)
-    with args.file.open(encoding="utf-8", errors="surrogateescape") as stream:
+    try:
+        stream = args.file.open(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        print(f"sagebridge validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with stream:
         return validate_lines(stream, sys.stdout, settings)
 
 

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     retry_backoff_ms: int = Field(200, ge=0)
     http_port: int = Field(8000, ge=0, le=65535)
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    lock_ttl_ms: int = Field(10_000, ge=100)
+    """Tenant lock expiry: how long a dead replica can block a tenant's serial lane."""
+    lock_wait_ms: int = Field(30_000, ge=10)
+    """Longest single wait for a tenant lock before logging and waiting again."""
+    idempotency_retention_s: int = Field(7 * 24 * 3600, ge=60)
+    """How long the ledger remembers delivered events (answers redeliveries without a call)."""
     kafka_session_timeout_ms: int = Field(10_000, ge=1_000, le=300_000)
     """Consumer-group session timeout. A dead replica's partitions move after this long (and
     Tansu delays a group join by half of it), so tests use a short one."""

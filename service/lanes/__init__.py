@@ -31,6 +31,8 @@ class Delivery(Generic[T]):
     endpoint: str
     record: dict[str, Any]
     identity: Hashable | None = None
+    event_id: str = ""
+    """For the ledger: the serial lane never sends one ``event_id`` twice."""
     attempts: int = field(default=0)
 
 

@@ -17,6 +17,7 @@ from types import TracebackType
 
 import uvicorn
 
+from service.httpserve import bind_tcp
 from service.routes import DEFAULT_CONTRACTS_DIR
 from service.sandbox.app import Sandbox, build_app
 
@@ -82,18 +83,9 @@ class SandboxThread:
         self.options = options if options is not None else SandboxOptions(port=0)
         self.app = build_app(self.options)
         self.sandbox: Sandbox = self.app.state.sandbox
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the proto
-        # says TCP; with proto 0 Nagle + delayed ACK add ~40 ms to every response.
-        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((self.options.host, self.options.port))
-        except OSError:
-            self._socket.close()
-            raise
+        self._socket = bind_tcp(self.options.host, self.options.port)
         self.port: int = self._socket.getsockname()[1]
-        host = f"[{self.options.host}]" if family == socket.AF_INET6 else self.options.host
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
         self.url = f"http://{host}:{self.port}"
         ready = threading.Event()
         config = uvicorn.Config(

@@ -1,0 +1,217 @@
+"""Serial lane: transactional records, one call at a time per tenant, across all replicas.
+
+Per tenant, records queue in arrival order (so one partition's records keep their offset order)
+and one worker takes them one by one: wait for the tenant lock, consult the ledger (which writes
+the intent), call, record the result, release. Tenants have separate workers and locks, so they
+run in parallel; the batch lane never waits behind this one.
+
+Fail closed: any Redis error before the call means "wait and try again" — the lane never calls
+without the lock. A call whose outcome is unknown (sent, no answer) is never resent: it is
+reported ``unknown_outcome`` and its intent stays, so a redelivery is reported the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Generic, Protocol
+
+import orjson
+from redis.exceptions import RedisError
+
+from service.connector import CallResult, Delivered, Rejected, Retryable, Unknown
+from service.lanes import Delivery, Sink, T
+from service.lanes.retry import Backoff
+from service.ledger import Ledger, Standing, fingerprint
+from service.locks import Held, TenantLocks
+from service.outcomes import Outcome, Stage
+from service.settings import Tenant
+
+log = logging.getLogger(__name__)
+
+
+class FencedPost(Protocol):
+    def __call__(
+        self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
+    ) -> Awaitable[CallResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SerialPolicy:
+    lock_wait_s: float
+    max_attempts: int
+    backoff: Backoff
+    redis_retry_s: float = 0.5
+
+
+class SerialLane(Generic[T]):
+    def __init__(
+        self,
+        post: FencedPost,
+        sink: Sink[T],
+        locks: TenantLocks,
+        ledger: Ledger,
+        policy: SerialPolicy,
+    ) -> None:
+        self._post = post
+        self._sink = sink
+        self._locks = locks
+        self._ledger = ledger
+        self._policy = policy
+        self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
+        self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.redis_ok = True
+        """False while Redis is unreachable (the lane is paused); readiness reports it."""
+        self.on_lock_wait: Callable[[float], None] | None = None
+        """Metrics hook: seconds spent waiting for a tenant lock, per call."""
+        self.on_ledger_hit: Callable[[], None] | None = None
+        """Metrics hook: a redelivered event answered from the ledger, no call made."""
+        self.calls = 0
+
+    def submit(self, delivery: Delivery[T]) -> None:
+        key = delivery.tenant.key
+        self._queues.setdefault(key, deque()).append(delivery)
+        self._idle.clear()
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._work(key), name=f"serial-{key}")
+
+    async def drain(self) -> None:
+        """Wait until every queued record has an outcome."""
+        await self._idle.wait()
+
+    async def _work(self, key: tuple[str, str]) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                delivery = queue[0]
+                try:
+                    outcome = await self._deliver(delivery)
+                except Exception as exc:  # a bug must not strand the record without an answer
+                    log.exception("serial lane failed unexpectedly")
+                    outcome = Outcome.failure(
+                        Stage.UNKNOWN_OUTCOME,
+                        f"internal error: {exc!r}",
+                        attempts=delivery.attempts,
+                    )
+                queue.popleft()
+                self._sink([(delivery.ticket, outcome)])
+        finally:
+            del self._workers[key]
+            if not self._workers:
+                self._idle.set()
+
+    async def _deliver(self, delivery: Delivery[T]) -> Outcome:
+        name = f"{delivery.tenant.customer}:{delivery.tenant.company}"
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                held = await self._locks.acquire(name, self._policy.lock_wait_s)
+            except RedisError as exc:
+                await self._redis_down("acquire", exc)
+                continue
+            self.redis_ok = True
+            if held is None:
+                log.warning("tenant lock still taken, waiting on", extra={"tenant": name})
+                continue
+            if self.on_lock_wait is not None:
+                self.on_lock_wait(loop.time() - started)
+            try:
+                outcome = await self._under_lock(held, delivery)
+            except RedisError as exc:  # only raised before anything was sent
+                await self._redis_down("ledger", exc)
+                continue
+            finally:
+                await self._release(held)
+            return outcome
+
+    async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome:
+        tenant = delivery.tenant.key
+        entry = await self._ledger.begin(tenant, delivery.event_id, fingerprint(delivery.record))
+        match entry.standing:
+            case Standing.DELIVERED:
+                if self.on_ledger_hit is not None:
+                    self.on_ledger_hit()
+                return Outcome.success(entry.attempts)
+            case Standing.IN_DOUBT:
+                return Outcome.failure(
+                    Stage.UNKNOWN_OUTCOME,
+                    "an earlier attempt reached the Cloud Connector without an answer; check Sage "
+                    "before replaying — not resent",
+                    attempts=entry.attempts,
+                )
+            case Standing.CONFLICT:
+                return Outcome.failure(
+                    Stage.VALIDATION,
+                    f"event_id {delivery.event_id!r} was already used with "
+                    "different data; not sent",
+                )
+            case Standing.NEW:
+                pass
+        result = await self._call(held, delivery)
+        if isinstance(result, Delivered):
+            await self._settle(
+                lambda: self._ledger.delivered(tenant, delivery.event_id, delivery.attempts)
+            )
+            return Outcome.success(delivery.attempts)
+        if isinstance(result, Unknown):
+            return Outcome.failure(
+                Stage.UNKNOWN_OUTCOME,
+                f"{result.reason}; the record may or may not be in Sage — not resent",
+                attempts=delivery.attempts,
+            )
+        await self._settle(lambda: self._ledger.withdraw(tenant, delivery.event_id))
+        if isinstance(result, Rejected):
+            return Outcome.failure(Stage.CONNECTOR, result.message, attempts=delivery.attempts)
+        return Outcome.failure(
+            Stage.CONNECTOR,
+            f"gave up after {delivery.attempts} attempts: {result.reason}",
+            attempts=delivery.attempts,
+        )
+
+    async def _call(self, held: Held, delivery: Delivery[T]) -> CallResult:
+        payload = orjson.dumps(delivery.record)
+        async with self._locks.kept_alive(held):
+            attempt = 0
+            while True:
+                attempt += 1
+                delivery.attempts += 1
+                self.calls += 1
+                result = await self._post(
+                    delivery.tenant, delivery.endpoint, payload, fence=held.fence
+                )
+                if not isinstance(result, Retryable) or attempt >= self._policy.max_attempts:
+                    return result
+                await asyncio.sleep(self._policy.backoff.delay(attempt))
+
+    async def _settle(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Record a result after the call. Redis trouble here means retry the write, never the
+        call: the outcome is known, only its bookkeeping is pending. Never raises RedisError."""
+        while True:
+            try:
+                await write()
+            except RedisError as exc:
+                await self._redis_down("ledger write", exc)
+                continue
+            self.redis_ok = True
+            return
+
+    async def _release(self, held: Held) -> None:
+        # On Redis trouble the lock expires by itself; nobody else can take it meanwhile.
+        with suppress(RedisError):
+            await self._locks.release(held)
+
+    async def _redis_down(self, step: str, exc: Exception) -> None:
+        if self.redis_ok:
+            log.error(
+                "Redis unreachable: serial lane paused",
+                extra={"step": step, "error": type(exc).__name__},
+            )
+        self.redis_ok = False
+        await asyncio.sleep(self._policy.redis_retry_s)

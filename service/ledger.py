@@ -1,0 +1,96 @@
+"""The ledger: what the Cloud Connector has already been sent, so nothing is sent twice.
+
+Keyed by tenant and ``event_id``, each entry holds a fingerprint of the record (so the same
+``event_id`` with different data is caught, not silently overwritten) and a state:
+
+* ``intent`` — written *before* a call; if the process dies mid-call the entry stays, and a
+  redelivered event finds an intent without a result: the call may or may not have reached
+  Sage, so it is reported ``unknown_outcome`` for an operator to reconcile, never resent;
+* ``delivered`` — the Cloud Connector answered SUCCESS; a redelivered event is answered from
+  here without calling again.
+
+A call that was refused or never sent removes the intent, so fixed data can be replayed.
+Entries expire after the retention period.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+# KEYS: entry. ARGV: fingerprint, retention ms. Returns {state, fingerprint, attempts} or nil
+# after writing a fresh intent.
+_BEGIN = """
+local entry = redis.call('HMGET', KEYS[1], 'state', 'fingerprint', 'attempts')
+if entry[1] then
+  return entry
+end
+redis.call('HSET', KEYS[1], 'state', 'intent', 'fingerprint', ARGV[1], 'attempts', '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return false
+"""
+
+
+class Standing(StrEnum):
+    NEW = "new"
+    """No trace: go ahead (an intent has now been written)."""
+    DELIVERED = "delivered"
+    """Already delivered with this data: answer SUCCESS without calling."""
+    IN_DOUBT = "in_doubt"
+    """An earlier attempt was sent and never answered: report unknown_outcome."""
+    CONFLICT = "conflict"
+    """Seen before with different data: refuse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    standing: Standing
+    attempts: int = 0
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """Stable digest of a record's content (key order does not matter)."""
+    return hashlib.blake2b(
+        orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+class Ledger:
+    def __init__(self, redis: Redis, prefix: str, retention_s: float) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._retention_ms = int(retention_s * 1000)
+        self._begin = redis.register_script(_BEGIN)
+
+    def _key(self, tenant: tuple[str, str], event_id: str) -> str:
+        return f"{self._prefix}:ledger:{tenant[0]}:{tenant[1]}:{event_id}"
+
+    async def begin(self, tenant: tuple[str, str], event_id: str, digest: str) -> Entry:
+        """Look the event up; if unknown, record the intent to send it (one atomic step)."""
+        found = await self._begin(
+            keys=[self._key(tenant, event_id)], args=[digest, self._retention_ms]
+        )
+        if not found:
+            return Entry(Standing.NEW)
+        state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
+        if seen_digest != digest:
+            return Entry(Standing.CONFLICT)
+        if state == "delivered":
+            return Entry(Standing.DELIVERED, int(attempts or 0))
+        return Entry(Standing.IN_DOUBT, int(attempts or 0))
+
+    async def delivered(self, tenant: tuple[str, str], event_id: str, attempts: int) -> None:
+        key = self._key(tenant, event_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"state": "delivered", "attempts": str(attempts)})
+            pipe.pexpire(key, self._retention_ms)
+            await pipe.execute()
+
+    async def withdraw(self, tenant: tuple[str, str], event_id: str) -> None:
+        """The call was refused or never sent: forget the intent so a fixed replay can go."""
+        await self._redis.delete(self._key(tenant, event_id))
