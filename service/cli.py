@@ -86,8 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(
         settings.log_level, secrets=[t.token.get_secret_value() for t in tenants.tenants.values()]
     )
-    app, _ = create_app(settings, tenants)
-    asyncio.run(app.run())
+
+    async def serve() -> None:
+        app, _ = create_app(settings, tenants)  # aiokafka clients must be built inside the loop
+        await app.run()
+
+    asyncio.run(serve())
     return 0
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -64,8 +66,7 @@ return 0
 """
 
 
-class LockLost(RuntimeError):
-    """The lock expired or was taken while we believed we held it."""
+_HOST = socket.gethostname()
 
 
 @dataclass(slots=True)
@@ -102,7 +103,7 @@ class TenantLocks:
     async def try_acquire(self, name: str) -> Held | None:
         """One attempt; ``None`` if someone else holds it."""
         lock_key, fence_key, _ = self._keys(name)
-        owner = secrets.token_hex(16)
+        owner = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"  # who holds it, for operators
         fence = await self._acquire(keys=[lock_key, fence_key], args=[owner, self._ttl_ms])
         return Held(name, owner, int(fence)) if fence else None
 

@@ -52,9 +52,14 @@ def sandbox() -> Iterator[SandboxThread]:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str) -> Topics:
+def event_partitions() -> int:
+    return 3
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str, event_partitions: int) -> Topics:
     fresh = Topics.fresh()
-    await create_topics(kafka_bootstrap, [fresh.events], partitions=3)
+    await create_topics(kafka_bootstrap, [fresh.events], partitions=event_partitions)
     await create_topics(kafka_bootstrap, [fresh.replies, fresh.dlt], partitions=1)
     return fresh
 

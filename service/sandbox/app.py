@@ -195,6 +195,10 @@ class Sandbox:
                 request, call, route=route, records=records, violation=False, generation=generation
             )
         tenant = (call.customer, call.company)
+        fence_header = request.headers.get("x-fencing-token")
+        fence = int(fence_header) if fence_header and fence_header.isdigit() else None
+        if not self.store.check_fence(tenant, fence):
+            return 200, _error("sandbox: stale fencing token (a newer lock holder exists)")
         violation = self.store.enter_transactional(tenant)
         try:
             return await self._process(

@@ -34,6 +34,15 @@ class Store:
     rejected_records: int = 0
     violations: int = 0
     max_concurrent_transactional: int = 0
+    max_parallel_tenants: int = 0
+    """Most tenants with a transactional call in progress at the same moment: proof that
+    tenants' serial lanes run side by side."""
+    stale_fences: int = 0
+    """Transactional calls whose fencing number was lower than one already seen for the tenant
+    (a holder that lost its lock and called anyway); refused."""
+    unfenced_calls: int = 0
+    """Transactional calls without an ``X-Fencing-Token`` header."""
+    highest_fence: dict[Tenant, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INJECTED_KINDS, 0))
     in_progress: dict[Tenant, int] = field(default_factory=dict)
     """Live transactional calls per tenant; deliberately *not* cleared by a reset, because those
@@ -47,8 +56,9 @@ class Store:
         self.records = []
         self.calls = []
         self.batch_calls = self.successes = self.errors = self.rejected_records = 0
-        self.violations = 0
+        self.violations = self.stale_fences = self.unfenced_calls = 0
         self.max_concurrent_transactional = max(self.in_progress.values(), default=0)
+        self.max_parallel_tenants = len(self.in_progress)
         self.injected = dict.fromkeys(INJECTED_KINDS, 0)
         self._next_call = 1
         self._next_record_number = {}
@@ -68,10 +78,23 @@ class Store:
         running = self.in_progress.get(tenant, 0) + 1
         self.in_progress[tenant] = running
         self.max_concurrent_transactional = max(self.max_concurrent_transactional, running)
+        self.max_parallel_tenants = max(self.max_parallel_tenants, len(self.in_progress))
         if running > 1:
             self.violations += 1
             return True
         return False
+
+    def check_fence(self, tenant: Tenant, fence: int | None) -> bool:
+        """``False`` if ``fence`` is older than one already seen for ``tenant`` (stale holder).
+        Retries of one acquisition reuse its number, so equal is fine."""
+        if fence is None:
+            self.unfenced_calls += 1
+            return True
+        if fence < self.highest_fence.get(tenant, 0):
+            self.stale_fences += 1
+            return False
+        self.highest_fence[tenant] = fence
+        return True
 
     def leave_transactional(self, tenant: Tenant) -> None:
         """The call answered (or its client went away); it no longer counts as in progress."""
@@ -130,6 +153,9 @@ class Store:
             "rejected_records": self.rejected_records,
             "violations": self.violations,
             "max_concurrent_transactional": self.max_concurrent_transactional,
+            "max_parallel_tenants": self.max_parallel_tenants,
+            "stale_fences": self.stale_fences,
+            "unfenced_calls": self.unfenced_calls,
             "in_progress_transactional": sum(self.in_progress.values()),
             "injected": dict(self.injected),
         }

@@ -15,8 +15,9 @@ async def test_invoices_are_sent_one_at_a_time_in_order(
     running_service, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
 ) -> None:
     await sandbox_post(sandbox, "/_sandbox/faults", {"latency_ms": 5})
-    events = [(b"same-key", event(f"inv-{n}", invoice(n), type="ar_invoice.create"))
-              for n in range(40)]
+    events = [
+        (b"same-key", event(f"inv-{n}", invoice(n), type="ar_invoice.create")) for n in range(40)
+    ]
     async with running_service():
         await produce(kafka_bootstrap, topics.events, events)
         replies = await collector.wait_for(topics.replies, 40)
@@ -43,10 +44,14 @@ async def test_same_event_id_with_other_data_is_refused(
     running_service, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
 ) -> None:
     async with running_service():
-        await produce(kafka_bootstrap, topics.events, [
-            (b"k", event("inv-x", invoice(1), type="ar_invoice.create")),
-            (b"k", event("inv-x", invoice(2), type="ar_invoice.create")),
-        ])
+        await produce(
+            kafka_bootstrap,
+            topics.events,
+            [
+                (b"k", event("inv-x", invoice(1), type="ar_invoice.create")),
+                (b"k", event("inv-x", invoice(2), type="ar_invoice.create")),
+            ],
+        )
         replies = await collector.wait_for(topics.replies, 2)
         await collector.wait_for(topics.dlt, 1)
     assert replies[0].json()["response"] == "SUCCESS"
@@ -59,14 +64,20 @@ async def test_timed_out_call_is_unknown_outcome_and_not_resent(
 ) -> None:
     await sandbox_post(sandbox, "/_sandbox/faults", {"hang_rate": 1.0})
     async with running_service(http_timeout_s=0.5, max_attempts=5):
-        await produce(kafka_bootstrap, topics.events,
-                      [(b"k", event("inv-hang", invoice(1), type="ar_invoice.create"))])
+        await produce(
+            kafka_bootstrap,
+            topics.events,
+            [(b"k", event("inv-hang", invoice(1), type="ar_invoice.create"))],
+        )
         [reply] = await collector.wait_for(topics.replies, 1)
         [dead] = await collector.wait_for(topics.dlt, 1)
         await sandbox_post(sandbox, "/_sandbox/faults", {"hang_rate": 0.0})
         # The same event again (a redelivery): the intent is there without a result.
-        await produce(kafka_bootstrap, topics.events,
-                      [(b"k", event("inv-hang", invoice(1), type="ar_invoice.create"))])
+        await produce(
+            kafka_bootstrap,
+            topics.events,
+            [(b"k", event("inv-hang", invoice(1), type="ar_invoice.create"))],
+        )
         replies = await collector.wait_for(topics.replies, 2)
     assert reply.json()["stage"] == "unknown_outcome" and reply.json()["attempts"] == 1
     assert dead.headers["x-error-stage"] == b"unknown_outcome"

@@ -1,0 +1,63 @@
+"""Several ``sagebridge run`` processes against one broker, Redis and sandbox; two tenants."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from service.sandbox import SandboxOptions, SandboxThread
+from tests.conftest import COMPANY, CUSTOMER, TOKEN
+from tests.support.processes import ServiceProcess
+
+TOKEN_B = "test-token-b-77d2e0"
+CUSTOMER_B, COMPANY_B = "2002", "BETA"
+
+
+@pytest.fixture
+def event_partitions() -> int:
+    return 6
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxThread]:
+    """Tokens bound to their tenant: a call with the wrong tenant's token is refused."""
+    tokens = (f"{TOKEN}={CUSTOMER}/{COMPANY}", f"{TOKEN_B}={CUSTOMER_B}/{COMPANY_B}")
+    with SandboxThread(SandboxOptions(port=0, tokens=tokens, latency_ms=20)) as running:
+        yield running
+
+
+@pytest.fixture
+def replica_env(service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        f"tenants:\n  - {{customer: '{CUSTOMER_B}', company: {COMPANY_B}, "
+        "token_env: TEST_TOKEN_B}\n",
+        encoding="utf-8",
+    )
+    return {
+        **service_env,
+        "SAGEBRIDGE_TENANTS_FILE": str(tenants),
+        "TEST_TOKEN_B": TOKEN_B,
+        "SAGEBRIDGE_LOCK_TTL_MS": "2000",
+        "SAGEBRIDGE_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def replicas(
+    replica_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def start(**env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            {**replica_env, **env}, tmp_path / f"service-{len(started)}.log"
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
