@@ -9,8 +9,8 @@ lock, with the parts that make it safe to operate:
 * an expiry, so a replica that dies mid-call frees the lane after ``ttl`` without anyone's help,
   and a renewal loop that keeps a live holder's lock from expiring during a slow call;
 * a fencing number per acquisition, strictly increasing per tenant — seeded from the Redis
-  clock (microseconds) the first time, so it keeps increasing even if a Redis without persistence restarts —
-  sent to the Cloud Connector so a stale holder can be recognised;
+  clock (microseconds) the first time, so it keeps increasing even if a Redis without
+  persistence restarts — sent to the Cloud Connector so a stale holder can be recognised;
 * release publishes on a channel; waiters block on that notification (with the remaining TTL
   as their timeout, for holders that die without releasing) instead of polling.
 
