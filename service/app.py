@@ -1,19 +1,22 @@
 """The wiring: Kafka in (FastStream) -> intake -> lanes (HTTP) -> answers -> offsets.
 
 This is the one module that knows both Kafka and HTTP. Everything it calls is either pure
-(intake, offsets, isolation) or speaks to one side only (lanes via the connector, publisher).
+(intake, offsets, flow control, isolation) or speaks to one side only (lanes via the connector,
+the publisher, the ledger).
 
-Flow of one poll: every record is registered with the offset tracker, passed through intake,
-and either answered at once (refused) or handed to its lane. Lanes report outcomes to
-:meth:`Bridge._on_outcomes`, which publishes replies and dead letters, waits for Kafka's
+Flow of one poll: every record is registered with the offset tracker and passed through intake;
+refused ones are answered at once, master data already in the ledger is answered from it, the
+rest go to their lane. Lanes report outcomes to :meth:`Bridge._on_outcomes`, which records
+master-data deliveries in the ledger, publishes replies and dead letters, waits for Kafka's
 acknowledgement, marks the offsets answered and wakes the committer. The handler returns as
-soon as records are handed over, so the next poll overlaps with delivery; ``max_in_flight``
-bounds how many records may be open at once.
+soon as records are handed over, so the next poll overlaps with delivery; flow control pauses
+fetching while too many records are open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -24,23 +27,27 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from service.breaker import Breakers, State
 from service.connector import CallResult, ConnectorClient
+from service.flow import FlowControl
 from service.httpserve import InLoopServer
 from service.intake import Admitted, Intake, Refused
 from service.lanes import Delivery
 from service.lanes.batch import BatchLane, BatchPolicy
 from service.lanes.retry import Backoff
 from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
-from service.ledger import Ledger
+from service.ledger import Ledger, Standing, fingerprint
 from service.locks import TenantLocks
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
-from service.outcomes import Origin, Outcome, Subject
+from service.outcomes import Origin, Outcome, Stage, Subject
 from service.publisher import Answer, OutcomePublisher
 from service.routes import Lane, load_route_table
-from service.settings import Settings, Tenant, TenantDirectory
+from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
 
 log = logging.getLogger(__name__)
 
@@ -58,32 +65,9 @@ class Ticket:
     value: bytes | None
     subject: Subject
     reply_topic: str
-
-
-class InFlightLimit:
-    """Bounds consumed-but-unanswered records: the handler waits here, so fetching stops."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._open = 0
-        self._changed = asyncio.Condition()
-
-    async def acquire(self, count: int) -> None:
-        async with self._changed:
-            # A poll larger than the whole limit still goes through once everything else is done.
-            await self._changed.wait_for(
-                lambda: self._open == 0 or self._open + count <= self._limit
-            )
-            self._open += count
-
-    async def release(self, count: int) -> None:
-        async with self._changed:
-            self._open -= count
-            self._changed.notify_all()
-
-    @property
-    def open(self) -> int:
-        return self._open
+    received_at: float
+    digest: str | None = None
+    """Fingerprint of master data still to be recorded in the ledger once delivered."""
 
 
 class Bridge:
@@ -96,6 +80,13 @@ class Bridge:
         )
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()
+        self.redis = Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.ledger = Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s)
+        self.locks = TenantLocks(self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000)
+        self.breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_ms / 1000)
+        self.breakers.on_change = self._breaker_changed
         backoff = Backoff(settings.retry_backoff_ms / 1000)
         self.batch: BatchLane[Ticket] = BatchLane(
             self._timed_post("batch"),
@@ -107,27 +98,23 @@ class Bridge:
                 settings.max_attempts,
                 backoff,
             ),
+            self.breakers,
         )
-        self.redis = Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
-        self.locks = TenantLocks(self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000)
         self.serial: SerialLane[Ticket] = SerialLane(
             self._timed_post("serial"),
             self._on_outcomes,
             self.locks,
-            Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s),
+            self.ledger,
             SerialPolicy(settings.lock_wait_ms / 1000, settings.max_attempts, backoff),
+            self.breakers,
         )
         self.batch.on_call = self.metrics.batch_size.observe
         self.serial.on_lock_wait = self.metrics.lock_wait.observe
         self.serial.on_ledger_hit = self.metrics.idempotent_hits.inc
-        self.assigned = False
-        self.http: InLoopServer | None = None
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.limit = InFlightLimit(settings.max_in_flight)
+        self.flow = FlowControl(settings.max_in_flight)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_options(settings),
             enable_idempotence=settings.kafka_idempotence,
             acks="all",
             linger_ms=5,
@@ -137,11 +124,14 @@ class Bridge:
             self.producer, default_reply_topic=settings.reply_topic, dlt_topic=settings.dlt_topic
         )
         self.consumer: AIOKafkaConsumer | None = None
+        self.assigned = False
+        self.http: InLoopServer | None = None
+        self.rebalance_listener = _Rebalance(self)
+        self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
         self._answered = asyncio.Condition()
         self._commit_wanted = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
-        self.rebalance_listener = _Rebalance(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -154,15 +144,26 @@ class Bridge:
         self._committer = asyncio.create_task(self._commit_loop(), name="sagebridge-committer")
 
     async def drain(self) -> None:
-        """Stop fetching, deliver and answer everything consumed, commit. Runs before the
-        consumer closes, so the group sees our final offsets."""
+        """Stop fetching, deliver and answer what was consumed, commit — within
+        ``drain_timeout_s``; whatever is still open then is replayed by the next owner.
+        Runs before the consumer closes, so the group sees our final offsets."""
+        self._draining = True
         if self.consumer is not None and self.consumer.assignment():
             self.consumer.pause(*self.consumer.assignment())
+        try:
+            await asyncio.wait_for(self._finish_open_records(), self.settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "shutdown: records still open after the drain timeout; they will be replayed",
+                extra={"open": self.tracker.pending()},
+            )
+        await self._commit_now()
+
+    async def _finish_open_records(self) -> None:
         while self.tracker.pending():
             await self.batch.drain()
             await self.serial.drain()
             await self._wait_answered(None, wait_s=None)
-        await self._commit_now()
 
     async def close(self) -> None:
         if self._committer is not None:
@@ -175,8 +176,9 @@ class Bridge:
             await self.http.stop()
 
     async def readiness(self) -> Readiness:
-        """Ready when Redis answers, the serial lane is not paused and the group assigned us
-        (an empty assignment counts: a spare replica is healthy, just idle)."""
+        """Ready when Redis answers, the serial lane is not paused, no tenant's Connector
+        breaker is open and the group assigned us (an empty assignment counts: a spare replica
+        is healthy, just idle)."""
         try:
             redis_ok = bool(await asyncio.wait_for(self.redis.ping(), 1.0))
         except Exception:
@@ -185,6 +187,7 @@ class Bridge:
             "kafka_assigned": self.assigned,
             "redis": redis_ok,
             "serial_lane": self.serial.redis_ok,
+            "connector": not self.breakers.open_tenants(),
         }
         return Readiness(all(checks.values()), checks)
 
@@ -203,6 +206,15 @@ class Bridge:
 
         return post
 
+    def _breaker_changed(self, tenant: tuple[str, str], state: State) -> None:
+        self.metrics.breaker_open.labels(*tenant).set(0 if state is State.CLOSED else 1)
+        level = logging.INFO if state is State.CLOSED else logging.WARNING
+        log.log(
+            level,
+            "connector breaker " + str(state),
+            extra={"customer": tenant[0], "company": tenant[1]},
+        )
+
     # -- consuming -------------------------------------------------------------------------
 
     async def on_batch(self, message: KafkaMessage) -> None:
@@ -212,48 +224,108 @@ class Bridge:
             records = (records,)
         if self.consumer is None:
             self.consumer = message.consumer
-        await self.limit.acquire(len(records))
+        now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
+        master_data: list[tuple[Ticket, Admitted]] = []
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             self.tracker.consumed(partition, record.offset)
             decision = self.intake.admit(record.value)
             if isinstance(decision, Refused):
-                reply_topic = decision.reply_to or self.settings.reply_topic
                 ticket = Ticket(
                     partition,
                     record.offset,
                     record.key,
                     record.value,
                     decision.subject,
-                    reply_topic,
+                    decision.reply_to or self.settings.reply_topic,
+                    now,
                 )
                 refused.append((ticket, decision.outcome))
-                continue
-            ticket = Ticket(
-                partition,
-                record.offset,
-                record.key,
-                record.value,
-                decision.subject,
-                decision.event.reply_to or self.settings.reply_topic,
-            )
-            self._dispatch(ticket, decision)
+            elif decision.route.lane is Lane.BATCH:
+                ticket = Ticket(
+                    partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    decision.subject,
+                    decision.event.reply_to or self.settings.reply_topic,
+                    now,
+                    digest=fingerprint(decision.event.data),
+                )
+                master_data.append((ticket, decision))
+            else:
+                ticket = Ticket(
+                    partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    decision.subject,
+                    decision.event.reply_to or self.settings.reply_topic,
+                    now,
+                )
+                self.serial.submit(_delivery(ticket, decision))
+        if self.flow.took(len(records)):
+            self._pause_fetching()
+        if master_data:
+            refused.extend(await self._submit_master_data(master_data))
         if refused:
             self._on_outcomes(refused)
 
-    def _dispatch(self, ticket: Ticket, admitted: Admitted) -> None:
-        route, event = admitted.route, admitted.event
-        delivery = Delivery(
-            ticket,
-            admitted.tenant,
-            route.endpoint,
-            event.data,
-            identity=admitted.identity,
-            event_id=event.event_id,
-        )
-        lane = self.batch if route.lane is Lane.BATCH else self.serial
-        lane.submit(delivery)
+    async def _submit_master_data(
+        self, items: list[tuple[Ticket, Admitted]]
+    ) -> list[tuple[Ticket, Outcome]]:
+        """Send what the ledger has not seen delivered; answer the rest from it. Master data
+        is idempotent, so if Redis is unreachable it is sent without the check."""
+        try:
+            entries = await self.ledger.lookup_many(
+                [(a.tenant.key, a.event.event_id, t.digest or "") for t, a in items]
+            )
+        except RedisError as exc:
+            log.warning(
+                "ledger unreachable: master data sent without the duplicate check",
+                extra={"error": type(exc).__name__},
+            )
+            entries = None
+        answered: list[tuple[Ticket, Outcome]] = []
+        for index, (ticket, admitted) in enumerate(items):
+            standing = entries[index].standing if entries is not None else Standing.NEW
+            if standing is Standing.DELIVERED:
+                assert entries is not None
+                self.metrics.idempotent_hits.inc()
+                answered.append(
+                    (
+                        dataclasses.replace(ticket, digest=None),
+                        Outcome.success(entries[index].attempts),
+                    )
+                )
+            elif standing is Standing.CONFLICT:
+                answered.append(
+                    (
+                        dataclasses.replace(ticket, digest=None),
+                        Outcome.failure(
+                            Stage.VALIDATION,
+                            f"event_id {admitted.event.event_id!r} was already "
+                            "delivered with different data; not sent",
+                        ),
+                    )
+                )
+            else:
+                self.batch.submit(_delivery(ticket, admitted))
+        return answered
+
+    def _pause_fetching(self) -> None:
+        if self.consumer is not None and self.consumer.assignment():
+            self.consumer.pause(*self.consumer.assignment())
+            self.metrics.fetch_paused.set(1)
+            log.warning("fetching paused: in-flight limit reached", extra={"open": self.flow.open})
+
+    def _resume_fetching(self) -> None:
+        if self._draining or self.consumer is None:
+            return
+        self.consumer.resume(*self.consumer.assignment())
+        self.metrics.fetch_paused.set(0)
+        log.info("fetching resumed", extra={"open": self.flow.open})
 
     # -- answering -------------------------------------------------------------------------
 
@@ -263,18 +335,21 @@ class Bridge:
         task.add_done_callback(self._answering.discard)
 
     async def _answer(self, results: list[tuple[Ticket, Outcome]]) -> None:
-        answers = [
-            Answer(
-                ticket.subject,
-                outcome,
-                ticket.reply_topic,
-                ticket.key,
-                ticket.value,
-                Origin(ticket.partition.topic, ticket.partition.partition, ticket.offset),
-            )
-            for ticket, outcome in results
-        ]
-        await self.publisher.publish(answers)
+        await self._record_master_data(results)
+        await self.publisher.publish(
+            [
+                Answer(
+                    ticket.subject,
+                    outcome,
+                    ticket.reply_topic,
+                    ticket.key,
+                    ticket.value,
+                    Origin(ticket.partition.topic, ticket.partition.partition, ticket.offset),
+                )
+                for ticket, outcome in results
+            ]
+        )
+        now = time.monotonic()
         events, dead_letters = self.metrics.events, self.metrics.dead_letters
         for ticket, outcome in results:
             self.tracker.answered(ticket.partition, ticket.offset)
@@ -284,13 +359,32 @@ class Bridge:
             ).inc()
             if not outcome.ok:
                 dead_letters.labels(stage).inc()
-            _log_outcome(ticket, outcome)
-        await self.limit.release(len(results))
-        self.metrics.in_flight.set(self.limit.open)
+            _log_outcome(ticket, outcome, now)
+        if self.flow.answered(len(results)):
+            self._resume_fetching()
+        self.metrics.in_flight.set(self.flow.open)
         self.metrics.serial_paused.set(0 if self.serial.redis_ok else 1)
         async with self._answered:
             self._answered.notify_all()
         self._commit_wanted.set()
+
+    async def _record_master_data(self, results: list[tuple[Ticket, Outcome]]) -> None:
+        """Delivered master data goes into the ledger before its reply, so a redelivery after
+        a crash is answered from there instead of being sent again."""
+        delivered = [
+            ((t.subject.tenant or ("", "")), t.subject.event_id or "", t.digest, o.attempts)
+            for t, o in results
+            if o.ok and t.digest is not None
+        ]
+        if not delivered:
+            return
+        try:
+            await self.ledger.delivered_many(delivered)
+        except RedisError as exc:
+            log.warning(
+                "ledger unreachable: delivered master data not recorded",
+                extra={"error": type(exc).__name__, "records": len(delivered)},
+            )
 
     async def _wait_answered(
         self, partitions: set[TopicPartition] | None, wait_s: float | None
@@ -345,6 +439,22 @@ class Bridge:
         await self._commit_now(only=revoked)
         self.tracker.forget(revoked)
 
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = True
+        if (self.flow.paused or self._draining) and self.consumer is not None and assigned:
+            self.consumer.pause(*assigned)
+
+
+def _delivery(ticket: Ticket, admitted: Admitted) -> Delivery[Ticket]:
+    return Delivery(
+        ticket,
+        admitted.tenant,
+        admitted.route.endpoint,
+        admitted.event.data,
+        identity=admitted.identity,
+        event_id=admitted.event.event_id,
+    )
+
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, bridge: Bridge) -> None:
@@ -354,27 +464,60 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._bridge.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._bridge.assigned = True
+        self._bridge.on_assigned(set(assigned))
 
 
-def _log_outcome(ticket: Ticket, outcome: Outcome) -> None:
+def _log_outcome(ticket: Ticket, outcome: Outcome, now: float) -> None:
+    """One line per event outcome, carrying the ids an operator searches by."""
+    subject = ticket.subject
     fields: dict[str, Any] = {
-        "event_id": ticket.subject.event_id,
-        "type": ticket.subject.type,
+        "event_id": subject.event_id,
+        "correlation_id": subject.correlation_id,
+        "type": subject.type,
         "outcome": "SUCCESS" if outcome.ok else "ERROR",
         "attempts": outcome.attempts,
+        "latency_ms": round((now - ticket.received_at) * 1000, 1),
     }
-    if not outcome.ok:
+    if subject.tenant is not None:
+        fields["tenant"] = f"{subject.tenant[0]}/{subject.tenant[1]}"
+    if outcome.ok:
+        log.info("event delivered", extra=fields)
+    else:
         fields["stage"] = str(outcome.stage)
         fields["error"] = outcome.message
         log.info("event failed", extra=fields)
-    else:
-        log.debug("event delivered", extra=fields)
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """The same TLS/SASL options as :func:`kafka_client_options`, in FastStream's terms."""
+    options = kafka_client_options(settings)
+    protocol: str = options["security_protocol"]
+    use_ssl = protocol.endswith("SSL")
+    context = options.get("ssl_context")
+    if protocol.startswith("SASL"):
+        mechanism = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[options["sasl_mechanism"]]
+        return mechanism(
+            options["sasl_plain_username"],
+            options["sasl_plain_password"],
+            ssl_context=context,
+            use_ssl=use_ssl,
+        )
+    return BaseSecurity(ssl_context=context, use_ssl=True) if use_ssl else None
 
 
 def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream, Bridge]:
-    """Build the FastStream application and the bridge behind it (not started)."""
-    broker = KafkaBroker(settings.kafka_bootstrap, client_id="sagebridge", log_level=logging.DEBUG)
+    """Build the FastStream application and the bridge behind it (not started); call inside a
+    running event loop (aiokafka clients bind to it)."""
+    broker = KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id="sagebridge",
+        log_level=logging.DEBUG,
+        security=broker_security(settings),
+    )
     bridge = Bridge(settings, tenants)
     subscriber = broker.subscriber(
         *settings.input_topics,

@@ -84,6 +84,43 @@ class Ledger:
             return Entry(Standing.DELIVERED, int(attempts or 0))
         return Entry(Standing.IN_DOUBT, int(attempts or 0))
 
+    async def lookup_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
+        """Standing of many (tenant, event_id, digest) at once, one round trip, writing nothing.
+
+        For master data: a delivered event is answered from here; an unknown one is sent."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tenant, event_id, _ in keys:
+                pipe.hmget(self._key(tenant, event_id), "state", "fingerprint", "attempts")
+            rows = await pipe.execute()
+        entries = []
+        for (_, _, digest), row in zip(keys, rows, strict=True):
+            state, seen, attempts = (v.decode() if isinstance(v, bytes) else v for v in row)
+            if state is None:
+                entries.append(Entry(Standing.NEW))
+            elif seen != digest:
+                entries.append(Entry(Standing.CONFLICT))
+            elif state == "delivered":
+                entries.append(Entry(Standing.DELIVERED, int(attempts or 0)))
+            else:
+                entries.append(Entry(Standing.IN_DOUBT, int(attempts or 0)))
+        return entries
+
+    async def delivered_many(self, entries: list[tuple[tuple[str, str], str, str, int]]) -> None:
+        """Record (tenant, event_id, digest, attempts) as delivered, one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tenant, event_id, digest, attempts in entries:
+                key = self._key(tenant, event_id)
+                pipe.hset(
+                    key,
+                    mapping={
+                        "state": "delivered",
+                        "fingerprint": digest,
+                        "attempts": str(attempts),
+                    },
+                )
+                pipe.pexpire(key, self._retention_ms)
+            await pipe.execute()
+
     async def delivered(self, tenant: tuple[str, str], event_id: str, attempts: int) -> None:
         key = self._key(tenant, event_id)
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -59,6 +59,17 @@ class Metrics:
         self.in_flight = Gauge(
             "sagebridge_in_flight", "Consumed records not yet answered.", registry=r
         )
+        self.breaker_open = Gauge(
+            "sagebridge_breaker_open",
+            "1 while a tenant's Cloud Connector circuit breaker is open.",
+            ["customer", "company"],
+            registry=r,
+        )
+        self.fetch_paused = Gauge(
+            "sagebridge_fetch_paused",
+            "1 while fetching is paused by the in-flight limit.",
+            registry=r,
+        )
         self.serial_paused = Gauge(
             "sagebridge_serial_lane_paused",
             "1 while Redis is unreachable and the serial lane waits.",

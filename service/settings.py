@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     retry_backoff_ms: int = Field(200, ge=0)
     http_port: int = Field(8000, ge=0, le=65535)
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    breaker_threshold: int = Field(5, ge=1)
+    """Consecutive retryable failures that open a tenant's circuit breaker."""
+    breaker_cooldown_ms: int = Field(1_000, ge=10)
+    """First wait before probing an open breaker (doubles per failed probe, up to 30 s)."""
+    drain_timeout_s: float = Field(8.0, gt=0)
+    """On SIGTERM, how long to wait for open records before exiting (the rest are replayed)."""
     lock_ttl_ms: int = Field(10_000, ge=100)
     """Tenant lock expiry: how long a dead replica can block a tenant's serial lane."""
     lock_wait_ms: int = Field(30_000, ge=10)
@@ -64,6 +70,15 @@ class Settings(BaseSettings):
     Tansu delays a group join by half of it), so tests use a short one."""
     kafka_idempotence: bool = False
     """Idempotent producer; on for real Kafka (Helm), off for brokers without it (Tansu)."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    """CA bundle for SSL / SASL_SSL; the system store when unset."""
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    """Client certificate and key for mutual TLS."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -94,6 +109,39 @@ def is_valid_topic(name: str) -> bool:
         and name not in (".", "..")
         and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
     )
+
+
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every Kafka client (consumer, producer, replay, admin)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        import ssl
+
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile is not None:
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        if not (
+            settings.kafka_sasl_mechanism
+            and settings.kafka_sasl_username
+            and settings.kafka_sasl_password
+        ):
+            raise SettingsError(
+                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM: SASL needs mechanism, username and password"
+            )
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
 
 
 def load_settings(**overrides: Any) -> Settings:

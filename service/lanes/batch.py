@@ -6,7 +6,7 @@ calls per buffer may be in flight, but never two holding the same record identit
 to one Sage row arrive in the order they were produced. A rejected array is split
 (:mod:`service.lanes.isolate`) until every good record has landed and every bad one has its own
 ERROR. Retryable failures are retried with backoff; upserts are idempotent, so an unknown
-outcome is retried too.
+outcome is retried too. While the tenant's breaker is open (:mod:`service.breaker`), calls wait.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Generic
 
 import orjson
 
+from service.breaker import Breakers
 from service.connector import CallResult, Delivered, Rejected
 from service.lanes import Delivery, Sink, T
 from service.lanes.isolate import split_plan
@@ -52,8 +53,9 @@ class _Buffer(Generic[T]):
 
 
 class BatchLane(Generic[T]):
-    def __init__(self, post: Post, sink: Sink[T], policy: BatchPolicy) -> None:
+    def __init__(self, post: Post, sink: Sink[T], policy: BatchPolicy, breakers: Breakers) -> None:
         self._post = post
+        self._breakers = breakers
         self._sink = sink
         self._policy = policy
         self._buffers: dict[tuple[tuple[str, str], str], _Buffer[T]] = {}
@@ -179,24 +181,34 @@ class BatchLane(Generic[T]):
             )
 
     async def _call_with_retries(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> CallResult:
+        """Call until the Connector answers, or ``max_attempts`` failures while it is deemed
+        healthy. Failures during an outage (breaker open) wait instead of using the budget."""
         payload = orjson.dumps([delivery.record for delivery in batch])
-        attempt = 0
+        breaker = self._breakers.for_tenant(buffer.tenant.key)
+        failures = 0
         while True:
-            attempt += 1
+            await breaker.admit()
             for delivery in batch:
                 delivery.attempts += 1
             self.calls += 1
             if self.on_call is not None:
                 self.on_call(len(batch))
             result = await self._post(buffer.tenant, buffer.endpoint, payload)
-            if isinstance(result, (Delivered, Rejected)) or attempt >= self._policy.max_attempts:
+            if isinstance(result, (Delivered, Rejected)):
+                breaker.success()
                 return result
-            delay = self._policy.backoff.delay(attempt)
+            breaker.failure()
+            if breaker.is_open:
+                continue  # wait for the Connector to come back; this was not the record's fault
+            failures += 1
+            if failures >= self._policy.max_attempts:
+                return result
+            delay = self._policy.backoff.delay(failures)
             log.warning(
                 "batch call failed, retrying",
                 extra={
                     "endpoint": buffer.endpoint,
-                    "attempt": attempt,
+                    "attempt": failures,
                     "reason": result.reason,
                     "retry_in_s": round(delay, 3),
                 },

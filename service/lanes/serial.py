@@ -23,6 +23,7 @@ from typing import Generic, Protocol
 import orjson
 from redis.exceptions import RedisError
 
+from service.breaker import Breakers
 from service.connector import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.retry import Backoff
@@ -56,8 +57,10 @@ class SerialLane(Generic[T]):
         locks: TenantLocks,
         ledger: Ledger,
         policy: SerialPolicy,
+        breakers: Breakers,
     ) -> None:
         self._post = post
+        self._breakers = breakers
         self._sink = sink
         self._locks = locks
         self._ledger = ledger
@@ -108,8 +111,10 @@ class SerialLane(Generic[T]):
 
     async def _deliver(self, delivery: Delivery[T]) -> Outcome:
         name = f"{delivery.tenant.customer}:{delivery.tenant.company}"
+        breaker = self._breakers.for_tenant(delivery.tenant.key)
         loop = asyncio.get_running_loop()
         while True:
+            await breaker.admit()  # during an outage, wait without holding the tenant's lock
             started = loop.time()
             try:
                 held = await self._locks.acquire(name, self._policy.lock_wait_s)
@@ -129,9 +134,12 @@ class SerialLane(Generic[T]):
                 continue
             finally:
                 await self._release(held)
-            return outcome
+            if outcome is not None:
+                return outcome
+            # None: the Connector went down mid-record (breaker open); nothing reached Sage.
 
-    async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome:
+    async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome | None:
+        """The record's outcome, or ``None`` to try again once the Connector is back."""
         tenant = delivery.tenant.key
         entry = await self._ledger.begin(tenant, delivery.event_id, fingerprint(delivery.record))
         match entry.standing:
@@ -167,6 +175,8 @@ class SerialLane(Generic[T]):
                 attempts=delivery.attempts,
             )
         await self._settle(lambda: self._ledger.withdraw(tenant, delivery.event_id))
+        if result is None:
+            return None
         if isinstance(result, Rejected):
             return Outcome.failure(Stage.CONNECTOR, result.message, attempts=delivery.attempts)
         return Outcome.failure(
@@ -175,20 +185,33 @@ class SerialLane(Generic[T]):
             attempts=delivery.attempts,
         )
 
-    async def _call(self, held: Held, delivery: Delivery[T]) -> CallResult:
+    async def _call(self, held: Held, delivery: Delivery[T]) -> CallResult | None:
+        """Call, retrying what was certainly not processed (connect errors, 5xx, 429) up to
+        ``max_attempts`` while the Connector is deemed healthy; ``None`` if its breaker opened
+        (the caller releases the lock and waits)."""
         payload = orjson.dumps(delivery.record)
+        breaker = self._breakers.for_tenant(delivery.tenant.key)
+        failures = 0
         async with self._locks.kept_alive(held):
-            attempt = 0
             while True:
-                attempt += 1
                 delivery.attempts += 1
                 self.calls += 1
                 result = await self._post(
                     delivery.tenant, delivery.endpoint, payload, fence=held.fence
                 )
-                if not isinstance(result, Retryable) or attempt >= self._policy.max_attempts:
+                if not isinstance(result, Retryable):
+                    if isinstance(result, (Delivered, Rejected)):
+                        breaker.success()
+                    else:
+                        breaker.failure()  # unknown outcome: a timeout is a sign of trouble too
                     return result
-                await asyncio.sleep(self._policy.backoff.delay(attempt))
+                breaker.failure()
+                if breaker.is_open:
+                    return None
+                failures += 1
+                if failures >= self._policy.max_attempts:
+                    return result
+                await asyncio.sleep(self._policy.backoff.delay(failures))
 
     async def _settle(self, write: Callable[[], Awaitable[None]]) -> None:
         """Record a result after the call. Redis trouble here means retry the write, never the

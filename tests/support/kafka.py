@@ -145,6 +145,24 @@ class Collector:
             ) from None
         return self.messages[topic]
 
+    async def wait_for_events(self, topic: str, event_ids: set[str],
+                              timeout_s: float = 60.0) -> list[Received]:
+        """A reply for every one of ``event_ids`` on ``topic`` (repeats allowed)."""
+
+        def answered() -> set[str]:
+            return {r.json().get("event_id") for r in self.messages[topic]}
+
+        try:
+            async with self._arrived:
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: event_ids <= answered()), timeout_s)
+        except TimeoutError:
+            missing = sorted(event_ids - answered())
+            raise AssertionError(
+                f"{topic}: {len(missing)} events unanswered after {timeout_s}s, "
+                f"e.g. {missing[:5]}") from None
+        return self.messages[topic]
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 TABLES_DIR = DEFAULT_CONTRACTS_DIR / "tables"
 SEED_NAME = "customer-contacts-resource.txt"
 SEED_CANDIDATES = (
-    REPO / "shared" / "seeds" / SEED_NAME,
     REPO.parent / "shared" / "seeds" / SEED_NAME,
+    REPO / "docs" / "seeds" / SEED_NAME,  # a verbatim copy, for checkouts without shared/
 )
 SEED_TABLES = ("AR Customer Contact", "AR Customer", "AR Division", "SY Country Code", "SY ZipCode")
 

@@ -1,0 +1,116 @@
+"""Circuit breaker per tenant: when a Cloud Connector stops answering, stop hammering it.
+
+Each tenant's Connector sits beside its own on-premise Sage server, so one tenant's outage must
+not stall the others. After ``threshold`` consecutive retryable failures (connect errors, 5xx,
+429, timeouts) the tenant's breaker opens: its records wait — they neither burn their retry
+budget nor end up as dead letters — while the rest flow. After a cool-down one probe call is
+let through (half-open); success closes the breaker and everyone waiting goes, failure reopens
+it with a longer cool-down (doubling, capped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(eq=False)
+class Breaker:
+    threshold: int
+    base_cooldown_s: float
+    max_cooldown_s: float = 30.0
+    state: State = State.CLOSED
+    failures: int = 0
+    cooldown_s: float = 0.0
+    opened_at: float = 0.0
+    on_change: Callable[[State], None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _probing: bool = False
+
+    def success(self) -> None:
+        self.failures = 0
+        self._probing = False
+        if self.state is not State.CLOSED:
+            self.cooldown_s = 0.0
+            self._set(State.CLOSED)
+
+    def failure(self) -> None:
+        """A retryable failure; may open (or re-open) the breaker."""
+        self._probing = False
+        self.failures += 1
+        if self.state is State.HALF_OPEN or (
+            self.state is State.CLOSED and self.failures >= self.threshold
+        ):
+            self.cooldown_s = min(
+                self.max_cooldown_s, max(self.base_cooldown_s, self.cooldown_s * 2)
+            )
+            self.opened_at = time.monotonic()
+            self._set(State.OPEN)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not State.CLOSED
+
+    async def admit(self) -> None:
+        """Return when a call may be made: at once while closed; after the cool-down as the
+        single probe; otherwise wait for the probe's verdict."""
+        while True:
+            if self.state is State.CLOSED:
+                return
+            if self.state is State.OPEN:
+                remaining = self.opened_at + self.cooldown_s - time.monotonic()
+                if remaining <= 0:
+                    self._set(State.HALF_OPEN)
+                    self._probing = True
+                    return
+                await self._wait(remaining)
+                continue
+            if not self._probing:  # half-open and the probe ended without a verdict
+                self._probing = True
+                return
+            await self._wait(None)
+
+    async def _wait(self, at_most_s: float | None) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), at_most_s)
+
+    def _set(self, state: State) -> None:
+        self.state = state
+        self._changed.set()
+        if self.on_change is not None:
+            self.on_change(state)
+
+
+class Breakers:
+    """One breaker per tenant, created on first use."""
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self._threshold = threshold
+        self._cooldown_s = cooldown_s
+        self._breakers: dict[tuple[str, str], Breaker] = {}
+        self.on_change: Callable[[tuple[str, str], State], None] | None = None
+
+    def for_tenant(self, tenant: tuple[str, str]) -> Breaker:
+        breaker = self._breakers.get(tenant)
+        if breaker is None:
+            breaker = self._breakers[tenant] = Breaker(self._threshold, self._cooldown_s)
+            breaker.on_change = lambda state: self._changed(tenant, state)
+        return breaker
+
+    def _changed(self, tenant: tuple[str, str], state: State) -> None:
+        if self.on_change is not None:
+            self.on_change(tenant, state)
+
+    def open_tenants(self) -> list[tuple[str, str]]:
+        return [tenant for tenant, b in self._breakers.items() if b.is_open]
