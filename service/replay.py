@@ -14,7 +14,7 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from service.settings import Settings
+from service.settings import Settings, kafka_client_options
 
 IDLE_POLL_MS = 1000
 
@@ -24,7 +24,7 @@ async def replay_dead_letters(
 ) -> int:
     consumer = AIOKafkaConsumer(
         settings.dlt_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=f"{settings.group_id}-dlt-replay",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -32,7 +32,7 @@ async def replay_dead_letters(
         heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 5),
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         acks="all",
         enable_idempotence=settings.kafka_idempotence,
     )
