@@ -118,10 +118,14 @@ class Bridge:
             enable_idempotence=settings.kafka_idempotence,
             acks="all",
             linger_ms=5,
+            max_request_size=max(1_048_576, settings.max_event_bytes + 65_536),
             client_id="sagebridge-answers",
         )
         self.publisher = OutcomePublisher(
-            self.producer, default_reply_topic=settings.reply_topic, dlt_topic=settings.dlt_topic
+            self.producer,
+            default_reply_topic=settings.reply_topic,
+            dlt_topic=settings.dlt_topic,
+            max_value_bytes=settings.max_event_bytes,
         )
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned = False

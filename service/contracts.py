@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     MISSING = "missing"
     UNKNOWN_FIELD = "unknown_field"
     WRONG_TYPE = "wrong_type"
+    CONTROL_CHARACTER = "control_character"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,11 @@ class FieldError:
                 return f"{self.field}: not an element of this table"
             case ErrorCode.WRONG_TYPE:
                 return f"{self.field}: wrong JSON type for this element"
+            case ErrorCode.CONTROL_CHARACTER:
+                return (
+                    f"{self.field}: control character at position {self.actual} "
+                    "(only tab, CR and LF are allowed)"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "code": str(self.code)}
@@ -115,9 +121,18 @@ class Element:
 _PLAIN_DECIMAL = re.compile(r"[+-]?([0-9]+)(?:\.([0-9]+))?")
 
 
+# C0 controls except tab/LF/CR, DEL and C1 controls: they corrupt exports and terminals in Sage.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MAX_FIELD_NAME_CHARS = 100
+MAX_ERRORS = 50
+
+
 def _check_string(name: str, value: Any, max_chars: int) -> FieldError | None:
     if not isinstance(value, str):
         return FieldError(name, ErrorCode.WRONG_TYPE)
+    control = _CONTROL.search(value)
+    if control is not None:
+        return FieldError(name, ErrorCode.CONTROL_CHARACTER, actual=control.start())
     # Characters, not bytes or code points: "é" typed as e + combining accent is one character.
     length = len(value) if value.isascii() else len(unicodedata.normalize("NFC", value))
     if length > max_chars:
@@ -168,9 +183,11 @@ class Contract:
             if record.get(key) in (None, ""):
                 errors.append(FieldError(key, ErrorCode.MISSING))
         for name, value in record.items():
+            if len(errors) >= MAX_ERRORS:
+                break  # enough to act on; a hostile record must not make a huge reply
             element = self.elements.get(name)
             if element is None:
-                errors.append(FieldError(name, ErrorCode.UNKNOWN_FIELD))
+                errors.append(FieldError(_shorten(name), ErrorCode.UNKNOWN_FIELD))
             elif value is not None:
                 problem = element.check(value)
                 if problem is not None:
@@ -209,6 +226,32 @@ def load_contracts(directory: Path) -> dict[str, Contract]:
     return contracts
 
 
-def describe_errors(errors: Sequence[FieldError]) -> str:
-    """All field problems in one line, for the ``message`` of an ERROR reply."""
-    return "; ".join(error.describe() for error in errors)
+def check_free_form(record: Mapping[str, Any]) -> list[FieldError]:
+    """For routes without a contract: any JSON object, but no control characters in any string
+    (checked through nested objects and arrays; the path names the field)."""
+    errors: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [(_shorten(str(k)), v) for k, v in record.items()]
+    while stack and len(errors) < MAX_ERRORS:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            control = _CONTROL.search(value)
+            if control is not None:
+                errors.append(FieldError(path, ErrorCode.CONTROL_CHARACTER, actual=control.start()))
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{_shorten(str(k))}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return errors
+
+
+def describe_errors(errors: Sequence[FieldError], most: int = 10) -> str:
+    """The field problems in one line, for the ``message`` of an ERROR reply (the full list is
+    in ``errors``)."""
+    text = "; ".join(error.describe() for error in errors[:most])
+    if len(errors) > most:
+        text += f"; and {len(errors) - most} more"
+    return text
+
+
+def _shorten(name: str) -> str:
+    return name if len(name) <= MAX_FIELD_NAME_CHARS else name[:MAX_FIELD_NAME_CHARS] + "…"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from service.contracts import describe_errors
+from service.contracts import check_free_form, describe_errors
 from service.envelope import Event, ParseFailure, parse_event
 from service.outcomes import Outcome, Stage, Subject
 from service.routes import Route, RouteTable
@@ -70,14 +70,13 @@ class Intake:
             )
             return self._refuse(event, subject, Stage.ROUTE, f"tenant: {who}")
         contract = route.contract
-        if contract is not None:
-            errors = contract.check(event.data)
-            if errors:
-                subject = Subject(
-                    event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
-                )
-                outcome = Outcome.failure(Stage.VALIDATION, describe_errors(errors), errors)
-                return Refused(subject, outcome, event.reply_to)
+        errors = contract.check(event.data) if contract is not None else check_free_form(event.data)
+        if errors:
+            subject = Subject(
+                event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
+            )
+            outcome = Outcome.failure(Stage.VALIDATION, describe_errors(errors), errors)
+            return Refused(subject, outcome, event.reply_to)
         identity = contract.identity(event.data) if contract is not None else None
         return Admitted(event, route, tenant, identity)
 

@@ -5,6 +5,11 @@ given — the caller commits input offsets after that, never before. Transient b
 retried without limit (losing a reply is worse than waiting). A ``reply_to`` topic that cannot
 be written to (e.g. it does not exist) is not allowed to wedge the partition: after a few tries
 its reply goes to the default reply topic instead, marked with an ``x-reply-to-failed`` header.
+
+A dead letter carries the original value byte for byte — unless the value is larger than
+Kafka will take (it was refused for its size in the first place): then the dead letter has no
+value and an ``x-value-omitted`` header; the original stays readable at the ``x-original-*``
+coordinates for as long as the input topic retains it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from service.outcomes import Origin, Outcome, Subject, dead_letter_headers, reply_body
 
@@ -45,6 +51,11 @@ class _Message:
     redirectable: bool
     attempts: int = 0
 
+    def omit_value(self, reason: str) -> None:
+        size = len(self.value or b"")
+        self.value = None
+        self.headers.append(("x-value-omitted", f"{size} bytes: {reason}".encode()))
+
 
 class OutcomePublisher:
     def __init__(
@@ -54,7 +65,9 @@ class OutcomePublisher:
         default_reply_topic: str,
         dlt_topic: str,
         retry_delay_s: float = 0.5,
+        max_value_bytes: int = 1_000_000,
     ) -> None:
+        self._max_value_bytes = max_value_bytes
         self._producer = producer
         self._default_reply_topic = default_reply_topic
         self._dlt_topic = dlt_topic
@@ -75,15 +88,16 @@ class OutcomePublisher:
                 )
             )
             if not answer.outcome.ok:
-                messages.append(
-                    _Message(
-                        self._dlt_topic,
-                        answer.value,
-                        answer.key,
-                        dead_letter_headers(answer.subject, answer.outcome, answer.origin),
-                        redirectable=False,
-                    )
+                dead = _Message(
+                    self._dlt_topic,
+                    answer.value,
+                    answer.key,
+                    dead_letter_headers(answer.subject, answer.outcome, answer.origin),
+                    redirectable=False,
                 )
+                if len(answer.value or b"") > self._max_value_bytes:
+                    dead.omit_value("larger than the event size limit")
+                messages.append(dead)
         while messages:
             messages = await self._send_all(messages)
             if messages:
@@ -114,6 +128,9 @@ class OutcomePublisher:
         return failed
 
     def _after_failure(self, message: _Message, error: BaseException) -> _Message:
+        if isinstance(error, MessageSizeTooLargeError) and message.value is not None:
+            message.omit_value("too large for the broker")
+            return message
         log.warning(
             "publishing failed, will retry",
             extra={

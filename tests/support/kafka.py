@@ -145,8 +145,24 @@ class Collector:
             ) from None
         return self.messages[topic]
 
-    async def wait_for_events(self, topic: str, event_ids: set[str],
-                              timeout_s: float = 60.0) -> list[Received]:
+    async def wait_for_keys(
+        self, topic: str, keys: set[bytes], timeout_s: float = 60.0
+    ) -> list[Received]:
+        """At least one message with each of ``keys`` on ``topic``."""
+        try:
+            async with self._arrived:
+                await asyncio.wait_for(
+                    self._arrived.wait_for(lambda: keys <= {r.key for r in self.messages[topic]}),
+                    timeout_s,
+                )
+        except TimeoutError:
+            seen = {r.key for r in self.messages[topic]}
+            raise AssertionError(f"{topic}: no message for keys {keys - seen}") from None
+        return self.messages[topic]
+
+    async def wait_for_events(
+        self, topic: str, event_ids: set[str], timeout_s: float = 60.0
+    ) -> list[Received]:
         """A reply for every one of ``event_ids`` on ``topic`` (repeats allowed)."""
 
         def answered() -> set[str]:
@@ -155,12 +171,13 @@ class Collector:
         try:
             async with self._arrived:
                 await asyncio.wait_for(
-                    self._arrived.wait_for(lambda: event_ids <= answered()), timeout_s)
+                    self._arrived.wait_for(lambda: event_ids <= answered()), timeout_s
+                )
         except TimeoutError:
             missing = sorted(event_ids - answered())
             raise AssertionError(
-                f"{topic}: {len(missing)} events unanswered after {timeout_s}s, "
-                f"e.g. {missing[:5]}") from None
+                f"{topic}: {len(missing)} events unanswered after {timeout_s}s, e.g. {missing[:5]}"
+            ) from None
         return self.messages[topic]
 
     async def stop(self) -> None:

@@ -1,0 +1,168 @@
+"""Hostile values: each gets exactly one ERROR reply and one dead letter, nothing reaches the
+Cloud Connector, and a good event right after it still succeeds. One service serves the whole
+module (the claim is precisely that it keeps going)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from service.app import create_app
+from service.sandbox import SandboxOptions, SandboxThread
+from service.settings import TenantDirectory, load_settings
+from tests.conftest import COMPANY, CUSTOMER, TOKEN
+from tests.support.kafka import Collector, Topics, contact, create_topics, event
+from tests.support.sandbox import stats as sandbox_stats
+
+MIB = 1024 * 1024
+
+
+def envelope(**overrides: Any) -> bytes:
+    doc: dict[str, Any] = event("hostile", contact(1))
+    doc.update(overrides)
+    return orjson.dumps(doc)
+
+
+def nested(depth: int) -> bytes:
+    return (
+        b'{"event_id": "deep", "type": "contact.upsert", "data": {"x": '
+        + b"[" * depth
+        + b"]" * depth
+        + b"}}"
+    )
+
+
+def big(size: int) -> bytes:
+    return envelope(data=contact(1, ContactNotes="x" * size))
+
+
+HOSTILE: dict[str, tuple[bytes, str]] = {
+    "non-utf8": (b'{"event_id": "\xff\xfe", "type": 1}', "parse"),
+    "invalid-json": (b'{"event_id": "x", ', "parse"),
+    "top-level-array": (b'[{"event_id": "x"}]', "parse"),
+    "top-level-number": (b"12345", "parse"),
+    "top-level-string": (b'"just a string"', "parse"),
+    "top-level-null": (b"null", "parse"),
+    "deeply-nested": (nested(100_000), "parse"),
+    "one-mib": (big(MIB), "parse"),
+    "ten-mib": (big(10 * MIB), "parse"),
+    "event-id-missing": (orjson.dumps({"type": "contact.upsert", "data": contact(1)}), "parse"),
+    "event-id-empty": (envelope(event_id=""), "parse"),
+    "event-id-129-chars": (envelope(event_id="e" * 129), "parse"),
+    "unknown-type": (envelope(type="contact.explode"), "route"),
+    "unknown-tenant": (envelope(tenant={"customer": "666", "company": "EVIL"}), "route"),
+    "crlf-in-tenant": (
+        envelope(tenant={"customer": CUSTOMER, "company": f"{COMPANY}\r\nX-Injected: 1"}),
+        "parse",
+    ),
+    "nul-in-tenant": (
+        envelope(tenant={"customer": f"{CUSTOMER}\x00", "company": COMPANY}),
+        "parse",
+    ),
+    "nul-in-field": (envelope(data=contact(1, ContactName="Jane\x00Smith")), "validation"),
+    "bell-in-field": (envelope(data=contact(1, ContactNotes="ding\x07")), "validation"),
+    "control-in-invoice": (
+        envelope(type="ar_invoice.create", data={"InvoiceNo": "I-1", "Memo": "a\x1bb"}),
+        "validation",
+    ),
+    "exponent-number": (
+        envelope(
+            type="customer.upsert",
+            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "1e5"},
+        ),
+        "validation",
+    ),
+    "nan-string": (
+        envelope(
+            type="customer.upsert",
+            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "NaN"},
+        ),
+        "validation",
+    ),
+    "infinity-string": (
+        envelope(
+            type="customer.upsert",
+            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "Infinity"},
+        ),
+        "validation",
+    ),
+    "nan-literal": (
+        b'{"event_id": "n", "type": "customer.upsert", "data": {"CreditLimit": NaN}}',
+        "parse",
+    ),
+    "very-long-field-name": (envelope(data=contact(1, **{"K" * 100_000: "v"})), "validation"),
+}
+
+
+@pytest.fixture(scope="module")
+async def stack(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[dict[str, Any]]:
+    topics = Topics.fresh()
+    await create_topics(kafka_bootstrap, [topics.events, topics.replies, topics.dlt])
+    sandbox = SandboxThread(SandboxOptions(port=0, tokens=(TOKEN,))).start()
+    collector = await Collector(kafka_bootstrap, [topics.replies, topics.dlt]).start()
+    settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap,
+        input_topics=topics.events,
+        group_id=topics.group,
+        reply_topic=topics.replies,
+        dlt_topic=topics.dlt,
+        redis_url=redis_url,
+        redis_prefix=f"test-{uuid.uuid4().hex[:8]}",
+        connector_url=sandbox.url,
+        auth_token=TOKEN,
+        customer=CUSTOMER,
+        company=COMPANY,
+        http_port=0,
+        kafka_session_timeout_ms=3000,
+        batch_wait_ms=20,
+    )
+    app, _ = create_app(settings, TenantDirectory.from_settings(settings))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=16 * MIB)
+    await producer.start()
+    await app.start()
+    try:
+        yield {"topics": topics, "sandbox": sandbox, "collector": collector, "producer": producer}
+    finally:
+        await app.stop()
+        await producer.stop()
+        await collector.stop()
+        sandbox.stop()
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+async def test_hostile_value_is_answered_and_the_consumer_keeps_going(
+    name: str, stack: dict[str, Any]
+) -> None:
+    value, stage = HOSTILE[name]
+    topics: Topics = stack["topics"]
+    collector: Collector = stack["collector"]
+    calls_before = (await sandbox_stats(stack["sandbox"]))["calls"]
+    bad_key, good_key = f"bad-{name}".encode(), f"good-{name}".encode()
+    good = orjson.dumps(event(f"good-{name}", contact(7, ContactNotes=name[:50])))
+    await stack["producer"].send_and_wait(topics.events, value, key=bad_key)
+    await stack["producer"].send_and_wait(topics.events, good, key=good_key)
+
+    await collector.wait_for_keys(topics.replies, {bad_key, good_key})
+    replies = [r for r in collector.messages[topics.replies] if r.key in (bad_key, good_key)]
+    by_key = {r.key: r.json() for r in replies}
+    assert len(replies) == 2, "exactly one reply each"
+    assert by_key[bad_key]["response"] == "ERROR"
+    assert by_key[bad_key]["stage"] == stage, by_key[bad_key]
+    assert len(orjson.dumps(by_key[bad_key])) < 20_000, "replies stay small"
+    assert by_key[good_key]["response"] == "SUCCESS"
+
+    await collector.wait_for_keys(topics.dlt, {bad_key})
+    [dead] = [d for d in collector.messages[topics.dlt] if d.key == bad_key]
+    if len(value) <= 1_000_000:
+        assert dead.value == value, "the dead letter keeps the original bytes"
+    else:  # bigger than the limit: the value stays in the input topic, the header says why
+        assert dead.value is None and b"bytes" in dead.headers["x-value-omitted"]
+    assert dead.headers["x-error-stage"] == stage.encode()
+    assert all(b"\r" not in v and b"\n" not in v for v in dead.headers.values())
+    # Only the good event reached the Cloud Connector.
+    assert (await sandbox_stats(stack["sandbox"]))["calls"] - calls_before == 1
