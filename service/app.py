@@ -271,6 +271,7 @@ class Bridge:
                 self.serial.submit(_delivery(ticket, decision))
         if self.flow.took(len(records)):
             self._pause_fetching()
+        self.metrics.in_flight.set(self.flow.open)
         if master_data:
             refused.extend(await self._submit_master_data(master_data))
         if refused:
@@ -434,7 +435,9 @@ class Bridge:
         self.tracker.mark_committed(positions)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Before losing partitions, finish and commit what we took from them."""
+        """Before losing partitions, finish and commit what we took from them. Until the
+        group assigns us again we are not ready (a member thrown out of its group stays so)."""
+        self.assigned = False
         if not await self._wait_answered(revoked, wait_s=REVOKE_WAIT_S):
             log.warning(
                 "partitions revoked with records still open; they will be replayed",

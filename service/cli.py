@@ -1,4 +1,4 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay, asyncapi."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from service.contracts import ContractFileError
 from service.settings import SettingsError, TenantDirectory, load_settings
 
 
@@ -19,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except SettingsError as exc:
         print(f"sagebridge: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except ContractFileError as exc:
+        print(f"sagebridge: bad contracts (SAGEBRIDGE_CONTRACTS_DIR): {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -74,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=None)
     replay.add_argument("--to", dest="to_topic", default=None)
     replay.set_defaults(handler=_dlt_replay)
+
+    asyncapi = commands.add_parser(
+        "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
+    )
+    asyncapi.add_argument("--out", type=Path, default=None, help="write it to FILE instead")
+    asyncapi.set_defaults(handler=_asyncapi)
     return parser
 
 
@@ -138,6 +148,17 @@ def _dlt_replay(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     return asyncio.run(replay_dead_letters(settings, limit=args.limit, to_topic=args.to_topic))
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    from service.asyncapi import build_document, render
+
+    text = render(build_document(load_settings()))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
 
 
 def _write(stream: TextIO, line: str) -> None:

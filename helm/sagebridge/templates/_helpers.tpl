@@ -1,0 +1,80 @@
+{{/* Names and labels shared by every object. */}}
+
+{{- define "sagebridge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sagebridge.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sagebridge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "sagebridge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sagebridge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "sagebridge.labels" -}}
+helm.sh/chart: {{ include "sagebridge.chart" . }}
+{{ include "sagebridge.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sagebridge
+{{- end -}}
+
+{{- define "sagebridge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "sagebridge.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the pods read tokens and passwords from: the chart's own, or existingSecret. */}}
+{{- define "sagebridge.secretName" -}}
+{{- if .Values.existingSecret -}}
+{{- .Values.existingSecret -}}
+{{- else -}}
+{{- include "sagebridge.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sagebridge.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "sagebridge.httpPort" -}}
+{{- .Values.settings.HTTP_PORT | default 8000 | int -}}
+{{- end -}}
+
+{{- define "sagebridge.tenantsMountPath" -}}/etc/sagebridge/tenants{{- end -}}
+
+{{/* Fail early on combinations that cannot work. */}}
+{{- define "sagebridge.validate" -}}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled -}}
+{{- fail "autoscaling.enabled and keda.enabled are exclusive: both would own the replica count" -}}
+{{- end -}}
+{{- $protocol := .Values.settings.KAFKA_SECURITY_PROTOCOL | default "PLAINTEXT" -}}
+{{- if and (hasPrefix "SASL" $protocol) (not (and .Values.kafka.sasl.mechanism .Values.kafka.sasl.username)) -}}
+{{- fail "settings.KAFKA_SECURITY_PROTOCOL is SASL: set kafka.sasl.mechanism and kafka.sasl.username (and the password)" -}}
+{{- end -}}
+{{- if ge (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.terminationGracePeriodSeconds | float64) -}}
+{{- fail "settings.DRAIN_TIMEOUT_S must be below terminationGracePeriodSeconds, or the kubelet kills the drain" -}}
+{{- end -}}
+{{- $dt := .Values.defaultTenant -}}
+{{- if and (or $dt.customer $dt.company) (not (and $dt.customer $dt.company)) -}}
+{{- fail "defaultTenant needs both customer and company (or neither)" -}}
+{{- end -}}
+{{- end -}}

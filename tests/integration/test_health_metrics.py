@@ -1,0 +1,172 @@
+"""/healthz, /readyz and /metrics over real HTTP from a service running in this process.
+
+Readiness is what Kubernetes routes and rolls by, so each of its inputs is driven for real: the
+consumer group's assignment (the bridge serves health before the broker starts), and Redis (a
+private redis-server, frozen with SIGSTOP so it accepts connections but never answers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.devstack import Process, start_redis
+from tests.conftest import TOKEN
+from tests.support.kafka import Collector, Topics, contact, event, produce
+from tests.support.waiting import until
+
+
+async def get(bridge: Any, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(f"http://127.0.0.1:{bridge.http.port}{path}")
+
+
+async def readiness(bridge: Any) -> tuple[int, dict[str, Any]]:
+    response = await get(bridge, "/readyz")
+    assert TOKEN not in response.text
+    return response.status_code, response.json()
+
+
+async def is_ready(bridge: Any) -> bool:
+    status, _ = await readiness(bridge)
+    return status == 200
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition, keyed by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there are none)."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and wanted <= ls)
+
+
+async def scrape(bridge: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    response = await get(bridge, "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert TOKEN not in response.text, "a token leaked into /metrics"
+    return samples(response.text)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[Process]:
+    process = start_redis()
+    try:
+        yield process
+    finally:
+        if process.popen.poll() is None:
+            os.kill(process.popen.pid, signal.SIGCONT)
+        process.stop()
+
+
+@asynccontextmanager
+async def frozen(process: Process) -> AsyncIterator[None]:
+    os.kill(process.popen.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.popen.pid, signal.SIGCONT)
+
+
+async def test_not_ready_before_the_group_assigns_then_ready(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, topics: Topics
+) -> None:
+    """The health server is up before the consumer joins; until it is assigned, /readyz says
+    no (503) and names the missing check, while /healthz already says alive."""
+    from service.app import create_app
+    from service.settings import TenantDirectory, load_settings
+
+    for name, setting in service_env.items():
+        monkeypatch.setenv(name, setting)
+    settings = load_settings()
+    app, bridge = create_app(settings, TenantDirectory.from_settings(settings))
+    assert app.broker is not None
+    await bridge.start()  # health server and producer; the consumer is not started yet
+    try:
+        alive = await get(bridge, "/healthz")
+        assert alive.status_code == 200 and alive.json() == {"status": "alive"}
+        status, body = await readiness(bridge)
+        assert status == 503 and body["ready"] is False
+        assert body["checks"]["kafka_assigned"] is False
+        assert body["checks"]["redis"] is True, "only the assignment is missing"
+
+        await app.broker.start()  # joins the group
+        await until(lambda: is_ready(bridge), 30, "readiness after the group assignment")
+        status, body = await readiness(bridge)
+        assert body == {"ready": True, "checks": {k: True for k in body["checks"]}}
+    finally:
+        await bridge.drain()
+        await app.broker.stop()
+        await bridge.close()
+
+
+async def test_not_ready_while_redis_is_down(running_service, private_redis: Process) -> None:
+    async with running_service(redis_url=f"redis://127.0.0.1:{private_redis.port}/0") as bridge:
+        await until(lambda: is_ready(bridge), 30, "readiness with Redis up")
+        async with frozen(private_redis):
+            status, body = await readiness(bridge)
+            assert status == 503 and body["checks"]["redis"] is False
+            assert body["checks"]["kafka_assigned"] is True
+            health = await get(bridge, "/healthz")
+            assert health.status_code == 200, "a Redis outage must not get the pod killed"
+        await until(lambda: is_ready(bridge), 30, "readiness after Redis came back")
+
+
+async def test_metrics_move_with_traffic(
+    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector
+) -> None:
+    good = 20
+    messages: list[tuple[bytes | None, bytes | dict[str, Any] | None]] = [
+        (f"k{n}".encode(), event(f"ok-{n}", contact(n))) for n in range(good)
+    ]
+    messages.append((b"bad", event("too-long", contact(99, ContactName="x" * 41))))
+    messages.append((b"junk", b"not json"))
+    async with running_service() as bridge:
+        before = await scrape(bridge)
+        assert value(before, "sagebridge_events_total") == 0
+        assert value(before, "sagebridge_dead_letters_total") == 0
+
+        await produce(kafka_bootstrap, topics.events, messages)
+        await collector.wait_for(topics.replies, good + 2)
+
+        async def counted() -> bool:
+            return value(await scrape(bridge), "sagebridge_events_total") == good + 2
+
+        await until(counted, 10, "events to be counted")
+        after = await scrape(bridge)
+
+    contact_type = {"type": "contact.upsert"}
+    assert value(after, "sagebridge_events_total", **contact_type, outcome="SUCCESS") == good
+    assert (
+        value(after, "sagebridge_events_total", **contact_type, outcome="ERROR", stage="validation")
+        == 1
+    )
+    assert value(after, "sagebridge_events_total", outcome="ERROR", stage="parse") == 1
+    assert value(after, "sagebridge_dead_letters_total", stage="validation") == 1
+    assert value(after, "sagebridge_dead_letters_total", stage="parse") == 1
+    assert value(after, "sagebridge_dead_letters_total") == 2
+
+    # Every good record went out in some batch; the bad ones never reached the Connector.
+    assert value(after, "sagebridge_batch_size_sum") == good
+    calls = value(after, "sagebridge_batch_size_count")
+    assert 1 <= calls <= good
+    latency = {"lane": "batch", "endpoint": "/customerContacts"}
+    assert value(after, "sagebridge_connector_latency_seconds_count", **latency) == calls
+    assert value(after, "sagebridge_connector_latency_seconds_sum", **latency) > 0
+    assert value(after, "sagebridge_in_flight") == 0, "everything answered"
