@@ -12,8 +12,10 @@ from tests.support.sandbox import sandbox_post, stored_records
 from tests.support.sandbox import stats as sandbox_stats
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 
-TENANTS = [{"customer": CUSTOMER, "company": COMPANY},
-           {"customer": CUSTOMER_B, "company": COMPANY_B}]
+TENANTS = [
+    {"customer": CUSTOMER, "company": COMPANY},
+    {"customer": CUSTOMER_B, "company": COMPANY_B},
+]
 
 
 def mixed_feed(count: int) -> tuple[list[tuple[bytes, Any]], set[str], set[str]]:
@@ -27,21 +29,41 @@ def mixed_feed(count: int) -> tuple[list[tuple[bytes, Any]], set[str], set[str]]
         roll = rng.random()
         if roll < 0.08:
             invalid.add(event_id)
-            feed.append((f"bad-{n}".encode(),
-                         event(event_id, contact(n, ContactName="x" * 31), tenant=tenant)))
+            feed.append(
+                (
+                    f"bad-{n}".encode(),
+                    event(event_id, contact(n, ContactName="x" * 31), tenant=tenant),
+                )
+            )
         elif roll < 0.10:
             invalid.add(event_id)
-            feed.append((f"bad-{n}".encode(),
-                         event(event_id, contact(n), type="contact.vanish", tenant=tenant)))
+            feed.append(
+                (
+                    f"bad-{n}".encode(),
+                    event(event_id, contact(n), type="contact.vanish", tenant=tenant),
+                )
+            )
         elif roll < 0.30:
             valid.add(event_id)
-            feed.append((f"acct-{n % 20}".encode(),
-                         event(event_id, {"InvoiceNo": event_id, "Amount": n},
-                               type="ar_invoice.create", tenant=tenant)))
+            feed.append(
+                (
+                    f"acct-{n % 20}".encode(),
+                    event(
+                        event_id,
+                        {"InvoiceNo": event_id, "Amount": n},
+                        type="ar_invoice.create",
+                        tenant=tenant,
+                    ),
+                )
+            )
         else:
             valid.add(event_id)
-            feed.append((f"contact-{n}".encode(),
-                         event(event_id, contact(n, ContactNotes=event_id), tenant=tenant)))
+            feed.append(
+                (
+                    f"contact-{n}".encode(),
+                    event(event_id, contact(n, ContactNotes=event_id), tenant=tenant),
+                )
+            )
     return feed, valid, invalid
 
 
@@ -69,10 +91,12 @@ async def test_three_kills_lose_nothing_and_send_nothing_twice(
     # Only a transactional call cut off by a kill may end in doubt: at most one per kill per tenant.
     assert len(unknown) <= 6 and all(final[e]["type"] == "ar_invoice.create" for e in unknown)
 
-    invoices = Counter(r["record"]["InvoiceNo"] for r in
-                       await stored_records(sandbox, "/accountsReceivable"))
-    contacts = Counter(r["record"]["ContactNotes"] for r in
-                       await stored_records(sandbox, "/customerContacts"))
+    invoices = Counter(
+        r["record"]["InvoiceNo"] for r in await stored_records(sandbox, "/accountsReceivable")
+    )
+    contacts = Counter(
+        r["record"]["ContactNotes"] for r in await stored_records(sandbox, "/customerContacts")
+    )
     assert set(invoices) | set(contacts) >= valid - unknown
     assert max(invoices.values()) == 1, "an invoice reached the Connector twice"
     assert max(contacts.values()) == 1, "a contact reached the Connector twice"
@@ -81,5 +105,7 @@ async def test_three_kills_lose_nothing_and_send_nothing_twice(
     assert dead == invalid | unknown
     stats = await sandbox_stats(sandbox)
     assert stats["violations"] == 0
-    print(f"\n5,000 events, 3 SIGKILLs: {len(replies)} replies ({len(replies) - 5000} repeats), "
-          f"{len(unknown)} unknown_outcome, {stats['calls']} connector calls")
+    print(
+        f"\n5,000 events, 3 SIGKILLs: {len(replies)} replies ({len(replies) - 5000} repeats), "
+        f"{len(unknown)} unknown_outcome, {stats['calls']} connector calls"
+    )

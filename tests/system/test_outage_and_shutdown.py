@@ -12,13 +12,17 @@ from tests.system.conftest import TOKEN_B
 
 
 def contacts(first: int, count: int) -> list[tuple[bytes, dict[str, object]]]:
-    return [(f"c-{n}".encode(), event(f"c-{n}", contact(n, ContactNotes=f"c-{n}")))
-            for n in range(first, first + count)]
+    return [
+        (f"c-{n}".encode(), event(f"c-{n}", contact(n, ContactNotes=f"c-{n}")))
+        for n in range(first, first + count)
+    ]
 
 
 def invoices(first: int, count: int) -> list[tuple[bytes, dict[str, object]]]:
-    return [(b"acct", event(f"i-{n}", {"InvoiceNo": f"i-{n}"}, type="ar_invoice.create"))
-            for n in range(first, first + count)]
+    return [
+        (b"acct", event(f"i-{n}", {"InvoiceNo": f"i-{n}"}, type="ar_invoice.create"))
+        for n in range(first, first + count)
+    ]
 
 
 async def health(port: int, path: str) -> httpx.Response:
@@ -53,8 +57,10 @@ async def test_connector_outage_waits_instead_of_dead_lettering(
     await sandbox_post(sandbox, "/_sandbox/faults", {"down": False})
 
     replies = await collector.wait_for_events(
-        topics.replies, {f"c-{n}" for n in range(700)} | {f"i-{n}" for n in range(70)},
-        timeout_s=120)
+        topics.replies,
+        {f"c-{n}" for n in range(700)} | {f"i-{n}" for n in range(70)},
+        timeout_s=120,
+    )
     assert all(r.json()["response"] == "SUCCESS" for r in replies)
     assert collector.messages[topics.dlt] == []
     assert len(await stored_records(sandbox, "/customerContacts")) == 700
@@ -100,10 +106,16 @@ async def test_tokens_never_reach_the_logs(
     service = replicas(SAGEBRIDGE_LOG_LEVEL="DEBUG")
     await service.wait_ready()
     await sandbox_post(sandbox, "/_sandbox/faults", {"fail_rate": 0.3})
-    await produce(kafka_bootstrap, topics.events, contacts(0, 100) + invoices(0, 10) + [
-        (b"bad", event("bad-1", contact(1, ContactName="x" * 40))),
-        (b"who", event("who-1", contact(1), tenant={"customer": "9", "company": "Z"})),
-    ])
+    await produce(
+        kafka_bootstrap,
+        topics.events,
+        contacts(0, 100)
+        + invoices(0, 10)
+        + [
+            (b"bad", event("bad-1", contact(1, ContactName="x" * 40))),
+            (b"who", event("who-1", contact(1), tenant={"customer": "9", "company": "Z"})),
+        ],
+    )
     await collector.wait_for(topics.replies, 112, timeout_s=60)
     await (await health(service.port, "/metrics")).aread()
     assert service.terminate() == 0

@@ -101,7 +101,8 @@ async def test_killing_the_lock_holder_loses_nothing_and_sends_nothing_twice(
     replacement = replicas()
     await replacement.wait_ready()
     replies = await collector.wait_for_events(
-        topics.replies, {f"inv-{n}" for n in range(300)}, timeout_s=120)
+        topics.replies, {f"inv-{n}" for n in range(300)}, timeout_s=120
+    )
     stored = await stored_records(sandbox, ENDPOINT)
     numbers = Counter(r["record"]["InvoiceNo"] for r in stored)
     assert max(numbers.values()) == 1, [k for k, v in numbers.items() if v > 1]
