@@ -235,39 +235,21 @@ class Bridge:
             partition = TopicPartition(record.topic, record.partition)
             self.tracker.consumed(partition, record.offset)
             decision = self.intake.admit(record.value)
+            ticket = Ticket(
+                partition,
+                record.offset,
+                record.key,
+                record.value,
+                decision.subject,
+                decision.reply_to or self.settings.reply_topic,
+                now,
+            )
             if isinstance(decision, Refused):
-                ticket = Ticket(
-                    partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    decision.subject,
-                    decision.reply_to or self.settings.reply_topic,
-                    now,
-                )
                 refused.append((ticket, decision.outcome))
             elif decision.route.lane is Lane.BATCH:
-                ticket = Ticket(
-                    partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    decision.subject,
-                    decision.event.reply_to or self.settings.reply_topic,
-                    now,
-                    digest=fingerprint(decision.event.data),
-                )
-                master_data.append((ticket, decision))
+                digest = fingerprint(decision.event.data)
+                master_data.append((dataclasses.replace(ticket, digest=digest), decision))
             else:
-                ticket = Ticket(
-                    partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    decision.subject,
-                    decision.event.reply_to or self.settings.reply_topic,
-                    now,
-                )
                 self.serial.submit(_delivery(ticket, decision))
         if self.flow.took(len(records)):
             self._pause_fetching()

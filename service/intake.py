@@ -25,6 +25,10 @@ class Admitted:
     identity: Hashable | None
 
     @property
+    def reply_to(self) -> str | None:
+        return self.event.reply_to
+
+    @property
     def subject(self) -> Subject:
         return Subject(
             self.event.event_id,
