@@ -512,7 +512,9 @@ def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream
         *settings.input_topics,
         group_id=settings.group_id,
         batch=True,
-        max_records=POLL_MAX_RECORDS,
+        # One poll never brings more than half the in-flight limit, so open records stay
+        # below 1.5 x MAX_IN_FLIGHT even when a full poll arrives just under the limit.
+        max_records=min(POLL_MAX_RECORDS, max(1, settings.max_in_flight // 2)),
         batch_timeout_ms=max(settings.batch_wait_ms, 50),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",

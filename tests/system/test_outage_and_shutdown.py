@@ -33,7 +33,11 @@ async def health(port: int, path: str) -> httpx.Response:
 async def test_connector_outage_waits_instead_of_dead_lettering(
     replicas, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
 ) -> None:
-    service = replicas(SAGEBRIDGE_BREAKER_COOLDOWN_MS="200", SAGEBRIDGE_MAX_ATTEMPTS="3")
+    service = replicas(
+        SAGEBRIDGE_BREAKER_COOLDOWN_MS="200",
+        SAGEBRIDGE_MAX_ATTEMPTS="3",
+        SAGEBRIDGE_MAX_IN_FLIGHT="200",
+    )
     await service.wait_ready()
     await produce(kafka_bootstrap, topics.events, contacts(0, 200) + invoices(0, 20))
     await collector.wait_for(topics.replies, 220)
@@ -46,6 +50,14 @@ async def test_connector_outage_waits_instead_of_dead_lettering(
         return 'sagebridge_breaker_open{company="ACME",customer="1001"} 1.0' in metrics
 
     await until(breaker_open, 30, "the breaker to open")
+
+    async def fetching_paused() -> bool:
+        metrics = (await health(service.port, "/metrics")).text
+        return "sagebridge_fetch_paused 1.0" in metrics
+
+    # Bounded memory: 550 events wait, but no more than 1.5 x MAX_IN_FLIGHT are taken in.
+    await until(fetching_paused, 30, "fetching to pause at the in-flight limit")
+    assert _in_flight((await health(service.port, "/metrics")).text) <= 300
     ready = await health(service.port, "/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["connector"] is False
 
