@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +40,13 @@ from service.lanes import Delivery
 from service.lanes.batch import BatchLane, BatchPolicy
 from service.lanes.retry import Backoff
 from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
-from service.ledger import Ledger, Standing, fingerprint
+from service.ledger import Entry, Ledger, Standing, fingerprint
 from service.locks import TenantLocks
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
 from service.outcomes import Origin, Outcome, Stage, Subject
 from service.publisher import Answer, OutcomePublisher
+from service.reconcile import already_in_sage
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
 
@@ -262,10 +263,12 @@ class Bridge:
     async def _submit_master_data(
         self, items: list[tuple[Ticket, Admitted]]
     ) -> list[tuple[Ticket, Outcome]]:
-        """Send what the ledger has not seen delivered; answer the rest from it. Master data
-        is idempotent, so if Redis is unreachable it is sent without the check."""
+        """Register each record in the ledger (one round trip) and send what it has not seen
+        delivered; answer the rest from it. A record left in doubt by a crash is first looked
+        up in Sage (:mod:`service.reconcile`). Master data is idempotent, so if Redis is
+        unreachable it is sent without the check."""
         try:
-            entries = await self.ledger.lookup_many(
+            entries = await self.ledger.begin_many(
                 [(a.tenant.key, a.event.event_id, t.digest or "") for t, a in items]
             )
         except RedisError as exc:
@@ -273,33 +276,57 @@ class Bridge:
                 "ledger unreachable: master data sent without the duplicate check",
                 extra={"error": type(exc).__name__},
             )
-            entries = None
+            entries = [Entry(Standing.NEW)] * len(items)
         answered: list[tuple[Ticket, Outcome]] = []
-        for index, (ticket, admitted) in enumerate(items):
-            standing = entries[index].standing if entries is not None else Standing.NEW
-            if standing is Standing.DELIVERED:
-                assert entries is not None
+        in_doubt: list[tuple[Ticket, Admitted, Entry]] = []
+        for (ticket, admitted), entry in zip(items, entries, strict=True):
+            match entry.standing:
+                case Standing.NEW:
+                    self.batch.submit(_delivery(ticket, admitted))
+                case Standing.DELIVERED:
+                    self.metrics.idempotent_hits.inc()
+                    answered.append(
+                        (dataclasses.replace(ticket, digest=None), Outcome.success(entry.attempts))
+                    )
+                case Standing.CONFLICT:
+                    answered.append(
+                        (
+                            dataclasses.replace(ticket, digest=None),
+                            Outcome.failure(
+                                Stage.VALIDATION,
+                                f"event_id {admitted.event.event_id!r} was already "
+                                "used with different data; not sent",
+                            ),
+                        )
+                    )
+                case Standing.IN_DOUBT:
+                    in_doubt.append((ticket, admitted, entry))
+        if in_doubt:
+            self._background(self._reconcile(in_doubt))
+        return answered
+
+    async def _reconcile(self, items: list[tuple[Ticket, Admitted, Entry]]) -> None:
+        """Records whose earlier call may have been cut off: answered if Sage already has
+        them, sent otherwise."""
+        found = await asyncio.gather(
+            *(
+                already_in_sage(self.connector.get, a.tenant, a.route, a.event.data)
+                for _, a, _ in items
+            )
+        )
+        answered: list[tuple[Ticket, Outcome]] = []
+        for (ticket, admitted, entry), present in zip(items, found, strict=True):
+            if present:
                 self.metrics.idempotent_hits.inc()
-                answered.append(
-                    (
-                        dataclasses.replace(ticket, digest=None),
-                        Outcome.success(entries[index].attempts),
-                    )
-                )
-            elif standing is Standing.CONFLICT:
-                answered.append(
-                    (
-                        dataclasses.replace(ticket, digest=None),
-                        Outcome.failure(
-                            Stage.VALIDATION,
-                            f"event_id {admitted.event.event_id!r} was already "
-                            "delivered with different data; not sent",
-                        ),
-                    )
-                )
+                answered.append((ticket, Outcome.success(entry.attempts)))
             else:
                 self.batch.submit(_delivery(ticket, admitted))
-        return answered
+        log.info(
+            "reconciled master data left in doubt",
+            extra={"already_in_sage": len(answered), "sent_again": len(items) - len(answered)},
+        )
+        if answered:
+            self._on_outcomes(answered)
 
     def _pause_fetching(self) -> None:
         if self.consumer is not None and self.consumer.assignment():
@@ -317,7 +344,10 @@ class Bridge:
     # -- answering -------------------------------------------------------------------------
 
     def _on_outcomes(self, results: Sequence[tuple[Ticket, Outcome]]) -> None:
-        task = asyncio.create_task(self._answer(list(results)))
+        self._background(self._answer(list(results)))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
@@ -363,10 +393,18 @@ class Bridge:
             for t, o in results
             if o.ok and t.digest is not None
         ]
-        if not delivered:
+        refused = [
+            ((t.subject.tenant or ("", "")), t.subject.event_id or "")
+            for t, o in results
+            if not o.ok and t.digest is not None
+        ]
+        if not delivered and not refused:
             return
         try:
-            await self.ledger.delivered_many(delivered)
+            if delivered:
+                await self.ledger.delivered_many(delivered)
+            if refused:  # the Connector refused them: fixed data may come under the same id
+                await self.ledger.withdraw_many(refused)
         except RedisError as exc:
             log.warning(
                 "ledger unreachable: delivered master data not recorded",

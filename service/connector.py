@@ -92,6 +92,21 @@ class ConnectorClient:
             return Unknown(f"connection failed mid-request ({type(exc).__name__})")
         return classify(response.status_code, response.content)
 
+    async def get(self, tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
+        """The Connector's list GET (a read; never changes Sage)."""
+        headers = {
+            "Auth-Token": tenant.token.get_secret_value(),
+            "customer": tenant.customer,
+            "company": tenant.company,
+        }
+        try:
+            response = await self._http.get(endpoint, params=params, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Retryable(f"cannot connect to the Cloud Connector: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            return Unknown(f"lookup failed ({type(exc).__name__})")
+        return classify(response.status_code, response.content)
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -75,6 +75,22 @@ class Ledger:
         found = await self._begin(
             keys=[self._key(tenant, event_id)], args=[digest, self._retention_ms]
         )
+        return self._standing(found, digest)
+
+    async def begin_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
+        """:meth:`begin` for many (tenant, event_id, digest) in one round trip: each unknown
+        event gets its intent written, so a crash before its answer leaves a trace."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for tenant, event_id, digest in keys:
+                await self._begin(
+                    keys=[self._key(tenant, event_id)],
+                    args=[digest, self._retention_ms],
+                    client=pipe,
+                )
+            rows = await pipe.execute()
+        return [self._standing(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
+
+    def _standing(self, found: Any, digest: str) -> Entry:
         if not found:
             return Entry(Standing.NEW)
         state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
@@ -92,18 +108,10 @@ class Ledger:
             for tenant, event_id, _ in keys:
                 pipe.hmget(self._key(tenant, event_id), "state", "fingerprint", "attempts")
             rows = await pipe.execute()
-        entries = []
-        for (_, _, digest), row in zip(keys, rows, strict=True):
-            state, seen, attempts = (v.decode() if isinstance(v, bytes) else v for v in row)
-            if state is None:
-                entries.append(Entry(Standing.NEW))
-            elif seen != digest:
-                entries.append(Entry(Standing.CONFLICT))
-            elif state == "delivered":
-                entries.append(Entry(Standing.DELIVERED, int(attempts or 0)))
-            else:
-                entries.append(Entry(Standing.IN_DOUBT, int(attempts or 0)))
-        return entries
+        return [
+            self._standing(row if row[0] is not None else None, digest)
+            for (_, _, digest), row in zip(keys, rows, strict=True)
+        ]
 
     async def delivered_many(self, entries: list[tuple[tuple[str, str], str, str, int]]) -> None:
         """Record (tenant, event_id, digest, attempts) as delivered, one round trip."""
@@ -120,6 +128,11 @@ class Ledger:
                 )
                 pipe.pexpire(key, self._retention_ms)
             await pipe.execute()
+
+    async def withdraw_many(self, keys: list[tuple[tuple[str, str], str]]) -> None:
+        """Forget intents of (tenant, event_id) whose records were refused: fixed data may come
+        again under the same ``event_id``."""
+        await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
 
     async def delivered(self, tenant: tuple[str, str], event_id: str, attempts: int) -> None:
         key = self._key(tenant, event_id)

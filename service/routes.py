@@ -32,6 +32,9 @@ class Route:
     endpoint: str
     contract: Contract | None
     """``None``: any JSON object is accepted (operator supplied no contract)."""
+    lookup: Mapping[str, str] | None = None
+    """Key element -> query parameter of the Connector's list GET, used to check whether a
+    record cut off by a crash already reached Sage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,4 +94,15 @@ def _route(path: Path, event_type: str, spec: Any, contracts: Mapping[str, Contr
             )
     elif lane is Lane.BATCH:
         raise ContractFileError(f"{path}: route {event_type}: a batch route needs a contract")
-    return Route(type=event_type, lane=lane, endpoint=endpoint, contract=contract)
+    lookup = spec.get("lookup")
+    if lookup is not None:
+        if not isinstance(lookup, dict) or contract is None or lane is not Lane.BATCH:
+            raise ContractFileError(
+                f"{path}: route {event_type}: lookup is a mapping, for batch routes only"
+            )
+        if set(lookup) != set(contract.keys):
+            raise ContractFileError(
+                f"{path}: route {event_type}: lookup must map exactly the keys {contract.keys}"
+            )
+        lookup = {str(k): str(v) for k, v in lookup.items()}
+    return Route(type=event_type, lane=lane, endpoint=endpoint, contract=contract, lookup=lookup)

@@ -93,6 +93,8 @@ class _Call:
     """The token's label, never the token."""
     records: int = 0
     array: bool = False
+    lookup: bool = False
+    """A read (``GET``): counted under ``lookups``, not as a call that could write."""
 
     def log_entry(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -168,15 +170,24 @@ class Sandbox:
             customer=request.headers.get("customer", ""),
             company=request.headers.get("company", ""),
         )
-        status, payload = await self._answer(request, call, generation)
+        self.store.calls_in_progress += 1
+        try:
+            status, payload = await self._answer(request, call, generation)
+        finally:
+            self.store.calls_in_progress -= 1
         if self.store.generation == generation:
-            self.store.log_call(call.log_entry(status, payload))
+            if call.lookup:
+                self.store.lookups += 1
+            else:
+                self.store.log_call(call.log_entry(status, payload))
         return _json(status, payload)
 
     async def _answer(self, request: Request, call: _Call, generation: int) -> Answer:
         route = self.routes.get(call.endpoint)
         if route is None:
             return 404, _error(f"sandbox: no endpoint {call.endpoint}")
+        if request.method == "GET" and route.lane is not Lane.SERIAL:
+            return self._lookup(request, call, route)
         if request.method != "POST":
             return 405, _error(f"sandbox: {request.method} {call.endpoint} is not supported")
         if self.faults.down:
@@ -212,7 +223,31 @@ class Sandbox:
         finally:
             self.store.leave_transactional(tenant)
 
-    def _check_headers(self, request: Request, call: _Call) -> Answer | None:
+    def _lookup(self, request: Request, call: _Call, route: SageRoute) -> Answer:
+        """``GET <endpoint>?<key>=<value>...``: the current rows matching the key elements.
+        Parameter names match element names case-insensitively (the Connector's documentation
+        writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats."""
+        refused = self._check_headers(request, call, needs_body=False)
+        if refused is not None:
+            return refused
+        elements = {
+            name.lower(): name for name in (route.contract.elements if route.contract else ())
+        }
+        criteria: dict[str, str] = {}
+        for param, value in request.query_params.items():
+            name = elements.get(param.lower())
+            if name is None:
+                return 400, _error(f"sandbox: {param} is not an element of {call.endpoint}")
+            criteria[name] = value
+        if not criteria:
+            return 400, _error("sandbox: a lookup needs key parameters")
+        call.lookup = True
+        rows = self.store.lookup(call.endpoint, (call.customer, call.company), criteria)
+        return 200, {"response": "SUCCESS", "records": rows}
+
+    def _check_headers(
+        self, request: Request, call: _Call, needs_body: bool = True
+    ) -> Answer | None:
         """The Connector's front door; messages never contain the token itself."""
         grant = self._grant(request.headers.get("auth-token", ""))
         if grant is None:
@@ -228,7 +263,7 @@ class Sandbox:
                 f"company {bound_company}, not customer {call.customer} company {call.company}"
             )
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media_type != "application/json":
+        if needs_body and media_type != "application/json":
             return 400, _error("sandbox: Content-Type must be application/json")
         return None
 

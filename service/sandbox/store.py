@@ -44,6 +44,9 @@ class Store:
     """Transactional calls without an ``X-Fencing-Token`` header."""
     highest_fence: dict[Tenant, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INJECTED_KINDS, 0))
+    lookups: int = 0
+    calls_in_progress: int = 0
+    """Business calls received and not yet answered (any endpoint)."""
     in_progress: dict[Tenant, int] = field(default_factory=dict)
     """Live transactional calls per tenant; deliberately *not* cleared by a reset, because those
     calls are still running and will :meth:`leave` later."""
@@ -56,7 +59,7 @@ class Store:
         self.records = []
         self.calls = []
         self.batch_calls = self.successes = self.errors = self.rejected_records = 0
-        self.violations = self.stale_fences = self.unfenced_calls = 0
+        self.violations = self.stale_fences = self.unfenced_calls = self.lookups = 0
         self.max_concurrent_transactional = max(self.in_progress.values(), default=0)
         self.max_parallel_tenants = len(self.in_progress)
         self.injected = dict.fromkeys(INJECTED_KINDS, 0)
@@ -157,8 +160,25 @@ class Store:
             "stale_fences": self.stale_fences,
             "unfenced_calls": self.unfenced_calls,
             "in_progress_transactional": sum(self.in_progress.values()),
+            "calls_in_progress": self.calls_in_progress,
+            "lookups": self.lookups,
             "injected": dict(self.injected),
         }
+
+    def lookup(
+        self, endpoint: str, tenant: Tenant, criteria: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """The Connector's ``list`` GET: the current row for each identity matching ``criteria``
+        (element name -> value, compared as text). Later writes of a row replace earlier ones."""
+        current: dict[str, dict[str, Any]] = {}
+        for entry in self.records:
+            if entry["endpoint"] != endpoint or (entry["customer"], entry["company"]) != tenant:
+                continue
+            record = entry["record"]
+            if all(str(record.get(name, "")) == value for name, value in criteria.items()):
+                key = "|".join(str(record.get(name, "")) for name in sorted(criteria))
+                current[key] = record
+        return list(current.values())
 
     def records_for(self, endpoint: str | None) -> list[dict[str, Any]]:
         """Accepted records, all or only those of ``endpoint``."""

@@ -10,6 +10,7 @@ from tests.conftest import COMPANY, CUSTOMER
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.sandbox import sandbox_post, stored_records
 from tests.support.sandbox import stats as sandbox_stats
+from tests.support.waiting import until
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 
 TENANTS = [
@@ -109,3 +110,40 @@ async def test_three_kills_lose_nothing_and_send_nothing_twice(
         f"\n5,000 events, 3 SIGKILLs: {len(replies)} replies ({len(replies) - 5000} repeats), "
         f"{len(unknown)} unknown_outcome, {stats['calls']} connector calls"
     )
+
+
+async def test_master_data_cut_off_by_a_kill_is_reconciled_not_resent(
+    replicas, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
+) -> None:
+    """Kill the service while contact arrays are inside the Connector: after the restart those
+    records are looked up in Sage, found, and answered — not sent a second time."""
+    await sandbox_post(sandbox, "/_sandbox/faults", {"latency_ms": 400})
+    service = replicas(SAGEBRIDGE_BATCH_MAX="20", SAGEBRIDGE_BATCH_WAIT_MS="50")
+    await service.wait_ready()
+    feed = [
+        (f"c-{n}".encode(), event(f"c-{n}", contact(n, ContactNotes=f"c-{n}"))) for n in range(200)
+    ]
+    await produce(kafka_bootstrap, topics.events, feed)
+
+    async def calls_inside_the_connector() -> bool:
+        return (await sandbox_stats(sandbox))["calls_in_progress"] > 0
+
+    await until(calls_inside_the_connector, 30, "contact arrays in flight")
+    service.kill()
+    cut_off = (await sandbox_stats(sandbox))["calls_in_progress"]
+    await sandbox_post(sandbox, "/_sandbox/faults", {"latency_ms": 5})
+    service = replicas()
+    await service.wait_ready()
+    replies = await collector.wait_for_events(
+        topics.replies, {f"c-{n}" for n in range(200)}, timeout_s=60
+    )
+    final = {r.json()["event_id"]: r.json()["response"] for r in replies}
+    assert set(final.values()) == {"SUCCESS"}
+    stored = Counter(
+        r["record"]["ContactNotes"] for r in await stored_records(sandbox, "/customerContacts")
+    )
+    assert len(stored) == 200
+    assert max(stored.values()) == 1, "a contact reached the Connector twice"
+    stats = await sandbox_stats(sandbox)
+    assert stats["lookups"] > 0, "the records left in doubt were looked up"
+    print(f"\n{cut_off} arrays cut off by SIGKILL; {stats['lookups']} lookups; none resent")
