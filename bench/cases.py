@@ -1,0 +1,334 @@
+"""The benchmark cases (a)-(e): real processes, fresh topics each, one number set per case."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import orjson
+from redis.asyncio import Redis
+
+from bench import feed
+from bench.feed import Message, Replies, Sent
+from bench.stack import (
+    COMPANY,
+    CUSTOMER,
+    TOKEN,
+    Child,
+    Sandbox,
+    Stack,
+    Topics,
+    cpu_seconds,
+    peak_rss_mb,
+    wait_file,
+    wait_ready,
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each case is; ``quick`` is the smoke-test size."""
+
+    events: int = 50_000
+    naive_events: int = 5_000
+    invoices: int = 2_000
+    steady_rate: float = 2_000.0
+    steady_seconds: float = 10.0
+    lock_iterations: int = 2_000
+    handoff_seconds: float = 5.0
+    batch_wait_ms: int = 200
+    serial_latency_ms: int = 5
+    floor_calls: int = 500
+    quick: bool = False
+
+    @classmethod
+    def build(cls, quick: bool, events: int | None) -> Plan:
+        if quick:
+            n = events or 300
+            return cls(
+                events=n,
+                naive_events=n,
+                invoices=min(n, 100),
+                steady_rate=300.0,
+                steady_seconds=1.0,
+                lock_iterations=200,
+                handoff_seconds=1.0,
+                floor_calls=50,
+                quick=True,
+            )
+        n = events or cls.events
+        return cls(events=n, naive_events=max(1, min(n, cls.naive_events, n // 10 or n)))
+
+
+@dataclass
+class CaseResult:
+    key: str
+    title: str
+    events: int
+    received: int = 0
+    seconds: float = float("nan")
+    events_per_s: float = float("nan")
+    calls: int = 0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    produce_s: float = float("nan")
+    errors: int = 0
+    replicas: int = 1
+    ideal_per_s: float | None = None
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    call_ms: float = float("nan")
+    """Mean Cloud Connector call time as the service measured it (its /metrics)."""
+    lock_wait_ms: float = float("nan")
+    """Mean wait for the tenant lock per transactional call (its /metrics)."""
+    failure: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.failure is None and self.received >= self.events and self.errors == 0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What one pipeline case runs: the service's overrides, or the ceiling loop instead."""
+
+    key: str
+    title: str
+    feed: Sequence[Message]
+    ceiling: bool = False
+    replicas: int = 1
+    sandbox_latency_ms: int = 0
+    service_env: dict[str, str] = field(default_factory=dict)
+    pace: float | None = None
+    ideal_per_s: float | None = None
+
+
+async def run_case(stack: Stack, setup: Setup) -> CaseResult:
+    """Fresh topics, the processes of ``setup``, the feed in, every reply out, figures."""
+    topics = Topics.fresh(setup.key)
+    prefix = f"bench-{topics.group}"
+    await feed.create_topics(stack.bootstrap, topics.events, [topics.replies, topics.dlt])
+    started: list[Child] = []
+    try:
+        services, sandbox = await _start(stack, setup, topics, prefix, started)
+        return await _measure(stack, setup, topics, services, sandbox)
+    finally:
+        stack.stop(*reversed(started))
+        await _forget(stack.redis_url, prefix)
+
+
+async def _start(
+    stack: Stack, setup: Setup, topics: Topics, prefix: str, started: list[Child]
+) -> tuple[list[Child], Sandbox | None]:
+    """The ceiling loop, or a sandbox and the replicas; returns once all of them are ready."""
+    if setup.ceiling:
+        ceiling, ready_file = stack.start_ceiling(topics)
+        started.append(ceiling)
+        await wait_file(ceiling, ready_file)
+        return [ceiling], None
+    sandbox = stack.start_sandbox(setup.sandbox_latency_ms)
+    started.append(sandbox.child)
+    env = stack.service_env(topics, sandbox, prefix, **setup.service_env)
+    services = [stack.start_service(env) for _ in range(setup.replicas)]
+    started.extend(services)
+    await asyncio.gather(*(wait_ready(s) for s in services))
+    if setup.replicas > 1:
+        await asyncio.sleep(0.5)  # let the last rebalance settle
+    return services, sandbox
+
+
+async def _measure(
+    stack: Stack, setup: Setup, topics: Topics, services: list[Child], sandbox: Sandbox | None
+) -> CaseResult:
+    result = CaseResult(setup.key, setup.title, len(setup.feed), replicas=setup.replicas)
+    result.ideal_per_s = setup.ideal_per_s
+    assert stack.broker is not None
+    watched: dict[str, list[int]] = {"service": [s.pid for s in services]}
+    if sandbox is not None:
+        watched["sandbox"] = [sandbox.child.pid]
+    watched["broker"] = [stack.broker.popen.pid]
+    replies = await Replies(stack.bootstrap, topics.replies).start()
+    producer = feed.new_producer(stack.bootstrap)
+    try:
+        await producer.start()
+        cpu_before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
+        bench_before = time.process_time()
+        sent: Sent
+        if setup.pace is None:
+            sent = await feed.produce_burst(producer, topics.events, setup.feed)
+        else:
+            sent = await feed.produce_paced(producer, topics.events, setup.feed, setup.pace)
+        result.produce_s = sent.seconds
+        if not await replies.wait_for(len(setup.feed), 60 + len(setup.feed) / 100):
+            result.failure = f"only {len(replies.arrived)} of {len(setup.feed)} replies"
+        cpu_after = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
+        result.cpu_s = {name: cpu_after[name] - cpu_before[name] for name in watched}
+        result.cpu_s["bench"] = time.process_time() - bench_before
+        if sandbox is not None:
+            await _scrape(services, result)
+    finally:
+        await producer.stop()
+        await replies.stop()
+    result.peak_rss_mb = max(peak_rss_mb(s.pid) for s in services)
+    result.received = len(replies.arrived)
+    result.errors = replies.errors
+    if replies.arrived:
+        result.seconds = max(replies.arrived.values()) - sent.first
+        result.events_per_s = result.received / result.seconds
+    latencies = feed.latencies_ms(sent, replies)
+    result.p50_ms = feed.percentile(latencies, 50)
+    result.p99_ms = feed.percentile(latencies, 99)
+    result.calls = (await sandbox.stats())["calls"] if sandbox is not None else 0
+    dead = [s for s in services if not s.alive()]
+    if dead:
+        result.failure = f"{dead[0].name} exited early:\n{dead[0].log_tail()}"
+    return result
+
+
+async def _scrape(services: list[Child], result: CaseResult) -> None:
+    """Mean connector call time and lock wait over all replicas (from their /metrics)."""
+    totals: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=5) as client:
+        for service in services:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{service.port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                if name in _SCRAPED:
+                    totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    for target, metric in (("call_ms", "connector_latency"), ("lock_wait_ms", "lock_wait")):
+        count = totals.get(f"sagebridge_{metric}_seconds_count", 0.0)
+        if count:
+            seconds = totals.get(f"sagebridge_{metric}_seconds_sum", 0.0)
+            setattr(result, target, seconds / count * 1000)
+
+
+_SCRAPED = {
+    f"sagebridge_{metric}_seconds_{part}"
+    for metric in ("connector_latency", "lock_wait")
+    for part in ("sum", "count")
+}
+
+
+@dataclass(frozen=True)
+class CallFloor:
+    """Sequential HTTP calls straight to the sandbox (httpx, as the service uses): no Kafka,
+    no Redis. ``1000 / mean_ms`` is the most any one-call-at-a-time lane can do here."""
+
+    latency_ms: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    calls: int
+
+    @property
+    def per_s(self) -> float:
+        return 1000 / self.mean_ms
+
+
+async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
+    sandbox = stack.start_sandbox(latency_ms)
+    headers = {
+        "Auth-Token": TOKEN,
+        "customer": CUSTOMER,
+        "company": COMPANY,
+        "Content-Type": "application/json",
+    }
+    samples: list[float] = []
+    try:
+        async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as client:
+            for n in range(calls + 20):
+                body = orjson.dumps({"InvoiceNo": f"F{n:06d}", "Amount": n})
+                fence = {"X-Fencing-Token": str(10**15 + n)}
+                started = time.perf_counter()
+                response = await client.post(
+                    "/accountsReceivable", content=body, headers={**headers, **fence}
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                response.raise_for_status()
+                if n >= 20:  # the first calls open the connection and warm up
+                    samples.append(elapsed)
+    finally:
+        stack.stop(sandbox.child)
+    return CallFloor(
+        latency_ms,
+        feed.percentile(samples, 50),
+        feed.percentile(samples, 99),
+        sum(samples) / len(samples),
+        len(samples),
+    )
+
+
+async def _forget(redis_url: str, prefix: str) -> None:
+    """Delete the case's Redis keys (ledger entries, locks, fences)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
+
+
+def setups(plan: Plan, cases: str) -> list[Setup]:
+    """The pipeline cases selected by ``cases`` (letters a-e), in order."""
+    contacts = feed.contacts(plan.events)
+    wait = str(plan.batch_wait_ms)
+    latency = plan.serial_latency_ms
+    per_tenant = 1000 / latency
+    chosen: list[Setup] = []
+    if "a" in cases:
+        chosen.append(Setup("a", "ceiling: bare aiokafka consume -> reply loop", contacts, True))
+    if "b" in cases:
+        batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
+        chosen.append(
+            Setup("b", "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
+        )
+    if "c" in cases:
+        naive = {"SAGEBRIDGE_BATCH_MAX": "1", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
+        chosen.append(
+            Setup(
+                "c",
+                "naive: one call per record, BATCH_MAX 1",
+                contacts[: plan.naive_events],
+                service_env=naive,
+            )
+        )
+    if "d" in cases:
+        one, two = feed.invoices(plan.invoices), feed.invoices(plan.invoices, tenants=2)
+        for key, replicas, tenants, invoices in [
+            ("d1", 1, 1, one),
+            ("d3", 3, 1, one),
+            ("d3t2", 3, 2, two),
+        ]:
+            chosen.append(
+                Setup(
+                    key,
+                    f"serial lane, {replicas} replica{'s' * (replicas > 1)}, "
+                    f"{tenants} tenant{'s' * (tenants > 1)}, sandbox {latency} ms",
+                    invoices,
+                    replicas=replicas,
+                    sandbox_latency_ms=latency,
+                    ideal_per_s=per_tenant * tenants,
+                )
+            )
+    if "e" in cases:
+        steady = contacts[: int(plan.steady_rate * plan.steady_seconds)]
+        if len(steady) < plan.steady_rate * plan.steady_seconds:
+            steady = feed.contacts(int(plan.steady_rate * plan.steady_seconds))
+        chosen.append(
+            Setup(
+                "e",
+                f"steady {plan.steady_rate:,.0f} events/s for {plan.steady_seconds:g} s, "
+                f"BATCH_WAIT_MS {wait}",
+                steady,
+                pace=plan.steady_rate,
+                service_env={"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait},
+            )
+        )
+    return chosen

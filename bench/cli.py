@@ -1,0 +1,116 @@
+"""``python -m bench``: run the cases, print a table as each finishes, write RESULTS.md + PNG."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from bench import report
+from bench.cases import CallFloor, CaseResult, Plan, call_floor, run_case, setups
+from bench.lockbench import LockFigures, measure_locks
+from bench.stack import Stack
+
+ALL_CASES = "a,b,c,d,e,f"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="sagebridge benchmark against a real broker (Tansu), Redis and the sandbox.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few hundred events per case (smoke test)"
+    )
+    parser.add_argument("--cases", default=ALL_CASES, help=f"comma-separated subset of {ALL_CASES}")
+    parser.add_argument(
+        "--events", type=int, default=None, help="events for (a) and (b); (c) runs a tenth"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="where RESULTS.md and results.png go (default: bench/)",
+    )
+    return parser
+
+
+async def _run(
+    stack: Stack, plan: Plan, cases: str, results: list[CaseResult], floors: list[CallFloor]
+) -> LockFigures | None:
+    if "d" in cases:
+        floor = await call_floor(stack, plan.serial_latency_ms, plan.floor_calls)
+        floors.append(floor)
+        print(report.floor_line(floor), flush=True)
+    for setup in setups(plan, cases):
+        try:
+            result = await run_case(stack, setup)
+        except Exception as exc:
+            traceback.print_exc()
+            result = CaseResult(setup.key, setup.title, len(setup.feed), failure=repr(exc))
+        results.append(result)
+        print(report.line(result), flush=True)
+    if "f" not in cases:
+        return None
+    figures = await measure_locks(stack.redis_url, plan.lock_iterations, plan.handoff_seconds)
+    for text in report.lock_lines(figures):
+        print(text, flush=True)
+    return figures
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    unknown = cases - set(ALL_CASES.split(","))
+    if unknown:
+        print(f"bench: unknown case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    selected = "".join(sorted(cases))
+    plan = Plan.build(args.quick, args.events)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m bench", *(shlex.quote(a) for a in given)]).strip()
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    host = report.machine()
+    # Raise KeyboardInterrupt out of the event loop on SIGINT and SIGTERM (rather than asyncio's
+    # cancel-the-main-task, which task code can swallow), so `with Stack()` stops every child.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    print(f"sagebridge benchmark, {date}, " + ", ".join(f"{k} {v}" for k, v in host.items()))
+    print(report.header(), flush=True)
+    results: list[CaseResult] = []
+    floors: list[CallFloor] = []
+    try:
+        with Stack() as stack:
+            locks = asyncio.run(_run(stack, plan, selected, results, floors))
+    except KeyboardInterrupt:
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the interrupted main task
+        print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    chart_path = args.out / "results.png"
+    report.chart(results, chart_path, f"sagebridge benchmark, {date} ({host['nproc']} cores)")
+    floor = floors[0] if floors else None
+    text = report.markdown(results, locks, floor, plan, command, date, host, chart_path.name)
+    (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
+    print()
+    for goal in report.goals({r.key: r for r in results}, locks, plan):
+        print(
+            f"  issue {goal.issue}: {goal.what}: {goal.measured} (goal {goal.target}) "
+            f"-> {report.verdict(goal.met).strip('*')}"
+        )
+    print(f"\nwrote {args.out / 'RESULTS.md'} and {chart_path}; process logs in {stack.log_dir}")
+    return 0 if all(r.complete for r in results) else 1

@@ -1,0 +1,70 @@
+"""The benchmark runs end to end at smoke-test size and reports every figure (not its speed)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+PIPELINE_CASES = ("a", "b", "c", "d1", "d3", "d3t2", "e")
+PIPELINE_FIGURES = 9  # events, seconds, events/s, calls, p50, p99, RSS, CPU cores, status
+NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+
+
+def section(text: str, heading: str) -> str:
+    """The body of the ``## heading`` section."""
+    _, found, rest = text.partition(f"\n## {heading}\n")
+    assert found, f"no section {heading!r}"
+    return rest.split("\n## ", 1)[0]
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            rows.append(cells)
+    return rows
+
+
+def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    cases = section(results, "Cases")
+    for case in PIPELINE_CASES:
+        rows = table_rows(cases, case)
+        assert len(rows) == 1, f"case {case} missing from RESULTS.md"
+        _, _title, *figures = rows[0]
+        assert len(figures) == PIPELINE_FIGURES, rows[0]
+        *numbers, cores, status = figures
+        assert all(NUMBER.match(n) for n in numbers), f"case {case}: {numbers}"
+        assert re.fullmatch(r"[\d.]+/([\d.]+|-)/[\d.]+/[\d.]+", cores), f"case {case}: {cores}"
+        assert status == "ok", f"case {case}: {status}"
+        assert case in run.stdout  # printed as it finished
+
+    for figure in ("f overhead", "f hand-off"):
+        rows = table_rows(section(results, "Tenant lock (f)"), figure)
+        assert len(rows) == 1, f"{figure} missing from RESULTS.md"
+        median, p99 = rows[0][1:3]
+        assert NUMBER.match(median) and NUMBER.match(p99), rows[0]
+
+    assert re.search(r"b/a = [\d.]+", results) and re.search(r"b/c = [\d.]+", results)
+    assert re.search(r"Floor for the serial lane \(d0\).*p50 [\d.]+ ms", results)
+    for heading in ("nproc", "CPU", "RAM", "Python", "Command: `python -m bench --quick"):
+        assert heading in results
+    goals_text = section(results, "Goals (issues 6 and 3)")
+    goals = table_rows(goals_text, "6") + table_rows(goals_text, "3")
+    assert len(goals) >= 10 and all(g[-1] in ("met", "**missed**") for g in goals), goals
