@@ -36,6 +36,34 @@ return false
 """
 
 
+# The same for many entries in one command (one round trip, one reply to parse): KEYS are the
+# entries; ARGV[1] is the retention, ARGV[1 + i] the fingerprint of KEYS[i].
+_BEGIN_MANY = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts')
+  if entry[1] then
+    found[i] = entry
+  else
+    redis.call('HSET', key, 'state', 'intent', 'fingerprint', ARGV[i + 1], 'attempts', '0')
+    redis.call('PEXPIRE', key, ARGV[1])
+    found[i] = false
+  end
+end
+return found
+"""
+
+# KEYS are entries; ARGV[1] is the retention, then fingerprint and attempts for each key.
+_DELIVERED_MANY = """
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'state', 'delivered', 'fingerprint', ARGV[2 * i], 'attempts',
+             ARGV[2 * i + 1])
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
 class Standing(StrEnum):
     NEW = "new"
     """No trace: go ahead (an intent has now been written)."""
@@ -66,6 +94,8 @@ class Ledger:
         self._prefix = prefix
         self._retention_ms = int(retention_s * 1000)
         self._begin = redis.register_script(_BEGIN)
+        self._begin_many = redis.register_script(_BEGIN_MANY)
+        self._delivered_many = redis.register_script(_DELIVERED_MANY)
 
     def _key(self, tenant: tuple[str, str], event_id: str) -> str:
         return f"{self._prefix}:ledger:{tenant[0]}:{tenant[1]}:{event_id}"
@@ -78,16 +108,17 @@ class Ledger:
         return self._standing(found, digest)
 
     async def begin_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
-        """:meth:`begin` for many (tenant, event_id, digest) in one round trip: each unknown
-        event gets its intent written, so a crash before its answer leaves a trace."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for tenant, event_id, digest in keys:
-                await self._begin(
-                    keys=[self._key(tenant, event_id)],
-                    args=[digest, self._retention_ms],
-                    client=pipe,
-                )
-            rows = await pipe.execute()
+        """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
+        event gets its intent written, so a crash before its answer leaves a trace.
+
+        One script over many keys: on Redis Cluster the keys would have to share a slot, so
+        the ledger expects a standalone Redis (or a proxy that keeps them together)."""
+        if not keys:
+            return []
+        rows = await self._begin_many(
+            keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
+            args=[self._retention_ms, *(digest for _, _, digest in keys)],
+        )
         return [self._standing(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
 
     def _standing(self, found: Any, digest: str) -> Entry:
@@ -100,34 +131,16 @@ class Ledger:
             return Entry(Standing.DELIVERED, int(attempts or 0))
         return Entry(Standing.IN_DOUBT, int(attempts or 0))
 
-    async def lookup_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
-        """Standing of many (tenant, event_id, digest) at once, one round trip, writing nothing.
-
-        For master data: a delivered event is answered from here; an unknown one is sent."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for tenant, event_id, _ in keys:
-                pipe.hmget(self._key(tenant, event_id), "state", "fingerprint", "attempts")
-            rows = await pipe.execute()
-        return [
-            self._standing(row if row[0] is not None else None, digest)
-            for (_, _, digest), row in zip(keys, rows, strict=True)
-        ]
-
     async def delivered_many(self, entries: list[tuple[tuple[str, str], str, str, int]]) -> None:
-        """Record (tenant, event_id, digest, attempts) as delivered, one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for tenant, event_id, digest, attempts in entries:
-                key = self._key(tenant, event_id)
-                pipe.hset(
-                    key,
-                    mapping={
-                        "state": "delivered",
-                        "fingerprint": digest,
-                        "attempts": str(attempts),
-                    },
-                )
-                pipe.pexpire(key, self._retention_ms)
-            await pipe.execute()
+        """Record (tenant, event_id, digest, attempts) as delivered, in one command."""
+        if not entries:
+            return
+        args: list[str | int] = [self._retention_ms]
+        for _, _, digest, attempts in entries:
+            args += [digest, attempts]
+        await self._delivered_many(
+            keys=[self._key(tenant, event_id) for tenant, event_id, _, _ in entries], args=args
+        )
 
     async def withdraw_many(self, keys: list[tuple[tuple[str, str], str]]) -> None:
         """Forget intents of (tenant, event_id) whose records were refused: fixed data may come

@@ -49,3 +49,27 @@ def configure(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class OutcomeLog:
+    """One JSON line per event outcome — the line operators search by ``event_id``.
+
+    At thousands of events a second the logging module's per-record machinery (a LogRecord,
+    handler locks, a formatter call) costs more than delivering the event. These lines have a
+    fixed shape and never carry secrets, so they are rendered with orjson and written to stderr
+    in one write per answered batch, in the same format as every other log line.
+    """
+
+    def __init__(self, level: str = "INFO", stream: Any = None) -> None:
+        self.enabled = logging.getLevelName(level.upper()) <= logging.INFO
+        self._stream = stream
+
+    def write(self, lines: Iterable[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        head = {"ts": stamp, "level": "info", "logger": "sagebridge.events"}
+        rendered = b"".join(orjson.dumps({**head, **line}) + b"\n" for line in lines)
+        stream = self._stream or sys.stderr
+        stream.write(rendered.decode())
+        stream.flush()

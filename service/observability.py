@@ -7,7 +7,7 @@ types, outcomes, stages, endpoints and lanes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -75,6 +75,14 @@ class Metrics:
             "1 while Redis is unreachable and the serial lane waits.",
             registry=r,
         )
+
+    def count_outcomes(self, counted: Mapping[tuple[str, bool, str], int]) -> None:
+        """Add answered events, pre-counted per (type, ok, stage): one label lookup per kind
+        of outcome in a batch, not one per event."""
+        for (event_type, ok, stage), count in counted.items():
+            self.events.labels(event_type, "SUCCESS" if ok else "ERROR", stage).inc(count)
+            if not ok:
+                self.dead_letters.labels(stage).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

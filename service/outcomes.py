@@ -40,7 +40,11 @@ class Outcome:
 
     @classmethod
     def success(cls, attempts: int) -> Outcome:
-        return cls(attempts=attempts)
+        """Shared instances (outcomes are immutable): a batch of 100 needs one, not 100."""
+        found = _SUCCESSES.get(attempts)
+        if found is None:
+            found = _SUCCESSES[attempts] = cls(attempts=attempts)
+        return found
 
     @classmethod
     def failure(
@@ -49,7 +53,10 @@ class Outcome:
         return cls(stage=stage, message=message, errors=tuple(errors), attempts=attempts)
 
 
-@dataclass(frozen=True, slots=True)
+_SUCCESSES: dict[int, Outcome] = {}
+
+
+@dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
 class Subject:
     """What a reply says the event was: the envelope parts known when the outcome was decided."""
 
@@ -79,7 +86,7 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     return orjson.dumps(body)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Origin:
     """Where a consumed message came from; the dead letter records it for replay."""
 

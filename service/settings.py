@@ -7,7 +7,7 @@ variable — the first thing an operator reads in a crash-looping pod.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -161,10 +161,11 @@ class Tenant:
     customer: str
     company: str
     token: SecretStr
+    key: tuple[str, str] = field(init=False)
+    """``(customer, company)``: how lanes, locks and the ledger name the tenant."""
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.customer, self.company)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.customer, self.company))
 
     def __repr__(self) -> str:  # never print the token, even by accident
         return f"Tenant(customer={self.customer!r}, company={self.company!r})"

@@ -47,6 +47,10 @@ class SerialPolicy:
     max_attempts: int
     backoff: Backoff
     redis_retry_s: float = 0.5
+    hold_records: int = 50
+    """Most records delivered under one acquisition of a tenant lock."""
+    hold_s: float = 0.5
+    """Longest one acquisition is kept while records are queued."""
 
 
 class SerialLane(Generic[T]):
@@ -92,24 +96,18 @@ class SerialLane(Generic[T]):
         queue = self._queues[key]
         try:
             while queue:
-                delivery = queue[0]
+                held = await self._acquire(queue[0])
                 try:
-                    outcome = await self._deliver(delivery)
-                except Exception as exc:  # a bug must not strand the record without an answer
-                    log.exception("serial lane failed unexpectedly")
-                    outcome = Outcome.failure(
-                        Stage.UNKNOWN_OUTCOME,
-                        f"internal error: {exc!r}",
-                        attempts=delivery.attempts,
-                    )
-                queue.popleft()
-                self._sink([(delivery.ticket, outcome)])
+                    await self._serve_while_held(held, queue)
+                finally:
+                    await self._release(held)
         finally:
             del self._workers[key]
             if not self._workers:
                 self._idle.set()
 
-    async def _deliver(self, delivery: Delivery[T]) -> Outcome:
+    async def _acquire(self, delivery: Delivery[T]) -> Held:
+        """Wait for the Connector (breaker) and then the tenant lock; Redis trouble means wait."""
         name = f"{delivery.tenant.customer}:{delivery.tenant.company}"
         breaker = self._breakers.for_tenant(delivery.tenant.key)
         loop = asyncio.get_running_loop()
@@ -127,16 +125,38 @@ class SerialLane(Generic[T]):
                 continue
             if self.on_lock_wait is not None:
                 self.on_lock_wait(loop.time() - started)
-            try:
-                outcome = await self._under_lock(held, delivery)
-            except RedisError as exc:  # only raised before anything was sent
-                await self._redis_down("ledger", exc)
-                continue
-            finally:
-                await self._release(held)
-            if outcome is not None:
-                return outcome
-            # None: the Connector went down mid-record (breaker open); nothing reached Sage.
+            return held
+
+    async def _serve_while_held(self, held: Held, queue: deque[Delivery[T]]) -> None:
+        """Deliver queued records one by one under one acquisition, for at most
+        ``hold_records`` records or ``hold_s`` seconds — then the lock goes back, so other
+        replicas' records for this tenant get their turn. Holding it across a run saves two
+        Redis round trips per record; one call at a time holds throughout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._policy.hold_s
+        served = 0
+        async with self._locks.kept_alive(held):
+            while queue and served < self._policy.hold_records and loop.time() < deadline:
+                if held.lost:
+                    return  # renewal failed: another replica may hold it now
+                delivery = queue[0]
+                try:
+                    outcome = await self._under_lock(held, delivery)
+                except RedisError as exc:  # only raised before anything was sent
+                    await self._redis_down("ledger", exc)
+                    return
+                except Exception as exc:  # a bug must not strand the record without an answer
+                    log.exception("serial lane failed unexpectedly")
+                    outcome = Outcome.failure(
+                        Stage.UNKNOWN_OUTCOME,
+                        f"internal error: {exc!r}",
+                        attempts=delivery.attempts,
+                    )
+                if outcome is None:
+                    return  # the Connector went down mid-record; nothing reached Sage
+                queue.popleft()
+                served += 1
+                self._sink([(delivery.ticket, outcome)])
 
     async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome | None:
         """The record's outcome, or ``None`` to try again once the Connector is back."""
@@ -192,26 +212,23 @@ class SerialLane(Generic[T]):
         payload = orjson.dumps(delivery.record)
         breaker = self._breakers.for_tenant(delivery.tenant.key)
         failures = 0
-        async with self._locks.kept_alive(held):
-            while True:
-                delivery.attempts += 1
-                self.calls += 1
-                result = await self._post(
-                    delivery.tenant, delivery.endpoint, payload, fence=held.fence
-                )
-                if not isinstance(result, Retryable):
-                    if isinstance(result, (Delivered, Rejected)):
-                        breaker.success()
-                    else:
-                        breaker.failure()  # unknown outcome: a timeout is a sign of trouble too
-                    return result
-                breaker.failure()
-                if breaker.is_open:
-                    return None
-                failures += 1
-                if failures >= self._policy.max_attempts:
-                    return result
-                await asyncio.sleep(self._policy.backoff.delay(failures))
+        while True:
+            delivery.attempts += 1
+            self.calls += 1
+            result = await self._post(delivery.tenant, delivery.endpoint, payload, fence=held.fence)
+            if not isinstance(result, Retryable):
+                if isinstance(result, (Delivered, Rejected)):
+                    breaker.success()
+                else:
+                    breaker.failure()  # unknown outcome: a timeout is a sign of trouble too
+                return result
+            breaker.failure()
+            if breaker.is_open:
+                return None
+            failures += 1
+            if failures >= self._policy.max_attempts:
+                return result
+            await asyncio.sleep(self._policy.backoff.delay(failures))
 
     async def _settle(self, write: Callable[[], Awaitable[None]]) -> None:
         """Record a result after the call. Redis trouble here means retry the write, never the

@@ -166,3 +166,17 @@ async def test_hostile_value_is_answered_and_the_consumer_keeps_going(
     assert all(b"\r" not in v and b"\n" not in v for v in dead.headers.values())
     # Only the good event reached the Cloud Connector.
     assert (await sandbox_stats(stack["sandbox"]))["calls"] - calls_before == 1
+
+
+async def test_non_utf8_header_does_not_lose_the_poll(stack: dict[str, Any]) -> None:
+    """Headers are the producer's business: a header that is not UTF-8 must not make the
+    consumer drop the records it fetched with it."""
+    topics: Topics = stack["topics"]
+    collector: Collector = stack["collector"]
+    key = b"bad-header"
+    await stack["producer"].send_and_wait(
+        topics.events, orjson.dumps(event("bad-header", contact(3))), key=key,
+        headers=[("trace", b"\xff\xfe\xfd")])
+    await collector.wait_for_keys(topics.replies, {key})
+    [reply] = [r for r in collector.messages[topics.replies] if r.key == key]
+    assert reply.json()["response"] == "SUCCESS"
