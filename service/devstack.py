@@ -7,14 +7,11 @@ is a real connection with a deadline, never a fixed sleep.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -135,16 +132,3 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
         return False
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def running(process: Process) -> Iterator[Process]:
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-def env_flag(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value or None

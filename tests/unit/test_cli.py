@@ -1,0 +1,53 @@
+"""The command line as an operator meets it: a bad setting is one line naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SAGEBRIDGE_BATCH_MAX", "lots"),
+        ("SAGEBRIDGE_REPLY_TOPIC", "bad topic!"),
+        ("SAGEBRIDGE_HTTP_TIMEOUT_S", "-1"),
+    ],
+)
+def test_run_with_a_bad_setting_exits_with_one_line_naming_it(variable: str, value: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
+    env[variable] = value
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], done.stderr
+
+
+def test_partial_default_tenant_is_refused_before_connecting() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
+    env["SAGEBRIDGE_CUSTOMER"] = "1001"
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "SAGEBRIDGE_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
