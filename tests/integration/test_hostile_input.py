@@ -175,8 +175,11 @@ async def test_non_utf8_header_does_not_lose_the_poll(stack: dict[str, Any]) -> 
     collector: Collector = stack["collector"]
     key = b"bad-header"
     await stack["producer"].send_and_wait(
-        topics.events, orjson.dumps(event("bad-header", contact(3))), key=key,
-        headers=[("trace", b"\xff\xfe\xfd")])
+        topics.events,
+        orjson.dumps(event("bad-header", contact(3))),
+        key=key,
+        headers=[("trace", b"\xff\xfe\xfd")],
+    )
     await collector.wait_for_keys(topics.replies, {key})
     [reply] = [r for r in collector.messages[topics.replies] if r.key == key]
     assert reply.json()["response"] == "SUCCESS"
