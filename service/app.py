@@ -99,7 +99,12 @@ class Bridge:
         )
         self.ledger = Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s)
         self.locks = TenantLocks(self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000)
-        self.breakers = Breakers(settings.breaker_threshold, settings.breaker_cooldown_ms / 1000)
+        # The breaker must open before any record can use up its retry budget on an outage:
+        # consecutive failures reach the threshold no later than one record's attempts do.
+        self.breakers = Breakers(
+            min(settings.breaker_threshold, settings.max_attempts),
+            settings.breaker_cooldown_ms / 1000,
+        )
         self.breakers.on_change = self._breaker_changed
         backoff = Backoff(settings.retry_backoff_ms / 1000)
         self.batch: BatchLane[Ticket] = BatchLane(
