@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 POLL_MAX_RECORDS = 1000
 REVOKE_WAIT_S = 30.0
 FETCH_MAX_WAIT_MS = 50
+FASTSTREAM_LOG = logging.getLogger("sagebridge.faststream")
 
 
 @dataclass(slots=True)
@@ -580,6 +581,7 @@ def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream
     broker = KafkaBroker(
         settings.kafka_bootstrap,
         client_id="sagebridge",
+        logger=FASTSTREAM_LOG,  # through the root handler, so its lines are JSON like ours
         log_level=logging.DEBUG,
         security=broker_security(settings),
     )
@@ -607,6 +609,8 @@ def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream
     )
     subscriber(bridge.on_batch)
     bridge.subscriber = subscriber
-    app = FastStream(broker, on_shutdown=[bridge.drain], after_shutdown=[bridge.close])
+    app = FastStream(
+        broker, logger=FASTSTREAM_LOG, on_shutdown=[bridge.drain], after_shutdown=[bridge.close]
+    )
     app.on_startup(bridge.start)
     return app, bridge
