@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.breaker import Breakers, State
+from service.committer import Committer
 from service.connector import CallResult, ConnectorClient
 from service.flow import FlowControl
 from service.httpserve import InLoopServer
@@ -156,8 +157,8 @@ class Bridge:
         self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
         self._answered = asyncio.Condition()
-        self._commit_wanted = asyncio.Event()
-        self._committer: asyncio.Task[None] | None = None
+        self.committer = Committer(self.tracker)
+        self._committing: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class Bridge:
         )
         await self.http.start()
         await self.producer.start()
-        self._committer = asyncio.create_task(self._commit_loop(), name="sagebridge-committer")
+        self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
 
     async def drain(self) -> None:
         """Stop fetching, deliver and answer what was consumed, commit — within
@@ -183,7 +184,7 @@ class Bridge:
                 "shutdown: records still open after the drain timeout; they will be replayed",
                 extra={"open": self.tracker.pending()},
             )
-        await self._commit_now()
+        await self.committer.commit_now()
 
     async def _finish_open_records(self) -> None:
         while self.tracker.pending():
@@ -192,8 +193,8 @@ class Bridge:
             await self._wait_answered(None, wait_s=None)
 
     async def close(self) -> None:
-        if self._committer is not None:
-            self._committer.cancel()
+        if self._committing is not None:
+            self._committing.cancel()
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
@@ -249,7 +250,7 @@ class Bridge:
         if not isinstance(records, tuple):
             records = (records,)
         if self.consumer is None and self.subscriber is not None:
-            self.consumer = self.subscriber.consumer
+            self.consumer = self.committer.consumer = self.subscriber.consumer
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
@@ -400,7 +401,7 @@ class Bridge:
         self.metrics.serial_paused.set(0 if self.serial.redis_ok else 1)
         async with self._answered:
             self._answered.notify_all()
-        self._commit_wanted.set()
+        self.committer.wanted()
 
     async def _record_master_data(self, results: list[tuple[Ticket, Outcome]]) -> None:
         """Delivered master data goes into the ledger before its reply, so a redelivery after
@@ -441,35 +442,7 @@ class Bridge:
                 return False
         return True
 
-    # -- committing ------------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            await self._commit_now()
-
-    async def _commit_now(self, only: set[TopicPartition] | None = None) -> None:
-        consumer = self.consumer
-        if consumer is None:
-            return
-        assigned = consumer.assignment()
-        positions = {
-            tp: position
-            for tp, position in self.tracker.committable().items()
-            if tp in assigned and (only is None or tp in only)
-        }
-        if not positions:
-            return
-        try:
-            await consumer.commit(positions)
-        except Exception as exc:  # rebalance in progress, coordinator moved: replay is safe
-            log.warning(
-                "offset commit failed; the records will be replayed",
-                extra={"error": type(exc).__name__},
-            )
-            return
-        self.tracker.mark_committed(positions)
+    # -- rebalancing -----------------------------------------------------------------------
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Before losing partitions, finish and commit what we took from them. Until the
@@ -480,7 +453,7 @@ class Bridge:
                 "partitions revoked with records still open; they will be replayed",
                 extra={"open": self.tracker.pending(revoked)},
             )
-        await self._commit_now(only=revoked)
+        await self.committer.commit_now(only=revoked)
         self.tracker.forget(revoked)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
