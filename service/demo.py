@@ -434,6 +434,7 @@ def _settings(stack: Stack, exits: contextlib.ExitStack) -> Settings:
         kafka_session_timeout_ms=3000,
         kafka_idempotence=False,
         http_port=0,
+        log_level="WARNING",  # the summary is the demo's output, not one line per event
     )
 
 

@@ -66,5 +66,6 @@ def test_demo_answers_every_event_and_cleans_up() -> None:
     assert "example ERROR replies:" in summary
     # Not a terminal here: progress is a few plain lines on stderr, no carriage returns.
     assert "\r" not in result.stderr
+    assert "event delivered" not in result.stderr, "the demo shows a summary, not a log flood"
     assert f"replies: {EVENTS}/{EVENTS}" in result.stderr
     assert _survivors(marker) == []
