@@ -20,12 +20,12 @@ from bench.stack import (
     Child,
     Sandbox,
     Stack,
-    Topics,
     cpu_seconds,
     peak_rss_mb,
     wait_file,
     wait_ready,
 )
+from service.devstack import Topics
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import httpx
 from service.devstack import (
     DevStackError,
     Process,
+    Topics,
     free_port,
     redis_reachable,
     start_redis,
@@ -275,18 +276,3 @@ async def wait_file(child: Child, path: Path, timeout_s: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise DevStackError(f"{child.name} not ready after {timeout_s:.0f}s")
         await asyncio.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class Topics:
-    """One case's private topics and consumer group."""
-
-    events: str
-    replies: str
-    dlt: str
-    group: str
-
-    @classmethod
-    def fresh(cls, case: str) -> Topics:
-        tag = f"{case}-{uuid.uuid4().hex[:8]}"
-        return cls(f"bench-events-{tag}", f"bench-replies-{tag}", f"bench-dlt-{tag}", tag)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -132,3 +133,19 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
         return False
     finally:
         client.close()
+
+
+@dataclass(frozen=True)
+class Topics:
+    """A private set of topics and a consumer group, so runs (tests, benchmark cases) sharing
+    one broker never see each other's messages or offsets."""
+
+    events: str
+    replies: str
+    dlt: str
+    group: str
+
+    @classmethod
+    def fresh(cls, label: str = "") -> Topics:
+        tag = f"{label}-{uuid.uuid4().hex[:8]}" if label else uuid.uuid4().hex[:10]
+        return cls(f"events-{tag}", f"replies-{tag}", f"dlt-{tag}", f"group-{tag}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,20 +11,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from service.devstack import Topics
 
-@dataclass(frozen=True)
-class Topics:
-    """One test's private topics and consumer group."""
-
-    events: str
-    replies: str
-    dlt: str
-    group: str
-
-    @classmethod
-    def fresh(cls) -> Topics:
-        tag = uuid.uuid4().hex[:10]
-        return cls(f"events-{tag}", f"replies-{tag}", f"dlt-{tag}", f"group-{tag}")
+__all__ = ["Topics"]
 
 
 async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
