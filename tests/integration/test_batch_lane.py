@@ -120,3 +120,46 @@ async def test_reply_to_is_honoured_and_correlation_carried(
     assert custom_reply.key == b"K1"
     assert default_reply.json()["event_id"] == "evt-2"
     assert default_reply.json()["correlation_id"] == "evt-2"
+
+
+async def test_two_tenants_never_share_a_call(
+    running_service,
+    kafka_bootstrap: str,
+    topics: Topics,
+    collector: Collector,
+    tmp_path,
+    monkeypatch,
+) -> None:
+    """Each token is bound to its tenant in the sandbox: a mixed array, or one tenant's records
+    sent with the other's token, would be refused."""
+    from service.sandbox import SandboxOptions, SandboxThread
+    from tests.conftest import COMPANY, CUSTOMER, TOKEN
+
+    other = "token-for-beta-51e0"
+    tokens = (f"{TOKEN}={CUSTOMER}/{COMPANY}", f"{other}=2002/BETA")
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text("tenants:\n  - {customer: '2002', company: BETA, token_env: BETA_TOKEN}\n")
+    monkeypatch.setenv("BETA_TOKEN", other)
+    feed = []
+    for n in range(200):
+        tenant = {"customer": "2002", "company": "BETA"} if n % 2 else None  # None: default
+        feed.append(
+            (
+                f"K{n}".encode(),
+                event(
+                    f"t-{n}",
+                    contact(n, ContactNotes=f"t-{n}"),
+                    **({"tenant": tenant} if tenant else {}),
+                ),
+            )
+        )
+    with SandboxThread(SandboxOptions(port=0, tokens=tokens)) as bound:
+        async with running_service(connector_url=bound.url, tenants_file=tenants):
+            await produce(kafka_bootstrap, topics.events, feed)
+            replies = await collector.wait_for(topics.replies, 200)
+        stored = await stored_records(bound, "/customerContacts")
+        calls = (await sandbox_stats(bound))["calls"]
+    assert all(r.json()["response"] == "SUCCESS" for r in replies)
+    owner = {f"t-{n}": ("2002", "BETA") if n % 2 else (CUSTOMER, COMPANY) for n in range(200)}
+    assert all((r["customer"], r["company"]) == owner[r["record"]["ContactNotes"]] for r in stored)
+    assert len(stored) == 200 and calls >= 2
