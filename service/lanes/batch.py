@@ -105,7 +105,9 @@ class BatchLane(Generic[T]):
         while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
             batch = self._take(buffer)
             if not batch:
-                break  # everything left waits for an identity that is in flight
+                # Everything left waits for an identity that is in flight; that call's end
+                # flushes again. (A timer here would fire at once, for ever: a busy loop.)
+                return
             buffer.in_flight_calls += 1
             for delivery in batch:
                 if delivery.identity is not None:
@@ -157,9 +159,9 @@ class BatchLane(Generic[T]):
                     if buffer.in_flight_identities[delivery.identity] <= 0:
                         del buffer.in_flight_identities[delivery.identity]
             self._flush(buffer)
-            if not self._tasks - {asyncio.current_task()} and not any(
-                b.pending for b in self._buffers.values()
-            ):
+            # Counted, not read off the task set: a finished task leaves that set only in a
+            # later callback, so a check there could miss the moment the lane goes idle.
+            if not any(b.pending or b.in_flight_calls for b in self._buffers.values()):
                 self._idle.set()
 
     async def _deliver(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from service.devstack import start_tansu
 from service.sandbox import SandboxOptions, SandboxThread
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.processes import ServiceProcess
@@ -18,6 +20,22 @@ CUSTOMER_B, COMPANY_B = "2002", "BETA"
 @pytest.fixture
 def event_partitions() -> int:
     return 6
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    """A broker of its own per module: these tests kill and restart consumers many times, and
+    a broker that already carries the whole integration suite's groups makes their timing
+    depend on test order. (``SAGEBRIDGE_TEST_KAFKA`` still wins when set.)"""
+    given = os.environ.get("SAGEBRIDGE_TEST_KAFKA")
+    if given:
+        yield given
+        return
+    broker = start_tansu()
+    try:
+        yield f"127.0.0.1:{broker.port}"
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -63,3 +63,57 @@ def test_split_plan_cuts_around_the_named_record_or_bisects(
     size: int, hint: int | None, expected: list[tuple[int, int]]
 ) -> None:
     assert [(s.start, s.stop) for s in split_plan(size, hint)] == expected
+
+
+async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() -> None:
+    """Two updates of one row with a tiny wait: the second must wait for the first call's end
+    without re-arming a zero-delay timer over and over."""
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from service.breaker import Breakers
+    from service.connector import Delivered
+    from service.lanes import Delivery
+    from service.lanes.batch import BatchLane, BatchPolicy
+    from service.lanes.retry import Backoff
+    from service.settings import Tenant
+
+    release, started = asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
+
+    async def post(tenant: Tenant, endpoint: str, payload: bytes) -> Delivered:
+        calls.append(len(payload))
+        started.set()
+        await release.wait()
+        return Delivered({"response": "SUCCESS"})
+
+    answered: list[object] = []
+    lane: BatchLane[str] = BatchLane(
+        post,
+        lambda results: answered.extend(t for t, _ in results),
+        BatchPolicy(
+            batch_max=10, batch_wait_s=0.0, concurrency=4, max_attempts=1, backoff=Backoff(0.0)
+        ),
+        Breakers(5, 1.0),
+    )
+    tenant = Tenant("1", "A", SecretStr("t"))
+    lane.submit(Delivery("v1", tenant, "/x", {"k": 1}, identity=("row",)))
+    await asyncio.wait_for(started.wait(), 5)  # v1's call is in flight
+    fired = 0
+    on_timer = lane._on_timer
+
+    def counting(buffer: object) -> None:
+        nonlocal fired
+        fired += 1
+        on_timer(buffer)  # type: ignore[arg-type]
+
+    lane._on_timer = counting  # type: ignore[method-assign]
+    lane.submit(Delivery("v2", tenant, "/x", {"k": 2}, identity=("row",)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert fired <= 1, f"the flush timer fired {fired} times while v2 waited"
+    assert len(calls) == 1
+    release.set()
+    await lane.drain()
+    assert answered == ["v1", "v2"] and len(calls) == 2
