@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from service.devstack import redis_reachable, start_tansu
+from service.devstack import redis_reachable
 from service.sandbox import SandboxOptions, SandboxThread
+from tests.support.broker import broker_for_tests
 from tests.support.kafka import Collector, Topics, create_topics
 
 TOKEN = "test-token-3f9a1c"  # a distinctive string, so leak checks can grep for it
@@ -22,15 +23,8 @@ CUSTOMER, COMPANY = "1001", "ACME"
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    given = os.environ.get("SAGEBRIDGE_TEST_KAFKA")
-    if given:
-        yield given
-        return
-    broker = start_tansu()
-    try:
-        yield f"127.0.0.1:{broker.port}"
-    finally:
-        broker.stop()
+    with broker_for_tests() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from service.devstack import start_tansu
 from service.sandbox import SandboxOptions, SandboxThread
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
+from tests.support.broker import broker_for_tests
 from tests.support.processes import ServiceProcess
 
 TOKEN_B = "test-token-b-77d2e0"
@@ -27,15 +26,8 @@ def kafka_bootstrap() -> Iterator[str]:
     """A broker of its own per module: these tests kill and restart consumers many times, and
     a broker that already carries the whole integration suite's groups makes their timing
     depend on test order. (``SAGEBRIDGE_TEST_KAFKA`` still wins when set.)"""
-    given = os.environ.get("SAGEBRIDGE_TEST_KAFKA")
-    if given:
-        yield given
-        return
-    broker = start_tansu()
-    try:
-        yield f"127.0.0.1:{broker.port}"
-    finally:
-        broker.stop()
+    with broker_for_tests() as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

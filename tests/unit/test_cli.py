@@ -12,6 +12,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_service(**settings: str) -> subprocess.CompletedProcess[str]:
+    """``sagebridge run`` with only ``settings`` as SAGEBRIDGE_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
+    env.update(settings)
+    return subprocess.run(
+        [sys.executable, "-m", "service", "run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -21,33 +36,13 @@ REPO = Path(__file__).resolve().parents[2]
     ],
 )
 def test_run_with_a_bad_setting_exits_with_one_line_naming_it(variable: str, value: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
-    env[variable] = value
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "run"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_service(**{variable: value})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0], done.stderr
 
 
 def test_partial_default_tenant_is_refused_before_connecting() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
-    env["SAGEBRIDGE_CUSTOMER"] = "1001"
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "run"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_service(SAGEBRIDGE_CUSTOMER="1001")
     assert done.returncode == 2
     assert "SAGEBRIDGE_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
