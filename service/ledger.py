@@ -23,21 +23,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-# KEYS: entry. ARGV: fingerprint, retention ms. Returns {state, fingerprint, attempts} or nil
-# after writing a fresh intent.
-_BEGIN = """
-local entry = redis.call('HMGET', KEYS[1], 'state', 'fingerprint', 'attempts')
-if entry[1] then
-  return entry
-end
-redis.call('HSET', KEYS[1], 'state', 'intent', 'fingerprint', ARGV[1], 'attempts', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return false
-"""
-
-
-# The same for many entries in one command (one round trip, one reply to parse): KEYS are the
-# entries; ARGV[1] is the retention, ARGV[1 + i] the fingerprint of KEYS[i].
+# Look up many entries, writing an intent for each unknown one, in one command (one round
+# trip, one reply to parse). KEYS are the entries; ARGV[1] is the retention, ARGV[1 + i] the
+# fingerprint of KEYS[i]. Returns {state, fingerprint, attempts} or false per entry.
 _BEGIN_MANY = """
 local found = {}
 for i, key in ipairs(KEYS) do
@@ -93,7 +81,6 @@ class Ledger:
         self._redis = redis
         self._prefix = prefix
         self._retention_ms = int(retention_s * 1000)
-        self._begin = redis.register_script(_BEGIN)
         self._begin_many = redis.register_script(_BEGIN_MANY)
         self._delivered_many = redis.register_script(_DELIVERED_MANY)
 
@@ -102,10 +89,8 @@ class Ledger:
 
     async def begin(self, tenant: tuple[str, str], event_id: str, digest: str) -> Entry:
         """Look the event up; if unknown, record the intent to send it (one atomic step)."""
-        found = await self._begin(
-            keys=[self._key(tenant, event_id)], args=[digest, self._retention_ms]
-        )
-        return self._standing(found, digest)
+        [entry] = await self.begin_many([(tenant, event_id, digest)])
+        return entry
 
     async def begin_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
         """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
@@ -147,13 +132,11 @@ class Ledger:
         again under the same ``event_id``."""
         await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
 
-    async def delivered(self, tenant: tuple[str, str], event_id: str, attempts: int) -> None:
-        key = self._key(tenant, event_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"state": "delivered", "attempts": str(attempts)})
-            pipe.pexpire(key, self._retention_ms)
-            await pipe.execute()
+    async def delivered(
+        self, tenant: tuple[str, str], event_id: str, digest: str, attempts: int
+    ) -> None:
+        await self.delivered_many([(tenant, event_id, digest, attempts)])
 
     async def withdraw(self, tenant: tuple[str, str], event_id: str) -> None:
         """The call was refused or never sent: forget the intent so a fixed replay can go."""
-        await self._redis.delete(self._key(tenant, event_id))
+        await self.withdraw_many([(tenant, event_id)])

@@ -63,8 +63,6 @@ class BatchLane(Generic[T]):
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.calls = 0
-        """Cloud Connector calls made (including isolation and retries); read by metrics."""
         self.on_call: Callable[[int], None] | None = None
         """Called with the array size of every call; the metrics hook."""
 
@@ -192,7 +190,6 @@ class BatchLane(Generic[T]):
             await breaker.admit()
             for delivery in batch:
                 delivery.attempts += 1
-            self.calls += 1
             if self.on_call is not None:
                 self.on_call(len(batch))
             result = await self._post(buffer.tenant, buffer.endpoint, payload)

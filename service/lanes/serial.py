@@ -79,7 +79,6 @@ class SerialLane(Generic[T]):
         """Metrics hook: seconds spent waiting for a tenant lock, per call."""
         self.on_ledger_hit: Callable[[], None] | None = None
         """Metrics hook: a redelivered event answered from the ledger, no call made."""
-        self.calls = 0
 
     def submit(self, delivery: Delivery[T]) -> None:
         key = delivery.tenant.key
@@ -161,7 +160,8 @@ class SerialLane(Generic[T]):
     async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome | None:
         """The record's outcome, or ``None`` to try again once the Connector is back."""
         tenant = delivery.tenant.key
-        entry = await self._ledger.begin(tenant, delivery.event_id, fingerprint(delivery.record))
+        digest = fingerprint(delivery.record)
+        entry = await self._ledger.begin(tenant, delivery.event_id, digest)
         match entry.standing:
             case Standing.DELIVERED:
                 if self.on_ledger_hit is not None:
@@ -185,7 +185,7 @@ class SerialLane(Generic[T]):
         result = await self._call(held, delivery)
         if isinstance(result, Delivered):
             await self._settle(
-                lambda: self._ledger.delivered(tenant, delivery.event_id, delivery.attempts)
+                lambda: self._ledger.delivered(tenant, delivery.event_id, digest, delivery.attempts)
             )
             return Outcome.success(delivery.attempts)
         if isinstance(result, Unknown):
@@ -214,7 +214,6 @@ class SerialLane(Generic[T]):
         failures = 0
         while True:
             delivery.attempts += 1
-            self.calls += 1
             result = await self._post(delivery.tenant, delivery.endpoint, payload, fence=held.fence)
             if not isinstance(result, Retryable):
                 if isinstance(result, (Delivered, Rejected)):
