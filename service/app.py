@@ -148,7 +148,6 @@ class Bridge:
             dlt_topic=settings.dlt_topic,
             max_value_bytes=settings.max_event_bytes,
         )
-        self.consumer: AIOKafkaConsumer | None = None
         self.subscriber: Any = None
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""
         self.assigned = False
@@ -159,6 +158,11 @@ class Bridge:
         self._answered = asyncio.Condition()
         self.committer = Committer(self.tracker)
         self._committing: asyncio.Task[None] | None = None
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The subscriber's aiokafka consumer, once it exists (pausing, resuming, committing)."""
+        return self.committer.consumer
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -249,8 +253,8 @@ class Bridge:
         records = message.raw_message
         if not isinstance(records, tuple):
             records = (records,)
-        if self.consumer is None and self.subscriber is not None:
-            self.consumer = self.committer.consumer = self.subscriber.consumer
+        if self.committer.consumer is None and self.subscriber is not None:
+            self.committer.consumer = self.subscriber.consumer
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
