@@ -35,18 +35,18 @@ class Breaker:
     opened_at: float = 0.0
     on_change: Callable[[State], None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _probing: bool = False
+    _probe_granted_at: float | None = None
 
     def success(self) -> None:
         self.failures = 0
-        self._probing = False
+        self._probe_granted_at = None
         if self.state is not State.CLOSED:
             self.cooldown_s = 0.0
             self._set(State.CLOSED)
 
     def failure(self) -> None:
         """A retryable failure; may open (or re-open) the breaker."""
-        self._probing = False
+        self._probe_granted_at = None
         self.failures += 1
         if self.state is State.HALF_OPEN or (
             self.state is State.CLOSED and self.failures >= self.threshold
@@ -63,22 +63,26 @@ class Breaker:
 
     async def admit(self) -> None:
         """Return when a call may be made: at once while closed; after the cool-down as the
-        single probe; otherwise wait for the probe's verdict."""
+        single probe; otherwise wait for the probe's verdict.
+
+        A probe's grant lapses after one cool-down: whoever was admitted may end up making no
+        call (the serial lane can find its record already in the ledger), and a verdict that
+        never comes must not keep the tenant waiting for ever."""
         while True:
             if self.state is State.CLOSED:
                 return
+            now = time.monotonic()
             if self.state is State.OPEN:
-                remaining = self.opened_at + self.cooldown_s - time.monotonic()
-                if remaining <= 0:
-                    self._set(State.HALF_OPEN)
-                    self._probing = True
-                    return
-                await self._wait(remaining)
-                continue
-            if not self._probing:  # half-open and the probe ended without a verdict
-                self._probing = True
+                remaining = self.opened_at + self.cooldown_s - now
+                if remaining > 0:
+                    await self._wait(remaining)
+                    continue
+                self._set(State.HALF_OPEN)
+            granted = self._probe_granted_at
+            if granted is None or now - granted >= self.cooldown_s:
+                self._probe_granted_at = now
                 return
-            await self._wait(None)
+            await self._wait(granted + self.cooldown_s - now)
 
     async def _wait(self, at_most_s: float | None) -> None:
         self._changed.clear()
