@@ -37,6 +37,11 @@ def nested(depth: int) -> bytes:
     )
 
 
+def customer_with_credit_limit(value: str) -> bytes:
+    data = {"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": value}
+    return envelope(type="customer.upsert", data=data)
+
+
 def big(size: int) -> bytes:
     return envelope(data=contact(1, ContactNotes="x" * size))
 
@@ -71,24 +76,15 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
         "validation",
     ),
     "exponent-number": (
-        envelope(
-            type="customer.upsert",
-            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "1e5"},
-        ),
+        customer_with_credit_limit("1e5"),
         "validation",
     ),
     "nan-string": (
-        envelope(
-            type="customer.upsert",
-            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "NaN"},
-        ),
+        customer_with_credit_limit("NaN"),
         "validation",
     ),
     "infinity-string": (
-        envelope(
-            type="customer.upsert",
-            data={"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": "Infinity"},
-        ),
+        customer_with_credit_limit("Infinity"),
         "validation",
     ),
     "nan-literal": (
