@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 POLL_MAX_RECORDS = 1000
 REVOKE_WAIT_S = 30.0
 FETCH_MAX_WAIT_MS = 50
+PRODUCER_REQUEST_TIMEOUT_MS = 20_000
+ACK_TIMEOUT_S = 2 * PRODUCER_REQUEST_TIMEOUT_MS / 1000 + 5
+"""aiokafka settles a send within about two request timeouts (batch expiry plus one request in
+flight); later than that, the acknowledgement is taken as lost and the answer is sent again."""
 FASTSTREAM_LOG = logging.getLogger("sagebridge.faststream")
 
 
@@ -139,6 +143,7 @@ class Bridge:
             enable_idempotence=settings.kafka_idempotence,
             acks="all",
             linger_ms=5,
+            request_timeout_ms=PRODUCER_REQUEST_TIMEOUT_MS,
             max_request_size=max(1_048_576, settings.max_event_bytes + 65_536),
             client_id="sagebridge-answers",
         )
@@ -147,6 +152,7 @@ class Bridge:
             default_reply_topic=settings.reply_topic,
             dlt_topic=settings.dlt_topic,
             max_value_bytes=settings.max_event_bytes,
+            ack_timeout_s=ACK_TIMEOUT_S,
         )
         self.subscriber: Any = None
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""

@@ -6,6 +6,12 @@ retried without limit (losing a reply is worse than waiting). A ``reply_to`` top
 be written to (e.g. it does not exist) is not allowed to wedge the partition: after a few tries
 its reply goes to the default reply topic instead, marked with an ``x-reply-to-failed`` header.
 
+Waiting for an acknowledgement is bounded too. aiokafka settles every send within about two
+request timeouts (success, or an error we retry); a send still unsettled after
+``ack_timeout_s`` is taken as lost and sent again. Without this bound one lost acknowledgement
+holds its records' offsets open, and so the partition's commits, for as long as the process
+lives. The price is a possible duplicate reply, which the reply contract already allows.
+
 A dead letter carries the original value byte for byte — unless the value is larger than
 Kafka will take (it was refused for its size in the first place): then the dead letter has no
 value and an ``x-value-omitted`` header; the original stays readable at the ``x-original-*``
@@ -28,6 +34,10 @@ from service.outcomes import Origin, Outcome, Subject, dead_letter_headers, repl
 log = logging.getLogger(__name__)
 
 REDIRECT_AFTER_ATTEMPTS = 3
+
+
+class NotAcknowledged(Exception):
+    """Kafka neither acknowledged nor refused a message within the acknowledgement timeout."""
 
 
 @dataclass(slots=True)
@@ -66,7 +76,9 @@ class OutcomePublisher:
         dlt_topic: str,
         retry_delay_s: float = 0.5,
         max_value_bytes: int = 1_000_000,
+        ack_timeout_s: float = 45.0,
     ) -> None:
+        self._ack_timeout_s = ack_timeout_s
         self._max_value_bytes = max_value_bytes
         self._producer = producer
         self._default_reply_topic = default_reply_topic
@@ -110,7 +122,7 @@ class OutcomePublisher:
         partition. (Building our own batches with ``send_batch`` was tried: aiokafka keeps one
         batch in flight per partition, so many small answers queued behind each other until
         they timed out — the naive benchmark case fell from 293 to 55 events/s.)"""
-        sends: list[Any] = []
+        sends: list[asyncio.Future[Any] | BaseException] = []
         for message in messages:
             message.attempts += 1
             try:
@@ -121,16 +133,24 @@ class OutcomePublisher:
                 )
             except Exception as exc:  # metadata timeout, unknown topic, buffer trouble
                 sends.append(exc)
-        results = await asyncio.gather(
-            *(s for s in sends if not isinstance(s, BaseException)), return_exceptions=True
-        )
-        outcomes = iter(results)
+        waiting = [s for s in sends if not isinstance(s, BaseException)]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._ack_timeout_s)
         failed: list[_Message] = []
         for message, sent in zip(messages, sends, strict=True):
-            error = sent if isinstance(sent, BaseException) else next(outcomes)
-            if isinstance(error, BaseException):
+            error = sent if isinstance(sent, BaseException) else self._error_of(sent)
+            if error is not None:
                 failed.append(self._after_failure(message, error))
         return failed
+
+    def _error_of(self, sent: asyncio.Future[Any]) -> BaseException | None:
+        if not sent.done():
+            # Should it still settle, read its result so asyncio does not warn about it.
+            sent.add_done_callback(lambda late: late.cancelled() or late.exception())
+            return NotAcknowledged(f"no acknowledgement within {self._ack_timeout_s:g} s")
+        if sent.cancelled():
+            return NotAcknowledged("the send was cancelled")
+        return sent.exception()
 
     def _after_failure(self, message: _Message, error: BaseException) -> _Message:
         if isinstance(error, MessageSizeTooLargeError) and message.value is not None:
@@ -142,6 +162,7 @@ class OutcomePublisher:
                 "topic": message.topic,
                 "attempt": message.attempts,
                 "error": type(error).__name__,
+                "detail": str(error),
             },
         )
         if message.redirectable and message.attempts >= REDIRECT_AFTER_ATTEMPTS:
