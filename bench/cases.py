@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import orjson
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from bench import feed
@@ -25,7 +26,9 @@ from bench.stack import (
     wait_file,
     wait_ready,
 )
+from service.connector import ConnectorClient, Delivered
 from service.devstack import Topics
+from service.settings import Tenant
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,7 @@ _SCRAPED = {
 
 @dataclass(frozen=True)
 class CallFloor:
-    """Sequential HTTP calls straight to the sandbox (httpx, as the service uses): no Kafka,
+    """Sequential HTTP calls straight to the sandbox (the service's connector client): no Kafka,
     no Redis. ``1000 / mean_ms`` is the most any one-call-at-a-time lane can do here."""
 
     latency_ms: int
@@ -232,28 +235,24 @@ class CallFloor:
 
 
 async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
+    """Sequential calls through the service's own :class:`ConnectorClient`: what any
+    one-at-a-time lane pays per record before Kafka and Redis add anything."""
     sandbox = stack.start_sandbox(latency_ms)
-    headers = {
-        "Auth-Token": TOKEN,
-        "customer": CUSTOMER,
-        "company": COMPANY,
-        "Content-Type": "application/json",
-    }
+    tenant = Tenant(CUSTOMER, COMPANY, SecretStr(TOKEN))
+    client = ConnectorClient(sandbox.url, 10.0)
     samples: list[float] = []
     try:
-        async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as client:
-            for n in range(calls + 20):
-                body = orjson.dumps({"InvoiceNo": f"F{n:06d}", "Amount": n})
-                fence = {"X-Fencing-Token": str(10**15 + n)}
-                started = time.perf_counter()
-                response = await client.post(
-                    "/accountsReceivable", content=body, headers={**headers, **fence}
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                response.raise_for_status()
-                if n >= 20:  # the first calls open the connection and warm up
-                    samples.append(elapsed)
+        for n in range(calls + 20):
+            body = orjson.dumps({"InvoiceNo": f"F{n:06d}", "Amount": n})
+            started = time.perf_counter()
+            result = await client.post(tenant, "/accountsReceivable", body, fence=10**15 + n)
+            elapsed = (time.perf_counter() - started) * 1000
+            if not isinstance(result, Delivered):
+                raise RuntimeError(f"floor call {n} failed: {result}")
+            if n >= 20:  # the first calls open the connection and warm up
+                samples.append(elapsed)
     finally:
+        await client.aclose()
         stack.stop(sandbox.child)
     return CallFloor(
         latency_ms,

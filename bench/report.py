@@ -73,8 +73,9 @@ def line(result: CaseResult) -> str:
 
 def floor_line(floor: CallFloor) -> str:
     return (
-        f"   d0  bare sequential POSTs to the sandbox ({floor.latency_ms} ms latency, httpx, no "
-        f"Kafka/Redis): p50 {floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms, mean "
+        f"   d0  bare sequential POSTs to the sandbox ({floor.latency_ms} ms latency, "
+        "the service's connector client, no Kafka/Redis): "
+        f"p50 {floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms, mean "
         f"{floor.mean_ms:.2f} ms -> at most {floor.per_s:,.0f} calls/s per tenant"
     )
 
@@ -290,7 +291,8 @@ def markdown(
     if floor is not None:
         out += [
             f"Floor for the serial lane (d0): {floor.calls} sequential POSTs straight to a sandbox "
-            f"with {floor.latency_ms} ms latency (httpx, no Kafka, no Redis) took p50 "
+            f"with {floor.latency_ms} ms latency (the service's connector client, no Kafka, "
+            "no Redis) took p50 "
             f"{floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms, mean {floor.mean_ms:.2f} ms: at "
             f"most **{floor.per_s:,.0f} calls/s per tenant** for any one-at-a-time lane on this "
             f"machine, against the goal's ideal of {1000 / floor.latency_ms:,.0f}/s.",
