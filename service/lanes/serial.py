@@ -35,6 +35,10 @@ from service.settings import Tenant
 log = logging.getLogger(__name__)
 
 
+LedgerWrite = Callable[[], Awaitable[None]]
+"""A ledger update due after a call (delivered, or withdrawn), run by :meth:`SerialLane._settle`."""
+
+
 class FencedPost(Protocol):
     def __call__(
         self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
@@ -130,35 +134,74 @@ class SerialLane(Generic[T]):
         """Deliver queued records one by one under one acquisition, for at most
         ``hold_records`` records or ``hold_s`` seconds — then the lock goes back, so other
         replicas' records for this tenant get their turn. Holding it across a run saves two
-        Redis round trips per record; one call at a time holds throughout."""
+        Redis round trips per record; one call at a time holds throughout.
+
+        A record's ledger write goes out while the next record is being checked and sent
+        (different keys, so their order does not matter — unless the next record repeats the
+        event_id, which then waits for it); its answer waits for that write and for the previous
+        record's answer, and the lock goes back only after both."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.hold_s
         served = 0
+        answering: asyncio.Task[None] | None = None
+        unsettled: set[str] = set()
         async with self._locks.kept_alive(held):
-            while queue and served < self._policy.hold_records and loop.time() < deadline:
-                if held.lost:
-                    return  # renewal failed: another replica may hold it now
-                delivery = queue[0]
-                try:
-                    outcome = await self._under_lock(held, delivery)
-                except RedisError as exc:  # only raised before anything was sent
-                    await self._redis_down("ledger", exc)
-                    return
-                except Exception as exc:  # a bug must not strand the record without an answer
-                    log.exception("serial lane failed unexpectedly")
-                    outcome = Outcome.failure(
-                        Stage.UNKNOWN_OUTCOME,
-                        f"internal error: {exc!r}",
-                        attempts=delivery.attempts,
+            try:
+                while queue and served < self._policy.hold_records and loop.time() < deadline:
+                    if held.lost:
+                        return  # renewal failed: another replica may hold it now
+                    delivery = queue[0]
+                    if answering is not None and delivery.event_id in unsettled:
+                        await answering
+                        unsettled.clear()
+                    try:
+                        outcome, write = await self._under_lock(held, delivery)
+                    except RedisError as exc:  # only raised before anything was sent
+                        await self._redis_down("ledger", exc)
+                        return
+                    except Exception as exc:  # a bug must not strand the record unanswered
+                        log.exception("serial lane failed unexpectedly")
+                        outcome, write = (
+                            Outcome.failure(
+                                Stage.UNKNOWN_OUTCOME,
+                                f"internal error: {exc!r}",
+                                attempts=delivery.attempts,
+                            ),
+                            None,
+                        )
+                    if outcome is None:
+                        return  # the Connector went down mid-record; nothing reached Sage
+                    queue.popleft()
+                    served += 1
+                    if write is not None:
+                        unsettled.add(delivery.event_id)
+                    answering = asyncio.create_task(
+                        self._settle_then_answer(write, answering, delivery.ticket, outcome)
                     )
-                if outcome is None:
-                    return  # the Connector went down mid-record; nothing reached Sage
-                queue.popleft()
-                served += 1
-                self._sink([(delivery.ticket, outcome)])
+            finally:
+                if answering is not None:
+                    await answering
 
-    async def _under_lock(self, held: Held, delivery: Delivery[T]) -> Outcome | None:
-        """The record's outcome, or ``None`` to try again once the Connector is back."""
+    async def _settle_then_answer(
+        self,
+        write: LedgerWrite | None,
+        previous: asyncio.Task[None] | None,
+        ticket: T,
+        outcome: Outcome,
+    ) -> None:
+        """The reply follows the ledger write (a redelivery is then answered from the ledger)
+        and the previous record's reply (replies keep the order of the calls)."""
+        if write is not None:
+            await self._settle(write)
+        if previous is not None:
+            await previous
+        self._sink([(ticket, outcome)])
+
+    async def _under_lock(
+        self, held: Held, delivery: Delivery[T]
+    ) -> tuple[Outcome | None, LedgerWrite | None]:
+        """The record's outcome (``None``: try again once the Connector is back) and the
+        ledger write still due before its reply."""
         tenant = delivery.tenant.key
         digest = fingerprint(delivery.record)
         entry = await self._ledger.begin(tenant, delivery.event_id, digest)
@@ -166,44 +209,46 @@ class SerialLane(Generic[T]):
             case Standing.DELIVERED:
                 if self.on_ledger_hit is not None:
                     self.on_ledger_hit()
-                return Outcome.success(entry.attempts)
+                return Outcome.success(entry.attempts), None
             case Standing.IN_DOUBT:
                 return Outcome.failure(
                     Stage.UNKNOWN_OUTCOME,
                     "an earlier attempt reached the Cloud Connector without an answer; check Sage "
                     "before replaying — not resent",
                     attempts=entry.attempts,
-                )
+                ), None
             case Standing.CONFLICT:
                 return Outcome.failure(
                     Stage.VALIDATION,
                     f"event_id {delivery.event_id!r} was already used with "
                     "different data; not sent",
-                )
+                ), None
             case Standing.NEW:
                 pass
         result = await self._call(held, delivery)
         if isinstance(result, Delivered):
-            await self._settle(
-                lambda: self._ledger.delivered(tenant, delivery.event_id, digest, delivery.attempts)
+            return Outcome.success(delivery.attempts), lambda: self._ledger.delivered(
+                tenant, delivery.event_id, digest, delivery.attempts
             )
-            return Outcome.success(delivery.attempts)
         if isinstance(result, Unknown):
             return Outcome.failure(
                 Stage.UNKNOWN_OUTCOME,
                 f"{result.reason}; the record may or may not be in Sage — not resent",
                 attempts=delivery.attempts,
-            )
-        await self._settle(lambda: self._ledger.withdraw(tenant, delivery.event_id))
+            ), None
+        withdraw: LedgerWrite = lambda: self._ledger.withdraw(tenant, delivery.event_id)  # noqa: E731
         if result is None:
-            return None
+            await self._settle(withdraw)  # before the record is tried again
+            return None, None
         if isinstance(result, Rejected):
-            return Outcome.failure(Stage.CONNECTOR, result.message, attempts=delivery.attempts)
+            return Outcome.failure(
+                Stage.CONNECTOR, result.message, attempts=delivery.attempts
+            ), withdraw
         return Outcome.failure(
             Stage.CONNECTOR,
             f"gave up after {delivery.attempts} attempts: {result.reason}",
             attempts=delivery.attempts,
-        )
+        ), withdraw
 
     async def _call(self, held: Held, delivery: Delivery[T]) -> CallResult | None:
         """Call, retrying what was certainly not processed (connect errors, 5xx, 429) up to
@@ -229,7 +274,7 @@ class SerialLane(Generic[T]):
                 return result
             await asyncio.sleep(self._policy.backoff.delay(failures))
 
-    async def _settle(self, write: Callable[[], Awaitable[None]]) -> None:
+    async def _settle(self, write: LedgerWrite) -> None:
         """Record a result after the call. Redis trouble here means retry the write, never the
         call: the outcome is known, only its bookkeeping is pending. Never raises RedisError."""
         while True:
