@@ -11,6 +11,12 @@ Keyed by tenant and ``event_id``, each entry holds a fingerprint of the record (
 
 A call that was refused or never sent removes the intent, so fixed data can be replayed.
 Entries expire after the retention period.
+
+An intent may carry a *claim*: a token its writer keeps while the record waits in memory. A
+``begin`` whose reply was lost (Redis stalled past the client's timeout, then ran the script)
+leaves an intent for a call that was never made; the same writer retrying with its claim finds
+it is its own and goes ahead. Any other reader — a new process after a crash — has no claim
+and still reads it as in doubt.
 """
 
 from __future__ import annotations
@@ -24,16 +30,19 @@ import orjson
 from redis.asyncio import Redis
 
 # Look up many entries, writing an intent for each unknown one, in one command (one round
-# trip, one reply to parse). KEYS are the entries; ARGV[1] is the retention, ARGV[1 + i] the
-# fingerprint of KEYS[i]. Returns {state, fingerprint, attempts} or false per entry.
+# trip, one reply to parse). KEYS are the entries; ARGV[1] is the retention, ARGV[2] the claim
+# ('' for none), ARGV[2 + i] the fingerprint of KEYS[i]. Returns {state, fingerprint,
+# attempts} or false (go ahead) per entry; an intent under the caller's own claim is false.
 _BEGIN_MANY = """
+local claim = ARGV[2]
 local found = {}
 for i, key in ipairs(KEYS) do
-  local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts')
-  if entry[1] then
-    found[i] = entry
+  local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts', 'claim')
+  if entry[1] and not (claim ~= '' and entry[1] == 'intent' and entry[4] == claim) then
+    found[i] = {entry[1], entry[2], entry[3]}
   else
-    redis.call('HSET', key, 'state', 'intent', 'fingerprint', ARGV[i + 1], 'attempts', '0')
+    redis.call('HSET', key, 'state', 'intent', 'fingerprint', ARGV[i + 2], 'attempts', '0',
+               'claim', claim)
     redis.call('PEXPIRE', key, ARGV[1])
     found[i] = false
   end
@@ -87,12 +96,17 @@ class Ledger:
     def _key(self, tenant: tuple[str, str], event_id: str) -> str:
         return f"{self._prefix}:ledger:{tenant[0]}:{tenant[1]}:{event_id}"
 
-    async def begin(self, tenant: tuple[str, str], event_id: str, digest: str) -> Entry:
-        """Look the event up; if unknown, record the intent to send it (one atomic step)."""
-        [entry] = await self.begin_many([(tenant, event_id, digest)])
+    async def begin(
+        self, tenant: tuple[str, str], event_id: str, digest: str, *, claim: str = ""
+    ) -> Entry:
+        """Look the event up; if unknown (or an intent under ``claim``), record the intent to
+        send it (one atomic step)."""
+        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
         return entry
 
-    async def begin_many(self, keys: list[tuple[tuple[str, str], str, str]]) -> list[Entry]:
+    async def begin_many(
+        self, keys: list[tuple[tuple[str, str], str, str]], *, claim: str = ""
+    ) -> list[Entry]:
         """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
         event gets its intent written, so a crash before its answer leaves a trace.
 
@@ -102,7 +116,7 @@ class Ledger:
             return []
         rows = await self._begin_many(
             keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
-            args=[self._retention_ms, *(digest for _, _, digest in keys)],
+            args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
         )
         return [self._standing(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
 

@@ -34,6 +34,8 @@ class Delivery(Generic[T]):
     event_id: str = ""
     """For the ledger: the serial lane never sends one ``event_id`` twice."""
     attempts: int = field(default=0)
+    claim: str = ""
+    """The serial lane's token on this record's ledger intent (see :mod:`service.ledger`)."""
 
 
 Sink = Callable[[Sequence[tuple[T, Outcome]]], None]

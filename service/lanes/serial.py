@@ -13,7 +13,11 @@ reported ``unknown_outcome`` and its intent stays, so a redelivery is reported t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
+import secrets
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -74,6 +78,8 @@ class SerialLane(Generic[T]):
         self._ledger = ledger
         self._policy = policy
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
+        self._claim_prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._claims = itertools.count()
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -204,7 +210,9 @@ class SerialLane(Generic[T]):
         ledger write still due before its reply."""
         tenant = delivery.tenant.key
         digest = fingerprint(delivery.record)
-        entry = await self._ledger.begin(tenant, delivery.event_id, digest)
+        if not delivery.claim:
+            delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
+        entry = await self._ledger.begin(tenant, delivery.event_id, digest, claim=delivery.claim)
         match entry.standing:
             case Standing.DELIVERED:
                 if self.on_ledger_hit is not None:
