@@ -78,6 +78,10 @@ class Entry:
     attempts: int = 0
 
 
+_NEW = Entry(Standing.NEW)
+"""Shared: most entries of a poll are new, and a frozen dataclass is slow to build."""
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """Stable digest of a record's content (key order does not matter)."""
     return hashlib.blake2b(
@@ -122,7 +126,7 @@ class Ledger:
 
     def _standing(self, found: Any, digest: str) -> Entry:
         if not found:
-            return Entry(Standing.NEW)
+            return _NEW
         state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
         if seen_digest != digest:
             return Entry(Standing.CONFLICT)

@@ -30,7 +30,9 @@ class OffsetTracker(Generic[P]):
 
     def consumed(self, partition: P, offset: int) -> None:
         """Record that ``offset`` was handed to processing (offsets arrive in order)."""
-        state = self._partitions.setdefault(partition, _Partition())
+        state = self._partitions.get(partition)
+        if state is None:  # not setdefault: that would build a _Partition on every call
+            state = self._partitions[partition] = _Partition()
         state.open.append(offset)
         state.next_offset = offset + 1
 
