@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,9 +102,24 @@ def _run(args: argparse.Namespace) -> int:
         app, _ = create_app(settings, tenants)  # aiokafka clients must be built inside the loop
         await app.run()
 
+    _tune_gc()
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
         runner.run(serve())
     return 0
+
+
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes: each event allocates a few dozen short-lived objects (parsed
+    JSON, tickets, replies) that reference counting frees, yet with the default threshold
+    (700) they trigger a collection every few events, and each pass walks every live object.
+    Freezing moves what start-up built (modules, contracts, settings) out of the collector's
+    way. Measured in the benchmark's case (b), three runs each way alternating: 14.1k →
+    16.5k events/s and about 20% less service CPU per event, peak RSS 127-133 → 156-161 MB."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
