@@ -88,6 +88,8 @@ class CaseResult:
     lock_wait_ms: float = float("nan")
     """Mean wait for the tenant lock per transactional call (its /metrics)."""
     failure: str | None = None
+    reader_holes: int = 0
+    """Records Tansu skipped for the live reply reader, found by their offsets and read again."""
 
     @property
     def complete(self) -> bool:
@@ -178,6 +180,7 @@ async def _measure(
     result.peak_rss_mb = max(peak_rss_mb(s.pid) for s in services)
     result.received = len(replies.arrived)
     result.errors = replies.errors
+    result.reader_holes = replies.holes
     if replies.arrived:
         result.seconds = max(replies.arrived.values()) - sent.first
         result.events_per_s = result.received / result.seconds

@@ -68,6 +68,8 @@ def line(result: CaseResult) -> str:
         notes.append(f"FAILED: {result.failure.splitlines()[0]}")
     if result.errors:
         notes.append(f"{result.errors} ERROR replies")
+    if result.reader_holes:
+        notes.append(f"reply reader re-read {result.reader_holes} hole(s) Tansu skipped")
     return f"{row}  {'; '.join(notes)}"
 
 
