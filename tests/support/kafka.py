@@ -169,7 +169,8 @@ class Collector:
         except TimeoutError:
             missing = sorted(event_ids - answered())
             raise AssertionError(
-                f"{topic}: {len(missing)} events unanswered after {timeout_s}s, e.g. {missing[:5]}"
+                f"{topic}: {len(missing)} events unanswered after {timeout_s}s, e.g. "
+                f"{missing[:5]} ({self._holes.holes} hole(s) in the offsets read again)"
             ) from None
         return self.messages[topic]
 
