@@ -69,6 +69,11 @@ return 0
 _HOST = socket.gethostname()
 
 
+def process_token() -> str:
+    """``host:pid:random``: unique, and tells an operator reading Redis which process wrote it."""
+    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
 @dataclass(slots=True)
 class Held:
     """A held lock: ``fence`` goes in the request header; ``lost`` is set if renewal failed."""
@@ -103,7 +108,7 @@ class TenantLocks:
     async def try_acquire(self, name: str) -> Held | None:
         """One attempt; ``None`` if someone else holds it."""
         lock_key, fence_key, _ = self._keys(name)
-        owner = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"  # who holds it, for operators
+        owner = process_token()  # who holds it, for operators
         fence = await self._acquire(keys=[lock_key, fence_key], args=[owner, self._ttl_ms])
         return Held(name, owner, int(fence)) if fence else None
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import secrets
-import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -32,7 +29,7 @@ from service.connector import CallResult, Delivered, Rejected, Retryable, Unknow
 from service.lanes import Delivery, Sink, T
 from service.lanes.retry import Backoff
 from service.ledger import Ledger, Standing, fingerprint
-from service.locks import Held, TenantLocks
+from service.locks import Held, TenantLocks, process_token
 from service.outcomes import Outcome, Stage
 from service.settings import Tenant
 
@@ -78,7 +75,7 @@ class SerialLane(Generic[T]):
         self._ledger = ledger
         self._policy = policy
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
-        self._claim_prefix = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._claim_prefix = process_token()
         self._claims = itertools.count()
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
