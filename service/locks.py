@@ -76,12 +76,22 @@ def process_token() -> str:
 
 @dataclass(slots=True)
 class Held:
-    """A held lock: ``fence`` goes in the request header; ``lost`` is set if renewal failed."""
+    """A held lock: ``fence`` goes in the request header; ``lost`` is set if renewal found the
+    lock gone. ``valid_until`` (``time.monotonic()``) is when the lease runs out unless renewed,
+    counted from the moment the acquire or last renewal was *sent*, so it never overestimates.
+    """
 
     name: str
     owner: str
     fence: int
+    valid_until: float
     lost: bool = False
+
+    def usable(self, margin_s: float = 0.0) -> bool:
+        """Still ours for at least ``margin_s`` more: safe to start a call under it. A holder
+        whose Redis stalled past the TTL finds out here, before its next call — not from the
+        Connector refusing a stale fencing token."""
+        return not self.lost and time.monotonic() + margin_s < self.valid_until
 
 
 class TenantLocks:
@@ -109,8 +119,9 @@ class TenantLocks:
         """One attempt; ``None`` if someone else holds it."""
         lock_key, fence_key, _ = self._keys(name)
         owner = process_token()  # who holds it, for operators
+        sent = time.monotonic()
         fence = await self._acquire(keys=[lock_key, fence_key], args=[owner, self._ttl_ms])
-        return Held(name, owner, int(fence)) if fence else None
+        return Held(name, owner, int(fence), sent + self._ttl_ms / 1000) if fence else None
 
     async def acquire(self, name: str, wait_s: float) -> Held | None:
         """Wait up to ``wait_s`` for the lock; ``None`` if it stayed taken that long."""
@@ -139,9 +150,13 @@ class TenantLocks:
         return bool(await self._release(keys=[lock_key], args=[held.owner, channel]))
 
     async def renew(self, held: Held) -> bool:
-        return bool(
+        sent = time.monotonic()
+        renewed = bool(
             await self._renew(keys=[self._keys(held.name)[0]], args=[held.owner, self._ttl_ms])
         )
+        if renewed:
+            held.valid_until = sent + self._ttl_ms / 1000
+        return renewed
 
     @asynccontextmanager
     async def kept_alive(self, held: Held) -> AsyncIterator[Held]:

@@ -151,8 +151,8 @@ class SerialLane(Generic[T]):
         async with self._locks.kept_alive(held):
             try:
                 while queue and served < self._policy.hold_records and loop.time() < deadline:
-                    if held.lost:
-                        return  # renewal failed: another replica may hold it now
+                    if not held.usable():
+                        return  # lease lost or run out: another replica may hold it now
                     delivery = queue[0]
                     if answering is not None and delivery.event_id in unsettled:
                         await answering
@@ -173,7 +173,7 @@ class SerialLane(Generic[T]):
                             None,
                         )
                     if outcome is None:
-                        return  # the Connector went down mid-record; nothing reached Sage
+                        return  # Connector down or lease run out; nothing reached Sage
                     queue.popleft()
                     served += 1
                     if write is not None:
@@ -258,11 +258,14 @@ class SerialLane(Generic[T]):
     async def _call(self, held: Held, delivery: Delivery[T]) -> CallResult | None:
         """Call, retrying what was certainly not processed (connect errors, 5xx, 429) up to
         ``max_attempts`` while the Connector is deemed healthy; ``None`` if its breaker opened
-        (the caller releases the lock and waits)."""
+        or the lease ran out before a call could start (the caller releases the lock and waits;
+        Redis may have stalled past the TTL while the ledger was being read)."""
         payload = orjson.dumps(delivery.record)
         breaker = self._breakers.for_tenant(delivery.tenant.key)
         failures = 0
         while True:
+            if not held.usable():
+                return None
             delivery.attempts += 1
             result = await self._post(delivery.tenant, delivery.endpoint, payload, fence=held.fence)
             if not isinstance(result, Retryable):

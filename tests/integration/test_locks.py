@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from redis.asyncio import Redis
 
 from service.locks import TenantLocks
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ async def test_only_the_owner_can_release(redis, redis_prefix: str) -> None:
     locks = locks_for(redis, redis_prefix)
     held = await locks.try_acquire("t")
     assert held is not None
-    impostor = type(held)(held.name, "not-the-owner", held.fence)
+    impostor = dataclasses.replace(held, owner="not-the-owner")
     assert await locks.release(impostor) is False
     assert await locks.try_acquire("t") is None
     assert await locks.release(held) is True
@@ -95,3 +97,20 @@ async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -
     assert loop.time() - released_at < 1.0
     await holder.aclose()
     await waiter.aclose()
+
+
+async def test_a_lease_runs_out_by_the_local_clock_unless_renewed(redis, redis_prefix: str) -> None:
+    """The serial lane starts a call only under a lease it knows is current: after a Redis
+    stall longer than the TTL, ``usable()`` is already false before any renewal reports."""
+    locks = locks_for(redis, redis_prefix, ttl_s=0.5)
+    held = await locks.try_acquire("t")
+    assert held is not None and held.usable()
+    first_lease = held.valid_until
+    assert await locks.renew(held)
+    assert held.valid_until > first_lease
+
+    async def ran_out() -> bool:
+        return not held.usable()
+
+    await until(ran_out, 5, "the lease to run out without renewal")
+    assert not held.lost  # nobody told us: the clock did
