@@ -76,7 +76,7 @@ class OutcomePublisher:
         dlt_topic: str,
         retry_delay_s: float = 0.5,
         max_value_bytes: int = 1_000_000,
-        ack_timeout_s: float = 45.0,
+        ack_timeout_s: float,
     ) -> None:
         self._ack_timeout_s = ack_timeout_s
         self._max_value_bytes = max_value_bytes
