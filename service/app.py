@@ -56,6 +56,7 @@ from service.logs import OutcomeLog
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
 from service.outcomes import Origin, Outcome, Stage, Subject
+from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
 from service.routes import Lane, load_route_table
@@ -70,6 +71,7 @@ PRODUCER_REQUEST_TIMEOUT_MS = 20_000
 ACK_TIMEOUT_S = 2 * PRODUCER_REQUEST_TIMEOUT_MS / 1000 + 5
 """aiokafka settles a send within about two request timeouts (batch expiry plus one request in
 flight); later than that, the acknowledgement is taken as lost and the answer is sent again."""
+PRODUCER_BATCH_BYTES = 256 * 1024
 FASTSTREAM_LOG = logging.getLogger("sagebridge.faststream")
 
 
@@ -143,6 +145,11 @@ class Bridge:
             enable_idempotence=settings.kafka_idempotence,
             acks="all",
             linger_ms=5,
+            partitioner=Murmur2Partitioner(),
+            # Room for a few polls' worth of replies per partition: the publisher appends to
+            # the batch it handed over while aiokafka has not drained it (service.sending),
+            # and a full 16 KB batch (the default, about 65 replies) makes the next wait.
+            max_batch_size=PRODUCER_BATCH_BYTES,
             request_timeout_ms=PRODUCER_REQUEST_TIMEOUT_MS,
             max_request_size=max(1_048_576, settings.max_event_bytes + 65_536),
             client_id="sagebridge-answers",

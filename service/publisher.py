@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from service.outcomes import Origin, Outcome, Subject, dead_letter_headers, reply_body
+from service.sending import BatchingSender
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class OutcomePublisher:
     ) -> None:
         self._ack_timeout_s = ack_timeout_s
         self._max_value_bytes = max_value_bytes
-        self._producer = producer
+        self._sender = BatchingSender(producer)
         self._default_reply_topic = default_reply_topic
         self._dlt_topic = dlt_topic
         self._retry_delay_s = retry_delay_s
@@ -116,29 +117,17 @@ class OutcomePublisher:
                 await asyncio.sleep(self._retry_delay_s)
 
     async def _send_all(self, messages: list[_Message]) -> list[_Message]:
-        """Send each message once; return the ones that failed, ready to resend.
-
-        Plain ``send`` per message: the producer's accumulator coalesces them into batches per
-        partition. (Building our own batches with ``send_batch`` was tried: aiokafka keeps one
-        batch in flight per partition, so many small answers queued behind each other until
-        they timed out — the naive benchmark case fell from 293 to 55 events/s.)"""
-        sends: list[asyncio.Future[Any] | BaseException] = []
+        """Send each message once; return the ones that failed, ready to resend."""
         for message in messages:
             message.attempts += 1
-            try:
-                sends.append(
-                    await self._producer.send(
-                        message.topic, message.value, key=message.key, headers=message.headers
-                    )
-                )
-            except Exception as exc:  # metadata timeout, unknown topic, buffer trouble
-                sends.append(exc)
-        waiting = [s for s in sends if not isinstance(s, BaseException)]
+        sends = await self._sender.send_all(messages)
+        waiting = {id(s): s for s in sends if isinstance(s, asyncio.Future)}
         if waiting:
-            await asyncio.wait(waiting, timeout=self._ack_timeout_s)
+            await asyncio.wait(waiting.values(), timeout=self._ack_timeout_s)
+        errors = {key: self._error_of(future) for key, future in waiting.items()}
         failed: list[_Message] = []
         for message, sent in zip(messages, sends, strict=True):
-            error = sent if isinstance(sent, BaseException) else self._error_of(sent)
+            error = sent if isinstance(sent, BaseException) else errors[id(sent)]
             if error is not None:
                 failed.append(self._after_failure(message, error))
         return failed

@@ -1,0 +1,132 @@
+"""The publisher against a real broker: answers sent as batches per partition arrive once each,
+intact, and in the partition Kafka's default partitioner gives their key; small publishes and
+large dead letters still go one by one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+from service.outcomes import Origin, Outcome, Stage, Subject
+from service.partitioning import Murmur2Partitioner
+from service.publisher import Answer, OutcomePublisher
+from service.sending import BATCH_FROM, MAX_BATCHED_BYTES
+from tests.support.kafka import Collector, Topics, create_topics
+
+PARTITIONS = 3
+
+
+@pytest.fixture
+async def reply_topics(kafka_bootstrap: str) -> Topics:
+    fresh = Topics.fresh()
+    await create_topics(kafka_bootstrap, [fresh.replies, fresh.dlt], partitions=PARTITIONS)
+    return fresh
+
+
+@pytest.fixture
+async def publisher(
+    kafka_bootstrap: str, reply_topics: Topics
+) -> AsyncIterator[tuple[OutcomePublisher, AIOKafkaProducer]]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, linger_ms=5, partitioner=Murmur2Partitioner()
+    )
+    await producer.start()
+    yield (
+        OutcomePublisher(
+            producer,
+            default_reply_topic=reply_topics.replies,
+            dlt_topic=reply_topics.dlt,
+            ack_timeout_s=30,
+        ),
+        producer,
+    )
+    await producer.stop()
+
+
+def count_calls(producer: AIOKafkaProducer, *methods: str) -> dict[str, int]:
+    """Count calls of the producer's ``methods`` (they still run)."""
+    calls = dict.fromkeys(methods, 0)
+    for name in methods:
+        original = getattr(producer, name)
+
+        async def counted(
+            *args: Any, _name: str = name, _original: Any = original, **kw: Any
+        ) -> Any:
+            calls[_name] += 1
+            return await _original(*args, **kw)
+
+        setattr(producer, name, counted)
+    return calls
+
+
+def answer(n: int, topic: str, *, ok: bool = True, value: bytes = b"{}") -> Answer:
+    outcome = Outcome.success(1) if ok else Outcome.failure(Stage.CONNECTOR, "refused")
+    return Answer(
+        Subject(f"ev-{n}", f"corr-{n}", "contact.upsert", ("1001", "ACME")),
+        outcome,
+        topic,
+        f"key-{n}".encode(),
+        value,
+        Origin("events", 0, n),
+    )
+
+
+async def test_a_large_publish_arrives_once_each_in_the_keys_partition(
+    kafka_bootstrap: str,
+    reply_topics: Topics,
+    publisher: tuple[OutcomePublisher, AIOKafkaProducer],
+) -> None:
+    sender, producer = publisher
+    calls = count_calls(producer, "send", "send_batch")
+    big = b"x" * (MAX_BATCHED_BYTES + 1)
+    answers = [answer(n, reply_topics.replies, ok=n % 10 != 0) for n in range(600)]
+    answers[5] = answer(5, reply_topics.replies, ok=False, value=big)
+    collector = await Collector(kafka_bootstrap, [reply_topics.replies, reply_topics.dlt]).start()
+    try:
+        await sender.publish(answers)
+        replies = await collector.wait_for(reply_topics.replies, 600)
+        dead = await collector.wait_for(reply_topics.dlt, 61)
+    finally:
+        await collector.stop()
+    assert calls["send"] == 1, "only the large dead letter goes on its own"
+    assert calls["send_batch"] >= 2 * PARTITIONS, "replies and dead letters in batches"
+    every = list(range(PARTITIONS))
+    assert sorted(r.json()["event_id"] for r in replies) == sorted(f"ev-{n}" for n in range(600))
+    for message in replies + dead:
+        assert message.partition == DefaultPartitioner()(message.key, every, every)
+    by_id = {r.json()["event_id"]: r for r in replies}
+    assert by_id["ev-7"].headers["correlation_id"] == b"corr-7"
+    assert by_id["ev-7"].json()["response"] == "SUCCESS"
+    assert by_id["ev-10"].json()["response"] == "ERROR"
+    dead_by_key = {d.key: d for d in dead}
+    assert len(dead_by_key) == 61
+    assert dead_by_key[b"key-5"].value == big
+    assert dead_by_key[b"key-20"].headers["x-error-stage"] == b"connector"
+    # replies of one partition keep the order they were given in
+    for partition in every:
+        ids = [int(r.json()["event_id"][3:]) for r in replies if r.partition == partition]
+        assert ids == sorted(ids)
+
+
+async def test_publishes_too_small_to_batch_still_arrive(
+    kafka_bootstrap: str,
+    reply_topics: Topics,
+    publisher: tuple[OutcomePublisher, AIOKafkaProducer],
+) -> None:
+    sender, producer = publisher
+    calls = count_calls(producer, "send_batch")
+    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
+    try:
+        for start in range(0, 3 * (BATCH_FROM - 1), BATCH_FROM - 1):
+            await sender.publish(
+                [answer(n, reply_topics.replies) for n in range(start, start + BATCH_FROM - 1)]
+            )
+        replies = await collector.wait_for(reply_topics.replies, 3 * (BATCH_FROM - 1))
+    finally:
+        await collector.stop()
+    assert len({r.key for r in replies}) == 3 * (BATCH_FROM - 1)
+    assert calls["send_batch"] == 0
