@@ -37,7 +37,6 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import FAKE_CONSUMER, KafkaAckableMessage
 from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.breaker import Breakers, State
@@ -59,6 +58,7 @@ from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
+from service.redisclient import connect as connect_redis
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
 
@@ -102,7 +102,7 @@ class Bridge:
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()
         self.outcome_log = OutcomeLog(settings.log_level)
-        self.redis = Redis.from_url(
+        self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
         self.ledger = Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s)
