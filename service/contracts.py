@@ -170,6 +170,13 @@ class Contract:
     table: str
     keys: tuple[str, ...]
     elements: Mapping[str, Element] = field(repr=False)
+    _string_limits: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    """Most fields are short printable ASCII strings; with these limits :meth:`check` passes
+    them without a call or a regex (about half its cost per record)."""
+
+    def __post_init__(self) -> None:
+        limits = {n: e.max_chars for n, e in self.elements.items() if e.max_chars is not None}
+        object.__setattr__(self, "_string_limits", limits)
 
     def check(self, record: Mapping[str, Any]) -> list[FieldError]:
         """Every problem with ``record``: missing keys first, then the record's fields in their
@@ -182,9 +189,17 @@ class Contract:
         for key in self.keys:
             if record.get(key) in (None, ""):
                 errors.append(FieldError(key, ErrorCode.MISSING))
+        limits = self._string_limits
         for name, value in record.items():
             if len(errors) >= MAX_ERRORS:
                 break  # enough to act on; a hostile record must not make a huge reply
+            if (
+                type(value) is str
+                and value.isascii()
+                and value.isprintable()  # no control characters (tab, CR, LF go the long way)
+                and len(value) <= limits.get(name, -1)
+            ):
+                continue
             element = self.elements.get(name)
             if element is None:
                 errors.append(FieldError(_shorten(name), ErrorCode.UNKNOWN_FIELD))
@@ -198,7 +213,7 @@ class Contract:
         """The record's key values: two events with the same identity touch the same Sage row."""
         if not self.keys:
             return None
-        return tuple(record.get(key) for key in self.keys)
+        return tuple([record.get(key) for key in self.keys])
 
     @classmethod
     def from_data(cls, name: str, raw: Mapping[str, Any]) -> Contract:

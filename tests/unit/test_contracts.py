@@ -120,6 +120,37 @@ def test_non_string_to_string_element_is_wrong_type(value: Any) -> None:
     assert contact_errors(ContactName=value) == [FieldError("ContactName", ErrorCode.WRONG_TYPE)]
 
 
+@pytest.mark.parametrize(
+    ("value", "position"),
+    [
+        pytest.param("Jane\x00Smith", 4, id="nul"),
+        pytest.param("a\x1bb", 1, id="escape"),
+        pytest.param("del\x7f", 3, id="del"),
+        pytest.param("c1\x85", 2, id="c1-next-line"),
+        pytest.param("é\x07", 1, id="bell-after-non-ascii"),
+    ],
+)
+def test_control_characters_are_refused_with_their_position(value: str, position: int) -> None:
+    assert contact_errors(ContactName=value) == [
+        FieldError("ContactName", ErrorCode.CONTROL_CHARACTER, actual=position)
+    ]
+
+
+@pytest.mark.parametrize("value", ["a\tb", "line\nbreak", "cr\r\nlf", "", " "])
+def test_tab_newlines_and_blanks_are_accepted(value: str) -> None:
+    assert contact_errors(ContactName=value) == []
+
+
+def test_a_short_printable_string_is_still_checked_for_its_element() -> None:
+    assert contact_errors(NotAnElement="ok") == [
+        FieldError("NotAnElement", ErrorCode.UNKNOWN_FIELD)
+    ]
+    assert customer_errors(CreditLimit="12x") == [FieldError("CreditLimit", ErrorCode.NOT_NUMERIC)]
+    assert customer_errors(CreditLimit="1234567890123") == [
+        FieldError("CreditLimit", ErrorCode.TOO_MANY_DIGITS, limit=12, actual=13)
+    ]
+
+
 # --- Numeric p.s (CreditLimit Numeric 14.2: 12 integer digits, 2 decimals) ------------------------
 
 
