@@ -271,8 +271,10 @@ class Bridge:
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
+        partition = TopicPartition("", -1)
         for record in records:
-            partition = TopicPartition(record.topic, record.partition)
+            if record.partition != partition.partition or record.topic != partition.topic:
+                partition = TopicPartition(record.topic, record.partition)  # one per run
             self.tracker.consumed(partition, record.offset)
             decision = self.intake.admit(record.value)
             ticket = Ticket(

@@ -65,11 +65,20 @@ class OutcomeLog:
         self._stream = stream
 
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
+        """One line per dict (never empty: each has at least ``msg``), after the common
+        ``ts``, ``level`` and ``logger`` fields; bytes straight to the stream's buffer."""
         if not self.enabled:
             return
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         head = {"ts": stamp, "level": "info", "logger": "sagebridge.events"}
-        rendered = b"".join(orjson.dumps({**head, **line}) + b"\n" for line in lines)
+        opening = orjson.dumps(head)[:-1] + b","  # the head's fields, then each line's
+        rendered = b"".join([opening + orjson.dumps(line)[1:] + b"\n" for line in lines])
         stream = self._stream or sys.stderr
-        stream.write(rendered.decode())
-        stream.flush()
+        raw = getattr(stream, "buffer", None)
+        if raw is None:
+            stream.write(rendered.decode())
+            stream.flush()
+            return
+        stream.flush()  # whatever the text layer holds goes first
+        raw.write(rendered)
+        raw.flush()

@@ -12,19 +12,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.connection import HiredisRespSerializer
-
-_PACKER = HiredisRespSerializer()
+from redis.exceptions import DataError
 
 
 class _HiredisPacking:
     """Mixed in before the pool's connection class (TCP, TLS or Unix socket, per the URL)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = _PACKER.pack(*args)
-        return packed
+        # As redis-py's own HiredisRespSerializer, less its per-argument copy of bytearrays
+        # and memoryviews (none of our commands carries one; hiredis refuses them as a
+        # DataError, which a test would show).
+        command = args[0]
+        if isinstance(command, str):
+            args = (*command.encode().split(), *args[1:])
+        elif b" " in command:
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
 
 
 def connect(url: str, **options: Any) -> Redis:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic
@@ -48,7 +48,8 @@ class _Buffer(Generic[T]):
     endpoint: str
     pending: deque[tuple[float, Delivery[T]]] = field(default_factory=deque)
     in_flight_calls: int = 0
-    in_flight_identities: Counter[Hashable] = field(default_factory=Counter)
+    in_flight_identities: dict[Hashable, int] = field(default_factory=dict)
+    """Calls in flight per identity; an identity is a key here only while that is above 0."""
     timer: asyncio.TimerHandle | None = None
 
 
@@ -107,9 +108,10 @@ class BatchLane(Generic[T]):
                 # flushes again. (A timer here would fire at once, for ever: a busy loop.)
                 return
             buffer.in_flight_calls += 1
+            busy = buffer.in_flight_identities
             for delivery in batch:
                 if delivery.identity is not None:
-                    buffer.in_flight_identities[delivery.identity] += 1
+                    busy[delivery.identity] = busy.get(delivery.identity, 0) + 1
             task = asyncio.create_task(self._run(buffer, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -134,7 +136,7 @@ class BatchLane(Generic[T]):
         while buffer.pending and len(batch) < self._policy.batch_max:
             entry = buffer.pending.popleft()
             identity = entry[1].identity
-            if identity is not None and (identity in held or busy[identity] > 0):
+            if identity is not None and (identity in held or identity in busy):
                 held.add(identity)
                 kept.append(entry)
             else:
@@ -151,11 +153,14 @@ class BatchLane(Generic[T]):
             self._report(batch, Outcome.failure(Stage.CONNECTOR, f"internal error: {exc!r}"))
         finally:
             buffer.in_flight_calls -= 1
+            busy = buffer.in_flight_identities
             for delivery in batch:
                 if delivery.identity is not None:
-                    buffer.in_flight_identities[delivery.identity] -= 1
-                    if buffer.in_flight_identities[delivery.identity] <= 0:
-                        del buffer.in_flight_identities[delivery.identity]
+                    left = busy[delivery.identity] - 1
+                    if left > 0:
+                        busy[delivery.identity] = left
+                    else:
+                        del busy[delivery.identity]
             self._flush(buffer)
             # Counted, not read off the task set: a finished task leaves that set only in a
             # later callback, so a check there could miss the moment the lane goes idle.
