@@ -59,6 +59,17 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
     event_id, event_type, data = doc.get("event_id"), doc.get("type"), doc.get("data")
     reply_to = doc.get("reply_to")
     correlation_id = doc.get("correlation_id")
+    if (  # the usual event, accepted without working out what a refusal could echo
+        type(event_id) is str
+        and _id_ok(event_id)
+        and type(event_type) is str
+        and event_type
+        and type(data) is dict
+        and reply_to is None
+        and "tenant" not in doc
+        and (correlation_id is None or (type(correlation_id) is str and _id_ok(correlation_id)))
+    ):
+        return Event(event_id, event_type, data, correlation_id or event_id)
     # What can be salvaged for the reply of a bad event: only well-formed pieces are echoed.
     good_id = event_id if isinstance(event_id, str) and _id_ok(event_id) else None
     good_reply = reply_to if isinstance(reply_to, str) and is_valid_topic(reply_to) else None
