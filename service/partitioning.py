@@ -44,6 +44,8 @@ def murmur2(data: bytes) -> int:
 
 def partition_for(key: bytes | None, partitions: Sequence[int]) -> int:
     """The partition of ``key`` among ``partitions`` (sorted); a random one without a key."""
+    if len(partitions) == 1:
+        return partitions[0]  # where any key goes; skips the hash (reply topics often have one)
     if key is None:
         return random.choice(partitions)
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
