@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import report
-from bench.cases import CallFloor, CaseResult, Plan, call_floor, run_case, setups
+from bench.cases import CallFloor, CaseResult, Plan, Setup, call_floor, run_case, setups
 from bench.lockbench import LockFigures, measure_locks
 from bench.stack import Stack
 
@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         "--events", type=int, default=None, help="events for (a) and (b); (c) runs a tenth"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="times (a), (b) and (c) run side by side; the goals judge the median ratios "
+        "(default 3, or 1 with --quick)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(__file__).resolve().parent,
@@ -43,27 +50,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIDE_BY_SIDE = "abc"
+
+
 async def _run(
-    stack: Stack, plan: Plan, cases: str, results: list[CaseResult], floors: list[CallFloor]
+    stack: Stack,
+    plan: Plan,
+    cases: str,
+    rounds: int,
+    results: list[CaseResult],
+    floors: list[CallFloor],
+    runs: list[dict[str, CaseResult]],
 ) -> LockFigures | None:
+    """(a)-(c) ``rounds`` times over into ``runs``; ``results`` gets the median round's and then
+    every other case's result."""
     if "d" in cases:
         floor = await call_floor(stack, plan.serial_latency_ms, plan.floor_calls)
         floors.append(floor)
         print(report.floor_line(floor), flush=True)
-    for setup in setups(plan, cases):
-        try:
-            result = await run_case(stack, setup)
-        except Exception as exc:
-            traceback.print_exc()
-            result = CaseResult(setup.key, setup.title, len(setup.feed), failure=repr(exc))
-        results.append(result)
-        print(report.line(result), flush=True)
+    together = "".join(k for k in SIDE_BY_SIDE if k in cases)
+    for number in range(rounds if together else 0):
+        if rounds > 1:
+            print(f"  round {number + 1} of {rounds}", flush=True)
+        runs.append({s.key: await _measure(stack, s) for s in setups(plan, together)})
+    if runs:
+        results.extend(report.Rounds(runs).median_round().values())
+    for setup in setups(plan, "".join(k for k in cases if k not in SIDE_BY_SIDE)):
+        results.append(await _measure(stack, setup))
     if "f" not in cases:
         return None
     figures = await measure_locks(stack.redis_url, plan.lock_iterations, plan.handoff_seconds)
     for text in report.lock_lines(figures):
         print(text, flush=True)
     return figures
+
+
+async def _measure(stack: Stack, setup: Setup) -> CaseResult:
+    try:
+        result = await run_case(stack, setup)
+    except Exception as exc:
+        traceback.print_exc()
+        result = CaseResult(setup.key, setup.title, len(setup.feed), failure=repr(exc))
+    print(report.line(result), flush=True)
+    return result
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -90,11 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"sagebridge benchmark, {date}, " + ", ".join(f"{k} {v}" for k, v in host.items()))
     print(report.header(), flush=True)
+    rounds = args.rounds or (1 if args.quick else 3)
     results: list[CaseResult] = []
     floors: list[CallFloor] = []
+    runs: list[dict[str, CaseResult]] = []
     try:
         with Stack() as stack:
-            locks = asyncio.run(_run(stack, plan, selected, results, floors))
+            locks = asyncio.run(_run(stack, plan, selected, rounds, results, floors, runs))
     except KeyboardInterrupt:
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the interrupted main task
         print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
@@ -104,13 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     chart_path = args.out / "results.png"
     report.chart(results, chart_path, f"sagebridge benchmark, {date} ({host['nproc']} cores)")
     floor = floors[0] if floors else None
-    text = report.markdown(results, locks, floor, plan, command, date, host, chart_path.name)
+    side_by_side = report.Rounds(runs)
+    text = report.markdown(
+        results, locks, floor, plan, command, date, host, chart_path.name, side_by_side
+    )
     (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
     print()
-    for goal in report.goals({r.key: r for r in results}, locks, plan):
+    for goal in report.goals({r.key: r for r in results}, locks, plan, side_by_side):
         print(
             f"  issue {goal.issue}: {goal.what}: {goal.measured} (goal {goal.target}) "
             f"-> {report.verdict(goal.met).strip('*')}"
         )
     print(f"\nwrote {args.out / 'RESULTS.md'} and {chart_path}; process logs in {stack.log_dir}")
-    return 0 if all(r.complete for r in results) else 1
+    every = results + [r for run in runs for r in run.values()]
+    return 0 if all(r.complete for r in every) else 1

@@ -32,7 +32,7 @@ def table_rows(text: str, first_cell: str) -> list[list[str]]:
 
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", "--rounds", "2", "--out", str(tmp_path)],
         cwd=REPO,
         check=False,
         capture_output=True,
@@ -62,6 +62,10 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         assert NUMBER.match(median) and NUMBER.match(p99), rows[0]
 
     assert re.search(r"b/a = [\d.]+", results) and re.search(r"b/c = [\d.]+", results)
+    rounds = [table_rows(section(results, "Ratios"), str(n)) for n in (1, 2)]
+    for (row,) in rounds:  # round, a, b, c events/s, b/a, b/c: all numbers
+        assert all(NUMBER.match(cell) for cell in row[1:]), row
+    assert "median of 2 rounds" in section(results, "Goals (issues 6 and 3)")
     assert re.search(r"Floor for the serial lane \(d0\).*p50 [\d.]+ ms", results)
     for heading in ("nproc", "CPU", "RAM", "Python", "Command: `python -m bench --quick"):
         assert heading in results
