@@ -90,16 +90,17 @@ class BatchingSender:
     async def _by_partition(
         self, messages: Sequence[Outgoing]
     ) -> dict[tuple[str, int | BaseException], list[int]]:
-        """Indexes of the small messages per (topic, partition), placed by key as the producer
-        would; a topic whose partitions cannot be learnt maps to the error. Empty when too few
-        messages for batching to pay: those go through ``send``."""
+        """Indexes of the messages that may be batched, per (topic, partition), placed by key
+        as the producer would; a topic whose partitions cannot be learnt maps to the error.
+        A partition's messages from its first large one on are left to ``send`` (after the
+        batches, in order), so the partition keeps their order. Empty when too few messages
+        for batching to pay."""
         groups: dict[tuple[str, int | BaseException], list[int]] = {}
         if len(messages) < self._batch_from:
             return groups
         partitions: dict[str, list[int] | BaseException] = {}
+        after_large: set[tuple[str, int | BaseException]] = set()
         for index, message in enumerate(messages):
-            if len(message.value or b"") > self._max_batched_bytes:
-                continue
             known = partitions.get(message.topic)
             if known is None:
                 try:
@@ -108,7 +109,13 @@ class BatchingSender:
                     known = exc
                 partitions[message.topic] = known
             place = known if isinstance(known, BaseException) else partition_for(message.key, known)
-            groups.setdefault((message.topic, place), []).append(index)
+            partition = (message.topic, place)
+            if isinstance(place, BaseException):
+                groups.setdefault(partition, []).append(index)  # all fail now, none waits again
+            elif len(message.value or b"") > self._max_batched_bytes:
+                after_large.add(partition)
+            elif partition not in after_large:
+                groups.setdefault(partition, []).append(index)
         return groups
 
     def _join_handed(

@@ -13,11 +13,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
-from service.publisher import Answer, OutcomePublisher
+from service.publisher import REDIRECT_AFTER_ATTEMPTS, Answer, OutcomePublisher
 from service.sending import BATCH_FROM, MAX_BATCHED_BYTES
 from tests.support.kafka import Collector, Topics, create_topics
 
 PARTITIONS = 3
+METADATA_WAIT_MS = 1500
+"""How long the producer waits to learn a topic's partitions (an unusable topic's wait)."""
 
 
 @pytest.fixture
@@ -32,7 +34,10 @@ async def publisher(
     kafka_bootstrap: str, reply_topics: Topics
 ) -> AsyncIterator[tuple[OutcomePublisher, AIOKafkaProducer]]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, linger_ms=5, partitioner=Murmur2Partitioner()
+        bootstrap_servers=kafka_bootstrap,
+        linger_ms=5,
+        partitioner=Murmur2Partitioner(),
+        request_timeout_ms=METADATA_WAIT_MS,
     )
     await producer.start()
     yield (
@@ -40,6 +45,7 @@ async def publisher(
             producer,
             default_reply_topic=reply_topics.replies,
             dlt_topic=reply_topics.dlt,
+            retry_delay_s=0.0,
             ack_timeout_s=30,
         ),
         producer,
@@ -47,16 +53,16 @@ async def publisher(
     await producer.stop()
 
 
-def count_calls(producer: AIOKafkaProducer, *methods: str) -> dict[str, int]:
-    """Count calls of the producer's ``methods`` (they still run)."""
-    calls = dict.fromkeys(methods, 0)
+def count_calls(producer: AIOKafkaProducer, *methods: str) -> dict[str, list[str]]:
+    """The topic of every call of the producer's ``methods`` (they still run)."""
+    calls: dict[str, list[str]] = {name: [] for name in methods}
     for name in methods:
         original = getattr(producer, name)
 
         async def counted(
             *args: Any, _name: str = name, _original: Any = original, **kw: Any
         ) -> Any:
-            calls[_name] += 1
+            calls[_name].append(args[1] if _name == "send_batch" else args[0])
             return await _original(*args, **kw)
 
         setattr(producer, name, counted)
@@ -84,7 +90,7 @@ async def test_a_large_publish_arrives_once_each_in_the_keys_partition(
     calls = count_calls(producer, "send", "send_batch")
     big = b"x" * (MAX_BATCHED_BYTES + 1)
     answers = [answer(n, reply_topics.replies, ok=n % 10 != 0) for n in range(600)]
-    answers[5] = answer(5, reply_topics.replies, ok=False, value=big)
+    answers[599] = answer(599, reply_topics.replies, ok=False, value=big)  # last: see below
     collector = await Collector(kafka_bootstrap, [reply_topics.replies, reply_topics.dlt]).start()
     try:
         await sender.publish(answers)
@@ -92,8 +98,8 @@ async def test_a_large_publish_arrives_once_each_in_the_keys_partition(
         dead = await collector.wait_for(reply_topics.dlt, 61)
     finally:
         await collector.stop()
-    assert calls["send"] == 1, "only the large dead letter goes on its own"
-    assert calls["send_batch"] >= 2 * PARTITIONS, "replies and dead letters in batches"
+    assert calls["send"] == [reply_topics.dlt], "only the large dead letter goes on its own"
+    assert len(calls["send_batch"]) >= 2 * PARTITIONS, "replies and dead letters in batches"
     every = list(range(PARTITIONS))
     assert sorted(r.json()["event_id"] for r in replies) == sorted(f"ev-{n}" for n in range(600))
     for message in replies + dead:
@@ -104,7 +110,7 @@ async def test_a_large_publish_arrives_once_each_in_the_keys_partition(
     assert by_id["ev-10"].json()["response"] == "ERROR"
     dead_by_key = {d.key: d for d in dead}
     assert len(dead_by_key) == 61
-    assert dead_by_key[b"key-5"].value == big
+    assert dead_by_key[b"key-599"].value == big
     assert dead_by_key[b"key-20"].headers["x-error-stage"] == b"connector"
     # replies of one partition keep the order they were given in
     for partition in every:
@@ -129,4 +135,52 @@ async def test_publishes_too_small_to_batch_still_arrive(
     finally:
         await collector.stop()
     assert len({r.key for r in replies}) == 3 * (BATCH_FROM - 1)
-    assert calls["send_batch"] == 0
+    assert calls["send_batch"] == []
+
+
+async def test_a_partitions_messages_keep_their_order_around_a_large_one(
+    kafka_bootstrap: str,
+    reply_topics: Topics,
+    publisher: tuple[OutcomePublisher, AIOKafkaProducer],
+) -> None:
+    sender, _ = publisher
+    answers = []
+    for n in range(30):  # one key: one partition; the fourth reply is too large to batch
+        message = "x" * (MAX_BATCHED_BYTES + 1) if n == 3 else "refused"
+        answers.append(
+            Answer(
+                Subject(f"ev-{n}", None, "contact.upsert"),
+                Outcome.failure(Stage.CONNECTOR, message),
+                reply_topics.replies,
+                b"one-key",
+                b"{}",
+                Origin("events", 0, n),
+            )
+        )
+    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
+    try:
+        await sender.publish(answers)
+        replies = await collector.wait_for(reply_topics.replies, 30)
+    finally:
+        await collector.stop()
+    in_partition = sorted(replies, key=lambda r: r.offset)
+    assert [r.json()["event_id"] for r in in_partition] == [f"ev-{n}" for n in range(30)]
+
+
+async def test_an_unusable_reply_topic_costs_one_metadata_wait_per_attempt_not_per_reply(
+    kafka_bootstrap: str,
+    reply_topics: Topics,
+    publisher: tuple[OutcomePublisher, AIOKafkaProducer],
+) -> None:
+    sender, producer = publisher
+    calls = count_calls(producer, "partitions_for", "send")
+    invalid = "no such topic!"  # Tansu creates missing topics, but not invalid names
+    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
+    try:
+        await sender.publish([answer(n, invalid) for n in range(12)])
+        replies = await collector.wait_for(reply_topics.replies, 12)
+    finally:
+        await collector.stop()
+    assert {r.headers["x-reply-to-failed"] for r in replies} == {invalid.encode()}
+    assert invalid not in calls["send"], "no reply waited on its own for the topic's metadata"
+    assert calls["partitions_for"].count(invalid) == REDIRECT_AFTER_ATTEMPTS
