@@ -23,8 +23,8 @@ class _HiredisPacking:
 
     def pack_command(self, *args: Any) -> list[bytes]:
         # As redis-py's own HiredisRespSerializer, less its per-argument copy of bytearrays
-        # and memoryviews (none of our commands carries one; hiredis refuses them as a
-        # DataError, which a test would show).
+        # and memoryviews: none of our commands carries one, and hiredis would refuse one
+        # (a DataError, as redis-py raises for any argument it cannot encode).
         command = args[0]
         if isinstance(command, str):
             args = (*command.encode().split(), *args[1:])
