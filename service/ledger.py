@@ -29,36 +29,65 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-# Look up many entries, writing an intent for each unknown one, in one command (one round
-# trip, one reply to parse). KEYS are the entries; ARGV[1] is the retention, ARGV[2] the claim
-# ('' for none), ARGV[2 + i] the fingerprint of KEYS[i]. Returns {state, fingerprint,
-# attempts} or false (go ahead) per entry; an intent under the caller's own claim is false.
-_BEGIN_MANY = """
-local claim = ARGV[2]
-local found = {}
-for i, key in ipairs(KEYS) do
+# The two steps every script below is made of. ``begin`` looks an entry up and, if it is unknown
+# (or an intent under the caller's own non-empty claim), writes an intent; it returns
+# {state, fingerprint, attempts} of what it found, or false (go ahead). ``delivered`` records a
+# SUCCESS.
+_STEPS = """
+local function begin(key, digest, claim, retention)
   local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts', 'claim')
   if entry[1] and not (claim ~= '' and entry[1] == 'intent' and entry[4] == claim) then
-    found[i] = {entry[1], entry[2], entry[3]}
-  else
-    redis.call('HSET', key, 'state', 'intent', 'fingerprint', ARGV[i + 2], 'attempts', '0',
-               'claim', claim)
-    redis.call('PEXPIRE', key, ARGV[1])
-    found[i] = false
+    return {entry[1], entry[2], entry[3]}
   end
+  redis.call('HSET', key, 'state', 'intent', 'fingerprint', digest, 'attempts', '0',
+             'claim', claim)
+  redis.call('PEXPIRE', key, retention)
+  return false
+end
+local function delivered(key, digest, attempts, retention)
+  redis.call('HSET', key, 'state', 'delivered', 'fingerprint', digest, 'attempts', attempts)
+  redis.call('PEXPIRE', key, retention)
+end
+"""
+
+# Many entries in one command (one round trip, one reply to parse). ARGV[1] is the retention,
+# ARGV[2] the claim ('' for none), ARGV[2 + i] the fingerprint of KEYS[i].
+_BEGIN_MANY = (
+    _STEPS
+    + """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = begin(key, ARGV[i + 2], ARGV[2], ARGV[1])
 end
 return found
 """
+)
 
-# KEYS are entries; ARGV[1] is the retention, then fingerprint and attempts for each key.
-_DELIVERED_MANY = """
+# ARGV[1] is the retention, then fingerprint and attempts for each key.
+_DELIVERED_MANY = (
+    _STEPS
+    + """
 for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, 'state', 'delivered', 'fingerprint', ARGV[2 * i], 'attempts',
-             ARGV[2 * i + 1])
-  redis.call('PEXPIRE', key, ARGV[1])
+  delivered(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1])
 end
 return #KEYS
 """
+)
+
+# Record the previous call's result (KEYS[1]) and begin the next record (KEYS[2]) atomically.
+# ARGV: retention; the previous record's attempts ('' to withdraw its intent) and fingerprint;
+# this record's claim and fingerprint.
+_SETTLE_THEN_BEGIN = (
+    _STEPS
+    + """
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  delivered(KEYS[1], ARGV[3], ARGV[2], ARGV[1])
+end
+return begin(KEYS[2], ARGV[5], ARGV[4], ARGV[1])
+"""
+)
 
 
 class Standing(StrEnum):
@@ -82,6 +111,18 @@ _NEW = Entry(Standing.NEW)
 """Shared: most entries of a poll are new, and a frozen dataclass is slow to build."""
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A call's result still to be written: ``delivered`` after SUCCESS, else the intent is
+    withdrawn (the call was refused or never sent)."""
+
+    tenant: tuple[str, str]
+    event_id: str
+    digest: str
+    attempts: int
+    delivered: bool
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """Stable digest of a record's content (key order does not matter)."""
     return hashlib.blake2b(
@@ -96,17 +137,49 @@ class Ledger:
         self._retention_ms = int(retention_s * 1000)
         self._begin_many = redis.register_script(_BEGIN_MANY)
         self._delivered_many = redis.register_script(_DELIVERED_MANY)
+        self._settle_then_begin = redis.register_script(_SETTLE_THEN_BEGIN)
 
     def _key(self, tenant: tuple[str, str], event_id: str) -> str:
         return f"{self._prefix}:ledger:{tenant[0]}:{tenant[1]}:{event_id}"
 
     async def begin(
-        self, tenant: tuple[str, str], event_id: str, digest: str, *, claim: str = ""
+        self,
+        tenant: tuple[str, str],
+        event_id: str,
+        digest: str,
+        *,
+        claim: str = "",
+        after: Settlement | None = None,
     ) -> Entry:
         """Look the event up; if unknown (or an intent under ``claim``), record the intent to
-        send it (one atomic step)."""
-        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
-        return entry
+        send it (one atomic step).
+
+        ``after`` is the previous call's result, written in the same step: once this intent
+        exists, the previous record is settled, so a crash can never leave two records of one
+        lane in doubt — and recording it costs no round trip of its own."""
+        if after is None:
+            [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
+            return entry
+        found = await self._settle_then_begin(
+            keys=[self._key(after.tenant, after.event_id), self._key(tenant, event_id)],
+            args=[
+                self._retention_ms,
+                after.attempts if after.delivered else "",
+                after.digest,
+                claim,
+                digest,
+            ],
+        )
+        return self._standing(found, digest)
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Write a call's result on its own (when no next record's ``begin`` can carry it)."""
+        if settlement.delivered:
+            await self.delivered(
+                settlement.tenant, settlement.event_id, settlement.digest, settlement.attempts
+            )
+        else:
+            await self.withdraw(settlement.tenant, settlement.event_id)
 
     async def begin_many(
         self, keys: list[tuple[tuple[str, str], str, str]], *, claim: str = ""

@@ -28,7 +28,7 @@ from service.breaker import Breakers
 from service.connector import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.retry import Backoff
-from service.ledger import Ledger, Standing, fingerprint
+from service.ledger import Entry, Ledger, Settlement, Standing, fingerprint
 from service.locks import Held, TenantLocks, process_token
 from service.outcomes import Outcome, Stage
 from service.settings import Tenant
@@ -36,8 +36,13 @@ from service.settings import Tenant
 log = logging.getLogger(__name__)
 
 
-LedgerWrite = Callable[[], Awaitable[None]]
-"""A ledger update due after a call (delivered, or withdrawn), run by :meth:`SerialLane._settle`."""
+@dataclass(frozen=True, slots=True)
+class _Unrecorded(Generic[T]):
+    """A call whose result is not in the ledger yet, and the answer that waits for it."""
+
+    settlement: Settlement
+    ticket: T
+    outcome: Outcome
 
 
 class FencedPost(Protocol):
@@ -139,32 +144,36 @@ class SerialLane(Generic[T]):
         replicas' records for this tenant get their turn. Holding it across a run saves two
         Redis round trips per record; one call at a time holds throughout.
 
-        A record's ledger write goes out while the next record is being checked and sent
-        (different keys, so their order does not matter — unless the next record repeats the
-        event_id, which then waits for it); its answer waits for that write and for the previous
-        record's answer, and the lock goes back only after both."""
+        A delivered record's ledger write rides on the next record's ``begin`` (one atomic
+        script), and its answer follows once that ran: no round trip of its own, and a crash
+        leaves at most the record in flight in doubt. The last record's write goes on its own,
+        before the lock goes back."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.hold_s
         served = 0
-        answering: asyncio.Task[None] | None = None
-        unsettled: set[str] = set()
+        unrecorded: _Unrecorded[T] | None = None
         async with self._locks.kept_alive(held):
             try:
                 while queue and served < self._policy.hold_records and loop.time() < deadline:
                     if not held.usable():
                         return  # lease lost or run out: another replica may hold it now
                     delivery = queue[0]
-                    if answering is not None and delivery.event_id in unsettled:
-                        await answering
-                        unsettled.clear()
+                    digest = fingerprint(delivery.record)
                     try:
-                        outcome, write = await self._under_lock(held, delivery)
-                    except RedisError as exc:  # only raised before anything was sent
+                        entry = await self._begin(
+                            delivery, digest, unrecorded.settlement if unrecorded else None
+                        )
+                    except RedisError as exc:  # nothing was sent; the previous write is redone
                         await self._redis_down("ledger", exc)
                         return
+                    if unrecorded is not None:  # its result went in with this begin
+                        self._sink([(unrecorded.ticket, unrecorded.outcome)])
+                        unrecorded = None
+                    try:
+                        outcome, settlement = await self._after_begin(held, delivery, digest, entry)
                     except Exception as exc:  # a bug must not strand the record unanswered
                         log.exception("serial lane failed unexpectedly")
-                        outcome, write = (
+                        outcome, settlement = (
                             Outcome.failure(
                                 Stage.UNKNOWN_OUTCOME,
                                 f"internal error: {exc!r}",
@@ -176,40 +185,27 @@ class SerialLane(Generic[T]):
                         return  # Connector down or lease run out; nothing reached Sage
                     queue.popleft()
                     served += 1
-                    if write is not None:
-                        unsettled.add(delivery.event_id)
-                    answering = asyncio.create_task(
-                        self._settle_then_answer(write, answering, delivery.ticket, outcome)
-                    )
+                    if settlement is None:
+                        self._sink([(delivery.ticket, outcome)])
+                    else:
+                        unrecorded = _Unrecorded(settlement, delivery.ticket, outcome)
             finally:
-                if answering is not None:
-                    await answering
+                if unrecorded is not None:
+                    await self._settle(unrecorded.settlement)
+                    self._sink([(unrecorded.ticket, unrecorded.outcome)])
 
-    async def _settle_then_answer(
-        self,
-        write: LedgerWrite | None,
-        previous: asyncio.Task[None] | None,
-        ticket: T,
-        outcome: Outcome,
-    ) -> None:
-        """The reply follows the ledger write (a redelivery is then answered from the ledger)
-        and the previous record's reply (replies keep the order of the calls)."""
-        if write is not None:
-            await self._settle(write)
-        if previous is not None:
-            await previous
-        self._sink([(ticket, outcome)])
-
-    async def _under_lock(
-        self, held: Held, delivery: Delivery[T]
-    ) -> tuple[Outcome | None, LedgerWrite | None]:
-        """The record's outcome (``None``: try again once the Connector is back) and the
-        ledger write still due before its reply."""
-        tenant = delivery.tenant.key
-        digest = fingerprint(delivery.record)
+    async def _begin(self, delivery: Delivery[T], digest: str, after: Settlement | None) -> Entry:
         if not delivery.claim:
             delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
-        entry = await self._ledger.begin(tenant, delivery.event_id, digest, claim=delivery.claim)
+        return await self._ledger.begin(
+            delivery.tenant.key, delivery.event_id, digest, claim=delivery.claim, after=after
+        )
+
+    async def _after_begin(
+        self, held: Held, delivery: Delivery[T], digest: str, entry: Entry
+    ) -> tuple[Outcome | None, Settlement | None]:
+        """The record's outcome (``None``: try again once the Connector is back) and the
+        ledger write still due before its reply."""
         match entry.standing:
             case Standing.DELIVERED:
                 if self.on_ledger_hit is not None:
@@ -231,17 +227,17 @@ class SerialLane(Generic[T]):
             case Standing.NEW:
                 pass
         result = await self._call(held, delivery)
+        tenant = delivery.tenant.key
         if isinstance(result, Delivered):
-            return Outcome.success(delivery.attempts), lambda: self._ledger.delivered(
-                tenant, delivery.event_id, digest, delivery.attempts
-            )
+            settled = Settlement(tenant, delivery.event_id, digest, delivery.attempts, True)
+            return Outcome.success(delivery.attempts), settled
         if isinstance(result, Unknown):
             return Outcome.failure(
                 Stage.UNKNOWN_OUTCOME,
                 f"{result.reason}; the record may or may not be in Sage — not resent",
                 attempts=delivery.attempts,
             ), None
-        withdraw: LedgerWrite = lambda: self._ledger.withdraw(tenant, delivery.event_id)  # noqa: E731
+        withdraw = Settlement(tenant, delivery.event_id, digest, delivery.attempts, False)
         if result is None:
             await self._settle(withdraw)  # before the record is tried again
             return None, None
@@ -282,12 +278,12 @@ class SerialLane(Generic[T]):
                 return result
             await asyncio.sleep(self._policy.backoff.delay(failures))
 
-    async def _settle(self, write: LedgerWrite) -> None:
+    async def _settle(self, settlement: Settlement) -> None:
         """Record a result after the call. Redis trouble here means retry the write, never the
         call: the outcome is known, only its bookkeeping is pending. Never raises RedisError."""
         while True:
             try:
-                await write()
+                await self._ledger.settle(settlement)
             except RedisError as exc:
                 await self._redis_down("ledger write", exc)
                 continue

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.devstack import start_redis
-from service.ledger import Ledger, Standing
+from service.ledger import Ledger, Settlement, Standing
 from tests.support.waiting import until
 
 TENANT = ("1001", "ACME")
@@ -68,3 +68,25 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
         await stalled.aclose()
         await observer.aclose()
         private.stop()
+
+
+async def test_a_result_written_with_the_next_begin_lands_in_the_same_step(
+    redis: Redis, redis_prefix: str
+) -> None:
+    ledger = Ledger(redis, redis_prefix, retention_s=60)
+    await ledger.begin(TENANT, "inv-1", "d1", claim="mine")
+    done = Settlement(TENANT, "inv-1", "d1", attempts=2, delivered=True)
+    assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=done)).standing is (
+        Standing.NEW
+    )
+    first = await ledger.begin(TENANT, "inv-1", "d1")
+    assert (first.standing, first.attempts) == (Standing.DELIVERED, 2)
+    assert (await ledger.begin(TENANT, "inv-2", "d2")).standing is Standing.IN_DOUBT
+
+    refused = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=False)
+    again = await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=refused)
+    assert again.standing is Standing.NEW, "withdrawn first, so the same event may go again"
+
+    repeat = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=True)
+    same = await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=repeat)
+    assert same.standing is Standing.DELIVERED, "a repeated event_id sees its own delivery"

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import orjson
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from service.breaker import Breakers
+from service.connector import Delivered
+from service.lanes import Delivery
+from service.lanes.retry import Backoff
+from service.lanes.serial import SerialLane, SerialPolicy
+from service.ledger import Ledger
+from service.locks import TenantLocks
+from service.settings import Tenant
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import sandbox_post, stored_records
 from tests.support.sandbox import stats as sandbox_stats
@@ -84,3 +98,43 @@ async def test_timed_out_call_is_unknown_outcome_and_not_resent(
     assert replies[1].json()["stage"] == "unknown_outcome"
     stats = await sandbox_stats(sandbox)
     assert stats["calls"] == 1  # never resent
+
+
+async def test_each_call_starts_only_once_the_previous_result_is_in_the_ledger(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A crash must leave at most the record in flight in doubt: when call k reaches the
+    Connector, the ledger already holds call k-1's result (real Redis, stand-in Connector)."""
+    redis = Redis.from_url(redis_url)
+    tenant = Tenant("1001", "ACME", SecretStr("t"))
+    ledger = Ledger(redis, redis_prefix, retention_s=60)
+    seen_before_call: list[bytes | None] = []
+    answered: list[str] = []
+
+    async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
+        number = orjson.loads(payload)["n"]
+        if number:
+            key = f"{redis_prefix}:ledger:1001:ACME:inv-{number - 1}"
+            seen_before_call.append(await redis.hget(key, "state"))
+        return Delivered({"response": "SUCCESS"})
+
+    locks = TenantLocks(redis, redis_prefix, ttl_s=30)
+    lane: SerialLane[str] = SerialLane(
+        post,
+        lambda results: answered.extend(ticket for ticket, _ in results),
+        locks,
+        ledger,
+        SerialPolicy(lock_wait_s=5, max_attempts=1, backoff=Backoff(0.01)),
+        Breakers(5, 1.0),
+    )
+    try:
+        for n in range(20):
+            lane.submit(
+                Delivery(f"inv-{n}", tenant, "/accountsReceivable", {"n": n}, event_id=f"inv-{n}")
+            )
+        await asyncio.wait_for(lane.drain(), 30)
+    finally:
+        await locks.aclose()
+        await redis.aclose()
+    assert answered == [f"inv-{n}" for n in range(20)]
+    assert seen_before_call == [b"delivered"] * 19
