@@ -15,7 +15,7 @@ from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
 from service.publisher import REDIRECT_AFTER_ATTEMPTS, Answer, OutcomePublisher
 from service.sending import BATCH_FROM, MAX_BATCHED_BYTES
-from tests.support.kafka import Collector, Topics, create_topics
+from tests.support.kafka import Collector, Received, Topics, create_topics
 
 PARTITIONS = 3
 METADATA_WAIT_MS = 1500
@@ -69,6 +69,19 @@ def count_calls(producer: AIOKafkaProducer, *methods: str) -> dict[str, list[str
     return calls
 
 
+async def publish_and_read(
+    bootstrap: str, sender: OutcomePublisher, batches: list[list[Answer]], expect: dict[str, int]
+) -> dict[str, list[Received]]:
+    """Publish each list of answers in turn; read back at least ``expect[topic]`` per topic."""
+    collector = await Collector(bootstrap, list(expect)).start()
+    try:
+        for answers in batches:
+            await sender.publish(answers)
+        return {topic: await collector.wait_for(topic, count) for topic, count in expect.items()}
+    finally:
+        await collector.stop()
+
+
 def answer(n: int, topic: str, *, ok: bool = True, value: bytes = b"{}") -> Answer:
     outcome = Outcome.success(1) if ok else Outcome.failure(Stage.CONNECTOR, "refused")
     return Answer(
@@ -91,13 +104,10 @@ async def test_a_large_publish_arrives_once_each_in_the_keys_partition(
     big = b"x" * (MAX_BATCHED_BYTES + 1)
     answers = [answer(n, reply_topics.replies, ok=n % 10 != 0) for n in range(600)]
     answers[599] = answer(599, reply_topics.replies, ok=False, value=big)  # last: see below
-    collector = await Collector(kafka_bootstrap, [reply_topics.replies, reply_topics.dlt]).start()
-    try:
-        await sender.publish(answers)
-        replies = await collector.wait_for(reply_topics.replies, 600)
-        dead = await collector.wait_for(reply_topics.dlt, 61)
-    finally:
-        await collector.stop()
+    read = await publish_and_read(
+        kafka_bootstrap, sender, [answers], {reply_topics.replies: 600, reply_topics.dlt: 61}
+    )
+    replies, dead = read[reply_topics.replies], read[reply_topics.dlt]
     assert calls["send"] == [reply_topics.dlt], "only the large dead letter goes on its own"
     assert len(calls["send_batch"]) >= 2 * PARTITIONS, "replies and dead letters in batches"
     every = list(range(PARTITIONS))
@@ -125,16 +135,16 @@ async def test_publishes_too_small_to_batch_still_arrive(
 ) -> None:
     sender, producer = publisher
     calls = count_calls(producer, "send_batch")
-    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
-    try:
-        for start in range(0, 3 * (BATCH_FROM - 1), BATCH_FROM - 1):
-            await sender.publish(
-                [answer(n, reply_topics.replies) for n in range(start, start + BATCH_FROM - 1)]
-            )
-        replies = await collector.wait_for(reply_topics.replies, 3 * (BATCH_FROM - 1))
-    finally:
-        await collector.stop()
-    assert len({r.key for r in replies}) == 3 * (BATCH_FROM - 1)
+    small = BATCH_FROM - 1
+    batches = [
+        [answer(n, reply_topics.replies) for n in range(first, first + small)]
+        for first in range(0, 3 * small, small)
+    ]
+    read = await publish_and_read(
+        kafka_bootstrap, sender, batches, {reply_topics.replies: 3 * small}
+    )
+    replies = read[reply_topics.replies]
+    assert len({r.key for r in replies}) == 3 * small
     assert calls["send_batch"] == []
 
 
@@ -157,12 +167,8 @@ async def test_a_partitions_messages_keep_their_order_around_a_large_one(
                 Origin("events", 0, n),
             )
         )
-    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
-    try:
-        await sender.publish(answers)
-        replies = await collector.wait_for(reply_topics.replies, 30)
-    finally:
-        await collector.stop()
+    read = await publish_and_read(kafka_bootstrap, sender, [answers], {reply_topics.replies: 30})
+    replies = read[reply_topics.replies]
     in_partition = sorted(replies, key=lambda r: r.offset)
     assert [r.json()["event_id"] for r in in_partition] == [f"ev-{n}" for n in range(30)]
 
@@ -175,12 +181,9 @@ async def test_an_unusable_reply_topic_costs_one_metadata_wait_per_attempt_not_p
     sender, producer = publisher
     calls = count_calls(producer, "partitions_for", "send")
     invalid = "no such topic!"  # Tansu creates missing topics, but not invalid names
-    collector = await Collector(kafka_bootstrap, [reply_topics.replies]).start()
-    try:
-        await sender.publish([answer(n, invalid) for n in range(12)])
-        replies = await collector.wait_for(reply_topics.replies, 12)
-    finally:
-        await collector.stop()
+    answers = [answer(n, invalid) for n in range(12)]
+    read = await publish_and_read(kafka_bootstrap, sender, [answers], {reply_topics.replies: 12})
+    replies = read[reply_topics.replies]
     assert {r.headers["x-reply-to-failed"] for r in replies} == {invalid.encode()}
     assert invalid not in calls["send"], "no reply waited on its own for the topic's metadata"
     assert calls["partitions_for"].count(invalid) == REDIRECT_AFTER_ATTEMPTS
