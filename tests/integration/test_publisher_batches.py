@@ -82,13 +82,21 @@ async def publish_and_read(
         await collector.stop()
 
 
-def answer(n: int, topic: str, *, ok: bool = True, value: bytes = b"{}") -> Answer:
-    outcome = Outcome.success(1) if ok else Outcome.failure(Stage.CONNECTOR, "refused")
+def answer(
+    n: int,
+    topic: str,
+    *,
+    ok: bool = True,
+    value: bytes = b"{}",
+    key: bytes | None = None,
+    message: str = "refused",
+) -> Answer:
+    outcome = Outcome.success(1) if ok else Outcome.failure(Stage.CONNECTOR, message)
     return Answer(
         Subject(f"ev-{n}", f"corr-{n}", "contact.upsert", ("1001", "ACME")),
         outcome,
         topic,
-        f"key-{n}".encode(),
+        key if key is not None else f"key-{n}".encode(),
         value,
         Origin("events", 0, n),
     )
@@ -154,19 +162,17 @@ async def test_a_partitions_messages_keep_their_order_around_a_large_one(
     publisher: tuple[OutcomePublisher, AIOKafkaProducer],
 ) -> None:
     sender, _ = publisher
-    answers = []
-    for n in range(30):  # one key: one partition; the fourth reply is too large to batch
-        message = "x" * (MAX_BATCHED_BYTES + 1) if n == 3 else "refused"
-        answers.append(
-            Answer(
-                Subject(f"ev-{n}", None, "contact.upsert"),
-                Outcome.failure(Stage.CONNECTOR, message),
-                reply_topics.replies,
-                b"one-key",
-                b"{}",
-                Origin("events", 0, n),
-            )
+    too_large = "x" * (MAX_BATCHED_BYTES + 1)
+    answers = [  # one key: one partition; the fourth reply is too large to batch
+        answer(
+            n,
+            reply_topics.replies,
+            ok=False,
+            key=b"one-key",
+            message=too_large if n == 3 else "refused",
         )
+        for n in range(30)
+    ]
     read = await publish_and_read(kafka_bootstrap, sender, [answers], {reply_topics.replies: 30})
     replies = read[reply_topics.replies]
     in_partition = sorted(replies, key=lambda r: r.offset)
