@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from service.rediskeys import key
+
 # The two steps every script below is made of. ``begin`` looks an entry up and, if it is unknown
 # (or an intent under the caller's own non-empty claim), writes an intent; it returns
 # {state, fingerprint, attempts} of what it found, or false (go ahead). ``delivered`` records a
@@ -140,7 +142,7 @@ class Ledger:
         self._settle_then_begin = redis.register_script(_SETTLE_THEN_BEGIN)
 
     def _key(self, tenant: tuple[str, str], event_id: str) -> str:
-        return f"{self._prefix}:ledger:{tenant[0]}:{tenant[1]}:{event_id}"
+        return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
 
     async def begin(
         self,

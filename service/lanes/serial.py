@@ -31,6 +31,7 @@ from service.lanes.retry import Backoff
 from service.ledger import Entry, Ledger, Settlement, Standing, fingerprint
 from service.locks import Held, TenantLocks, process_token
 from service.outcomes import Outcome, Stage
+from service.rediskeys import escape
 from service.settings import Tenant
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class SerialLane(Generic[T]):
 
     async def _acquire(self, delivery: Delivery[T]) -> Held:
         """Wait for the Connector (breaker) and then the tenant lock; Redis trouble means wait."""
-        name = f"{delivery.tenant.customer}:{delivery.tenant.company}"
+        name = ":".join(escape(part) for part in delivery.tenant.key)
         breaker = self._breakers.for_tenant(delivery.tenant.key)
         loop = asyncio.get_running_loop()
         while True:

@@ -90,3 +90,18 @@ async def test_a_result_written_with_the_next_begin_lands_in_the_same_step(
     repeat = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=True)
     same = await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=repeat)
     assert same.standing is Standing.DELIVERED, "a repeated event_id sees its own delivery"
+
+
+async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """Tenant (1, A) with event ``x:e`` and tenant (1, A:x) with event ``e`` once joined to the
+    same key: the second was answered from the first's entry and never sent."""
+    ledger = Ledger(redis, redis_prefix, retention_s=60)
+    assert (await ledger.begin(("1", "A"), "x:e", "d1")).standing is Standing.NEW
+    await ledger.delivered(("1", "A"), "x:e", "d1", attempts=1)
+    assert (await ledger.begin(("1", "A:x"), "e", "d1")).standing is Standing.NEW
+    assert (await ledger.begin(("1", "A"), "x:e", "d1")).standing is Standing.DELIVERED
+    plain = f"{redis_prefix}:ledger:1001:ACME:inv-7"  # parts without ':' or '%' keep their key
+    await ledger.delivered(TENANT, "inv-7", "d7", attempts=1)
+    assert await redis.hget(plain, "state") == b"delivered"

@@ -1,0 +1,33 @@
+"""Redis key names: ``<prefix>:<kind>:<part>:<part>...``, unambiguous whatever the parts hold.
+
+Tenant values and ``event_id`` come from configuration and producers, and either may contain
+``:``. Joined as they are, tenant ``(1, A)`` with event ``x:e`` and tenant ``(1, A:x)`` with
+event ``e`` would name the same key. Each part is therefore escaped: ``%`` becomes ``%25`` and
+``:`` becomes ``%3A`` (percent-encoding, restricted to the two characters that matter), so a
+``:`` in a key is always a separator.
+
+Parts without ``%`` or ``:`` are written unchanged, so keys written before this escaping
+existed keep their names; only keys whose parts hold one of those two characters change (and
+those were the ambiguous ones).
+"""
+
+from __future__ import annotations
+
+
+def escape(part: str) -> str:
+    """One key part with ``%`` and ``:`` percent-encoded (``%`` first, so it round-trips)."""
+    if "%" not in part and ":" not in part:
+        return part
+    return part.replace("%", "%25").replace(":", "%3A")
+
+
+def unescape(part: str) -> str:
+    """The inverse of :func:`escape`."""
+    if "%" not in part:
+        return part
+    return part.replace("%3A", ":").replace("%25", "%")
+
+
+def key(prefix: str, kind: str, *parts: str) -> str:
+    """``prefix:kind:part:...`` with every part escaped (the prefix and kind are ours)."""
+    return ":".join((prefix, kind, *(escape(p) for p in parts)))

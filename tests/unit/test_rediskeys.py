@@ -1,0 +1,24 @@
+"""Redis key parts are escaped so that a ':' inside a part is never read as a separator."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.rediskeys import escape, key, unescape
+
+
+@pytest.mark.parametrize("part", ["ACME", "A:x", "x:e", "100%", "%3A", "::", "", "é:%25"])
+def test_escaping_round_trips(part: str) -> None:
+    assert unescape(escape(part)) == part
+    assert ":" not in escape(part)
+
+
+def test_distinct_parts_make_distinct_keys() -> None:
+    assert key("p", "ledger", "1", "A", "x:e") != key("p", "ledger", "1", "A:x", "e")
+    assert key("p", "ledger", "1", "A%3Ax", "e") != key("p", "ledger", "1", "A:x", "e")
+
+
+def test_plain_parts_keep_the_names_written_before_escaping() -> None:
+    assert (
+        key("sagebridge", "ledger", "1001", "ACME", "inv-1") == "sagebridge:ledger:1001:ACME:inv-1"
+    )
