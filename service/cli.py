@@ -54,7 +54,33 @@ def _parser() -> argparse.ArgumentParser:
         help="share of calls answered with an ERROR envelope",
     )
     sandbox.add_argument(
-        "--hang-rate", type=float, default=0.0, help="share of calls that never answer"
+        "--hang-rate",
+        type=float,
+        default=0.0,
+        help="share of calls that answer only when released (they keep running, and keep "
+        "their company occupied, after the client gives up)",
+    )
+    sandbox.add_argument(
+        "--slow-rate", type=float, default=0.0, help="share of calls that take --slow-ms longer"
+    )
+    sandbox.add_argument("--slow-ms", type=int, default=0, help="extra time of a slow call")
+    sandbox.add_argument(
+        "--store-then-fail-rate",
+        type=float,
+        default=0.0,
+        help="share of calls that store their records, then answer --store-then-fail-status",
+    )
+    sandbox.add_argument(
+        "--store-then-fail-status",
+        type=int,
+        choices=(500, 502, 504),
+        default=502,
+        help="500 (ERROR envelope), 502 or 504 (a proxy's page, no envelope)",
+    )
+    sandbox.add_argument(
+        "--check-fencing",
+        action="store_true",
+        help="refuse stale X-Fencing-Token values (the real Cloud Connector ignores the header)",
     )
     sandbox.add_argument(
         "--token",
@@ -142,6 +168,11 @@ def _sandbox(args: argparse.Namespace) -> int:
             fail_rate=args.fail_rate,
             error_rate=args.error_rate,
             hang_rate=args.hang_rate,
+            slow_rate=args.slow_rate,
+            slow_ms=args.slow_ms,
+            store_then_fail_rate=args.store_then_fail_rate,
+            store_then_fail_status=args.store_then_fail_status,
+            check_fencing=args.check_fencing,
             tokens=tuple(args.tokens or ("sandbox-token",)),
         )
     )

@@ -5,20 +5,28 @@ the four required headers) and adds what the real one cannot give a test: inject
 record of exactly what was accepted, and a count of transactional calls that overlapped — the
 ordering mistake the seed warns corrupts Sage's record numbering.
 
+It is as harsh as the real thing where that decides correctness: a request runs to its end
+after its client disconnected (and keeps its tenant occupied until then), fencing headers are
+ignored unless ``check_fencing`` is on, and the ``store_then_fail`` fault answers 500/502/504
+after the records were stored, as a proxy in front of the Connector can.
+
 Order of handling a business call, chosen so each answer means one thing:
 
 1. unknown endpoint → 404; ``down`` fault → 503 (nothing behind the Connector answers);
 2. headers (401 token, 400 customer/company, 403 token bound elsewhere, 400 Content-Type) and
    the body's JSON shape (400) — the Connector's front door, before Sage is involved;
-3. a transactional call now counts as in progress (an overlap is a violation);
-4. latency, hang, injected 500, injected ERROR envelope;
+3. with ``check_fencing``, a stale fencing number → ERROR; a transactional call now counts as in
+   progress (an overlap is a violation) until it ends at the server, whatever its client does;
+4. latency, slow processing, hang, injected 500, injected ERROR envelope;
 5. overlap → ERROR; contract and ``reject_marker`` checks → ERROR naming the first bad record;
-6. SUCCESS: every record is stored (an array is all or nothing).
+6. SUCCESS: every record is stored (an array is all or nothing) — or, with ``store_then_fail``,
+   stored and then answered 500/502/504.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import random
 from dataclasses import dataclass
@@ -38,8 +46,8 @@ from service.sandbox.store import Store, Tenant
 if TYPE_CHECKING:
     from service.sandbox.server import SandboxOptions
 
-Answer = tuple[int, dict[str, Any]]
-"""(HTTP status, JSON body) of one business call."""
+Answer = tuple[int, dict[str, Any] | bytes]
+"""(HTTP status, JSON body — or the raw page of a proxy) of one business call."""
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -96,7 +104,9 @@ class _Call:
     lookup: bool = False
     """A read (``GET``): counted under ``lookups``, not as a call that could write."""
 
-    def log_entry(self, status: int, payload: dict[str, Any]) -> dict[str, Any]:
+    def log_entry(self, status: int, payload: dict[str, Any] | bytes) -> dict[str, Any]:
+        if isinstance(payload, bytes):  # a proxy's page: no envelope
+            payload = {"response": "ERROR", "message": payload.decode(errors="replace")}
         return {
             "call": self.number,
             "endpoint": self.endpoint,
@@ -126,6 +136,11 @@ class Sandbox:
                 "fail_rate": options.fail_rate,
                 "error_rate": options.error_rate,
                 "hang_rate": options.hang_rate,
+                "slow_rate": options.slow_rate,
+                "slow_ms": options.slow_ms,
+                "store_then_fail_rate": options.store_then_fail_rate,
+                "store_then_fail_status": options.store_then_fail_status,
+                "check_fencing": options.check_fencing,
             }
         )
         self.faults = self.initial_faults.copy()
@@ -143,21 +158,11 @@ class Sandbox:
     def _roll(self, rate: float) -> bool:
         return rate > 0 and (rate >= 1 or self.rng.random() < rate)
 
-    async def _hang(self, request: Request) -> None:
-        """Wait until released, the client disconnects, or ``hang_s`` passes — whichever first.
-
-        Watching for the disconnect ends the call when the client gives up, as a real stuck
-        server's socket would, so a hung transactional call does not stay "in progress" for ever.
-        """
-        waiters = {
-            asyncio.ensure_future(self._release.wait()),
-            asyncio.ensure_future(_client_gone(request)),
-        }
-        try:
-            await asyncio.wait(waiters, timeout=self.faults.hang_s, return_when="FIRST_COMPLETED")
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+    async def _hang(self) -> None:
+        """Wait until released or ``hang_s`` passes. A client that gives up changes nothing: a
+        real server does not notice, and the call keeps occupying its tenant meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._release.wait(), self.faults.hang_s)
 
     # -- business calls ---------------------------------------------------------------------
 
@@ -180,6 +185,10 @@ class Sandbox:
                 self.store.lookups += 1
             else:
                 self.store.log_call(call.log_entry(status, payload))
+            if await request.is_disconnected():
+                self.store.abandoned += 1  # finished for nobody: its client had given up
+        if isinstance(payload, bytes):
+            return Response(payload, status_code=status, media_type="text/html")
         return _json(status, payload)
 
     async def _answer(self, request: Request, call: _Call, generation: int) -> Answer:
@@ -208,7 +217,7 @@ class Sandbox:
         tenant = (call.customer, call.company)
         fence_header = request.headers.get("x-fencing-token")
         fence = int(fence_header) if fence_header and fence_header.isdigit() else None
-        if not self.store.check_fence(tenant, fence):
+        if not self.store.check_fence(tenant, fence) and self.faults.check_fencing:
             return 200, _error("sandbox: stale fencing token (a newer lock holder exists)")
         violation = self.store.enter_transactional(tenant)
         try:
@@ -286,9 +295,12 @@ class Sandbox:
     ) -> Answer:
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
+        if self._roll(self.faults.slow_rate):
+            self.store.injected["slow"] += 1
+            await asyncio.sleep(self.faults.slow_ms / 1000)
         if self._roll(self.faults.hang_rate):
             self.store.injected["hang"] += 1
-            await self._hang(request)
+            await self._hang()
             return 503, _error("sandbox: hung request released")
         if self._roll(self.faults.fail_rate):
             self.store.injected["fail"] += 1
@@ -308,6 +320,9 @@ class Sandbox:
         numbers = self.store.accept(
             call.endpoint, (call.customer, call.company), call.number, records, numbered
         )
+        if self._roll(self.faults.store_then_fail_rate):
+            self.store.injected["store_then_fail"] += 1
+            return _failure_after_storing(self.faults.store_then_fail_status)
         answer: dict[str, Any] = {"response": "SUCCESS", "records": len(records)}
         if numbered:
             answer["record_numbers"] = numbers
@@ -380,10 +395,18 @@ class Sandbox:
         return _json(200, self.faults.as_dict())
 
 
-async def _client_gone(request: Request) -> None:
-    """Return once the client has disconnected (the body has already been read)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+_PROXY_PAGES = {
+    502: b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+    504: b"<html><body><h1>504 Gateway Time-out</h1></body></html>",
+}
+
+
+def _failure_after_storing(status: int) -> Answer:
+    """What the client sees when the records were stored but the answer was lost: the
+    Connector's own 500, or a proxy's 502/504 page (no envelope)."""
+    if status == 500:
+        return 500, _error("sandbox: server error after the records were stored")
+    return status, _PROXY_PAGES[status]
 
 
 def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool] | str:

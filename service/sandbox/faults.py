@@ -2,8 +2,11 @@
 
 A real Cloud Connector sits in front of an on-premise Sage server whose stability the seed calls
 out as environment-dependent; the bridge must survive slow answers, HTTP 500s, ERROR envelopes,
-hangs, refused records and an unreachable server. Each of those is one field here, changed at
-start-up (flags) or at run time (``POST /_sandbox/faults``) without restarting the sandbox.
+hangs, refused records and an unreachable server. It is also harsher than a polite test double
+in ways that decide whether a transactional record is posted twice: it keeps working on a
+request after the client gave up, a proxy in front of it can answer 500/502/504 after Sage
+stored the record, and it ignores any fencing header. Each of those is one field here, changed
+at start-up (flags) or at run time (``POST /_sandbox/faults``) without restarting the sandbox.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+STORE_THEN_FAIL_STATUSES = (500, 502, 504)
 
 
 class FaultsError(ValueError):
@@ -29,9 +34,25 @@ class Faults:
     error_rate: float = 0.0
     """Share of calls answered HTTP 200 with an ERROR envelope (Sage refused), nothing stored."""
     hang_rate: float = 0.0
-    """Share of calls that never answer until the client disconnects (or ``hang_s`` passes)."""
+    """Share of calls that do not answer until released (a faults update or a reset) or
+    ``hang_s`` passes. A client that gives up does not end them: like a real server, the call
+    stays in progress, and a transactional one keeps occupying its tenant."""
     hang_s: float = 3600.0
     """Upper bound on a hang, so a forgotten hung request cannot pin the server for ever."""
+    slow_rate: float = 0.0
+    """Share of calls that take ``slow_ms`` longer at the server, then do their work normally
+    (store, answer) — whether or not their client is still waiting."""
+    slow_ms: int = 0
+    """Extra processing time of a slow call."""
+    store_then_fail_rate: float = 0.0
+    """Share of calls that store their records and then answer ``store_then_fail_status``, as
+    a proxy does when it gives up on (or loses) an answer the Connector already produced."""
+    store_then_fail_status: int = 502
+    """500 (with an ERROR envelope, as the Connector would), 502 or 504 (a proxy's text page)."""
+    check_fencing: bool = False
+    """Refuse a transactional call whose ``X-Fencing-Token`` is lower than one already seen for
+    its tenant. Off by default, because the real Cloud Connector ignores the header: mutual
+    exclusion must be proven without the server's help."""
     reject_marker: str | None = None
     """A record with a string field exactly equal to this is refused, naming record and field."""
     down: bool = False
@@ -75,9 +96,12 @@ def _is_number(value: Any) -> bool:
 
 def _validate(key: str, value: Any) -> str | None:
     """Why ``value`` cannot be fault ``key``, or ``None`` if it can."""
-    if key == "latency_ms":
+    if key in ("latency_ms", "slow_ms"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"expected a whole number of milliseconds >= 0, got {value!r}"
+    elif key == "store_then_fail_status":
+        if value not in STORE_THEN_FAIL_STATUSES or isinstance(value, bool):
+            return f"expected one of {', '.join(map(str, STORE_THEN_FAIL_STATUSES))}, got {value!r}"
     elif key.endswith("_rate"):
         if not _is_number(value) or not 0.0 <= float(value) <= 1.0:
             return f"expected a number from 0 to 1, got {value!r}"
@@ -87,6 +111,6 @@ def _validate(key: str, value: Any) -> str | None:
     elif key == "reject_marker":
         if value is not None and (not isinstance(value, str) or not value):
             return f"expected a non-empty string or null, got {value!r}"
-    elif key == "down" and not isinstance(value, bool):
+    elif key in ("down", "check_fencing") and not isinstance(value, bool):
         return f"expected true or false, got {value!r}"
     return None

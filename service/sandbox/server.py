@@ -36,6 +36,11 @@ class SandboxOptions:
     fail_rate: float = 0.0
     error_rate: float = 0.0
     hang_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_ms: int = 0
+    store_then_fail_rate: float = 0.0
+    store_then_fail_status: int = 502
+    check_fencing: bool = False
     tokens: tuple[str, ...] = ("sandbox-token",)
     """``"TOKEN"`` (any tenant) or ``"TOKEN=CUSTOMER/COMPANY"`` (that tenant only)."""
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR

@@ -15,7 +15,7 @@ from typing import Any
 Tenant = tuple[str, str]
 """(customer, company): the unit the Cloud Connector serialises transactional calls on."""
 
-INJECTED_KINDS = ("down", "fail", "error", "hang")
+INJECTED_KINDS = ("down", "fail", "error", "hang", "slow", "store_then_fail")
 
 
 @dataclass(slots=True)
@@ -39,12 +39,15 @@ class Store:
     tenants' serial lanes run side by side."""
     stale_fences: int = 0
     """Transactional calls whose fencing number was lower than one already seen for the tenant
-    (a holder that lost its lock and called anyway); refused."""
+    (a holder that lost its lock and called anyway). Counted always, refused only with the
+    ``check_fencing`` fault: the real Connector ignores the header."""
     unfenced_calls: int = 0
     """Transactional calls without an ``X-Fencing-Token`` header."""
     highest_fence: dict[Tenant, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INJECTED_KINDS, 0))
     lookups: int = 0
+    abandoned: int = 0
+    """Business calls that finished after their client had disconnected (gave up waiting)."""
     calls_in_progress: int = 0
     """Business calls received and not yet answered (any endpoint)."""
     in_progress: dict[Tenant, int] = field(default_factory=dict)
@@ -60,6 +63,7 @@ class Store:
         self.calls = []
         self.batch_calls = self.successes = self.errors = self.rejected_records = 0
         self.violations = self.stale_fences = self.unfenced_calls = self.lookups = 0
+        self.abandoned = 0
         self.max_concurrent_transactional = max(self.in_progress.values(), default=0)
         self.max_parallel_tenants = len(self.in_progress)
         self.injected = dict.fromkeys(INJECTED_KINDS, 0)
@@ -100,7 +104,7 @@ class Store:
         return True
 
     def leave_transactional(self, tenant: Tenant) -> None:
-        """The call answered (or its client went away); it no longer counts as in progress."""
+        """The call ended at the server (answered, whether or not anyone still listened)."""
         running = self.in_progress.get(tenant, 0) - 1
         if running > 0:
             self.in_progress[tenant] = running
@@ -162,6 +166,7 @@ class Store:
             "in_progress_transactional": sum(self.in_progress.values()),
             "calls_in_progress": self.calls_in_progress,
             "lookups": self.lookups,
+            "abandoned": self.abandoned,
             "injected": dict(self.injected),
         }
 

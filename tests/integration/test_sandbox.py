@@ -218,16 +218,67 @@ async def test_hung_request_is_released_by_a_faults_update(sandbox: SandboxThrea
     assert response.json()["message"] == "sandbox: hung request released"
 
 
-async def test_hung_request_ends_when_the_client_gives_up(sandbox: SandboxThread) -> None:
+async def test_a_hung_request_outlives_its_client_and_keeps_the_tenant_occupied(
+    sandbox: SandboxThread,
+) -> None:
+    """Like a real server, the sandbox does not notice a client that gave up: the call stays in
+    progress until released, and a second call for the tenant meanwhile is a violation."""
     async with httpx.AsyncClient(base_url=sandbox.url, timeout=DEADLINE_S) as http:
         await http.post("/_sandbox/faults", json={"hang_rate": 1.0})
+        for amount in (1, 2):  # the second arrives while the first, given up on, still runs
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(RECEIVABLE, json={"Amount": amount}, headers=HEADERS, timeout=0.2)
+        occupied = (await http.get("/_sandbox/stats")).json()
+        await http.post("/_sandbox/faults", json={"hang_rate": 0.0})  # releases both
+        await wait_for_stat(http, "in_progress_transactional", 0)
+    assert occupied["in_progress_transactional"] == 2
+    assert occupied["violations"] == 1 and occupied["max_concurrent_transactional"] == 2
+    assert occupied["injected"]["hang"] == 2
+
+
+async def test_a_slow_call_abandoned_by_its_client_still_stores_and_counts_overlaps(
+    sandbox: SandboxThread,
+) -> None:
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=DEADLINE_S) as http:
+        await http.post("/_sandbox/faults", json={"slow_rate": 1.0, "slow_ms": 600})
         with pytest.raises(httpx.ReadTimeout):
             await http.post(RECEIVABLE, json={"Amount": 1}, headers=HEADERS, timeout=0.2)
-        await wait_for_stat(http, "calls", 1)  # logged once the sandbox saw the disconnect
+        await http.post("/_sandbox/faults", json={"slow_rate": 0.0})
+        second = await http.post(RECEIVABLE, json={"Amount": 2}, headers=HEADERS)
+        await wait_for_stat(http, "abandoned", 1)  # the first one ended, for nobody
         counters = (await http.get("/_sandbox/stats")).json()
-    assert counters["in_progress_transactional"] == 0
-    assert counters["injected"]["hang"] == 1
-    assert counters["records"] == 0
+        records = (await http.get("/_sandbox/records")).json()["records"]
+    assert second.json()["message"] == "sandbox: concurrent call to a transactional endpoint"
+    assert counters["violations"] == 1 and counters["injected"]["slow"] == 1
+    assert [r["record"]["Amount"] for r in records] == [1]  # stored though nobody heard
+
+
+@pytest.mark.parametrize(
+    ("status", "envelope"), [(500, True), (502, False), (504, False)], ids=["500", "502", "504"]
+)
+def test_store_then_fail_stores_the_record_and_answers_a_failure(
+    client: httpx.Client, status: int, envelope: bool
+) -> None:
+    set_faults(client, store_then_fail_rate=1.0, store_then_fail_status=status)
+    response = client.post(RECEIVABLE, json={"Amount": 1}, headers=HEADERS)
+    assert response.status_code == status
+    assert (response.headers["content-type"] == "application/json") is envelope
+    assert [r["record"] for r in stored(client, RECEIVABLE)] == [{"Amount": 1}]
+    assert stats(client)["injected"]["store_then_fail"] == 1
+
+
+def test_fencing_headers_are_ignored_unless_checking_is_asked_for(client: httpx.Client) -> None:
+    """The real Cloud Connector ignores X-Fencing-Token: a stale holder's call goes through."""
+    newer, stale = {**HEADERS, "X-Fencing-Token": "9"}, {**HEADERS, "X-Fencing-Token": "3"}
+    client.post(RECEIVABLE, json={"Amount": 1}, headers=newer)
+    assert client.post(RECEIVABLE, json={"Amount": 2}, headers=stale).json()["response"] == (
+        "SUCCESS"
+    )
+    set_faults(client, check_fencing=True)
+    refused = client.post(RECEIVABLE, json={"Amount": 3}, headers=stale).json()
+    assert refused["message"] == "sandbox: stale fencing token (a newer lock holder exists)"
+    assert stats(client)["stale_fences"] == 2  # observed both times, refused once
+    assert [r["record"]["Amount"] for r in stored(client, RECEIVABLE)] == [1, 2]
 
 
 # -- transactional endpoints -----------------------------------------------------------------
