@@ -6,9 +6,12 @@ Every call ends as one of four values, because the lanes must treat them differe
 * :class:`Rejected` — the Connector answered ERROR. ``record_index`` is set when the message
   names the offending record of an array, ``whole_call`` when the refusal is about the call
   itself (auth, headers, endpoint), so splitting the batch cannot help.
-* :class:`Retryable` — the request never reached Sage, or Sage said "try later" (5xx, 429).
-* :class:`Unknown` — the request was sent but no verdict came back (read timeout, dropped
-  connection, no envelope). Safe to resend for idempotent upserts, never for transactions.
+* :class:`Retryable` — certainly not processed: the connection was refused before anything was
+  sent, HTTP 429, or HTTP 503 carrying the Connector's own ERROR envelope ("try later").
+* :class:`Unknown` — the request was sent and no verdict came back: a timeout, a dropped
+  connection, 500/502/504 (a proxy in front of the Connector answers those after Sage may have
+  stored the record), or any answer without an envelope. Safe to resend for idempotent
+  upserts, never for transactions.
 
 HTTP 200 with ``"response": "ERROR"`` is a failure: the envelope decides, not the status.
 
@@ -125,15 +128,22 @@ class ConnectorClient:
 
 
 def classify(status: int, content: bytes) -> CallResult:
-    """Map an HTTP answer to a :data:`CallResult` (pure, so every branch is unit-tested)."""
+    """Map an HTTP answer to a :data:`CallResult` (pure, so every branch is unit-tested).
+
+    Only what proves the request was not processed is :class:`Retryable`; every other failure
+    after sending is :class:`Unknown`, because the real Connector (or a proxy before it) can
+    fail an answer after Sage stored the record."""
     envelope = _envelope(content)
-    if status >= 500 or status == 429:
-        detail = envelope.get("message") if envelope else None
-        return Retryable(f"HTTP {status}" + (f": {detail}" if detail else ""))
+    detail = f"HTTP {status}"
+    if envelope is not None and envelope.get("message"):
+        detail += f": {envelope['message']}"
+    refused = envelope is not None and envelope.get("response") == "ERROR"
+    if status == 429 or (status == 503 and refused):
+        return Retryable(detail)
     if envelope is None:
-        if 200 <= status < 300:
-            return Unknown(f"HTTP {status} without a response envelope")
-        return Rejected(f"HTTP {status} without a response envelope", whole_call=True)
+        return Unknown(f"HTTP {status} without a response envelope")
+    if status >= 500:
+        return Unknown(detail)
     if envelope.get("response") == "SUCCESS" and 200 <= status < 300:
         return Delivered(envelope)
     message = str(envelope.get("message") or "Cloud Connector answered ERROR")

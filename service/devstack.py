@@ -119,15 +119,16 @@ def start_tansu(log_dir: Path | None = None) -> Process:
     return _spawn("tansu", argv, port, log_dir or Path(tempfile.gettempdir()))
 
 
-def start_redis(log_dir: Path | None = None) -> Process:
-    """A disposable ``redis-server`` (nothing persisted) on a free port."""
+def start_redis(log_dir: Path | None = None, port: int | None = None) -> Process:
+    """A disposable ``redis-server`` (nothing persisted) on a free port, or on ``port`` — to
+    bring one back empty where a killed one was, as a restart without persistence does."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise DevStackError(
             "no Redis: install redis-server (apt-get install redis-server) or "
             "point SAGEBRIDGE_REDIS_URL at a running Redis"
         )
-    port = free_port()
+    port = port or free_port()
     argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     return _spawn("redis", argv, port, log_dir or Path(tempfile.gettempdir()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -138,3 +139,62 @@ async def test_each_call_starts_only_once_the_previous_result_is_in_the_ledger(
         await redis.aclose()
     assert answered == [f"inv-{n}" for n in range(20)]
     assert seen_before_call == [b"delivered"] * 19
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_an_answer_lost_after_the_record_was_stored_is_unknown_and_never_resent(
+    running_service,
+    kafka_bootstrap: str,
+    topics: Topics,
+    collector: Collector,
+    sandbox,
+    status: int,
+) -> None:
+    """A proxy in front of the Connector answers 500/502/504 after Sage stored the invoice: the
+    record is reported unknown_outcome and dead-lettered, and neither a retry nor a
+    redelivery sends it again."""
+    await sandbox_post(
+        sandbox,
+        "/_sandbox/faults",
+        {"store_then_fail_rate": 1.0, "store_then_fail_status": status},
+    )
+    inv = event("inv-lost", invoice(1), type="ar_invoice.create")
+    async with running_service(max_attempts=5, settle_after_unknown_s=0.2):
+        await produce(kafka_bootstrap, topics.events, [(b"k", inv)])
+        [reply] = await collector.wait_for(topics.replies, 1)
+        [dead] = await collector.wait_for(topics.dlt, 1)
+        await sandbox_post(sandbox, "/_sandbox/faults", {"store_then_fail_rate": 0.0})
+        await produce(kafka_bootstrap, topics.events, [(b"k", inv)])  # a redelivery
+        replies = await collector.wait_for(topics.replies, 2)
+    assert reply.json()["stage"] == "unknown_outcome" and reply.json()["attempts"] == 1
+    assert f"HTTP {status}" in reply.json()["message"]
+    assert dead.headers["x-error-stage"] == b"unknown_outcome"
+    assert replies[1].json()["stage"] == "unknown_outcome"
+    assert len(await stored_records(sandbox, "/accountsReceivable")) == 1
+    assert (await sandbox_stats(sandbox))["calls"] == 1
+
+
+async def test_a_record_too_deep_to_encode_is_refused_and_its_company_goes_on(
+    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
+) -> None:
+    """A transactional record nested 400 levels deep must get an ERROR and a dead letter, and
+    must not hold up the invoices of its company that come after it."""
+    deep: object = "bottom"
+    for _ in range(400):
+        deep = {"level": deep}
+    feed = [(b"k", event("inv-deep", {"InvoiceNo": "D", "Memo": deep}, type="ar_invoice.create"))]
+    feed += [
+        (b"k", event(f"inv-after-{n}", invoice(n), type="ar_invoice.create")) for n in range(5)
+    ]
+    async with running_service():
+        await produce(kafka_bootstrap, topics.events, feed)
+        replies = await collector.wait_for_events(
+            topics.replies, {"inv-deep"} | {f"inv-after-{n}" for n in range(5)}, timeout_s=30
+        )
+        [dead] = await collector.wait_for(topics.dlt, 1)
+    final = {r.json()["event_id"]: r.json() for r in replies}
+    assert final["inv-deep"]["response"] == "ERROR"
+    assert final["inv-deep"]["stage"] in ("parse", "validation")
+    assert dead.headers["x-event-id"] == b"inv-deep"
+    assert all(final[f"inv-after-{n}"]["response"] == "SUCCESS" for n in range(5))
+    assert len(await stored_records(sandbox, "/accountsReceivable")) == 5

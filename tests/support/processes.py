@@ -52,6 +52,15 @@ class ServiceProcess:
             return False
         return response.status_code == 200
 
+    async def assigned(self) -> bool:
+        """The consumer group gave this process its partitions (ready or not otherwise)."""
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                response = await client.get(f"http://127.0.0.1:{self.port}/readyz")
+        except httpx.HTTPError:
+            return False
+        return bool(response.json()["checks"]["kafka_assigned"])
+
     async def wait_ready(self, timeout_s: float = 30) -> None:
         await until(self.ready, timeout_s, f"service pid {self.pid} to be ready")
 
