@@ -23,9 +23,10 @@ from multiprocessing import get_context
 from redis.asyncio import Redis
 
 from bench.feed import percentile
+from service.epoch import Epoch
 from service.locks import TenantLocks
 
-LOCK = "1001:ACME"
+LOCK = ("1001", "ACME")
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,18 @@ class LockFigures:
 
 async def _overhead(redis_url: str, prefix: str, iterations: int) -> list[float]:
     redis = Redis.from_url(redis_url)
-    locks = TenantLocks(redis, prefix, ttl_s=10.0)
+    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=Epoch(redis, prefix, 10.0))
     try:
         for _ in range(min(100, iterations)):  # warm up: scripts loaded, listener subscribed
             held = await locks.acquire(LOCK, 1.0)
             assert held is not None
-            await locks.release(held)
+            await locks.release(held, settled=True)
         samples = []
         for _ in range(iterations):
             started = time.perf_counter()
             held = await locks.acquire(LOCK, 1.0)
             assert held is not None
-            await locks.release(held)
+            await locks.release(held, settled=True)
             samples.append((time.perf_counter() - started) * 1000)
         return samples
     finally:
@@ -70,7 +71,7 @@ async def _contend(
     index: int, redis_url: str, prefix: str, start_at: float, stop_at: float, hold_s: float
 ) -> list[Turn]:
     redis = Redis.from_url(redis_url)
-    locks = TenantLocks(redis, prefix, ttl_s=10.0)
+    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=Epoch(redis, prefix, 10.0))
     turns: list[Turn] = []
     try:
         await locks.start_listening()
@@ -83,7 +84,7 @@ async def _contend(
                 continue
             acquired = time.monotonic()
             await asyncio.sleep(hold_s)
-            await locks.release(held)
+            await locks.release(held, settled=True)
             turns.append((index, called, acquired, time.monotonic()))
             await asyncio.sleep(0.001)
     finally:

@@ -119,9 +119,12 @@ def start_tansu(log_dir: Path | None = None) -> Process:
     return _spawn("tansu", argv, port, log_dir or Path(tempfile.gettempdir()))
 
 
-def start_redis(log_dir: Path | None = None, port: int | None = None) -> Process:
-    """A disposable ``redis-server`` (nothing persisted) on a free port, or on ``port`` — to
-    bring one back empty where a killed one was, as a restart without persistence does."""
+def start_redis(
+    log_dir: Path | None = None, port: int | None = None, append_only_dir: Path | None = None
+) -> Process:
+    """A disposable ``redis-server`` on a free port, or on ``port`` — to bring one back empty
+    where a killed one was, as a restart without persistence does. Nothing is persisted unless
+    ``append_only_dir`` is given (then an append-only file is kept there)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise DevStackError(
@@ -129,7 +132,11 @@ def start_redis(log_dir: Path | None = None, port: int | None = None) -> Process
             "point SAGEBRIDGE_REDIS_URL at a running Redis"
         )
     port = port or free_port()
-    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""]
+    if append_only_dir is None:
+        argv += ["--appendonly", "no"]
+    else:
+        argv += ["--appendonly", "yes", "--dir", str(append_only_dir)]
     return _spawn("redis", argv, port, log_dir or Path(tempfile.gettempdir()))
 
 

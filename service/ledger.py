@@ -29,16 +29,27 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from service.epoch import EPOCH_LUA, Epoch, moved
+from service.locks import LeaseKeys
 from service.rediskeys import key
 
-# The two steps every script below is made of. ``begin`` looks an entry up and, if it is unknown
-# (or an intent under the caller's own non-empty claim), writes an intent; it returns
-# {state, fingerprint, attempts} of what it found, or false (go ahead). ``delivered`` records a
-# SUCCESS.
+# The steps every script below is made of.
+# ``begin`` looks an entry up and, if it is unknown (or an intent under the caller's own
+# non-empty claim), writes an intent; it returns {state, fingerprint, attempts} of what it
+# found, or false (go ahead). An intent it reports to anyone else is orphaned (its claim
+# cleared): a verdict of "in doubt" has now been given, so its writer, if alive, must not
+# settle it later as if nobody had looked.
+# ``delivered`` records a SUCCESS and ``withdraw`` forgets an intent — under a claim, only if
+# the entry is still that claim's intent (or gone: a loss of Redis data, or this very withdraw
+# run earlier; or, for ``delivered``, already delivered with this fingerprint by this very
+# write); they return 0 when the entry was superseded, 1 when written.
 _STEPS = """
 local function begin(key, digest, claim, retention)
   local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts', 'claim')
   if entry[1] and not (claim ~= '' and entry[1] == 'intent' and entry[4] == claim) then
+    if entry[1] == 'intent' and entry[4] ~= '' then
+      redis.call('HSET', key, 'claim', '')
+    end
     return {entry[1], entry[2], entry[3]}
   end
   redis.call('HSET', key, 'state', 'intent', 'fingerprint', digest, 'attempts', '0',
@@ -46,9 +57,34 @@ local function begin(key, digest, claim, retention)
   redis.call('PEXPIRE', key, retention)
   return false
 end
-local function delivered(key, digest, attempts, retention)
+local function superseded(key, claim)
+  if claim == '' then
+    return false
+  end
+  local entry = redis.call('HMGET', key, 'state', 'claim')
+  return entry[1] and not (entry[1] == 'intent' and entry[2] == claim)
+end
+local function delivered(key, digest, attempts, retention, claim)
+  if claim ~= '' then
+    local entry = redis.call('HMGET', key, 'state', 'fingerprint')
+    if entry[1] == 'delivered' and entry[2] == digest then
+      return 1  -- this very write, run earlier by a Redis whose reply the client missed
+    end
+  end
+  if superseded(key, claim) then
+    return 0
+  end
   redis.call('HSET', key, 'state', 'delivered', 'fingerprint', digest, 'attempts', attempts)
+  redis.call('HDEL', key, 'claim')
   redis.call('PEXPIRE', key, retention)
+  return 1
+end
+local function withdraw(key, claim)
+  if superseded(key, claim) then
+    return 0
+  end
+  redis.call('DEL', key)
+  return 1
 end
 """
 
@@ -70,24 +106,69 @@ _DELIVERED_MANY = (
     _STEPS
     + """
 for i, key in ipairs(KEYS) do
-  delivered(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1])
+  delivered(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1], '')
 end
 return #KEYS
 """
 )
 
-# Record the previous call's result (KEYS[1]) and begin the next record (KEYS[2]) atomically.
-# ARGV: retention; the previous record's attempts ('' to withdraw its intent) and fingerprint;
-# this record's claim and fingerprint.
-_SETTLE_THEN_BEGIN = (
+# A transactional record's begin, under its tenant's lease, in one atomic step:
+# 1. the epoch is the one the caller knows (else the verdict of EPOCH_LUA);
+# 2. the lease is still the caller's ({'lost'} otherwise), and is renewed;
+# 3. the previous call's result is recorded (its write rides on this round trip);
+# 4. the calling marker is cleared if no call of the holder can still be running, and set
+#    again when this record is to be sent;
+# 5. the record's entry is looked up / its intent written.
+# KEYS: epoch, quarantine, lock, calling, previous record's entry, this record's entry.
+# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, settled ('1'/'0'),
+# retention, previous result ('-' none, '' withdraw, else its attempts: delivered), previous
+# fingerprint, previous claim, claim, fingerprint.
+# Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil}.
+_SERIAL_BEGIN = (
+    EPOCH_LUA
+    + _STEPS
+    + """
+local moved = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if moved then
+  return moved
+end
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then
+  return {'lost'}
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+local previous = 1
+if ARGV[9] == '' then
+  previous = withdraw(KEYS[5], ARGV[11])
+elseif ARGV[9] ~= '-' then
+  previous = delivered(KEYS[5], ARGV[10], ARGV[9], ARGV[8], ARGV[11])
+end
+if ARGV[7] == '1' then
+  redis.call('DEL', KEYS[4])
+end
+local found = begin(KEYS[6], ARGV[13], ARGV[12], ARGV[8])
+if not found then
+  redis.call('SET', KEYS[4], ARGV[6])
+end
+return {'begun', previous, found}
+"""
+)
+
+# A call's result on its own (no next record to carry it). KEYS: lock, calling, entry.
+# ARGV: owner, settled ('1'/'0'), retention, result ('' withdraw, else attempts), fingerprint,
+# claim. The calling marker is cleared only by the lock's owner. Returns 1 written, 0 superseded.
+_SETTLE = (
     _STEPS
     + """
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
+local written
+if ARGV[4] == '' then
+  written = withdraw(KEYS[3], ARGV[6])
 else
-  delivered(KEYS[1], ARGV[3], ARGV[2], ARGV[1])
+  written = delivered(KEYS[3], ARGV[5], ARGV[4], ARGV[3], ARGV[6])
 end
-return begin(KEYS[2], ARGV[5], ARGV[4], ARGV[1])
+if ARGV[2] == '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return written
 """
 )
 
@@ -116,13 +197,46 @@ _NEW = Entry(Standing.NEW)
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """A call's result still to be written: ``delivered`` after SUCCESS, else the intent is
-    withdrawn (the call was refused or never sent)."""
+    withdrawn (the call was refused or never sent). ``claim`` is the intent's claim: the write
+    happens only while the entry is still that intent (see :class:`Begun`)."""
 
     tenant: tuple[str, str]
     event_id: str
     digest: str
     attempts: int
     delivered: bool
+    claim: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The lease a transactional ``begin`` runs under, checked and renewed in the same script.
+    ``settled``: no call of the holder can still be running, so the calling marker may go."""
+
+    keys: LeaseKeys
+    owner: str
+    ttl_ms: int
+    fence: int
+    settled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """A guarded begin ran: the record's ``entry``, and whether the previous record's result
+    was written (``False``: another process had meanwhile reported that record in doubt, so
+    its verdict stands and ours is not given)."""
+
+    entry: Entry
+    previous_written: bool
+
+
+class LeaseLost(Exception):
+    """The lease was not the caller's any more when a guarded begin ran: nothing was written."""
+
+
+class EpochMovedError(Exception):
+    """Redis's epoch moved (see :mod:`service.epoch`) when a guarded begin ran: nothing was
+    written; the lease is lost and the new epoch has been adopted."""
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -133,13 +247,15 @@ def fingerprint(record: dict[str, Any]) -> str:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, prefix: str, retention_s: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._epoch = epoch
         self._retention_ms = int(retention_s * 1000)
         self._begin_many = redis.register_script(_BEGIN_MANY)
         self._delivered_many = redis.register_script(_DELIVERED_MANY)
-        self._settle_then_begin = redis.register_script(_SETTLE_THEN_BEGIN)
+        self._serial_begin = redis.register_script(_SERIAL_BEGIN)
+        self._settle = redis.register_script(_SETTLE)
 
     def _key(self, tenant: tuple[str, str], event_id: str) -> str:
         return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
@@ -151,37 +267,83 @@ class Ledger:
         digest: str,
         *,
         claim: str = "",
-        after: Settlement | None = None,
     ) -> Entry:
         """Look the event up; if unknown (or an intent under ``claim``), record the intent to
-        send it (one atomic step).
+        send it (one atomic step)."""
+        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
+        return entry
+
+    async def begin_guarded(
+        self,
+        guard: Guard,
+        tenant: tuple[str, str],
+        event_id: str,
+        digest: str,
+        *,
+        claim: str,
+        after: Settlement | None = None,
+    ) -> Begun:
+        """:meth:`begin` for a transactional record, under its tenant's lease (see
+        ``_SERIAL_BEGIN``): raises :class:`LeaseLost` or :class:`EpochMovedError`, having
+        written nothing, if the lease or the epoch is not what the caller holds.
 
         ``after`` is the previous call's result, written in the same step: once this intent
         exists, the previous record is settled, so a crash can never leave two records of one
         lane in doubt — and recording it costs no round trip of its own."""
+        entry_key = self._key(tenant, event_id)
+        previous_key = entry_key if after is None else self._key(after.tenant, after.event_id)
         if after is None:
-            [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
-            return entry
-        found = await self._settle_then_begin(
-            keys=[self._key(after.tenant, after.event_id), self._key(tenant, event_id)],
+            previous: list[str | int] = ["-", "", ""]
+        else:
+            previous = [after.attempts if after.delivered else "", after.digest, after.claim]
+        reply: Any = await self._serial_begin(
+            keys=[
+                *self._epoch.script_keys(),
+                guard.keys.lock,
+                guard.keys.calling,
+                previous_key,
+                entry_key,
+            ],
             args=[
+                *self._epoch.script_args(),
+                guard.owner,
+                guard.ttl_ms,
+                guard.fence,
+                "1" if guard.settled else "0",
                 self._retention_ms,
-                after.attempts if after.delivered else "",
-                after.digest,
+                *previous,
                 claim,
                 digest,
             ],
         )
-        return self._standing(found, digest)
+        found = moved(reply)
+        if found is not None:
+            self._epoch.adopt(found)
+            raise EpochMovedError(found.epoch)
+        if reply[0] in (b"lost", "lost"):
+            raise LeaseLost(event_id)
+        return Begun(self._standing(reply[2], digest), previous_written=bool(reply[1]))
 
-    async def settle(self, settlement: Settlement) -> None:
-        """Write a call's result on its own (when no next record's ``begin`` can carry it)."""
-        if settlement.delivered:
-            await self.delivered(
-                settlement.tenant, settlement.event_id, settlement.digest, settlement.attempts
-            )
-        else:
-            await self.withdraw(settlement.tenant, settlement.event_id)
+    async def settle(self, settlement: Settlement, guard: Guard) -> bool:
+        """Write a call's result on its own (when no next record's begin can carry it); clear
+        the calling marker if ``guard.settled`` and the lease is still the caller's. ``False``
+        if the entry was superseded (another process reported it in doubt meanwhile)."""
+        written = await self._settle(
+            keys=[
+                guard.keys.lock,
+                guard.keys.calling,
+                self._key(settlement.tenant, settlement.event_id),
+            ],
+            args=[
+                guard.owner,
+                "1" if guard.settled else "0",
+                self._retention_ms,
+                settlement.attempts if settlement.delivered else "",
+                settlement.digest,
+                settlement.claim,
+            ],
+        )
+        return bool(written)
 
     async def begin_many(
         self, keys: list[tuple[tuple[str, str], str, str]], *, claim: str = ""

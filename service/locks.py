@@ -1,18 +1,32 @@
 """Tenant locks in Redis: at most one transactional call per Sage company, across all replicas.
 
-Sage generates transaction record keys in a way that breaks under concurrent calls, so the
-serial lane holds this lock around every call. The lock is the classic single-instance Redis
-lock, with the parts that make it safe to operate:
+Sage generates transaction record keys in a way that breaks under concurrent calls, and the
+Cloud Connector does nothing to prevent them: it ignores fencing headers, and it finishes a
+request after the client gave up on it. So "one call at a time" must hold at the Connector, by
+our own discipline alone. The lock is the classic single-instance Redis lock, with the parts
+that make that discipline hold:
 
-* acquired with ``SET NX PX`` and a random owner token, so only the owner can release or renew
-  it (compare-and-delete / compare-and-expire in Lua, atomic on the server);
-* an expiry, so a replica that dies mid-call frees the lane after ``ttl`` without anyone's help,
-  and a renewal loop that keeps a live holder's lock from expiring during a slow call;
-* a fencing number per acquisition, strictly increasing per tenant — seeded from the Redis
-  clock (microseconds) the first time, so it keeps increasing even if a Redis without
-  persistence restarts — sent to the Cloud Connector so a stale holder can be recognised;
-* release publishes on a channel; waiters block on that notification (with the remaining TTL
-  as their timeout, for holders that die without releasing) instead of polling.
+* acquired with ``SET NX PX`` and a random owner token, so only the owner can renew or release
+  it (compare-and-expire / compare-and-delete in Lua, atomic on the server);
+* a **lease** the holder tracks on its own clock from when each acquire or renewal was *sent*
+  (:class:`Lease`); the serial lane starts a call only while the lease outlasts the call's own
+  timeout plus a margin, so a holder that lost contact with Redis has given up on its call
+  before anyone else can take the lock. Renewal runs every third of the TTL during a hold, and
+  every ledger ``begin`` renews too (it checks ownership in the same script);
+* a **calling marker** per tenant, set when a call is about to be made and cleared only by a
+  holder whose call's outcome is settled (answered, or followed by the settle period). A lock
+  granted while the marker is set comes with ``occupied``: an earlier holder died, stalled or
+  lost its lease while a call of its may still be running at the Connector, so the new holder
+  waits the settle period before its first call;
+* the **epoch** check of :mod:`service.epoch` in every script: a Redis that lost its data is
+  found at the next acquire or renewal, and no lock is granted until its quarantine passes. The
+  per-tenant fence counter is a second witness: seeded from the Redis clock, it only grows, so
+  a value at or below one this process was already given means Redis lost writes (a failover
+  to a lagging replica);
+* a fencing number per acquisition, sent as ``X-Fencing-Token``, for a server or proxy that
+  checks it (the Cloud Connector does not);
+* release publishes on a channel; waiters block on that notification (with the remaining TTL as
+  their timeout, for holders that die without releasing) instead of polling.
 
 Redis errors propagate as :class:`redis.RedisError`: the serial lane treats them as "wait",
 never as permission to call without the lock.
@@ -29,42 +43,82 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from service.epoch import EPOCH_LUA, Epoch, moved
+from service.rediskeys import key
+
 log = logging.getLogger(__name__)
 
-# KEYS: lock, fence. ARGV: owner token, ttl ms. Returns the fencing number, or nil if held.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    local now = redis.call('TIME')
-    redis.call('SET', KEYS[2], now[1] .. string.rep('0', 6 - #now[2]) .. now[2])
-  end
-  return redis.call('INCR', KEYS[2])
-end
-return false
-"""
+Tenant = tuple[str, str]
+"""(customer, company): what a lock is taken for."""
 
-# KEYS: lock. ARGV: owner token, channel. Deletes and notifies only if still the owner.
+# KEYS: epoch, quarantine, lock, fence, calling. ARGV: known epoch, fresh epoch, quarantine ms,
+# owner, ttl ms, highest fence this process was given for the tenant.
+# Returns an epoch verdict, {'quarantine', ms left}, {'taken', ms left} or
+# {'held', fence, 1 if the calling marker is set}.
+_ACQUIRE = (
+    EPOCH_LUA
+    + """
+local found = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if found then
+  return found
+end
+local quiet = redis.call('PTTL', KEYS[2])
+if quiet > 0 then
+  return {'quarantine', quiet}
+end
+if not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then
+  return {'taken', redis.call('PTTL', KEYS[3])}
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[4], now[1] .. string.rep('0', 6 - #now[2]) .. now[2])
+end
+local fence = redis.call('INCR', KEYS[4])
+if fence <= tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return {'lost', ARGV[2]}
+end
+return {'held', fence, redis.call('EXISTS', KEYS[5])}
+"""
+)
+
+# KEYS: epoch, quarantine, lock. ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms.
+# Returns an epoch verdict, {'held'} or {'lost'}.
+_RENEW = (
+    EPOCH_LUA
+    + """
+local found = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if found then
+  return found
+end
+if redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  return {'held'}
+end
+return {'lost'}
+"""
+)
+
+# KEYS: lock, calling. ARGV: owner, '1' if no call of ours may still be running, channel.
+# Deletes (and clears the calling marker, and notifies) only if still the owner.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], '1')
-  return 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
-"""
-
-# KEYS: lock. ARGV: owner token, ttl ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[2])
 end
-return 0
+redis.call('PUBLISH', ARGV[3], '1')
+return 1
 """
-
 
 _HOST = socket.gethostname()
 
@@ -75,110 +129,166 @@ def process_token() -> str:
 
 
 @dataclass(slots=True)
-class Held:
-    """A held lock: ``fence`` goes in the request header; ``lost`` is set if renewal found the
-    lock gone. ``valid_until`` (``time.monotonic()``) is when the lease runs out unless renewed,
-    counted from the moment the acquire or last renewal was *sent*, so it never overestimates.
-    """
+class Lease:
+    """A held tenant lock. ``valid_until`` (``time.monotonic()``) is when it runs out unless
+    renewed, counted from the moment the acquire or last renewal was *sent*, so it never
+    overestimates. ``lost`` is set when a renewal found the lock gone (or Redis's epoch
+    moved). ``occupied``: when it was granted, a call of an earlier holder could still be
+    running at the Connector."""
 
-    name: str
+    tenant: Tenant
     owner: str
     fence: int
     valid_until: float
+    occupied: bool = False
     lost: bool = False
 
     def usable(self, margin_s: float = 0.0) -> bool:
-        """Still ours for at least ``margin_s`` more: safe to start a call under it. A holder
-        whose Redis stalled past the TTL finds out here, before its next call — not from the
-        Connector refusing a stale fencing token."""
+        """Still ours for at least ``margin_s`` more, by our own clock: safe to start a call
+        that ends within ``margin_s``. A holder whose Redis stalled finds out here."""
         return not self.lost and time.monotonic() + margin_s < self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeys:
+    """What a script needs to check a lease and mark a call (see :mod:`service.ledger`)."""
+
+    lock: str
+    calling: str
 
 
 class TenantLocks:
     """Lock factory for one deployment (all keys under ``prefix``)."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, ttl_s: float, epoch: Epoch) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.epoch = epoch
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
+        self._highest_fence: dict[Tenant, int] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listener_guard = asyncio.Lock()
-        self.on_wait: Callable[[str], None] | None = None
+        self.on_wait: Callable[[Tenant], None] | None = None
         """Called each time an acquirer blocks waiting for a release (metrics, tests)."""
 
-    def _keys(self, name: str) -> tuple[str, str, str]:
-        base = f"{self._prefix}:lock:{name}"
-        return base, f"{self._prefix}:fence:{name}", f"{self._prefix}:released:{name}"
+    def keys(self, tenant: Tenant) -> LeaseKeys:
+        return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
 
-    async def try_acquire(self, name: str) -> Held | None:
-        """One attempt; ``None`` if someone else holds it."""
-        lock_key, fence_key, _ = self._keys(name)
+    def _fence_key(self, tenant: Tenant) -> str:
+        return key(self._prefix, "fence", *tenant)
+
+    def _channel(self, tenant: Tenant) -> str:
+        return key(self._prefix, "released", *tenant)
+
+    async def try_acquire(self, tenant: Tenant) -> Lease | None:
+        """One attempt; ``None`` if someone else holds it, or while Redis is in quarantine
+        after a loss of data (see :meth:`acquire` to wait for either)."""
+        granted, _ = await self._attempt(tenant)
+        return granted
+
+    async def _attempt(self, tenant: Tenant) -> tuple[Lease | None, float]:
+        """A lease, or how long (seconds) it makes sense to wait before trying again."""
+        keys = self.keys(tenant)
         owner = process_token()  # who holds it, for operators
-        sent = time.monotonic()
-        fence = await self._acquire(keys=[lock_key, fence_key], args=[owner, self._ttl_ms])
-        return Held(name, owner, int(fence), sent + self._ttl_ms / 1000) if fence else None
+        while True:
+            sent = time.monotonic()
+            reply: Any = await self._acquire(
+                keys=[*self.epoch.script_keys(), keys.lock, self._fence_key(tenant), keys.calling],
+                args=[
+                    *self.epoch.script_args(),
+                    owner,
+                    self.ttl_ms,
+                    self._highest_fence.get(tenant, 0),
+                ],
+            )
+            found = moved(reply)
+            if found is None:
+                break
+            self.epoch.adopt(found)  # and try again under the epoch now in force
+        kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        if kind != "held":
+            return None, max(0, int(reply[1])) / 1000
+        fence = int(reply[1])
+        self._highest_fence[tenant] = fence
+        lease = Lease(tenant, owner, fence, sent + self.ttl_ms / 1000, occupied=bool(reply[2]))
+        return lease, 0.0
 
-    async def acquire(self, name: str, wait_s: float) -> Held | None:
-        """Wait up to ``wait_s`` for the lock; ``None`` if it stayed taken that long."""
+    async def acquire(self, tenant: Tenant, wait_s: float) -> Lease | None:
+        """Wait up to ``wait_s`` for the lock; ``None`` if it stayed unavailable that long."""
         await self.start_listening()
-        released = self._released.setdefault(name, asyncio.Event())
+        channel = self._channel(tenant)
+        released = self._released.setdefault(channel, asyncio.Event())
         deadline = time.monotonic() + wait_s
         while True:
             released.clear()  # cleared before trying, so a release after the try is not missed
-            held = await self.try_acquire(name)
-            if held is not None:
-                return held
+            lease, retry_in_s = await self._attempt(tenant)
+            if lease is not None:
+                return lease
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            ttl_ms = await self._redis.pttl(self._keys(name)[0])
-            # The holder may die without releasing: wake up when its lock would expire anyway.
-            nap = remaining if ttl_ms < 0 else min(remaining, ttl_ms / 1000 + 0.001)
+            # The holder may die without releasing: wake up when its lock would expire anyway
+            # (or when a quarantine ends; no release is announced for that).
+            nap = min(remaining, retry_in_s + 0.001) if retry_in_s > 0 else remaining
             if self.on_wait is not None:
-                self.on_wait(name)
+                self.on_wait(tenant)
             with suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), nap)
 
-    async def release(self, held: Held) -> bool:
-        """Release if still ours; ``False`` means it had expired (or been taken) meanwhile."""
-        lock_key, _, channel = self._keys(held.name)
-        return bool(await self._release(keys=[lock_key], args=[held.owner, channel]))
-
-    async def renew(self, held: Held) -> bool:
-        sent = time.monotonic()
-        renewed = bool(
-            await self._renew(keys=[self._keys(held.name)[0]], args=[held.owner, self._ttl_ms])
+    async def release(self, lease: Lease, *, settled: bool) -> bool:
+        """Release if still ours; ``False`` means it had expired (or been taken) meanwhile.
+        ``settled``: no call made under this lease can still be running at the Connector, so
+        the calling marker goes too. Otherwise the next holder waits the settle period."""
+        keys = self.keys(lease.tenant)
+        released = await self._release(
+            keys=[keys.lock, keys.calling],
+            args=[lease.owner, "1" if settled else "0", self._channel(lease.tenant)],
         )
-        if renewed:
-            held.valid_until = sent + self._ttl_ms / 1000
-        return renewed
+        return bool(released)
+
+    async def renew(self, lease: Lease) -> bool:
+        """Extend the lease by the TTL; ``False`` (and ``lease.lost``) if it was gone."""
+        sent = time.monotonic()
+        reply: Any = await self._renew(
+            keys=[*self.epoch.script_keys(), self.keys(lease.tenant).lock],
+            args=[*self.epoch.script_args(), lease.owner, self.ttl_ms],
+        )
+        found = moved(reply)
+        if found is not None:
+            self.epoch.adopt(found)
+            lease.lost = True
+            return False
+        if reply[0] in (b"held", "held"):
+            lease.valid_until = sent + self.ttl_ms / 1000
+            return True
+        lease.lost = True
+        return False
 
     @asynccontextmanager
-    async def kept_alive(self, held: Held) -> AsyncIterator[Held]:
-        """Renew ``held`` every third of its TTL while the body runs (a slow call keeps it)."""
-        task = asyncio.create_task(self._renew_loop(held))
+    async def kept_alive(self, lease: Lease) -> AsyncIterator[Lease]:
+        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it)."""
+        task = asyncio.create_task(self._renew_loop(lease))
         try:
-            yield held
+            yield lease
         finally:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
 
-    async def _renew_loop(self, held: Held) -> None:
-        interval = self._ttl_ms / 3000
+    async def _renew_loop(self, lease: Lease) -> None:
+        interval = self.ttl_ms / 3000
         while True:
             await asyncio.sleep(interval)
             try:
-                if not await self.renew(held):
-                    held.lost = True
-                    log.error("tenant lock lost during a call", extra={"lock": held.name})
+                if not await self.renew(lease):
+                    log.error("tenant lock lost during a hold", extra={"tenant": lease.tenant})
                     return
-            except Exception as exc:  # Redis trouble: keep trying until the call ends
+            except Exception as exc:  # Redis trouble: keep trying; the lease runs out meanwhile
                 log.warning("lock renewal failed", extra={"error": type(exc).__name__})
 
     async def start_listening(self) -> None:
@@ -190,17 +300,16 @@ class TenantLocks:
                 with suppress(Exception):
                     await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = self._redis.pubsub()
-            await self._pubsub.psubscribe(f"{self._prefix}:released:*")
+            await self._pubsub.psubscribe(key(self._prefix, "released", "*"))
             self._listener = asyncio.create_task(self._listen(self._pubsub))
 
     async def _listen(self, pubsub: PubSub) -> None:
-        prefix = f"{self._prefix}:released:"
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "pmessage":
                     continue
                 channel = message["channel"]
-                name = (channel.decode() if isinstance(channel, bytes) else channel)[len(prefix) :]
+                name = channel.decode() if isinstance(channel, bytes) else channel
                 event = self._released.get(name)
                 if event is not None:
                     event.set()

@@ -10,10 +10,29 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.devstack import start_redis
-from service.ledger import Ledger, Settlement, Standing
+from service.epoch import Epoch
+from service.ledger import EpochMovedError, Guard, LeaseLost, Ledger, Settlement, Standing
+from service.locks import Lease, TenantLocks
 from tests.support.waiting import until
 
 TENANT = ("1001", "ACME")
+
+
+def ledger_for(redis: Redis, prefix: str) -> Ledger:
+    return Ledger(redis, prefix, retention_s=60, epoch=Epoch(redis, prefix, quarantine_s=5))
+
+
+async def leased(redis: Redis, prefix: str) -> tuple[Ledger, TenantLocks, Lease]:
+    """A ledger and a held tenant lock, sharing one epoch (as in the service)."""
+    epoch = Epoch(redis, prefix, quarantine_s=5)
+    locks = TenantLocks(redis, prefix, ttl_s=5, epoch=epoch)
+    lease = await locks.try_acquire(TENANT)
+    assert lease is not None
+    return Ledger(redis, prefix, retention_s=60, epoch=epoch), locks, lease
+
+
+def guard(locks: TenantLocks, lease: Lease, settled: bool = True) -> Guard:
+    return Guard(locks.keys(TENANT), lease.owner, locks.ttl_ms, lease.fence, settled)
 
 
 @pytest.fixture
@@ -26,7 +45,7 @@ async def redis(redis_url: str):
 async def test_an_intent_is_in_doubt_to_everyone_but_its_claimant(
     redis: Redis, redis_prefix: str
 ) -> None:
-    ledger = Ledger(redis, redis_prefix, retention_s=60)
+    ledger = ledger_for(redis, redis_prefix)
     assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).standing is Standing.NEW
     assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).standing is Standing.NEW
     assert (await ledger.begin(TENANT, "inv-1", "d1", claim="theirs")).standing is (
@@ -48,7 +67,7 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
     stalled = Redis.from_url(url, socket_timeout=0.3)
     observer = Redis.from_url(url)
     try:
-        ledger = Ledger(stalled, redis_prefix, retention_s=60)
+        ledger = ledger_for(stalled, redis_prefix)
         await ledger.begin(TENANT, "warm-up", "d0")  # script loaded before the stall
         os.kill(private.popen.pid, signal.SIGSTOP)
         try:
@@ -61,9 +80,13 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
             return bool(await observer.exists(f"{redis_prefix}:ledger:1001:ACME:inv-2"))
 
         await until(intent_written, 10, "Redis to run the begin it received while stalled")
-        other = Ledger(observer, redis_prefix, retention_s=60)
-        assert (await other.begin(TENANT, "inv-2", "d2")).standing is Standing.IN_DOUBT
         assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).standing is Standing.NEW
+        other = ledger_for(observer, redis_prefix)
+        assert (await other.begin(TENANT, "inv-2", "d2")).standing is Standing.IN_DOUBT
+        # Once another process has reported it in doubt, its claimant may not go ahead either.
+        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).standing is (
+            Standing.IN_DOUBT
+        )
     finally:
         await stalled.aclose()
         await observer.aclose()
@@ -73,23 +96,60 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
 async def test_a_result_written_with_the_next_begin_lands_in_the_same_step(
     redis: Redis, redis_prefix: str
 ) -> None:
-    ledger = Ledger(redis, redis_prefix, retention_s=60)
-    await ledger.begin(TENANT, "inv-1", "d1", claim="mine")
-    done = Settlement(TENANT, "inv-1", "d1", attempts=2, delivered=True)
-    assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=done)).standing is (
-        Standing.NEW
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    held = guard(locks, lease)
+    first = await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="mine")
+    assert first.entry.standing is Standing.NEW
+    assert await redis.get(locks.keys(TENANT).calling) == str(lease.fence).encode()
+    done = Settlement(TENANT, "inv-1", "d1", attempts=2, delivered=True, claim="mine")
+    second = await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="mine", after=done)
+    assert second.entry.standing is Standing.NEW and second.previous_written
+    delivered = await ledger.begin(TENANT, "inv-1", "d1")
+    assert (delivered.standing, delivered.attempts) == (Standing.DELIVERED, 2)
+
+    refused = Settlement(TENANT, "inv-3", "d3", attempts=1, delivered=False, claim="mine")
+    await ledger.begin_guarded(held, TENANT, "inv-3", "d3", claim="mine")
+    again = await ledger.begin_guarded(held, TENANT, "inv-3", "d3", claim="mine", after=refused)
+    assert again.entry.standing is Standing.NEW, "withdrawn first, so the same event may go again"
+
+
+async def test_a_guarded_begin_under_a_lost_lease_or_epoch_writes_nothing(
+    redis: Redis, redis_prefix: str
+) -> None:
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    await redis.delete(locks.keys(TENANT).lock)  # expired, or taken by another replica
+    with pytest.raises(LeaseLost):
+        await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-1", "d1", claim="mine")
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    await redis.delete(locks.epoch.epoch_key)  # Redis came back empty
+    with pytest.raises(EpochMovedError):
+        await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-1", "d1", claim="mine")
+    assert await redis.exists(f"{redis_prefix}:ledger:1001:ACME:inv-1") == 0
+    assert await redis.pttl(locks.epoch.quarantine_key) > 0
+
+
+async def test_a_record_reported_in_doubt_by_another_replica_keeps_that_verdict(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """A stopped holder wakes up with its call's answer after its partition moved: the new
+    owner already reported the record in doubt, so the late result must not be written (nor
+    answered): one verdict per event."""
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-1", "d1", claim="stopped")
+    successor = ledger_for(redis, redis_prefix)
+    assert (await successor.begin(TENANT, "inv-1", "d1", claim="new")).standing is (
+        Standing.IN_DOUBT
     )
-    first = await ledger.begin(TENANT, "inv-1", "d1")
-    assert (first.standing, first.attempts) == (Standing.DELIVERED, 2)
-    assert (await ledger.begin(TENANT, "inv-2", "d2")).standing is Standing.IN_DOUBT
-
-    refused = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=False)
-    again = await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=refused)
-    assert again.standing is Standing.NEW, "withdrawn first, so the same event may go again"
-
-    repeat = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=True)
-    same = await ledger.begin(TENANT, "inv-2", "d2", claim="mine", after=repeat)
-    assert same.standing is Standing.DELIVERED, "a repeated event_id sees its own delivery"
+    late = Settlement(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="stopped")
+    assert await ledger.settle(late, guard(locks, lease)) is False
+    assert (await successor.begin(TENANT, "inv-1", "d1")).standing is Standing.IN_DOUBT
+    # Its own result is written while nobody else has looked — even into an emptied ledger.
+    await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-2", "d2", claim="stopped")
+    own = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=True, claim="stopped")
+    assert await ledger.settle(own, guard(locks, lease)) is True
+    await redis.delete(f"{redis_prefix}:ledger:1001:ACME:inv-3")
+    gone = Settlement(TENANT, "inv-3", "d3", attempts=1, delivered=True, claim="stopped")
+    assert await ledger.settle(gone, guard(locks, lease)) is True
 
 
 async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
@@ -97,7 +157,7 @@ async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
 ) -> None:
     """Tenant (1, A) with event ``x:e`` and tenant (1, A:x) with event ``e`` once joined to the
     same key: the second was answered from the first's entry and never sent."""
-    ledger = Ledger(redis, redis_prefix, retention_s=60)
+    ledger = ledger_for(redis, redis_prefix)
     assert (await ledger.begin(("1", "A"), "x:e", "d1")).standing is Standing.NEW
     await ledger.delivered(("1", "A"), "x:e", "d1", attempts=1)
     assert (await ledger.begin(("1", "A:x"), "e", "d1")).standing is Standing.NEW
@@ -105,3 +165,20 @@ async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
     plain = f"{redis_prefix}:ledger:1001:ACME:inv-7"  # parts without ':' or '%' keep their key
     await ledger.delivered(TENANT, "inv-7", "d7", attempts=1)
     assert await redis.hget(plain, "state") == b"delivered"
+
+
+async def test_a_result_whose_first_write_landed_unseen_is_still_ours(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """Redis froze while a begin carrying the previous record's result was in flight: the
+    client timed out, Redis ran it later. Writing that result again must succeed (and the
+    record be answered), not be taken for another replica's verdict."""
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    held = guard(locks, lease)
+    await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="c1")
+    done = Settlement(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1")
+    await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="c2", after=done)  # "lost"
+    assert await ledger.settle(done, held) is True
+    refused = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
+    assert await ledger.settle(refused, held) is True
+    assert await ledger.settle(refused, held) is True  # withdrawn already: still ours

@@ -8,8 +8,11 @@ import dataclasses
 import pytest
 from redis.asyncio import Redis
 
+from service.epoch import Epoch
 from service.locks import TenantLocks
 from tests.support.waiting import until
+
+T = ("1001", "ACME")
 
 
 @pytest.fixture
@@ -19,77 +22,79 @@ async def redis(redis_url: str):
     await client.aclose()
 
 
-def locks_for(redis: Redis, prefix: str, ttl_s: float = 5.0) -> TenantLocks:
-    return TenantLocks(redis, prefix, ttl_s)
+def locks_for(
+    redis: Redis, prefix: str, ttl_s: float = 5.0, quarantine_s: float = 5.0
+) -> TenantLocks:
+    return TenantLocks(redis, prefix, ttl_s, Epoch(redis, prefix, quarantine_s))
 
 
 async def test_second_acquirer_is_refused_while_held(redis, redis_prefix: str) -> None:
     a, b = locks_for(redis, redis_prefix), locks_for(redis, redis_prefix)
-    held = await a.try_acquire("1001:ACME")
+    held = await a.try_acquire(T)
     assert held is not None
-    assert await b.try_acquire("1001:ACME") is None
-    assert await b.try_acquire("2002:BETA") is not None  # other tenants are independent
+    assert await b.try_acquire(T) is None
+    assert await b.try_acquire(("2002", "BETA")) is not None  # other tenants are independent
 
 
 async def test_only_the_owner_can_release(redis, redis_prefix: str) -> None:
     locks = locks_for(redis, redis_prefix)
-    held = await locks.try_acquire("t")
+    held = await locks.try_acquire(T)
     assert held is not None
     impostor = dataclasses.replace(held, owner="not-the-owner")
-    assert await locks.release(impostor) is False
-    assert await locks.try_acquire("t") is None
-    assert await locks.release(held) is True
-    assert await locks.try_acquire("t") is not None
+    assert await locks.release(impostor, settled=True) is False
+    assert await locks.try_acquire(T) is None
+    assert await locks.release(held, settled=True) is True
+    assert await locks.try_acquire(T) is not None
 
 
 async def test_lock_expires_when_the_holder_vanishes(redis, redis_prefix: str) -> None:
     locks = locks_for(redis, redis_prefix, ttl_s=0.3)
-    assert await locks.try_acquire("t") is not None
+    assert await locks.try_acquire(T) is not None
     loop = asyncio.get_running_loop()
     started = loop.time()
-    held = await locks.acquire("t", wait_s=5)
+    held = await locks.acquire(T, wait_s=5)
     assert held is not None
     assert 0.1 < loop.time() - started < 2.0
 
 
 async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> None:
     locks = locks_for(redis, redis_prefix, ttl_s=0.3)
-    held = await locks.try_acquire("t")
+    held = await locks.try_acquire(T)
     assert held is not None
     async with locks.kept_alive(held):
         # Three TTLs pass while the "call" runs; without renewal the lock would be free.
         for _ in range(3):
-            assert await locks.acquire("t", wait_s=0.3) is None
+            assert await locks.acquire(T, wait_s=0.3) is None
     assert not held.lost
-    assert await locks.release(held)
+    assert await locks.release(held, settled=True)
 
 
 async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> None:
     locks = locks_for(redis, redis_prefix)
     fences = []
     for _ in range(5):
-        held = await locks.try_acquire("t")
+        held = await locks.try_acquire(T)
         assert held is not None
         fences.append(held.fence)
-        await locks.release(held)
+        await locks.release(held, settled=True)
     assert fences == sorted(set(fences)) and len(fences) == 5
     # Even if Redis forgot everything (restart without persistence), numbers keep growing.
-    await redis.delete(f"{redis_prefix}:fence:t")
-    held = await locks.try_acquire("t")
+    await redis.delete(f"{redis_prefix}:fence:1001:ACME")
+    held = await locks.try_acquire(T)
     assert held is not None and held.fence > fences[-1]
 
 
 async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -> None:
     holder, waiter = locks_for(redis, redis_prefix, 30), locks_for(redis, redis_prefix, 30)
-    held = await holder.try_acquire("t")
+    held = await holder.try_acquire(T)
     assert held is not None
     blocked = asyncio.Event()
-    waiter.on_wait = lambda name: blocked.set()
-    waiting = asyncio.create_task(waiter.acquire("t", wait_s=20))
+    waiter.on_wait = lambda tenant: blocked.set()
+    waiting = asyncio.create_task(waiter.acquire(T, wait_s=20))
     await asyncio.wait_for(blocked.wait(), 5)
     loop = asyncio.get_running_loop()
     released_at = loop.time()
-    await holder.release(held)
+    await holder.release(held, settled=True)
     # The lock would expire only after 30 s: taking it within a second proves the waiter was
     # woken by the release notification.
     taken = await asyncio.wait_for(waiting, 5)
@@ -103,7 +108,7 @@ async def test_a_lease_runs_out_by_the_local_clock_unless_renewed(redis, redis_p
     """The serial lane starts a call only under a lease it knows is current: after a Redis
     stall longer than the TTL, ``usable()`` is already false before any renewal reports."""
     locks = locks_for(redis, redis_prefix, ttl_s=0.5)
-    held = await locks.try_acquire("t")
+    held = await locks.try_acquire(T)
     assert held is not None and held.usable()
     first_lease = held.valid_until
     assert await locks.renew(held)
@@ -114,3 +119,57 @@ async def test_a_lease_runs_out_by_the_local_clock_unless_renewed(redis, redis_p
 
     await until(ran_out, 5, "the lease to run out without renewal")
     assert not held.lost  # nobody told us: the clock did
+
+
+async def test_a_lock_taken_over_while_a_call_may_run_comes_occupied(
+    redis, redis_prefix: str
+) -> None:
+    """A holder marks the tenant before calling; if its lock expires before the call's outcome
+    is settled (it died, stalled), the next holder is told the Connector may still be busy."""
+    locks = locks_for(redis, redis_prefix, ttl_s=0.3)
+    first = await locks.try_acquire(T)
+    assert first is not None and not first.occupied
+    await redis.set(locks.keys(T).calling, first.fence)  # what a begin does before a call
+    taken_over = await locks.acquire(T, wait_s=5)  # the first holder vanished mid-call
+    assert taken_over is not None and taken_over.occupied
+    assert await locks.release(taken_over, settled=True)  # waited out the settle period
+    again = await locks.try_acquire(T)
+    assert again is not None and not again.occupied
+    await redis.set(locks.keys(T).calling, again.fence)  # a call, then an unknown outcome:
+    assert await locks.release(again, settled=False)  # released before the settle period
+    last = await locks.try_acquire(T)
+    assert last is not None and last.occupied
+
+
+async def test_a_redis_that_lost_its_data_grants_no_lock_until_the_quarantine_ends(
+    redis, redis_prefix: str
+) -> None:
+    """The epoch key vanishing means Redis came back empty: a call made under the lost lock
+    may still be running at the Connector, so no lock is granted for lease + settle."""
+    holder = locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
+    waiter = locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
+    lease = await holder.try_acquire(T)
+    assert lease is not None
+    assert await waiter.try_acquire(T) is None  # and so the waiter knows the epoch now
+    for name in (holder.keys(T).lock, holder.epoch.epoch_key):  # what a restart leaves: nothing
+        await redis.delete(name)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await waiter.try_acquire(T) is None, "a lock was granted on the emptied Redis"
+    assert await holder.renew(lease) is False and lease.lost
+    assert waiter.epoch.known == holder.epoch.known != ""
+    taken = await waiter.acquire(T, wait_s=5)
+    assert taken is not None
+    assert loop.time() - started >= 0.9
+
+
+async def test_a_fence_that_went_back_means_redis_lost_writes(redis, redis_prefix: str) -> None:
+    """A failover to a replica that lagged: the counter is lower than one this process was
+    given. That is a loss of data too, with the same quarantine."""
+    locks = locks_for(redis, redis_prefix, quarantine_s=30)
+    lease = await locks.try_acquire(T)
+    assert lease is not None
+    await locks.release(lease, settled=True)
+    await redis.set(f"{redis_prefix}:fence:1001:ACME", lease.fence - 5)
+    assert await locks.try_acquire(T) is None
+    assert await redis.pttl(locks.epoch.quarantine_key) > 25_000
