@@ -52,6 +52,14 @@ class Outcome:
     ) -> Outcome:
         return cls(stage=stage, message=message, errors=tuple(errors), attempts=attempts)
 
+    @classmethod
+    def reused_event_id(cls, event_id: str) -> Outcome:
+        """The ledger knows ``event_id`` with other data: refused, nothing sent."""
+        return cls.failure(
+            Stage.VALIDATION,
+            f"event_id {event_id!r} was already used with different data; not sent",
+        )
+
 
 _SUCCESSES: dict[int, Outcome] = {}
 

@@ -36,6 +36,8 @@ class Delivery(Generic[T]):
     attempts: int = field(default=0)
     claim: str = ""
     """The serial lane's token on this record's ledger intent (see :mod:`service.ledger`)."""
+    withdrawn: bool = False
+    """Its partition was revoked while it was being begun: no call is to start for it."""
 
 
 Sink = Callable[[Sequence[tuple[T, Outcome]]], None]

@@ -7,6 +7,10 @@ to one Sage row arrive in the order they were produced. A rejected array is spli
 (:mod:`service.lanes.isolate`) until every good record has landed and every bad one has its own
 ERROR. Retryable failures are retried with backoff; upserts are idempotent, so an unknown
 outcome is retried too. While the tenant's breaker is open (:mod:`service.breaker`), calls wait.
+
+Records can be withdrawn (their partition was revoked, so its new owner answers them): those
+still buffered are dropped at once, and those in a batch waiting to be (re)sent leave it before
+its next attempt. A record inside a call in progress is answered as usual.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
@@ -54,12 +58,24 @@ class _Buffer(Generic[T]):
 
 
 class BatchLane(Generic[T]):
-    def __init__(self, post: Post, sink: Sink[T], policy: BatchPolicy, breakers: Breakers) -> None:
+    def __init__(
+        self,
+        post: Post,
+        sink: Sink[T],
+        policy: BatchPolicy,
+        breakers: Breakers,
+        *,
+        on_dropped: Callable[[Sequence[T]], None] = lambda tickets: None,
+    ) -> None:
+        """``on_dropped`` receives the tickets of withdrawn records, given up unanswered."""
         self._post = post
         self._breakers = breakers
         self._sink = sink
+        self._on_dropped = on_dropped
         self._policy = policy
         self._buffers: dict[tuple[tuple[str, str], str], _Buffer[T]] = {}
+        self._sending: dict[int, list[Delivery[T]]] = {}
+        """Batches taken from their buffer and not yet answered, by ``id``."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
         self._idle = asyncio.Event()
@@ -81,12 +97,43 @@ class BatchLane(Generic[T]):
         elif buffer.timer is None:
             buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
 
+    def withdraw(self, unwanted: Callable[[T], bool]) -> None:
+        """Give up the records whose ticket is ``unwanted``: buffered ones now, those in a
+        batch before its next attempt (see module docstring)."""
+        dropped: list[T] = []
+        for buffer in self._buffers.values():
+            kept: deque[tuple[float, Delivery[T]]] = deque()
+            for entry in buffer.pending:
+                if unwanted(entry[1].ticket):
+                    dropped.append(entry[1].ticket)
+                else:
+                    kept.append(entry)
+            buffer.pending = kept
+        for batch in self._sending.values():
+            for delivery in batch:
+                if unwanted(delivery.ticket):
+                    delivery.withdrawn = True
+        if dropped:
+            self._on_dropped(dropped)
+        self._mark_idle_if_done()
+
     async def drain(self) -> None:
         """Flush every buffer now and wait until every queued record has an outcome."""
         self._draining = True
         for buffer in self._buffers.values():
             self._flush(buffer)
         await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop every call in progress (after a drain that timed out); their records are
+        replayed by the next owner."""
+        for buffer in self._buffers.values():
+            if buffer.timer is not None:
+                buffer.timer.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_timer(self, buffer: _Buffer[T]) -> None:
         buffer.timer = None
@@ -146,15 +193,18 @@ class BatchLane(Generic[T]):
         return batch
 
     async def _run(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
+        taken = list(batch)  # ``batch`` loses withdrawn records on the way
+        self._sending[id(batch)] = batch
         try:
             await self._deliver(buffer, batch)
         except Exception as exc:  # a bug must not strand records without an outcome
             log.exception("batch lane failed unexpectedly")
             self._report(batch, Outcome.failure(Stage.CONNECTOR, f"internal error: {exc!r}"))
         finally:
+            del self._sending[id(batch)]
             buffer.in_flight_calls -= 1
             busy = buffer.in_flight_identities
-            for delivery in batch:
+            for delivery in taken:
                 if delivery.identity is not None:
                     left = busy[delivery.identity] - 1
                     if left > 0:
@@ -162,13 +212,18 @@ class BatchLane(Generic[T]):
                     else:
                         del busy[delivery.identity]
             self._flush(buffer)
-            # Counted, not read off the task set: a finished task leaves that set only in a
-            # later callback, so a check there could miss the moment the lane goes idle.
-            if not any(b.pending or b.in_flight_calls for b in self._buffers.values()):
-                self._idle.set()
+            self._mark_idle_if_done()
+
+    def _mark_idle_if_done(self) -> None:
+        # Counted, not read off the task set: a finished task leaves that set only in a later
+        # callback, so a check there could miss the moment the lane goes idle.
+        if not any(b.pending or b.in_flight_calls for b in self._buffers.values()):
+            self._idle.set()
 
     async def _deliver(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
         result = await self._call_with_retries(buffer, batch)
+        if result is None:
+            return  # every record was withdrawn
         if isinstance(result, Delivered):
             self._report_each(batch, lambda d: Outcome.success(d.attempts))
         elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
@@ -185,14 +240,23 @@ class BatchLane(Generic[T]):
                 batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
             )
 
-    async def _call_with_retries(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> CallResult:
+    async def _call_with_retries(
+        self, buffer: _Buffer[T], batch: list[Delivery[T]]
+    ) -> CallResult | None:
         """Call until the Connector answers, or ``max_attempts`` failures while it is deemed
-        healthy. Failures during an outage (breaker open) wait instead of using the budget."""
+        healthy. Failures during an outage (breaker open) wait instead of using the budget.
+        Withdrawn records leave ``batch`` before each attempt; ``None`` once none is left."""
         payload = orjson.dumps([delivery.record for delivery in batch])
         breaker = self._breakers.for_tenant(buffer.tenant.key)
         failures = 0
         while True:
             await breaker.admit()
+            if any(delivery.withdrawn for delivery in batch):
+                self._on_dropped([d.ticket for d in batch if d.withdrawn])
+                batch[:] = [d for d in batch if not d.withdrawn]
+                if not batch:
+                    return None
+                payload = orjson.dumps([delivery.record for delivery in batch])
             for delivery in batch:
                 delivery.attempts += 1
             if self.on_call is not None:

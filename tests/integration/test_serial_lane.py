@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pytest
@@ -10,12 +15,14 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from service.breaker import Breakers
-from service.connector import Delivered
+from service.connector import Delivered, Unknown
+from service.epoch import Epoch
 from service.lanes import Delivery
 from service.lanes.retry import Backoff
 from service.lanes.serial import SerialLane, SerialPolicy
 from service.ledger import Ledger
 from service.locks import TenantLocks
+from service.outcomes import Outcome, Stage
 from service.settings import Tenant
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import sandbox_post, stored_records
@@ -101,16 +108,68 @@ async def test_timed_out_call_is_unknown_outcome_and_not_resent(
     assert stats["calls"] == 1  # never resent
 
 
+TENANT = Tenant("1001", "ACME", SecretStr("t"))
+
+
+@dataclass
+class LaneUnderTest:
+    """A serial lane on real Redis with a stand-in Connector (``post``), collecting what it
+    answers and what it gives up."""
+
+    lane: SerialLane[str]
+    locks: TenantLocks
+    answered: list[tuple[str, Outcome]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def submit(self, n: int, record: dict[str, Any] | None = None) -> None:
+        body = record if record is not None else {"n": n}
+        self.lane.submit(
+            Delivery(f"inv-{n}", TENANT, "/accountsReceivable", body, event_id=f"inv-{n}")
+        )
+
+
+@asynccontextmanager
+async def lane_under_test(
+    redis: Redis, prefix: str, post: Any, *, settle_s: float = 0.0, ttl_s: float = 30
+) -> AsyncIterator[LaneUnderTest]:
+    epoch = Epoch(redis, prefix, quarantine_s=ttl_s + settle_s)
+    locks = TenantLocks(redis, prefix, ttl_s=ttl_s, epoch=epoch)
+    answered: list[tuple[str, Outcome]] = []
+    dropped: list[str] = []
+    lane: SerialLane[str] = SerialLane(
+        post,
+        answered.extend,
+        locks,
+        Ledger(redis, prefix, retention_s=60, epoch=epoch),
+        SerialPolicy(
+            lock_wait_s=5,
+            max_attempts=1,
+            backoff=Backoff(0.01),
+            call_timeout_s=1.0,
+            settle_s=settle_s,
+        ),
+        Breakers(5, 1.0),
+        on_dropped=dropped.extend,
+    )
+    try:
+        yield LaneUnderTest(lane, locks, answered, dropped)
+    finally:
+        await locks.aclose()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
 async def test_each_call_starts_only_once_the_previous_result_is_in_the_ledger(
-    redis_url: str, redis_prefix: str
+    redis: Redis, redis_prefix: str
 ) -> None:
     """A crash must leave at most the record in flight in doubt: when call k reaches the
     Connector, the ledger already holds call k-1's result (real Redis, stand-in Connector)."""
-    redis = Redis.from_url(redis_url)
-    tenant = Tenant("1001", "ACME", SecretStr("t"))
-    ledger = Ledger(redis, redis_prefix, retention_s=60)
     seen_before_call: list[bytes | None] = []
-    answered: list[str] = []
 
     async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
         number = orjson.loads(payload)["n"]
@@ -119,26 +178,106 @@ async def test_each_call_starts_only_once_the_previous_result_is_in_the_ledger(
             seen_before_call.append(await redis.hget(key, "state"))
         return Delivered({"response": "SUCCESS"})
 
-    locks = TenantLocks(redis, redis_prefix, ttl_s=30)
-    lane: SerialLane[str] = SerialLane(
-        post,
-        lambda results: answered.extend(ticket for ticket, _ in results),
-        locks,
-        ledger,
-        SerialPolicy(lock_wait_s=5, max_attempts=1, backoff=Backoff(0.01)),
-        Breakers(5, 1.0),
-    )
-    try:
+    async with lane_under_test(redis, redis_prefix, post) as under_test:
         for n in range(20):
-            lane.submit(
-                Delivery(f"inv-{n}", tenant, "/accountsReceivable", {"n": n}, event_id=f"inv-{n}")
-            )
-        await asyncio.wait_for(lane.drain(), 30)
-    finally:
-        await locks.aclose()
-        await redis.aclose()
-    assert answered == [f"inv-{n}" for n in range(20)]
+            under_test.submit(n)
+        await asyncio.wait_for(under_test.lane.drain(), 30)
+    assert [ticket for ticket, _ in under_test.answered] == [f"inv-{n}" for n in range(20)]
     assert seen_before_call == [b"delivered"] * 19
+
+
+async def test_after_an_unknown_outcome_the_tenant_stays_quiet_for_the_settle_period(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """The Connector may still be working on a call whose answer was lost: no next call for
+    that tenant until the settle period has passed (the lock is kept meanwhile)."""
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
+        calls.append(loop.time())
+        if orjson.loads(payload)["n"] == 0:
+            return Unknown("HTTP 504 without a response envelope")
+        return Delivered({"response": "SUCCESS"})
+
+    async with lane_under_test(redis, redis_prefix, post, settle_s=1.0) as under_test:
+        under_test.submit(0)
+        under_test.submit(1)
+        await asyncio.wait_for(under_test.lane.drain(), 30)
+    assert [o.stage for _, o in under_test.answered] == [Stage.UNKNOWN_OUTCOME, None]
+    assert calls[1] - calls[0] >= 1.0
+
+
+async def test_a_lock_whose_last_holder_may_still_be_calling_is_held_quietly_first(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """Taking over a tenant whose previous holder set the calling marker and never settled it
+    (it died mid-call): the first call waits the settle period."""
+    loop = asyncio.get_running_loop()
+    calls: list[float] = []
+
+    async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
+        calls.append(loop.time())
+        return Delivered({"response": "SUCCESS"})
+
+    async with lane_under_test(redis, redis_prefix, post, settle_s=1.0) as under_test:
+        await redis.set(under_test.locks.keys(TENANT.key).calling, "12345")
+        started = loop.time()
+        under_test.submit(0)
+        await asyncio.wait_for(under_test.lane.drain(), 30)
+        assert await redis.exists(under_test.locks.keys(TENANT.key).calling) == 0
+    assert calls[0] - started >= 1.0
+
+
+async def test_a_record_that_cannot_be_encoded_is_answered_alone_and_the_rest_go_on(
+    redis: Redis, redis_prefix: str
+) -> None:
+    deep: object = "bottom"
+    for _ in range(400):  # deeper than orjson encodes
+        deep = {"level": deep}
+    sent: list[int] = []
+
+    async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
+        sent.append(orjson.loads(payload)["n"])
+        return Delivered({"response": "SUCCESS"})
+
+    async with lane_under_test(redis, redis_prefix, post) as under_test:
+        under_test.submit(0, {"n": 0, "memo": deep})
+        for n in range(1, 4):
+            under_test.submit(n)
+        await asyncio.wait_for(under_test.lane.drain(), 30)
+    outcomes = dict(under_test.answered)
+    assert outcomes["inv-0"].stage is Stage.VALIDATION
+    assert "nothing was sent" in (outcomes["inv-0"].message or "")
+    assert [outcomes[f"inv-{n}"].ok for n in range(1, 4)] == [True] * 3
+    assert sent == [1, 2, 3]
+
+
+async def test_withdrawn_records_are_dropped_unanswered_and_never_sent(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """Their partition was revoked: the new owner answers them. The one inside a call when
+    they are withdrawn finishes and is answered."""
+    in_call = asyncio.Event()
+    finish = asyncio.Event()
+    sent: list[int] = []
+
+    async def post(_: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None):
+        sent.append(orjson.loads(payload)["n"])
+        in_call.set()
+        await finish.wait()
+        return Delivered({"response": "SUCCESS"})
+
+    async with lane_under_test(redis, redis_prefix, post) as under_test:
+        for n in range(5):
+            under_test.submit(n)
+        await asyncio.wait_for(in_call.wait(), 10)
+        under_test.lane.withdraw(lambda ticket: ticket != "inv-4")
+        finish.set()
+        await asyncio.wait_for(under_test.lane.drain(), 30)
+    assert sent == [0, 4]
+    assert sorted(t for t, _ in under_test.answered) == ["inv-0", "inv-4"]
+    assert sorted(under_test.dropped) == ["inv-1", "inv-2", "inv-3"]
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
@@ -182,7 +321,8 @@ async def test_a_record_too_deep_to_encode_is_refused_and_its_company_goes_on(
     deep: object = "bottom"
     for _ in range(400):
         deep = {"level": deep}
-    feed = [(b"k", event("inv-deep", {"InvoiceNo": "D", "Memo": deep}, type="ar_invoice.create"))]
+    deep_event = event("inv-deep", {"InvoiceNo": "D", "Memo": deep}, type="ar_invoice.create")
+    feed: list[tuple[bytes, Any]] = [(b"k", json.dumps(deep_event).encode())]  # orjson: 255 max
     feed += [
         (b"k", event(f"inv-after-{n}", invoice(n), type="ar_invoice.create")) for n in range(5)
     ]
