@@ -42,6 +42,9 @@ from redis.exceptions import RedisError
 from service.breaker import Breakers, State
 from service.committer import Committer
 from service.connector import CallResult, ConnectorClient
+from service.durability import Durability
+from service.durability import check as check_durability
+from service.epoch import Epoch, EpochMoved, ReplayDoubt
 from service.flow import FlowControl
 from service.httpserve import InLoopServer
 from service.intake import Admitted, Intake, Refused
@@ -54,7 +57,7 @@ from service.locks import TenantLocks
 from service.logs import OutcomeLog
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
-from service.outcomes import Origin, Outcome, Stage, Subject
+from service.outcomes import Origin, Outcome, Subject
 from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
@@ -87,6 +90,8 @@ class Ticket:
     subject: Subject
     reply_topic: str
     received_at: float
+    generation: int
+    """The partition's assignment it was consumed under (see :mod:`service.offsets`)."""
     digest: str | None = None
     """Fingerprint of master data still to be recorded in the ledger once delivered."""
 
@@ -105,8 +110,22 @@ class Bridge:
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
-        self.ledger = Ledger(self.redis, settings.redis_prefix, settings.idempotency_retention_s)
-        self.locks = TenantLocks(self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000)
+        # After a loss of Redis data, any call begun under the old data has ended at the
+        # Connector within one lease (a call starts only under a lease that outlasts it) plus
+        # the settle period (how long the Connector may go on after its client gave up).
+        self.epoch = Epoch(
+            self.redis,
+            settings.redis_prefix,
+            quarantine_s=settings.lock_ttl_ms / 1000 + settings.settle_after_unknown_s,
+            on_declared=self._loss_declared,
+        )
+        self.ledger = Ledger(
+            self.redis, settings.redis_prefix, settings.idempotency_retention_s, self.epoch
+        )
+        self.locks = TenantLocks(
+            self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000, self.epoch
+        )
+        self.replays = ReplayDoubt()
         # The breaker must open before any record can use up its retry budget on an outage:
         # consecutive failures reach the threshold no later than one record's attempts do.
         self.breakers = Breakers(
@@ -126,14 +145,23 @@ class Bridge:
                 backoff,
             ),
             self.breakers,
+            on_dropped=self._on_dropped,
         )
         self.serial: SerialLane[Ticket] = SerialLane(
             self._timed_post("serial"),
             self._on_outcomes,
             self.locks,
             self.ledger,
-            SerialPolicy(settings.lock_wait_ms / 1000, settings.max_attempts, backoff),
+            SerialPolicy(
+                settings.lock_wait_ms / 1000,
+                settings.max_attempts,
+                backoff,
+                call_timeout_s=settings.http_timeout_s,
+                settle_s=settings.settle_after_unknown_s,
+            ),
             self.breakers,
+            on_dropped=self._on_dropped,
+            doubtful=self._doubtful,
         )
         self.batch.on_call = self.metrics.batch_size.observe
         self.serial.on_lock_wait = self.metrics.lock_wait.observe
@@ -171,6 +199,9 @@ class Bridge:
         self._answered = asyncio.Condition()
         self.committer = Committer(self.tracker)
         self._committing: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self.ledger_durability: Durability | None = None
+        """What Redis said of its persistence at start-up (``None`` until it answered)."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer | None:
@@ -186,6 +217,7 @@ class Bridge:
         await self.http.start()
         await self.producer.start()
         self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
+        self._watching = asyncio.create_task(self._watch_redis(), name="sagebridge-epoch")
 
     async def drain(self) -> None:
         """Stop fetching, deliver and answer what was consumed, commit — within
@@ -210,8 +242,11 @@ class Bridge:
             await self._wait_answered(None, wait_s=None)
 
     async def close(self) -> None:
-        if self._committing is not None:
-            self._committing.cancel()
+        for task in (self._committing, self._watching):
+            if task is not None:
+                task.cancel()
+        await self.serial.close()
+        await self.batch.close()
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
@@ -233,7 +268,9 @@ class Bridge:
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
         }
-        return Readiness(all(checks.values()), checks)
+        durability = self.ledger_durability
+        ledger = durability.as_dict() if durability is not None else {"durable": None}
+        return Readiness(all(checks.values()), checks, {"ledger": ledger})
 
     def _timed_post(self, lane: str) -> FencedPost:
         connector, latency = self.connector, self.metrics.connector_latency
@@ -272,9 +309,11 @@ class Bridge:
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
         partition = TopicPartition("", -1)
+        generation = 0
         for record in records:
             if record.partition != partition.partition or record.topic != partition.topic:
                 partition = TopicPartition(record.topic, record.partition)  # one per run
+                generation = self.tracker.generation(partition)
             self.tracker.consumed(partition, record.offset)
             decision = self.intake.admit(record.value)
             ticket = Ticket(
@@ -285,6 +324,7 @@ class Bridge:
                 decision.subject,
                 decision.reply_to or self.settings.reply_topic,
                 now,
+                generation,
             )
             if isinstance(decision, Refused):
                 refused.append((ticket, decision.outcome))
@@ -320,7 +360,10 @@ class Bridge:
             entries = [Entry(Standing.NEW)] * len(items)
         answered: list[tuple[Ticket, Outcome]] = []
         in_doubt: list[tuple[Ticket, Admitted, Entry]] = []
-        for (ticket, admitted), entry in zip(items, entries, strict=True):
+        for (ticket, admitted), found in zip(items, entries, strict=True):
+            entry = found
+            if found.standing is Standing.NEW and await self._doubtful(ticket):
+                entry = Entry(Standing.IN_DOUBT)  # Redis lost the ledger: look it up first
             match entry.standing:
                 case Standing.NEW:
                     self.batch.submit(_delivery(ticket, admitted))
@@ -333,11 +376,7 @@ class Bridge:
                     answered.append(
                         (
                             dataclasses.replace(ticket, digest=None),
-                            Outcome.failure(
-                                Stage.VALIDATION,
-                                f"event_id {admitted.event.event_id!r} was already "
-                                "used with different data; not sent",
-                            ),
+                            Outcome.reused_event_id(admitted.event.event_id),
                         )
                     )
                 case Standing.IN_DOUBT:
@@ -392,8 +431,37 @@ class Bridge:
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
+    def _on_dropped(self, tickets: Sequence[Ticket]) -> None:
+        """Records given up unanswered (their partition was revoked): the new owner answers
+        them, so they stay uncommitted here. Their ledger intents stay too: an intent may be a
+        crashed predecessor's trace of a call that did land, which the new owner looks up."""
+        for ticket in tickets:
+            if ticket.generation == self.tracker.generation(ticket.partition):
+                self.tracker.dropped(ticket.partition, ticket.offset)
+        self._answered_count(len(tickets))
+        self._background(self._notify_answered())
+
+    def _answered_count(self, count: int) -> None:
+        if self.flow.answered(count):
+            self._resume_fetching()
+        self.metrics.in_flight.set(self.flow.open)
+
+    async def _notify_answered(self) -> None:
+        async with self._answered:
+            self._answered.notify_all()
+
     async def _answer(self, results: list[tuple[Ticket, Outcome]]) -> None:
         await self._record_master_data(results)
+        current = [r for r in results if r[0].generation == self.tracker.generation(r[0].partition)]
+        if len(current) < len(results):
+            # Their partition was revoked meanwhile; its new owner answers them (a second,
+            # possibly different verdict from us would contradict its).
+            withheld = len(results) - len(current)
+            log.info("answers for a revoked partition withheld", extra={"records": withheld})
+            self._answered_count(withheld)
+            results = current
+            if not results:
+                return
         await self.publisher.publish(
             [
                 Answer(
@@ -464,21 +532,128 @@ class Bridge:
     # -- rebalancing -----------------------------------------------------------------------
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Before losing partitions, finish and commit what we took from them. Until the
-        group assigns us again we are not ready (a member thrown out of its group stays so)."""
+        """Before losing partitions: give up their records whose call has not started (the
+        new owner answers them), let those inside a call finish (a call ends within the HTTP
+        timeout), and commit what was answered. Until the group assigns us again we are not
+        ready (a member thrown out of its group stays so)."""
         self.assigned = False
-        if not await self._wait_answered(revoked, wait_s=REVOKE_WAIT_S):
+
+        def unwanted(ticket: Ticket) -> bool:
+            return ticket.partition in revoked
+
+        self.serial.withdraw(unwanted)
+        self.batch.withdraw(unwanted)
+        wait_s = max(REVOKE_WAIT_S, self.settings.http_timeout_s + 5)
+        if not await self._wait_answered(revoked, wait_s=wait_s):
             log.warning(
                 "partitions revoked with records still open; they will be replayed",
                 extra={"open": self.tracker.pending(revoked)},
             )
         await self.committer.commit_now(only=revoked)
         self.tracker.forget(revoked)
+        self.replays.revoked((tp.topic, tp.partition) for tp in revoked)
 
-    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Note where each partition's log ended (records before that are replays an earlier
+        owner may have sent) and make sure a Redis that lost its data is known before any of
+        them is taken in. Redis trouble here is logged: the lanes wait for Redis anyway."""
+        if self.committer.consumer is None and self.subscriber is not None:
+            self.committer.consumer = self.subscriber.consumer
+        consumer = self.consumer
+        if (self.flow.paused or self._draining) and consumer is not None and assigned:
+            consumer.pause(*assigned)
+        if consumer is not None and assigned:
+            ends = await consumer.end_offsets(list(assigned))
+            self.replays.assigned({(tp.topic, tp.partition): end for tp, end in ends.items()})
+            try:
+                await self._check_epoch(await self._committed_somewhere(consumer, assigned))
+            except RedisError as exc:
+                log.warning("Redis epoch not checked at assignment", extra={"error": repr(exc)})
         self.assigned = True
-        if (self.flow.paused or self._draining) and self.consumer is not None and assigned:
-            self.consumer.pause(*assigned)
+
+    @staticmethod
+    async def _committed_somewhere(
+        consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
+    ) -> bool:
+        """Whether the group committed offsets for any of ``partitions``: if so, this is no
+        fresh deployment, and a Redis without an epoch lost its data."""
+        for partition in partitions:
+            if await consumer.committed(partition) is not None:
+                return True
+        return False
+
+    async def _check_epoch(self, witnessed: bool = False) -> None:
+        """Compare Redis's epoch with the one we work under (see :mod:`service.epoch`); declare
+        a loss if it is gone and we (or the committed offsets) know it existed; refresh the
+        replay horizon."""
+        current = await self.epoch.current()
+        if current is None and (self.epoch.known or witnessed):
+            await self.epoch.declare_lost(await self._end_offsets_everywhere())
+        elif current is not None and current != self.epoch.known:
+            self.epoch.adopt(EpochMoved(current, declared=False))
+        self.replays.load(self.epoch.known, await self.epoch.horizon())
+
+    async def _end_offsets_everywhere(self) -> dict[tuple[str, int], int]:
+        """The end offset of every partition of every input topic (ours or not): the replay
+        horizon of a loss of Redis data."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        partitions = [
+            TopicPartition(topic, number)
+            for topic in self.settings.input_topics
+            for number in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return {}
+        ends = await consumer.end_offsets(partitions)
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    def _loss_declared(self) -> None:
+        """A script of ours found Redis emptied: record the replay horizon now."""
+
+        async def record() -> None:
+            try:
+                await self.epoch.raise_horizon(await self._end_offsets_everywhere())
+                self.replays.load(self.epoch.known, await self.epoch.horizon())
+            except Exception as exc:  # retried by the watch: it reloads every second
+                log.warning("replay horizon not recorded yet", extra={"error": repr(exc)})
+
+        self._background(record())
+
+    async def _doubtful(self, ticket: Ticket) -> bool:
+        """May this record, unknown to the ledger, have been sent before Redis lost its data?"""
+        tp = ticket.partition
+        if not self.replays.is_replay(tp.topic, tp.partition, ticket.offset):
+            return False
+        if self.replays.stale(self.epoch.known):
+            try:
+                self.replays.load(self.epoch.known, await self.epoch.horizon())
+            except RedisError:
+                return True  # cannot tell: do not resend blindly
+        return self.replays.doubtful(tp.topic, tp.partition, ticket.offset)
+
+    async def _watch_redis(self) -> None:
+        """Every second: the epoch and the replay horizon (a loss is noticed even while no
+        transactional record is moving); once, the ledger's durability."""
+        while True:
+            try:
+                if self.ledger_durability is None:
+                    self.ledger_durability = await check_durability(self.redis)
+                    self._report_durability(self.ledger_durability)
+                await self._check_epoch()
+            except RedisError:
+                pass  # the lanes report Redis trouble; try again next time
+            except Exception:
+                log.exception("Redis watch failed")
+            await asyncio.sleep(1.0)
+
+    def _report_durability(self, found: Durability) -> None:
+        self.metrics.ledger_durable.set(1 if found.durable else 0)
+        if found.durable:
+            log.info("ledger durable", extra=found.as_dict())
+        else:
+            log.warning("ledger NOT durable: " + "; ".join(found.problems()), extra=found.as_dict())
 
 
 def _delivery(ticket: Ticket, admitted: Admitted) -> Delivery[Ticket]:
@@ -500,7 +675,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._bridge.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._bridge.on_assigned(set(assigned))
+        await self._bridge.on_assigned(set(assigned))
 
 
 def _log_line(ticket: Ticket, outcome: Outcome, now: float) -> dict[str, Any]:

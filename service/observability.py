@@ -8,7 +8,8 @@ types, outcomes, stages, endpoints and lanes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -70,6 +71,12 @@ class Metrics:
             "1 while fetching is paused by the in-flight limit.",
             registry=r,
         )
+        self.ledger_durable = Gauge(
+            "sagebridge_ledger_durable",
+            "1 if Redis keeps the ledger through a restart (appendonly yes, maxmemory-policy "
+            "noeviction, no Cluster); 0 if not, or not known yet.",
+            registry=r,
+        )
         self.serial_paused = Gauge(
             "sagebridge_serial_lane_paused",
             "1 while Redis is unreachable and the serial lane waits.",
@@ -92,6 +99,8 @@ class Metrics:
 class Readiness:
     ready: bool
     checks: dict[str, bool]
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Shown with the checks, deciding nothing (e.g. whether the ledger is durable)."""
 
 
 ReadinessProbe = Callable[[], Awaitable[Readiness]]
@@ -104,7 +113,8 @@ def health_app(metrics: Metrics, readiness: ReadinessProbe) -> Starlette:
     async def readyz(_: Request) -> Response:
         state = await readiness()
         return JSONResponse(
-            {"ready": state.ready, "checks": state.checks}, status_code=200 if state.ready else 503
+            {"ready": state.ready, "checks": state.checks, **state.notes},
+            status_code=200 if state.ready else 503,
         )
 
     async def metrics_endpoint(_: Request) -> Response:

@@ -5,6 +5,11 @@ been answered (replies and dead letters acknowledged by Kafka). Records finish o
 a fast batch overtakes a slow transaction — so this keeps, per partition, the consumed offsets
 still open and commits up to the lowest of them. A crash then replays from the first unanswered
 record, and nothing is lost.
+
+Each assignment of a partition is a *generation*. When a partition is revoked, the records
+still open are either finished (and committed) or given up (*dropped*: the new owner will
+answer them); :meth:`OffsetTracker.forget` then ends the generation, and an answer that
+arrives later for it is recognisably stale — the new owner answers that record.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ P = TypeVar("P")  # a partition handle (aiokafka's TopicPartition in the service
 class _Partition:
     open: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
+    dropped: set[int] = field(default_factory=set)
+    """Given up unanswered: they block the commit position like any open record."""
     next_offset: int | None = None
     committed: int | None = None
 
@@ -27,6 +34,7 @@ class _Partition:
 class OffsetTracker(Generic[P]):
     def __init__(self) -> None:
         self._partitions: dict[P, _Partition] = {}
+        self._generations: dict[P, int] = {}
 
     def consumed(self, partition: P, offset: int) -> None:
         """Record that ``offset`` was handed to processing (offsets arrive in order)."""
@@ -35,6 +43,16 @@ class OffsetTracker(Generic[P]):
             state = self._partitions[partition] = _Partition()
         state.open.append(offset)
         state.next_offset = offset + 1
+
+    def generation(self, partition: P) -> int:
+        """The current assignment of ``partition`` (see module docstring)."""
+        return self._generations.get(partition, 0)
+
+    def dropped(self, partition: P, offset: int) -> None:
+        """``offset`` will not be answered here: it stays uncommitted for the next owner."""
+        state = self._partitions.get(partition)
+        if state is not None:
+            state.dropped.add(offset)
 
     def answered(self, partition: P, offset: int) -> None:
         state = self._partitions.get(partition)
@@ -60,14 +78,17 @@ class OffsetTracker(Generic[P]):
                 state.committed = position
 
     def pending(self, partitions: set[P] | None = None) -> int:
-        """Consumed but unanswered records (in ``partitions``, or everywhere)."""
+        """Consumed records still being worked on — neither answered nor dropped — (in
+        ``partitions``, or everywhere)."""
         return sum(
-            len(state.open)
+            len(state.open) - len(state.done) - len(state.dropped)
             for partition, state in self._partitions.items()
             if partitions is None or partition in partitions
         )
 
     def forget(self, partitions: set[P]) -> None:
-        """Drop revoked partitions: their late answers must not move anyone's commit."""
+        """Drop revoked partitions and end their generation: their late answers must not move
+        anyone's commit, nor be published (the new owner answers those records)."""
         for partition in partitions:
             self._partitions.pop(partition, None)
+            self._generations[partition] = self._generations.get(partition, 0) + 1

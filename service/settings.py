@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.routes import DEFAULT_CONTRACTS_DIR
 
 ENV_PREFIX = "SAGEBRIDGE_"
+
+LEASE_MARGIN_S = 0.5
+"""A transactional call starts only while the tenant lock's lease outlasts the call's own
+timeout by this much (room for the moment between the check and the request leaving)."""
 
 
 class SettingsError(ValueError):
@@ -59,8 +63,12 @@ class Settings(BaseSettings):
     """First wait before probing an open breaker (doubles per failed probe, up to 30 s)."""
     drain_timeout_s: float = Field(8.0, gt=0)
     """On SIGTERM, how long to wait for open records before exiting (the rest are replayed)."""
-    lock_ttl_ms: int = Field(10_000, ge=100)
-    """Tenant lock expiry: how long a dead replica can block a tenant's serial lane."""
+    lock_ttl_ms: int = Field(40_000, ge=100)
+    """Tenant lock lease: how long a dead replica can block a tenant's serial lane. A call
+    starts only while the lease outlasts ``http_timeout_s``, so it must exceed that."""
+    settle_after_unknown_s: float = Field(120.0, ge=0)
+    """After a transactional call whose outcome is unknown, how long the tenant makes no
+    further call: the Cloud Connector may still be processing it (see README)."""
     lock_wait_ms: int = Field(30_000, ge=10)
     """Longest single wait for a tenant lock before logging and waiting again."""
     idempotency_retention_s: int = Field(7 * 24 * 3600, ge=60)
@@ -100,6 +108,18 @@ class Settings(BaseSettings):
             if not is_valid_topic(name):
                 raise ValueError(f"{name!r} is not a valid Kafka topic name")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_call(self) -> Settings:
+        least_ms = int((self.http_timeout_s + 2 * LEASE_MARGIN_S) * 1000)
+        if self.lock_ttl_ms < least_ms:
+            raise ValueError(
+                f"{ENV_PREFIX}LOCK_TTL_MS ({self.lock_ttl_ms}) must be at least "
+                f"{ENV_PREFIX}HTTP_TIMEOUT_S ({self.http_timeout_s:g} s) + "
+                f"{2 * LEASE_MARGIN_S:g} s = {least_ms} ms: a transactional call starts only "
+                "under a lease that outlasts its timeout"
+            )
+        return self
 
 
 def is_valid_topic(name: str) -> bool:
@@ -150,7 +170,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise SettingsError(first["msg"].removeprefix("Value error, ")) from None
+        name = ENV_PREFIX + str(first["loc"][0]).upper()
         raise SettingsError(f"{name}: {first['msg']}") from None
 
 

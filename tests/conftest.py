@@ -85,6 +85,7 @@ def service_env(
         "SAGEBRIDGE_HTTP_PORT": "0",
         "SAGEBRIDGE_RETRY_BACKOFF_MS": "20",
         "SAGEBRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "SAGEBRIDGE_SETTLE_AFTER_UNKNOWN_S": "1",
     }
 
 

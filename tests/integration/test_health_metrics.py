@@ -109,7 +109,7 @@ async def test_not_ready_before_the_group_assigns_then_ready(
         await app.broker.start()  # joins the group
         await until(lambda: is_ready(bridge), 30, "readiness after the group assignment")
         status, body = await readiness(bridge)
-        assert body == {"ready": True, "checks": {k: True for k in body["checks"]}}
+        assert body["ready"] is True and all(body["checks"].values())
     finally:
         await bridge.drain()
         await app.broker.stop()
@@ -170,3 +170,25 @@ async def test_metrics_move_with_traffic(
     assert value(after, "sagebridge_connector_latency_seconds_count", **latency) == calls
     assert value(after, "sagebridge_connector_latency_seconds_sum", **latency) > 0
     assert value(after, "sagebridge_in_flight") == 0, "everything answered"
+
+
+@pytest.mark.parametrize("append_only", [True, False], ids=["aof", "no-persistence"])
+async def test_a_ledger_redis_that_would_lose_its_data_is_shown_not_durable(
+    running_service, tmp_path, append_only: bool
+) -> None:
+    """The ledger is only as safe as Redis keeps it: /readyz, /metrics and the log say so."""
+    redis = start_redis(append_only_dir=tmp_path if append_only else None)
+    try:
+        async with running_service(redis_url=f"redis://127.0.0.1:{redis.port}/0") as bridge:
+
+            async def reported() -> bool:
+                return (await readiness(bridge))[1]["ledger"]["durable"] is not None
+
+            await until(reported, 10, "the ledger's durability to be checked")
+            _, body = await readiness(bridge)
+            metrics = await scrape(bridge)
+    finally:
+        redis.stop()
+    assert body["ledger"]["appendonly"] == ("yes" if append_only else "no")
+    assert body["ledger"]["durable"] is append_only
+    assert value(metrics, "sagebridge_ledger_durable") == (1.0 if append_only else 0.0)

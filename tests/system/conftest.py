@@ -50,7 +50,10 @@ def replica_env(service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         **service_env,
         "SAGEBRIDGE_TENANTS_FILE": str(tenants),
         "TEST_TOKEN_B": TOKEN_B,
-        "SAGEBRIDGE_LOCK_TTL_MS": "2000",
+        # Short enough that a dead holder frees a tenant soon; room for event-loop lag on a
+        # loaded 2-core machine between the lease check and the call (lease >= timeout + 1 s).
+        "SAGEBRIDGE_LOCK_TTL_MS": "6000",
+        "SAGEBRIDGE_HTTP_TIMEOUT_S": "3",
         "SAGEBRIDGE_LOG_LEVEL": "INFO",
     }
 

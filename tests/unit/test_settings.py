@@ -63,6 +63,8 @@ def write_tenants_file(tmp_path: Path, text: str) -> Path:
         ("http_timeout_s", 30),
         ("max_attempts", 5),
         ("http_port", 8000),
+        ("lock_ttl_ms", 40_000),
+        ("settle_after_unknown_s", 120),
     ],
 )
 def test_default_matches_spec(attribute: str, default: object) -> None:
@@ -148,6 +150,29 @@ def test_bad_setting_raises_one_line_naming_the_variable(
     text = str(caught.value)
     assert text.startswith(f"{variable}: ")
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("ttl_ms", "timeout_s"), [("10000", "30"), ("2000", "1.5"), ("100", "0.1")]
+)
+def test_a_lease_that_cannot_outlast_a_call_is_refused_naming_both_settings(
+    monkeypatch: pytest.MonkeyPatch, ttl_ms: str, timeout_s: str
+) -> None:
+    monkeypatch.setenv("SAGEBRIDGE_LOCK_TTL_MS", ttl_ms)
+    monkeypatch.setenv("SAGEBRIDGE_HTTP_TIMEOUT_S", timeout_s)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert text.startswith("SAGEBRIDGE_LOCK_TTL_MS ") and "SAGEBRIDGE_HTTP_TIMEOUT_S" in text
+    assert "\n" not in text
+
+
+def test_a_lease_that_outlasts_a_call_by_a_second_is_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SAGEBRIDGE_LOCK_TTL_MS", "3000")
+    monkeypatch.setenv("SAGEBRIDGE_HTTP_TIMEOUT_S", "2")
+    assert load_settings().lock_ttl_ms == 3000
 
 
 def test_invalid_topic_error_names_the_bad_topic(monkeypatch: pytest.MonkeyPatch) -> None:
