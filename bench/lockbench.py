@@ -44,7 +44,9 @@ class LockFigures:
 
 async def _overhead(redis_url: str, prefix: str, iterations: int) -> list[float]:
     redis = Redis.from_url(redis_url)
-    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=Epoch(redis, prefix, 10.0))
+    epoch = Epoch(redis, prefix, 10.0)
+    await epoch.establish()
+    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=epoch)
     try:
         for _ in range(min(100, iterations)):  # warm up: scripts loaded, listener subscribed
             held = await locks.acquire(LOCK, 1.0)
@@ -71,7 +73,9 @@ async def _contend(
     index: int, redis_url: str, prefix: str, start_at: float, stop_at: float, hold_s: float
 ) -> list[Turn]:
     redis = Redis.from_url(redis_url)
-    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=Epoch(redis, prefix, 10.0))
+    epoch = Epoch(redis, prefix, 10.0)
+    await epoch.establish()
+    locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=epoch)
     turns: list[Turn] = []
     try:
         await locks.start_listening()

@@ -54,6 +54,7 @@ from service.lanes.retry import Backoff
 from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
 from service.ledger import Entry, Ledger, Standing, fingerprint
 from service.locks import TenantLocks
+from service.logends import LogEnds
 from service.logs import OutcomeLog
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 
 POLL_MAX_RECORDS = 1000
 REVOKE_WAIT_S = 30.0
+ASSIGN_WAIT_S = 5.0
+"""Longest a question to Kafka may hold up taking partitions on (end offsets, commits)."""
 FETCH_MAX_WAIT_MS = 50
 PRODUCER_REQUEST_TIMEOUT_MS = 20_000
 ACK_TIMEOUT_S = 2 * PRODUCER_REQUEST_TIMEOUT_MS / 1000 + 5
@@ -200,6 +203,8 @@ class Bridge:
         self.committer = Committer(self.tracker)
         self._committing: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self.log_ends = LogEnds(kafka_client_options(settings))
+        self._assigned_partitions: set[TopicPartition] = set()
         self.ledger_durability: Durability | None = None
         """What Redis said of its persistence at start-up (``None`` until it answered)."""
 
@@ -247,6 +252,7 @@ class Bridge:
                 task.cancel()
         await self.serial.close()
         await self.batch.close()
+        await self.log_ends.aclose()
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
@@ -563,33 +569,57 @@ class Bridge:
         if (self.flow.paused or self._draining) and consumer is not None and assigned:
             consumer.pause(*assigned)
         if consumer is not None and assigned:
-            ends = await consumer.end_offsets(list(assigned))
-            self.replays.assigned({(tp.topic, tp.partition): end for tp, end in ends.items()})
+            self._assigned_partitions = set(assigned)
+            await self._note_replays(consumer, assigned)
             try:
-                await self._check_epoch(await self._committed_somewhere(consumer, assigned))
-            except RedisError as exc:
+                await self._check_epoch()
+            except RedisError as exc:  # the watch tries again every second
                 log.warning("Redis epoch not checked at assignment", extra={"error": repr(exc)})
         self.assigned = True
 
-    @staticmethod
-    async def _committed_somewhere(
-        consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
-    ) -> bool:
-        """Whether the group committed offsets for any of ``partitions``: if so, this is no
-        fresh deployment, and a Redis without an epoch lost its data."""
-        for partition in partitions:
-            if await consumer.committed(partition) is not None:
-                return True
-        return False
+    async def _note_replays(
+        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> None:
+        """Where each assigned partition's log ends now: records before that are replays. If
+        Kafka cannot say in time, every record counts as one (it matters only below a replay
+        horizon, i.e. after a loss of Redis data)."""
+        ends = await self.log_ends.of(list(assigned), ASSIGN_WAIT_S)
+        self.replays.assigned({(tp.topic, tp.partition): end for tp, end in ends.items()})
 
-    async def _check_epoch(self, witnessed: bool = False) -> None:
-        """Compare Redis's epoch with the one we work under (see :mod:`service.epoch`); declare
-        a loss if it is gone and we (or the committed offsets) know it existed; refresh the
-        replay horizon."""
+    async def _loss_witnessed(
+        self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
+    ) -> bool:
+        """Redis has no epoch and we know none: is this a fresh deployment, or did Redis lose
+        its data? If the group committed offsets for our partitions, it is not fresh. (Only
+        asked then: the coordinator retries this request for as long as the group is in flux,
+        so it is bounded, and an unanswered question counts as a fresh start.)"""
+        if await self.epoch.current() is not None:
+            return False
+        coordinator = consumer._coordinator  # one request for all partitions
+        try:
+            found = await asyncio.wait_for(
+                coordinator.fetch_committed_offsets(list(partitions)), ASSIGN_WAIT_S
+            )
+        except Exception as exc:
+            log.warning("committed offsets unknown at assignment", extra={"error": repr(exc)})
+            return False
+        return any(meta.offset >= 0 for meta in found.values())
+
+    async def _check_epoch(self) -> None:
+        """Compare Redis's epoch with the one we work under (see :mod:`service.epoch`): first
+        establish it (once partitions are assigned: their committed offsets are the witness of
+        a loss before we started); later, declare a loss if it is gone, adopt another replica's.
+        Then refresh the replay horizon."""
+        consumer = self.consumer
+        if not self.epoch.established:
+            if consumer is None or not self._assigned_partitions:
+                return
+            witnessed = await self._loss_witnessed(consumer, self._assigned_partitions)
+            await self.epoch.establish(witnessed, self._end_offsets_everywhere)
         current = await self.epoch.current()
-        if current is None and (self.epoch.known or witnessed):
+        if current is None:
             await self.epoch.declare_lost(await self._end_offsets_everywhere())
-        elif current is not None and current != self.epoch.known:
+        elif current != self.epoch.known:
             self.epoch.adopt(EpochMoved(current, declared=False))
         self.replays.load(self.epoch.known, await self.epoch.horizon())
 
@@ -606,7 +636,7 @@ class Bridge:
         ]
         if not partitions:
             return {}
-        ends = await consumer.end_offsets(partitions)
+        ends = await self.log_ends.of(partitions, ASSIGN_WAIT_S)
         return {(tp.topic, tp.partition): end for tp, end in ends.items()}
 
     def _loss_declared(self) -> None:

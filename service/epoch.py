@@ -26,7 +26,8 @@ consumer got the partition, so an earlier owner may have sent it).
 
 A process that starts without knowing any epoch cannot tell a fresh Redis from an emptied one by
 Redis alone. The consumer group's committed offsets are the witness: if they exist for our
-partitions while Redis has no epoch, data was lost.
+partitions while Redis has no epoch, data was lost. So a process first *establishes* its epoch
+(:meth:`Epoch.establish`, with that witness) and no lock script runs before.
 
 Each Lua function below is documented with what it reads and writes; the lock and ledger
 scripts embed :data:`EPOCH_LUA` and call ``epoch_moved`` first.
@@ -34,9 +35,10 @@ scripts embed :data:`EPOCH_LUA` and call ``epoch_moved`` first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +50,9 @@ log = logging.getLogger(__name__)
 
 EPOCH_LUA = """
 -- epoch_moved(epoch key, quarantine key, known epoch, fresh epoch, quarantine ms):
--- nil while the epoch is the one the caller knows. A missing epoch is declared lost (a fresh
--- one is written, with a quarantine) unless the caller knows none yet; then it is simply
--- created. Returns {'lost', epoch} for a loss this call declared, {'changed', epoch} otherwise.
+-- nil while the epoch is the one the caller knows. A missing epoch is declared lost: a fresh
+-- one is written, with a quarantine. Returns {'lost', epoch} for a loss this call declared,
+-- {'changed', epoch} for an epoch someone else wrote.
 local function epoch_moved(epoch_key, quarantine_key, known, fresh, quarantine_ms)
   local current = redis.call('GET', epoch_key)
   if current and current == known then
@@ -60,9 +62,6 @@ local function epoch_moved(epoch_key, quarantine_key, known, fresh, quarantine_m
     return {'changed', current}
   end
   redis.call('SET', epoch_key, fresh)
-  if known == '' then
-    return {'changed', fresh}
-  end
   redis.call('SET', quarantine_key, fresh, 'PX', quarantine_ms)
   return {'lost', fresh}
 end
@@ -154,6 +153,33 @@ class Epoch:
         self.quarantine_ms = max(1, int(quarantine_s * 1000))
         self._declare_lost = redis.register_script(_DECLARE_LOST)
         self._raise_horizon = redis.register_script(_RAISE_HORIZON)
+        self._established = asyncio.Event()
+
+    @property
+    def established(self) -> bool:
+        return self._established.is_set()
+
+    async def ready(self) -> None:
+        """Return once :meth:`establish` has run (scripts need a known epoch)."""
+        await self._established.wait()
+
+    async def establish(
+        self,
+        witnessed: bool = False,
+        horizon: Callable[[], Awaitable[Mapping[tuple[str, int], int]]] | None = None,
+    ) -> None:
+        """Learn the epoch to work under: the one in Redis; else a loss, if ``witnessed``
+        (recorded with ``horizon()``, the input partitions' end offsets); else a fresh
+        deployment's first epoch."""
+        current = await self.current()
+        if current is not None:
+            self.adopt(EpochMoved(current, declared=False))
+        elif witnessed:
+            await self.declare_lost(await horizon() if horizon is not None else {})
+        else:
+            await self._redis.set(self.epoch_key, fresh_epoch(), nx=True)
+            self.known = await self.current() or ""
+        self._established.set()
 
     def script_keys(self) -> list[str]:
         """The epoch and quarantine keys, as the first two KEYS of a script using EPOCH_LUA."""

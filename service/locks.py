@@ -193,6 +193,7 @@ class TenantLocks:
 
     async def _attempt(self, tenant: Tenant) -> tuple[Lease | None, float]:
         """A lease, or how long (seconds) it makes sense to wait before trying again."""
+        await self.epoch.ready()
         keys = self.keys(tenant)
         owner = process_token()  # who holds it, for operators
         while True:

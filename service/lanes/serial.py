@@ -356,7 +356,6 @@ class SerialLane(Generic[T]):
             return None
         self.redis_ok = True
         lease.valid_until = max(lease.valid_until, sent + self._locks.ttl_ms / 1000)
-        hold.settled = True  # the script cleared the calling marker, if it was ours to clear
         if previous is not None:
             hold.unrecorded = None
             self._deliver_unrecorded(previous, begun.previous_written)

@@ -19,12 +19,14 @@ TENANT = ("1001", "ACME")
 
 
 def ledger_for(redis: Redis, prefix: str) -> Ledger:
+    """For begin/settle without a lease (the master-data path): no epoch check involved."""
     return Ledger(redis, prefix, retention_s=60, epoch=Epoch(redis, prefix, quarantine_s=5))
 
 
 async def leased(redis: Redis, prefix: str) -> tuple[Ledger, TenantLocks, Lease]:
     """A ledger and a held tenant lock, sharing one epoch (as in the service)."""
     epoch = Epoch(redis, prefix, quarantine_s=5)
+    await epoch.establish()
     locks = TenantLocks(redis, prefix, ttl_s=5, epoch=epoch)
     lease = await locks.try_acquire(TENANT)
     assert lease is not None

@@ -22,14 +22,16 @@ async def redis(redis_url: str):
     await client.aclose()
 
 
-def locks_for(
+async def locks_for(
     redis: Redis, prefix: str, ttl_s: float = 5.0, quarantine_s: float = 5.0
 ) -> TenantLocks:
-    return TenantLocks(redis, prefix, ttl_s, Epoch(redis, prefix, quarantine_s))
+    epoch = Epoch(redis, prefix, quarantine_s)
+    await epoch.establish()
+    return TenantLocks(redis, prefix, ttl_s, epoch)
 
 
 async def test_second_acquirer_is_refused_while_held(redis, redis_prefix: str) -> None:
-    a, b = locks_for(redis, redis_prefix), locks_for(redis, redis_prefix)
+    a, b = await locks_for(redis, redis_prefix), await locks_for(redis, redis_prefix)
     held = await a.try_acquire(T)
     assert held is not None
     assert await b.try_acquire(T) is None
@@ -37,7 +39,7 @@ async def test_second_acquirer_is_refused_while_held(redis, redis_prefix: str) -
 
 
 async def test_only_the_owner_can_release(redis, redis_prefix: str) -> None:
-    locks = locks_for(redis, redis_prefix)
+    locks = await locks_for(redis, redis_prefix)
     held = await locks.try_acquire(T)
     assert held is not None
     impostor = dataclasses.replace(held, owner="not-the-owner")
@@ -48,7 +50,7 @@ async def test_only_the_owner_can_release(redis, redis_prefix: str) -> None:
 
 
 async def test_lock_expires_when_the_holder_vanishes(redis, redis_prefix: str) -> None:
-    locks = locks_for(redis, redis_prefix, ttl_s=0.3)
+    locks = await locks_for(redis, redis_prefix, ttl_s=0.3)
     assert await locks.try_acquire(T) is not None
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -58,7 +60,7 @@ async def test_lock_expires_when_the_holder_vanishes(redis, redis_prefix: str) -
 
 
 async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> None:
-    locks = locks_for(redis, redis_prefix, ttl_s=0.3)
+    locks = await locks_for(redis, redis_prefix, ttl_s=0.3)
     held = await locks.try_acquire(T)
     assert held is not None
     async with locks.kept_alive(held):
@@ -70,7 +72,7 @@ async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> Non
 
 
 async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> None:
-    locks = locks_for(redis, redis_prefix)
+    locks = await locks_for(redis, redis_prefix)
     fences = []
     for _ in range(5):
         held = await locks.try_acquire(T)
@@ -85,7 +87,10 @@ async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> No
 
 
 async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -> None:
-    holder, waiter = locks_for(redis, redis_prefix, 30), locks_for(redis, redis_prefix, 30)
+    holder, waiter = (
+        await locks_for(redis, redis_prefix, 30),
+        await locks_for(redis, redis_prefix, 30),
+    )
     held = await holder.try_acquire(T)
     assert held is not None
     blocked = asyncio.Event()
@@ -107,7 +112,7 @@ async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -
 async def test_a_lease_runs_out_by_the_local_clock_unless_renewed(redis, redis_prefix: str) -> None:
     """The serial lane starts a call only under a lease it knows is current: after a Redis
     stall longer than the TTL, ``usable()`` is already false before any renewal reports."""
-    locks = locks_for(redis, redis_prefix, ttl_s=0.5)
+    locks = await locks_for(redis, redis_prefix, ttl_s=0.5)
     held = await locks.try_acquire(T)
     assert held is not None and held.usable()
     first_lease = held.valid_until
@@ -126,7 +131,7 @@ async def test_a_lock_taken_over_while_a_call_may_run_comes_occupied(
 ) -> None:
     """A holder marks the tenant before calling; if its lock expires before the call's outcome
     is settled (it died, stalled), the next holder is told the Connector may still be busy."""
-    locks = locks_for(redis, redis_prefix, ttl_s=0.3)
+    locks = await locks_for(redis, redis_prefix, ttl_s=0.3)
     first = await locks.try_acquire(T)
     assert first is not None and not first.occupied
     await redis.set(locks.keys(T).calling, first.fence)  # what a begin does before a call
@@ -146,8 +151,8 @@ async def test_a_redis_that_lost_its_data_grants_no_lock_until_the_quarantine_en
 ) -> None:
     """The epoch key vanishing means Redis came back empty: a call made under the lost lock
     may still be running at the Connector, so no lock is granted for lease + settle."""
-    holder = locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
-    waiter = locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
+    holder = await locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
+    waiter = await locks_for(redis, redis_prefix, ttl_s=5, quarantine_s=1.0)
     lease = await holder.try_acquire(T)
     assert lease is not None
     assert await waiter.try_acquire(T) is None  # and so the waiter knows the epoch now
@@ -166,7 +171,7 @@ async def test_a_redis_that_lost_its_data_grants_no_lock_until_the_quarantine_en
 async def test_a_fence_that_went_back_means_redis_lost_writes(redis, redis_prefix: str) -> None:
     """A failover to a replica that lagged: the counter is lower than one this process was
     given. That is a loss of data too, with the same quarantine."""
-    locks = locks_for(redis, redis_prefix, quarantine_s=30)
+    locks = await locks_for(redis, redis_prefix, quarantine_s=30)
     lease = await locks.try_acquire(T)
     assert lease is not None
     await locks.release(lease, settled=True)

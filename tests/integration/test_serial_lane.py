@@ -133,6 +133,7 @@ async def lane_under_test(
     redis: Redis, prefix: str, post: Any, *, settle_s: float = 0.0, ttl_s: float = 30
 ) -> AsyncIterator[LaneUnderTest]:
     epoch = Epoch(redis, prefix, quarantine_s=ttl_s + settle_s)
+    await epoch.establish()
     locks = TenantLocks(redis, prefix, ttl_s=ttl_s, epoch=epoch)
     answered: list[tuple[str, Outcome]] = []
     dropped: list[str] = []
