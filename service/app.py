@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from service.breaker import Breakers, State
 from service.committer import Committer
 from service.connector import CallResult, ConnectorClient
+from service.crashmarks import Condemned, CrashLoopGuard, MarkStore, blocking_client
 from service.flow import FlowControl
 from service.httpserve import InLoopServer
 from service.intake import Admitted, Intake, Refused
@@ -61,6 +62,7 @@ from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
+from service.testhooks import sigkill_on_marker
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class Bridge:
         self.intake = Intake(
             load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes
         )
+        self.intake = sigkill_on_marker(self.intake)  # a test hook, off unless its variable is set
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()
         self.outcome_log = OutcomeLog(settings.log_level)
@@ -139,6 +142,11 @@ class Bridge:
         self.serial.on_lock_wait = self.metrics.lock_wait.observe
         self.serial.on_ledger_hit = self.metrics.idempotent_hits.inc
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.crash_loop = CrashLoopGuard(
+            MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
+            settings.crash_loop_limit,
+            register=self.tracker.consumed,
+        )
         self.flow = FlowControl(settings.max_in_flight)
         self.producer = AIOKafkaProducer(
             **kafka_client_options(settings),
@@ -202,6 +210,7 @@ class Bridge:
                 extra={"open": self.tracker.pending()},
             )
         await self.committer.commit_now()
+        await self.crash_loop.release()  # a clean stop is no death
 
     async def _finish_open_records(self) -> None:
         while self.tracker.pending():
@@ -215,6 +224,7 @@ class Bridge:
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
+        self.crash_loop.close()
         await self.redis.aclose()
         if self.http is not None:
             await self.http.stop()
@@ -268,11 +278,12 @@ class Bridge:
             records = (records,)
         if self.committer.consumer is None and self.subscriber is not None:
             self.committer.consumer = self.subscriber.consumer
+        take_in = await self.crash_loop.begin(records)  # marks the poll: see service.crashmarks
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
         partition = TopicPartition("", -1)
-        for record in records:
+        for record in take_in.records:
             if record.partition != partition.partition or record.topic != partition.topic:
                 partition = TopicPartition(record.topic, record.partition)  # one per run
             self.tracker.consumed(partition, record.offset)
@@ -293,6 +304,8 @@ class Bridge:
                 master_data.append((ticket, decision))
             else:
                 self.serial.submit(_delivery(ticket, decision))
+        if take_in.condemned:
+            refused.extend(self._condemned(take_in.condemned, now))
         if self.flow.took(len(records)):
             self._pause_fetching()
         self.metrics.in_flight.set(self.flow.open)
@@ -300,6 +313,26 @@ class Bridge:
             refused.extend(await self._submit_master_data(master_data))
         if refused:
             self._on_outcomes(refused)
+
+    def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Ticket, Outcome]]:
+        """Records that stopped the service too often while being taken in: answered ERROR
+        without being read (reading them is what killed it), so no event_id and the default
+        reply topic; the dead letter keeps their bytes and offset."""
+        return [
+            (
+                Ticket(
+                    TopicPartition(c.record.topic, c.record.partition),
+                    c.record.offset,
+                    c.record.key,
+                    c.record.value,
+                    Subject(None, None, None),
+                    self.settings.reply_topic,
+                    now,
+                ),
+                Outcome.failure(Stage.PARSE, c.message),
+            )
+            for c in condemned
+        ]
 
     async def _submit_master_data(
         self, items: list[tuple[Ticket, Admitted]]
@@ -474,6 +507,7 @@ class Bridge:
             )
         await self.committer.commit_now(only=revoked)
         self.tracker.forget(revoked)
+        await self.crash_loop.release(revoked)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned = True
