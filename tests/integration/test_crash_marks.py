@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -66,13 +66,6 @@ def processes(redis_url: str, redis_prefix: str) -> Iterator[Callable[[], Proces
     yield start
     for process in started:
         process.guard.close()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_record_that_kills_every_take_in_is_condemned_at_the_third_death(

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from service.testhooks import SIGKILL_ON
@@ -27,13 +25,6 @@ def contacts(prefix: str, numbers: range, key: bytes | None = None) -> list[tupl
         )
         for n in numbers
     ]
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_a_record_that_kills_the_process_is_dead_lettered_at_the_third_death(
