@@ -42,7 +42,8 @@ from redis.exceptions import RedisError
 from service.breaker import Breakers, State
 from service.committer import Committer
 from service.connector import CallResult, ConnectorClient
-from service.crashmarks import Condemned, CrashLoopGuard, MarkStore, blocking_client
+from service.crashguard import Condemned, CrashLoopGuard
+from service.crashmarks import MarkStore, blocking_client
 from service.flow import FlowControl
 from service.httpserve import InLoopServer
 from service.intake import Admitted, Intake, Refused
@@ -278,7 +279,7 @@ class Bridge:
             records = (records,)
         if self.committer.consumer is None and self.subscriber is not None:
             self.committer.consumer = self.subscriber.consumer
-        take_in = await self.crash_loop.begin(records)  # marks the poll: see service.crashmarks
+        take_in = await self.crash_loop.begin(records)  # marks the poll: see service.crashguard
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []

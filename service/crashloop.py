@@ -7,8 +7,8 @@ replays it and dies the same way, and the partition stops for good. The breaker 
 record and answers it ERROR, unread, once it has stopped the service ``limit`` times.
 
 It works from *marks*, one per partition, that a process leaves in Redis while it takes records
-in (:mod:`service.crashmarks` keeps them). A mark left by another process means that process
-died, or at least stopped without clearing it:
+in (:mod:`service.crashguard` writes them, :mod:`service.crashmarks` keeps them). A mark left by
+another process means that process died, or at least stopped without clearing it:
 
 * a **poll mark** covers a whole poll's records of the partition. It is written before the poll
   is taken in and stays until the next poll (or a second of quiet) replaces it, so the death it

@@ -13,7 +13,8 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
-from service.crashmarks import CrashLoopGuard, MarkStore, TakeIn, blocking_client
+from service.crashguard import CrashLoopGuard, TakeIn
+from service.crashmarks import MarkStore, blocking_client
 from service.devstack import free_port, start_redis
 from service.redisclient import connect
 from tests.support.waiting import until
