@@ -42,6 +42,8 @@ from redis.exceptions import RedisError
 from service.breaker import Breakers, State
 from service.committer import Committer
 from service.connector import CallResult, ConnectorClient
+from service.crashguard import Condemned, CrashLoopGuard
+from service.crashmarks import MarkStore, blocking_client
 from service.durability import Durability
 from service.durability import check as check_durability
 from service.epoch import Epoch, EpochMoved, ReplayDoubt
@@ -58,13 +60,14 @@ from service.logends import LogEnds
 from service.logs import OutcomeLog
 from service.observability import Metrics, Readiness, health_app
 from service.offsets import OffsetTracker
-from service.outcomes import Origin, Outcome, Subject
+from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
+from service.testhooks import sigkill_on_marker
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class Bridge:
         self.intake = Intake(
             load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes
         )
+        self.intake = sigkill_on_marker(self.intake)  # a test hook, off unless its variable is set
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()
         self.outcome_log = OutcomeLog(settings.log_level)
@@ -170,6 +174,11 @@ class Bridge:
         self.serial.on_lock_wait = self.metrics.lock_wait.observe
         self.serial.on_ledger_hit = self.metrics.idempotent_hits.inc
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self.crash_loop = CrashLoopGuard(
+            MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
+            settings.crash_loop_limit,
+            register=self.tracker.consumed,
+        )
         self.flow = FlowControl(settings.max_in_flight)
         self.producer = AIOKafkaProducer(
             **kafka_client_options(settings),
@@ -239,6 +248,7 @@ class Bridge:
                 extra={"open": self.tracker.pending()},
             )
         await self.committer.commit_now()
+        await self.crash_loop.release()  # a clean stop is no death
 
     async def _finish_open_records(self) -> None:
         while self.tracker.pending():
@@ -256,6 +266,7 @@ class Bridge:
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
+        self.crash_loop.close()
         await self.redis.aclose()
         if self.http is not None:
             await self.http.stop()
@@ -311,12 +322,13 @@ class Bridge:
             records = (records,)
         if self.committer.consumer is None and self.subscriber is not None:
             self.committer.consumer = self.subscriber.consumer
+        take_in = await self.crash_loop.begin(records)  # marks the poll: see service.crashguard
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
         partition = TopicPartition("", -1)
         generation = 0
-        for record in records:
+        for record in take_in.records:
             if record.partition != partition.partition or record.topic != partition.topic:
                 partition = TopicPartition(record.topic, record.partition)  # one per run
                 generation = self.tracker.generation(partition)
@@ -339,6 +351,8 @@ class Bridge:
                 master_data.append((ticket, decision))
             else:
                 self.serial.submit(_delivery(ticket, decision))
+        if take_in.condemned:
+            refused.extend(self._condemned(take_in.condemned, now))
         if self.flow.took(len(records)):
             self._pause_fetching()
         self.metrics.in_flight.set(self.flow.open)
@@ -346,6 +360,26 @@ class Bridge:
             refused.extend(await self._submit_master_data(master_data))
         if refused:
             self._on_outcomes(refused)
+
+    def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Ticket, Outcome]]:
+        """Records that stopped the service too often while being taken in: answered ERROR
+        without being read (reading them is what killed it), so no event_id and the default
+        reply topic; the dead letter keeps their bytes and offset."""
+        answers: list[tuple[Ticket, Outcome]] = []
+        for c in condemned:
+            partition = TopicPartition(c.record.topic, c.record.partition)
+            ticket = Ticket(
+                partition,
+                c.record.offset,
+                c.record.key,
+                c.record.value,
+                Subject(None, None, None),
+                self.settings.reply_topic,
+                now,
+                self.tracker.generation(partition),
+            )
+            answers.append((ticket, Outcome.failure(Stage.PARSE, c.message)))
+        return answers
 
     async def _submit_master_data(
         self, items: list[tuple[Ticket, Admitted]]
@@ -558,6 +592,7 @@ class Bridge:
         await self.committer.commit_now(only=revoked)
         self.tracker.forget(revoked)
         self.replays.revoked((tp.topic, tp.partition) for tp in revoked)
+        await self.crash_loop.release(revoked)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Note where each partition's log ended (records before that are replays an earlier

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
     """Client certificate and key for mutual TLS."""
+    crash_loop_limit: int = Field(3, ge=2, le=100)
+    """Deaths a record may cause while being taken in before it is answered ERROR unread
+    (:mod:`service.crashloop`). At least 2: the first death only names the poll."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from service.devstack import redis_reachable
 from service.sandbox import SandboxOptions, SandboxThread
@@ -37,6 +38,14 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of the tests' Redis, to look at what the service left there."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

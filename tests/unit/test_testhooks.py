@@ -1,0 +1,18 @@
+"""The test hooks are off unless their variable is set, and change nothing else when on."""
+
+from __future__ import annotations
+
+from service.intake import Intake
+from service.routes import RouteTable
+from service.settings import TenantDirectory
+from service.testhooks import SIGKILL_ON, sigkill_on_marker
+
+
+def test_the_test_hook_is_off_unless_its_variable_is_set() -> None:
+    intake = Intake(RouteTable({}, {}), TenantDirectory({}, None), 1024)
+    assert sigkill_on_marker(intake, environ={}) is intake
+    armed = sigkill_on_marker(intake, environ={SIGKILL_ON: "poison"})
+    assert armed is not intake
+    assert armed.admit(b'{"event_id": "e", "type": "t", "data": {}}') == intake.admit(
+        b'{"event_id": "e", "type": "t", "data": {}}'
+    )
