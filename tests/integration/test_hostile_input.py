@@ -18,6 +18,7 @@ from service.settings import TenantDirectory, load_settings
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.kafka import Collector, Topics, contact, create_topics, event
 from tests.support.sandbox import stats as sandbox_stats
+from tests.support.sandbox import stored_records
 
 MIB = 1024 * 1024
 
@@ -34,6 +35,18 @@ def nested(depth: int) -> bytes:
         + b"[" * depth
         + b"]" * depth
         + b"}}"
+    )
+
+
+def deep_invoice(levels: int) -> bytes:
+    """A transactional record ``levels`` objects deep (orjson would not encode one this deep,
+    so it is built as text)."""
+    return (
+        b'{"event_id": "deep-invoice", "type": "ar_invoice.create", "data": '
+        + b'{"x": ' * levels
+        + b"1"
+        + b"}" * levels
+        + b"}"
     )
 
 
@@ -60,6 +73,15 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "event-id-empty": (envelope(event_id=""), "parse"),
     "event-id-129-chars": (envelope(event_id="e" * 129), "parse"),
     "unknown-type": (envelope(type="contact.explode"), "route"),
+    "type-129-chars": (envelope(type="t" * 129), "parse"),
+    "type-200k-chars": (envelope(type="t" * 200_000), "parse"),
+    "newline-in-type": (envelope(type="contact.upsert\nX-Injected: 1"), "parse"),
+    "invoice-65-levels-deep": (deep_invoice(65), "validation"),
+    "invoice-400-levels-deep": (deep_invoice(400), "validation"),
+    "invoice-with-200k-values": (
+        envelope(type="ar_invoice.create", data={"Lines": [0] * 200_000}),
+        "validation",
+    ),
     "unknown-tenant": (envelope(tenant={"customer": "666", "company": "EVIL"}), "route"),
     "crlf-in-tenant": (
         envelope(tenant={"customer": CUSTOMER, "company": f"{COMPANY}\r\nX-Injected: 1"}),
@@ -179,3 +201,34 @@ async def test_non_utf8_header_does_not_lose_the_poll(stack: dict[str, Any]) -> 
     await collector.wait_for_keys(topics.replies, {key})
     [reply] = [r for r in collector.messages[topics.replies] if r.key == key]
     assert reply.json()["response"] == "SUCCESS"
+
+
+async def test_a_deep_invoice_is_refused_and_the_companys_next_invoices_go_through(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 11's poison record: 400 levels deep, it passed the envelope and then broke the
+    ledger's fingerprint inside the company's serial lane, which waited behind it for good."""
+    topics: Topics = stack["topics"]
+    collector: Collector = stack["collector"]
+    invoices = [
+        (f"next-invoice-{n}".encode(), orjson.dumps(invoice(f"next-invoice-{n}"))) for n in range(3)
+    ]
+    await stack["producer"].send_and_wait(topics.events, deep_invoice(400), key=b"deep-400")
+    for key, value in invoices:
+        await stack["producer"].send_and_wait(topics.events, value, key=key)
+
+    keys = {b"deep-400", *(key for key, _ in invoices)}
+    replies = await collector.wait_for_keys(topics.replies, keys)
+    by_key = {r.key: r.json() for r in replies if r.key in keys}
+    refusal = by_key.pop(b"deep-400")
+    assert refusal["stage"] == "validation"
+    assert "nested more than 64 levels deep" in refusal["message"]
+    assert {body["response"] for body in by_key.values()} == {"SUCCESS"}
+    await collector.wait_for_keys(topics.dlt, {b"deep-400"})
+    stored = await stored_records(stack["sandbox"], "/accountsReceivable")
+    numbers = {r["record"].get("InvoiceNo") for r in stored}
+    assert {f"next-invoice-{n}" for n in range(3)} <= numbers
+
+
+def invoice(number: str) -> dict[str, Any]:
+    return event(number, {"InvoiceNo": number, "Amount": 10.5}, type="ar_invoice.create")
