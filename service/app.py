@@ -59,6 +59,7 @@ from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
+from service.replytopics import ReplyTopics
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
 
@@ -97,7 +98,10 @@ class Bridge:
     def __init__(self, settings: Settings, tenants: TenantDirectory) -> None:
         self.settings = settings
         self.intake = Intake(
-            load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes
+            load_route_table(settings.contracts_dir),
+            tenants,
+            settings.max_event_bytes,
+            ReplyTopics.from_settings(settings),
         )
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()

@@ -30,13 +30,14 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ParseFailure:
-    """Why the value is not an event, plus what could still be read from it for the reply."""
+    """Why the value is not an event, plus what could still be read from it for the reply.
+    (Not its ``reply_to``: without a well-formed envelope there is no tenant to judge that topic
+    for, so a parse failure is answered on the default reply topic.)"""
 
     reason: str
     event_id: str | None = None
     correlation_id: str | None = None
     type: str | None = None
-    reply_to: str | None = None
 
 
 def parse_event(value: bytes | None, max_bytes: int) -> Event | ParseFailure:
@@ -78,7 +79,7 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
     good_type = event_type if isinstance(event_type, str) and _type_ok(event_type) else None
 
     def fail(reason: str) -> ParseFailure:
-        return ParseFailure(reason, good_id, good_corr or good_id, good_type, good_reply)
+        return ParseFailure(reason, good_id, good_corr or good_id, good_type)
 
     if not isinstance(event_id, str) or not event_id:
         return fail(f"event_id: required, a string of 1-{MAX_ID_CHARS} characters")
