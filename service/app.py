@@ -104,7 +104,7 @@ class Bridge:
             ReplyTopics.from_settings(settings),
         )
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
-        self.metrics = Metrics()
+        self.metrics = Metrics(known_types=self.intake.routes.routes)
         self.outcome_log = OutcomeLog(settings.log_level)
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
