@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from service.sending import TOPICS_TRACKED
 from tests.conftest import TOKEN
 from tests.support.kafka import (
     Collector,
@@ -24,6 +26,7 @@ from tests.support.kafka import (
     produce,
 )
 from tests.support.sandbox import stats as sandbox_stats
+from tests.support.waiting import until
 
 BETA = {"customer": "2002", "company": "BETA"}
 
@@ -152,3 +155,40 @@ async def test_a_tenant_named_without_being_known_is_answered_on_the_default_top
     stages = {r.key: r.json()["stage"] for r in replies}
     assert stages == {b"stranger": "route", b"broken": "parse"}
     assert await everything_in(kafka_bootstrap, deployment.crm_replies) == []
+
+
+async def test_replies_to_many_topics_leave_bounded_state_behind(
+    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector
+) -> None:
+    """Each topic an event names used to leave producer metadata and a batch behind for good.
+    Replies to more topics than the sender tracks (10 each, enough for a batch of their own)
+    leave metadata for at most the tracked number, and no batch once acknowledged."""
+    run = uuid.uuid4().hex[:8]
+    many = [f"{run}-reply-{n:03d}" for n in range(TOPICS_TRACKED + 32)]
+    await create_topics(kafka_bootstrap, many)
+    refused = contact(0, ContactName="x" * 31)  # answered at once, no Connector call
+    messages: list[tuple[bytes | None, bytes | dict[str, Any] | None]] = [
+        (topic.encode(), event(f"{topic}-{n}", refused, reply_to=topic))
+        for topic in many
+        for n in range(10)
+    ]
+    readers = await Collector(kafka_bootstrap, many).start()
+    try:
+        async with running_service() as bridge:
+            await produce(kafka_bootstrap, topics.events, messages)
+            for topic in many:
+                await readers.wait_for(topic, 10)
+            await collector.wait_for(topics.dlt, len(messages))
+            cluster, sender = bridge.producer.client.cluster, bridge.publisher.sender
+
+            async def metadata_bounded() -> bool:
+                # the tracked topics and the two pinned ones (replies, dead letters)
+                return len(cluster.topics()) <= TOPICS_TRACKED + 2
+
+            async def batches_forgotten() -> bool:
+                return sender.partitions_holding_batches == 0
+
+            await until(metadata_bounded, 10, "metadata for the tracked topics only")
+            await until(batches_forgotten, 10, "acknowledged batches to be forgotten")
+    finally:
+        await readers.stop()
