@@ -45,9 +45,13 @@ async def produce(
     bootstrap: str,
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]],
+    *,
+    max_request_size: int = 1_048_576,
 ) -> int:
     """Send (key, value) pairs in order; dict values are JSON-encoded. Returns the count."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size
+    )
     await producer.start()
     count = 0
     try:
