@@ -23,11 +23,8 @@ def nested(depth: int, key: str = "k", inner: Any = "leaf") -> dict[str, Any]:
     return record
 
 
-def test_a_record_at_the_depth_limit_passes() -> None:
+def test_a_record_at_the_depth_limit_passes_and_one_level_more_is_too_deep() -> None:
     assert check_free_form(nested(MAX_DEPTH)) == []
-
-
-def test_one_level_more_is_a_too_deep_error_naming_where() -> None:
     [error] = check_free_form({"Lines": [nested(MAX_DEPTH - 1)]})
     assert error.code is ErrorCode.TOO_DEEP and error.limit == MAX_DEPTH
     assert error.field.startswith("Lines[0].k.k")
