@@ -65,6 +65,7 @@ from service.partitioning import Murmur2Partitioner
 from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
+from service.replytopics import ReplyTopics
 from service.routes import Lane, load_route_table
 from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
 from service.testhooks import sigkill_on_marker
@@ -108,11 +109,14 @@ class Bridge:
     def __init__(self, settings: Settings, tenants: TenantDirectory) -> None:
         self.settings = settings
         self.intake = Intake(
-            load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes
+            load_route_table(settings.contracts_dir),
+            tenants,
+            settings.max_event_bytes,
+            ReplyTopics.from_settings(settings),
         )
         self.intake = sigkill_on_marker(self.intake)  # a test hook, off unless its variable is set
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
-        self.metrics = Metrics()
+        self.metrics = Metrics(known_types=self.intake.routes.routes)
         self.outcome_log = OutcomeLog(settings.log_level)
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0

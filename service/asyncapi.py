@@ -54,12 +54,17 @@ class InputEvent(BaseModel):
 
     event_id: str = Field(min_length=1, max_length=128, description="Unique per event.")
     type: str = Field(
+        min_length=1,
+        max_length=128,
         description="Route: contact.upsert, customer.upsert, ar_invoice.create, "
-        "ap_invoice.create, journal.create, payroll.create (contracts/routes.yaml)."
+        "ap_invoice.create, journal.create, payroll.create (contracts/routes.yaml).",
     )
     tenant: Tenant | None = Field(None, description="Defaults to the default tenant.")
     reply_to: str | None = Field(
-        None, description="Topic for this event's reply; defaults to SAGEBRIDGE_REPLY_TOPIC."
+        None,
+        description="Topic for this event's reply; defaults to SAGEBRIDGE_REPLY_TOPIC. Input "
+        "topics, the dead-letter topic, __* topics and topics outside SAGEBRIDGE_REPLY_TOPICS "
+        "(or the tenant's reply_topics) are refused: ERROR on the default reply topic.",
     )
     correlation_id: str | None = Field(None, description="Defaults to event_id.")
     data: dict[str, Any] = Field(
@@ -152,8 +157,9 @@ async def _build(settings: Settings) -> dict[str, Any]:
         broker.publisher(
             settings.reply_topic,
             title="sage-replies",
-            description="Replies for events that name no reply_to (and for unparseable ones). "
-            "An event's reply_to topic receives the same message.",
+            description="Replies for events that name no reply_to, and refusals of events whose "
+            "tenant is unknown or whose reply_to is not allowed. An event's allowed reply_to "
+            "topic receives the same message.",
             schema=Reply,
         )
         broker.publisher(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from service.limits import MAX_DEPTH, MAX_FIELD_NAME_CHARS, MAX_PATH_CHARS, MAX_VALUES
 
 
 class ErrorCode(StrEnum):
@@ -32,6 +34,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_FIELD = "unknown_field"
     WRONG_TYPE = "wrong_type"
     CONTROL_CHARACTER = "control_character"
+    TOO_DEEP = "too_deep"
+    TOO_MANY_VALUES = "too_many_values"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class FieldError:
                     f"{self.field}: control character at position {self.actual} "
                     "(only tab, CR and LF are allowed)"
                 )
+            case ErrorCode.TOO_DEEP:
+                return f"{self.field}: nested more than {self.limit} levels deep"
+            case ErrorCode.TOO_MANY_VALUES:
+                return f"{self.field}: the record holds more than {self.limit} values"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "code": str(self.code)}
@@ -123,7 +131,6 @@ _PLAIN_DECIMAL = re.compile(r"[+-]?([0-9]+)(?:\.([0-9]+))?")
 
 # C0 controls except tab/LF/CR, DEL and C1 controls: they corrupt exports and terminals in Sage.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-MAX_FIELD_NAME_CHARS = 100
 MAX_ERRORS = 50
 
 
@@ -241,22 +248,66 @@ def load_contracts(directory: Path) -> dict[str, Contract]:
     return contracts
 
 
+_Path = tuple["_Path", str | int] | None
+"""Where a value sits: ``(parent, key or index)``, one link per open level; made text only for
+an error."""
+
+
 def check_free_form(record: Mapping[str, Any]) -> list[FieldError]:
-    """For routes without a contract: any JSON object, but no control characters in any string
-    (checked through nested objects and arrays; the path names the field)."""
+    """For routes without a contract: any JSON object, but no control characters in any string,
+    at most :data:`~service.limits.MAX_DEPTH` levels and :data:`~service.limits.MAX_VALUES`
+    values. Errors name the field by its path (``Lines[3].Memo``).
+
+    The walk keeps one iterator per open level, and a field's path becomes text only for an
+    error, so checking a record costs memory in proportion to its depth, not its size."""
     errors: list[FieldError] = []
-    stack: list[tuple[str, Any]] = [(_shorten(str(k)), v) for k, v in record.items()]
-    while stack and len(errors) < MAX_ERRORS:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            control = _CONTROL.search(value)
-            if control is not None:
-                errors.append(FieldError(path, ErrorCode.CONTROL_CHARACTER, actual=control.start()))
-        elif isinstance(value, dict):
-            stack.extend((f"{path}.{_shorten(str(k))}", v) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    values = 1
+    levels: list[tuple[Iterator[tuple[str | int, Any]], _Path]] = [(iter(record.items()), None)]
+    while levels:
+        children, parent = levels[-1]
+        for key, value in children:
+            values += 1
+            if values > MAX_VALUES:
+                errors.append(
+                    FieldError(_path_text((parent, key)), ErrorCode.TOO_MANY_VALUES, MAX_VALUES)
+                )
+                return errors
+            if isinstance(value, str):
+                if value.isprintable():  # no control character can be in it
+                    continue
+                control = _CONTROL.search(value)
+                if control is not None:
+                    where = _path_text((parent, key))
+                    errors.append(
+                        FieldError(where, ErrorCode.CONTROL_CHARACTER, actual=control.start())
+                    )
+                    if len(errors) >= MAX_ERRORS:
+                        return errors
+            elif isinstance(value, (dict, list)):
+                if len(levels) >= MAX_DEPTH:
+                    errors.append(
+                        FieldError(_path_text((parent, key)), ErrorCode.TOO_DEEP, MAX_DEPTH)
+                    )
+                    return errors
+                inner = iter(value.items()) if isinstance(value, dict) else enumerate(value)
+                levels.append((inner, (parent, key)))
+                break  # into the child; this level's iterator resumes after it
+        else:
+            levels.pop()
     return errors
+
+
+def _path_text(path: _Path) -> str:
+    """``a.b[2].c``, each name shortened, the whole kept to its start and end if long."""
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else "." + _shorten(key))
+    text = "".join(reversed(parts)).removeprefix(".")
+    if len(text) <= MAX_PATH_CHARS:
+        return text
+    half = MAX_PATH_CHARS // 2
+    return text[:half] + "…" + text[-half:]
 
 
 def describe_errors(errors: Sequence[FieldError], most: int = 10) -> str:

@@ -11,9 +11,8 @@ from typing import Any
 
 import orjson
 
+from service.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
 from service.settings import is_valid_topic
-
-MAX_EVENT_ID_CHARS = 128
 
 
 @dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
@@ -31,13 +30,14 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ParseFailure:
-    """Why the value is not an event, plus what could still be read from it for the reply."""
+    """Why the value is not an event, plus what could still be read from it for the reply.
+    (Not its ``reply_to``: without a well-formed envelope there is no tenant to judge that topic
+    for, so a parse failure is answered on the default reply topic.)"""
 
     reason: str
     event_id: str | None = None
     correlation_id: str | None = None
     type: str | None = None
-    reply_to: str | None = None
 
 
 def parse_event(value: bytes | None, max_bytes: int) -> Event | ParseFailure:
@@ -63,7 +63,7 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
         type(event_id) is str
         and _id_ok(event_id)
         and type(event_type) is str
-        and event_type
+        and _type_ok(event_type)
         and type(data) is dict
         and reply_to is None
         and "tenant" not in doc
@@ -76,25 +76,31 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
     good_corr = (
         correlation_id if isinstance(correlation_id, str) and _id_ok(correlation_id) else None
     )
-    good_type = event_type if isinstance(event_type, str) and len(event_type) <= 128 else None
+    good_type = event_type if isinstance(event_type, str) and _type_ok(event_type) else None
 
     def fail(reason: str) -> ParseFailure:
-        return ParseFailure(reason, good_id, good_corr or good_id, good_type, good_reply)
+        return ParseFailure(reason, good_id, good_corr or good_id, good_type)
 
     if not isinstance(event_id, str) or not event_id:
-        return fail("event_id: required, a string of 1-128 characters")
-    if len(event_id) > MAX_EVENT_ID_CHARS:
-        return fail(f"event_id: at most {MAX_EVENT_ID_CHARS} characters, got {len(event_id)}")
+        return fail(f"event_id: required, a string of 1-{MAX_ID_CHARS} characters")
+    if len(event_id) > MAX_ID_CHARS:
+        return fail(f"event_id: at most {MAX_ID_CHARS} characters, got {len(event_id)}")
     if not _id_ok(event_id):
         return fail("event_id: control characters are not allowed")
     if not isinstance(event_type, str) or not event_type:
         return fail("type: required, a non-empty string")
+    if len(event_type) > MAX_TYPE_CHARS:
+        return fail(f"type: at most {MAX_TYPE_CHARS} characters, got {len(event_type)}")
+    if good_type is None:
+        return fail("type: control characters are not allowed")
     if not isinstance(data, dict):
         return fail(f"data: required, a JSON object, got {_json_kind(data)}")
     if reply_to is not None and good_reply is None:
         return fail("reply_to: not a valid Kafka topic name")
     if correlation_id is not None and good_corr is None:
-        return fail("correlation_id: a string of 1-128 characters without control characters")
+        return fail(
+            f"correlation_id: a string of 1-{MAX_ID_CHARS} characters without control characters"
+        )
     tenant = doc.get("tenant")
     customer = company = None
     if tenant is not None:
@@ -119,7 +125,11 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
 
 
 def _id_ok(text: str) -> bool:
-    return 0 < len(text) <= MAX_EVENT_ID_CHARS and text.isprintable()
+    return 0 < len(text) <= MAX_ID_CHARS and text.isprintable()
+
+
+def _type_ok(text: str) -> bool:
+    return 0 < len(text) <= MAX_TYPE_CHARS and text.isprintable()
 
 
 def _json_kind(doc: Any) -> str:

@@ -1,8 +1,13 @@
-"""Intake: envelope -> route -> tenant -> contract check. Pure: bytes in, a decision out.
+"""Intake: envelope -> tenant -> reply topic -> route -> contract check. Pure: bytes in, a
+decision out.
 
 Either the event is :class:`Admitted` (ready for its lane) or :class:`Refused` with the outcome
 to report. Refusals never reach the Cloud Connector, and the tenant used for a call is always
 the configured one looked up here — never strings copied from the event into HTTP headers.
+
+A refusal is answered on the event's ``reply_to`` only once its tenant is known and may use
+that topic (:mod:`service.replytopics`); before that — a parse failure, an unknown tenant, a
+refused ``reply_to`` — it goes to the default reply topic.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from service.contracts import check_free_form, describe_errors
 from service.envelope import Event, ParseFailure, parse_event
 from service.outcomes import Outcome, Stage, Subject
+from service.replytopics import ReplyTopics
 from service.routes import Route, RouteTable
 from service.settings import Tenant, TenantDirectory
 
@@ -51,28 +57,33 @@ class Intake:
     routes: RouteTable
     tenants: TenantDirectory
     max_event_bytes: int
+    reply_topics: ReplyTopics
 
     def admit(self, value: bytes | None) -> Admitted | Refused:
         parsed = parse_event(value, self.max_event_bytes)
         if isinstance(parsed, ParseFailure):
             subject = Subject(parsed.event_id, parsed.correlation_id, parsed.type)
-            return Refused(subject, Outcome.failure(Stage.PARSE, parsed.reason), parsed.reply_to)
+            return Refused(subject, Outcome.failure(Stage.PARSE, parsed.reason), None)
         event = parsed
         subject = Subject(event.event_id, event.correlation_id, event.type)
         route = self.routes.get(event.type)
-        if route is None:
-            known = ", ".join(sorted(self.routes.routes))
-            return self._refuse(
-                event, subject, Stage.ROUTE, f"type: no route for {event.type!r} (known: {known})"
-            )
         tenant = self.tenants.resolve(event.customer, event.company)
         if tenant is None:
+            if route is None:
+                return Refused(subject, self._no_route(event.type), None)
             who = (
                 "no tenant given and no default tenant configured"
                 if event.customer is None and event.company is None
                 else f"unknown tenant customer={event.customer!r} company={event.company!r}"
             )
-            return self._refuse(event, subject, Stage.ROUTE, f"tenant: {who}")
+            return Refused(subject, Outcome.failure(Stage.ROUTE, f"tenant: {who}"), None)
+        if event.reply_to is not None:
+            refusal = self.reply_topics.refusal(event.reply_to, tenant)
+            if refusal is not None:
+                message = f"reply_to: topic {event.reply_to!r} is not allowed: {refusal}"
+                return Refused(subject, Outcome.failure(Stage.ROUTE, message), None)
+        if route is None:
+            return Refused(subject, self._no_route(event.type), event.reply_to)
         contract = route.contract
         errors = contract.check(event.data) if contract is not None else check_free_form(event.data)
         if errors:
@@ -84,6 +95,6 @@ class Intake:
         identity = contract.identity(event.data) if contract is not None else None
         return Admitted(event, route, tenant, identity)
 
-    @staticmethod
-    def _refuse(event: Event, subject: Subject, stage: Stage, message: str) -> Refused:
-        return Refused(subject, Outcome.failure(stage, message), event.reply_to)
+    def _no_route(self, event_type: str) -> Outcome:
+        known = ", ".join(sorted(self.routes.routes))
+        return Outcome.failure(Stage.ROUTE, f"type: no route for {event_type!r} (known: {known})")

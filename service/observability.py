@@ -7,7 +7,7 @@ types, outcomes, stages, endpoints and lanes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,14 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
+UNKNOWN_TYPE = "unknown"
+"""The ``type`` label of every event whose type has no route: a label value must not come from
+the event, or each new string a producer sends would add a series for good."""
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, known_types: Collection[str] = ()) -> None:
+        self._known_types = frozenset(known_types)
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter(
@@ -85,9 +91,11 @@ class Metrics:
 
     def count_outcomes(self, counted: Mapping[tuple[str, bool, str], int]) -> None:
         """Add answered events, pre-counted per (type, ok, stage): one label lookup per kind
-        of outcome in a batch, not one per event."""
+        of outcome in a batch, not one per event. A type without a route counts as
+        :data:`UNKNOWN_TYPE`."""
         for (event_type, ok, stage), count in counted.items():
-            self.events.labels(event_type, "SUCCESS" if ok else "ERROR", stage).inc(count)
+            label = event_type if event_type in self._known_types else UNKNOWN_TYPE
+            self.events.labels(label, "SUCCESS" if ok else "ERROR", stage).inc(count)
             if not ok:
                 self.dead_letters.labels(stage).inc(count)
 

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 _WORDS: dict[int, struct.Struct] = {}
+_WORDS_CACHED_UP_TO = 256
+"""Key lengths whose word reader is kept. Keys come from producers, so caching every length
+seen would let them grow this table without bound; longer keys build theirs each time."""
 
 
 def murmur2(data: bytes) -> int:
@@ -23,7 +26,9 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     words = _WORDS.get(length)
     if words is None:
-        words = _WORDS[length] = struct.Struct(f"<{length // 4}I")
+        words = struct.Struct(f"<{length // 4}I")
+        if length <= _WORDS_CACHED_UP_TO:
+            _WORDS[length] = words
     h = 0x9747B28C ^ length
     for word in words.unpack_from(data):
         k = (word * _M) & _MASK

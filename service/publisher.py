@@ -81,7 +81,7 @@ class OutcomePublisher:
     ) -> None:
         self._ack_timeout_s = ack_timeout_s
         self._max_value_bytes = max_value_bytes
-        self._sender = BatchingSender(producer)
+        self.sender = BatchingSender(producer, pinned=(default_reply_topic, dlt_topic))
         self._default_reply_topic = default_reply_topic
         self._dlt_topic = dlt_topic
         self._retry_delay_s = retry_delay_s
@@ -120,7 +120,7 @@ class OutcomePublisher:
         """Send each message once; return the ones that failed, ready to resend."""
         for message in messages:
             message.attempts += 1
-        sends = await self._sender.send_all(messages)
+        sends = await self.sender.send_all(messages)
         waiting = {id(s): s for s in sends if isinstance(s, asyncio.Future)}
         if waiting:
             await asyncio.wait(waiting.values(), timeout=self._ack_timeout_s)

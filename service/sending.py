@@ -12,12 +12,21 @@ aiokafka has not drained it and it has room — the way ``send`` joins the pendi
 what does not fit starts a new batch, and only when there are at least ``batch_from`` of them;
 a few messages, or large ones, go through ``send``, so a single answer never queues behind a
 batch of its own.
+
+What the sender keeps per topic is bounded, because ``reply_to`` lets producers choose topics:
+a handed-over batch is forgotten once Kafka has acknowledged it, and the producer is told to
+track metadata only for the pinned topics (default replies, dead letters) and the
+:data:`TOPICS_TRACKED` most recently used others, then to refresh it: aiokafka rebuilds its
+metadata from each answer for the tracked topics, so the others drop out. A later message to a
+dropped topic costs one metadata request. (A message still in aiokafka's queue for a topic
+dropped meanwhile fails and is sent again by the publisher, like any failed send.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,6 +64,8 @@ BATCH_FROM = 8
 MAX_BATCHED_BYTES = 4096
 """Larger values (dead letters carrying big events) go through ``send``, which checks each
 against the size limits, so a refusal for size hits that message alone."""
+TOPICS_TRACKED = 128
+"""Topics besides the pinned ones whose metadata the producer keeps, the most recently used."""
 
 
 class BatchingSender:
@@ -64,15 +75,40 @@ class BatchingSender:
         *,
         batch_from: int = BATCH_FROM,
         max_batched_bytes: int = MAX_BATCHED_BYTES,
+        pinned: Collection[str] = (),
+        topics_tracked: int = TOPICS_TRACKED,
     ) -> None:
         self._producer = producer
         self._batch_from = batch_from
         self._max_batched_bytes = max_batched_bytes
         self._handed: dict[tuple[str, int], _Handed] = {}
+        self._pinned = frozenset(pinned)
+        self._topics_tracked = topics_tracked
+        self._recent: dict[str, None] = {}
+        """Topics other than the pinned ones, least recently used first (insertion order)."""
+        self._in_use: Counter[str] = Counter()
+        """Topics of the calls under way, which may be waiting to learn their partitions."""
+
+    @property
+    def partitions_holding_batches(self) -> int:
+        """Partitions whose last handed-over batch is not yet acknowledged."""
+        return len(self._handed)
 
     async def send_all(self, messages: Sequence[Outgoing]) -> list[Sent]:
         """Hand every message to the producer; one :data:`Sent` per message, in order.
         Messages of one partition keep their order."""
+        topics = {m.topic for m in messages} - self._pinned
+        self._in_use.update(topics)
+        try:
+            return await self._send_all(messages)
+        finally:
+            for topic in topics:
+                self._in_use[topic] -= 1
+                if not self._in_use[topic]:
+                    del self._in_use[topic]
+            self._track(topics)
+
+    async def _send_all(self, messages: Sequence[Outgoing]) -> list[Sent]:
         sent: list[Sent | None] = [None] * len(messages)
         for (topic, place), members in (await self._by_partition(messages)).items():
             if isinstance(place, BaseException):
@@ -86,6 +122,21 @@ class BatchingSender:
             found if found is not None else await self._send_one(message)
             for message, found in zip(messages, sent, strict=True)
         ]
+
+    def _track(self, topics: set[str]) -> None:
+        """Move ``topics`` to the recent end; past the bound, have the producer track only the
+        pinned, the recent and the in-use topics, and refresh its metadata. Runs after the
+        messages were handed over, since learning a topic's partitions makes the producer
+        track it again."""
+        recent = self._recent
+        for topic in topics:
+            recent.pop(topic, None)
+            recent[topic] = None
+        if len(recent) > self._topics_tracked:
+            for stale in list(recent)[: len(recent) - self._topics_tracked]:
+                del recent[stale]
+            self._producer.client.set_topics([*self._pinned, *recent, *self._in_use])
+            self._producer.client.force_metadata_update()
 
     async def _by_partition(
         self, messages: Sequence[Outgoing]
@@ -171,9 +222,15 @@ class BatchingSender:
             result = exc
         else:
             result = acknowledged
-            self._handed[partition] = _Handed(builder, acknowledged)
+            handed = self._handed[partition] = _Handed(builder, acknowledged)
+            acknowledged.add_done_callback(lambda _: self._forget(partition, handed))
         for index in members:
             sent[index] = result
+
+    def _forget(self, partition: tuple[str, int], handed: _Handed) -> None:
+        """An acknowledged batch is drained and takes no more messages."""
+        if self._handed.get(partition) is handed:
+            del self._handed[partition]
 
     async def _send_one(self, message: Outgoing) -> Sent:
         try:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.replytopics import TopicPatterns
 from service.routes import DEFAULT_CONTRACTS_DIR
 
 ENV_PREFIX = "SAGEBRIDGE_"
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     crash_loop_limit: int = Field(3, ge=2, le=100)
     """Deaths a record may cause while being taken in before it is answered ERROR unread
     (:mod:`service.crashloop`). At least 2: the first death only names the poll."""
+    reply_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
+    """Allow-list of ``reply_to`` topics, ``*`` wildcards; unset: any topic not always refused
+    (see :mod:`service.replytopics`)."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -101,6 +105,21 @@ class Settings(BaseSettings):
             value = tuple(t.strip() for t in value.split(",") if t.strip())
         if not value:
             raise ValueError("at least one topic is required")
+        return value
+
+    @field_validator("reply_topics", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(t.strip() for t in value.split(",") if t.strip()) or None
+        return value
+
+    @field_validator("reply_topics")
+    @classmethod
+    def _topic_patterns(cls, value: Any) -> Any:
+        for pattern in value or ():
+            if not is_topic_pattern(pattern):
+                raise ValueError(f"{pattern!r} is not a topic name with '*' wildcards")
         return value
 
     @field_validator("input_topics", "reply_topic", "dlt_topic")
@@ -132,6 +151,11 @@ def is_valid_topic(name: str) -> bool:
         and name not in (".", "..")
         and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
     )
+
+
+def is_topic_pattern(pattern: str) -> bool:
+    """A topic name in which ``*`` may stand for any run of characters."""
+    return is_valid_topic(pattern.replace("*", "x"))
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
@@ -186,6 +210,8 @@ class Tenant:
     customer: str
     company: str
     token: SecretStr
+    reply_topics: TopicPatterns | None = None
+    """The topics its events may name as ``reply_to`` (tenants file); ``None``: the global rule."""
     key: tuple[str, str] = field(init=False)
     """``(customer, company)``: how lanes, locks and the ledger name the tenant."""
 
@@ -257,5 +283,19 @@ def _read_tenants_file(path: Path) -> list[Tenant]:
         token = os.environ.get(entry["token_env"])
         if not token:
             raise SettingsError(f"{entry['token_env']}: not set (token of tenants entry {index})")
-        tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token)))
+        reply_topics = _tenant_reply_topics(entry.get("reply_topics"), f"{where}: entry {index}")
+        tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token), reply_topics))
     return tenants
+
+
+def _tenant_reply_topics(raw: Any, where: str) -> TopicPatterns | None:
+    """A tenant's own ``reply_topics``: absent means the global rule; a list (even empty, which
+    leaves only the default reply topic) replaces it."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise SettingsError(f"{where}: reply_topics must be a list of topic names")
+    for pattern in raw:
+        if not is_topic_pattern(pattern):
+            raise SettingsError(f"{where}: reply_topics: {pattern!r} is not a topic name")
+    return TopicPatterns.of(raw)

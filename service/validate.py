@@ -17,6 +17,7 @@ from typing import TextIO
 from pydantic import SecretStr
 
 from service.intake import Intake, Refused
+from service.replytopics import ReplyTopics
 from service.routes import load_route_table
 from service.settings import Settings, Tenant, TenantDirectory
 
@@ -33,7 +34,12 @@ class _AnyTenant(TenantDirectory):
 def offline_intake(settings: Settings) -> Intake:
     """The service's intake with the tenant check switched off."""
     tenants = _AnyTenant(tenants={}, default=None)
-    return Intake(load_route_table(settings.contracts_dir), tenants, settings.max_event_bytes)
+    return Intake(
+        load_route_table(settings.contracts_dir),
+        tenants,
+        settings.max_event_bytes,
+        ReplyTopics.from_settings(settings),
+    )
 
 
 def validate_lines(stream: TextIO, out: TextIO, settings: Settings) -> int:

@@ -192,3 +192,31 @@ async def test_a_ledger_redis_that_would_lose_its_data_is_shown_not_durable(
     assert body["ledger"]["appendonly"] == ("yes" if append_only else "no")
     assert body["ledger"]["durable"] is append_only
     assert value(metrics, "sagebridge_ledger_durable") == (1.0 if append_only else 0.0)
+
+
+async def test_distinct_unknown_types_share_one_series(
+    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector
+) -> None:
+    """A metric label must not take its value from the event: 2,000 events with 2,000 made-up
+    types add a handful of series (counted under ``type="unknown"``), not 2,000."""
+    count = 2000
+    messages: list[tuple[bytes | None, bytes | dict[str, Any] | None]] = [
+        (f"u{n}".encode(), event(f"unknown-{n}", contact(n), type=f"vendor.thing-{n}"))
+        for n in range(count)
+    ]
+    async with running_service() as bridge:
+        before = await get(bridge, "/metrics")
+        await produce(kafka_bootstrap, topics.events, messages)
+        await collector.wait_for(topics.replies, count)
+
+        async def counted() -> bool:
+            return value(await scrape(bridge), "sagebridge_events_total") == count
+
+        await until(counted, 30, "events to be counted")
+        after = await get(bridge, "/metrics")
+
+    new_series = set(samples(after.text)) - set(samples(before.text))
+    assert len(new_series) <= 8, sorted(new_series)[:10]
+    unknown = {"type": "unknown", "outcome": "ERROR", "stage": "route"}
+    assert value(samples(after.text), "sagebridge_events_total", **unknown) == count
+    assert len(after.content) - len(before.content) < 2_000

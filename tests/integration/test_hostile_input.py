@@ -16,83 +16,10 @@ from service.app import create_app
 from service.sandbox import SandboxOptions, SandboxThread
 from service.settings import TenantDirectory, load_settings
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
+from tests.support.hostile import HOSTILE, MIB, deep_invoice
 from tests.support.kafka import Collector, Topics, contact, create_topics, event
 from tests.support.sandbox import stats as sandbox_stats
-
-MIB = 1024 * 1024
-
-
-def envelope(**overrides: Any) -> bytes:
-    doc: dict[str, Any] = event("hostile", contact(1))
-    doc.update(overrides)
-    return orjson.dumps(doc)
-
-
-def nested(depth: int) -> bytes:
-    return (
-        b'{"event_id": "deep", "type": "contact.upsert", "data": {"x": '
-        + b"[" * depth
-        + b"]" * depth
-        + b"}}"
-    )
-
-
-def customer_with_credit_limit(value: str) -> bytes:
-    data = {"ARDivisionNo": "01", "CustomerNo": "C1", "CreditLimit": value}
-    return envelope(type="customer.upsert", data=data)
-
-
-def big(size: int) -> bytes:
-    return envelope(data=contact(1, ContactNotes="x" * size))
-
-
-HOSTILE: dict[str, tuple[bytes, str]] = {
-    "non-utf8": (b'{"event_id": "\xff\xfe", "type": 1}', "parse"),
-    "invalid-json": (b'{"event_id": "x", ', "parse"),
-    "top-level-array": (b'[{"event_id": "x"}]', "parse"),
-    "top-level-number": (b"12345", "parse"),
-    "top-level-string": (b'"just a string"', "parse"),
-    "top-level-null": (b"null", "parse"),
-    "deeply-nested": (nested(100_000), "parse"),
-    "one-mib": (big(MIB), "parse"),
-    "ten-mib": (big(10 * MIB), "parse"),
-    "event-id-missing": (orjson.dumps({"type": "contact.upsert", "data": contact(1)}), "parse"),
-    "event-id-empty": (envelope(event_id=""), "parse"),
-    "event-id-129-chars": (envelope(event_id="e" * 129), "parse"),
-    "unknown-type": (envelope(type="contact.explode"), "route"),
-    "unknown-tenant": (envelope(tenant={"customer": "666", "company": "EVIL"}), "route"),
-    "crlf-in-tenant": (
-        envelope(tenant={"customer": CUSTOMER, "company": f"{COMPANY}\r\nX-Injected: 1"}),
-        "parse",
-    ),
-    "nul-in-tenant": (
-        envelope(tenant={"customer": f"{CUSTOMER}\x00", "company": COMPANY}),
-        "parse",
-    ),
-    "nul-in-field": (envelope(data=contact(1, ContactName="Jane\x00Smith")), "validation"),
-    "bell-in-field": (envelope(data=contact(1, ContactNotes="ding\x07")), "validation"),
-    "control-in-invoice": (
-        envelope(type="ar_invoice.create", data={"InvoiceNo": "I-1", "Memo": "a\x1bb"}),
-        "validation",
-    ),
-    "exponent-number": (
-        customer_with_credit_limit("1e5"),
-        "validation",
-    ),
-    "nan-string": (
-        customer_with_credit_limit("NaN"),
-        "validation",
-    ),
-    "infinity-string": (
-        customer_with_credit_limit("Infinity"),
-        "validation",
-    ),
-    "nan-literal": (
-        b'{"event_id": "n", "type": "customer.upsert", "data": {"CreditLimit": NaN}}',
-        "parse",
-    ),
-    "very-long-field-name": (envelope(data=contact(1, **{"K" * 100_000: "v"})), "validation"),
-}
+from tests.support.sandbox import stored_records
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +106,34 @@ async def test_non_utf8_header_does_not_lose_the_poll(stack: dict[str, Any]) -> 
     await collector.wait_for_keys(topics.replies, {key})
     [reply] = [r for r in collector.messages[topics.replies] if r.key == key]
     assert reply.json()["response"] == "SUCCESS"
+
+
+async def test_a_deep_invoice_is_refused_and_the_companys_next_invoices_go_through(
+    stack: dict[str, Any],
+) -> None:
+    """Issue 11's poison record: 400 levels deep, it passed the envelope and then broke the
+    ledger's fingerprint inside the company's serial lane, which waited behind it for good."""
+    topics: Topics = stack["topics"]
+    collector: Collector = stack["collector"]
+    invoices = [
+        (f"next-invoice-{n}".encode(), orjson.dumps(invoice(f"next-invoice-{n}"))) for n in range(3)
+    ]
+    await stack["producer"].send_and_wait(topics.events, deep_invoice(400), key=b"deep-400")
+    for key, value in invoices:
+        await stack["producer"].send_and_wait(topics.events, value, key=key)
+
+    keys = {b"deep-400", *(key for key, _ in invoices)}
+    replies = await collector.wait_for_keys(topics.replies, keys)
+    by_key = {r.key: r.json() for r in replies if r.key in keys}
+    refusal = by_key.pop(b"deep-400")
+    assert refusal["stage"] == "validation"
+    assert "nested more than 64 levels deep" in refusal["message"]
+    assert {body["response"] for body in by_key.values()} == {"SUCCESS"}
+    await collector.wait_for_keys(topics.dlt, {b"deep-400"})
+    stored = await stored_records(stack["sandbox"], "/accountsReceivable")
+    numbers = {r["record"].get("InvoiceNo") for r in stored}
+    assert {f"next-invoice-{n}" for n in range(3)} <= numbers
+
+
+def invoice(number: str) -> dict[str, Any]:
+    return event(number, {"InvoiceNo": number, "Amount": 10.5}, type="ar_invoice.create")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -312,30 +311,3 @@ async def test_an_answer_lost_after_the_record_was_stored_is_unknown_and_never_r
     assert replies[1].json()["stage"] == "unknown_outcome"
     assert len(await stored_records(sandbox, "/accountsReceivable")) == 1
     assert (await sandbox_stats(sandbox))["calls"] == 1
-
-
-async def test_a_record_too_deep_to_encode_is_refused_and_its_company_goes_on(
-    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
-) -> None:
-    """A transactional record nested 400 levels deep must get an ERROR and a dead letter, and
-    must not hold up the invoices of its company that come after it."""
-    deep: object = "bottom"
-    for _ in range(400):
-        deep = {"level": deep}
-    deep_event = event("inv-deep", {"InvoiceNo": "D", "Memo": deep}, type="ar_invoice.create")
-    feed: list[tuple[bytes, Any]] = [(b"k", json.dumps(deep_event).encode())]  # orjson: 255 max
-    feed += [
-        (b"k", event(f"inv-after-{n}", invoice(n), type="ar_invoice.create")) for n in range(5)
-    ]
-    async with running_service():
-        await produce(kafka_bootstrap, topics.events, feed)
-        replies = await collector.wait_for_events(
-            topics.replies, {"inv-deep"} | {f"inv-after-{n}" for n in range(5)}, timeout_s=30
-        )
-        [dead] = await collector.wait_for(topics.dlt, 1)
-    final = {r.json()["event_id"]: r.json() for r in replies}
-    assert final["inv-deep"]["response"] == "ERROR"
-    assert final["inv-deep"]["stage"] in ("parse", "validation")
-    assert dead.headers["x-event-id"] == b"inv-deep"
-    assert all(final[f"inv-after-{n}"]["response"] == "SUCCESS" for n in range(5))
-    assert len(await stored_records(sandbox, "/accountsReceivable")) == 5

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.devstack import HoleGuard, Topics
@@ -45,9 +45,13 @@ async def produce(
     bootstrap: str,
     topic: str,
     messages: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]],
+    *,
+    max_request_size: int = 1_048_576,
 ) -> int:
     """Send (key, value) pairs in order; dict values are JSON-encoded. Returns the count."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size
+    )
     await producer.start()
     count = 0
     try:
@@ -179,3 +183,46 @@ class Collector:
             self._task.cancel()
         if self._consumer is not None:
             await self._consumer.stop()
+
+
+END_MARK = b"--end-of-topic-marker--"
+
+
+async def everything_in(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Received]:
+    """Every record ``topic`` holds, read from the beginning. To know where the end is, this
+    first writes a marker into each partition (Tansu's end offsets cannot be trusted for it),
+    so call it once whatever is checked has been written, and ignore markers after that."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        for partition in partitions:
+            await producer.send_and_wait(topic, END_MARK, key=END_MARK, partition=partition)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Received] = []
+    holes: HoleGuard[Any] = HoleGuard()
+    try:
+        reading = {TopicPartition(topic, p) for p in partitions}
+        consumer.assign(list(reading))
+        await consumer.seek_to_beginning(*reading)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while reading:
+            assert asyncio.get_running_loop().time() < deadline, f"{topic}: no end marker"
+            for partition, fetched in (await consumer.getmany(timeout_ms=100)).items():
+                records, hole = holes.accept(partition, fetched)
+                if hole is not None:
+                    consumer.seek(partition, hole)
+                for r in records:
+                    if partition not in reading:
+                        break
+                    if r.key == END_MARK:
+                        reading.discard(partition)
+                        continue
+                    headers = {k: v for k, v in (r.headers or ())}
+                    found.append(Received(r.topic, r.partition, r.offset, r.key, r.value, headers))
+    finally:
+        await consumer.stop()
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
@@ -37,3 +38,18 @@ def test_partition_choice_matches_aiokafkas_default_partitioner() -> None:
 def test_a_message_without_key_goes_to_an_available_partition() -> None:
     chosen = {Murmur2Partitioner()(None, [0, 1, 2], [2]) for _ in range(50)}
     assert chosen == {2}
+
+
+def test_hashing_keys_of_every_length_keeps_no_memory_per_length() -> None:
+    """Reply keys are the producers' keys: hashing one key of each of 1,000 lengths must not
+    leave something behind per length."""
+    keys = [b"k" * n for n in range(257, 1257)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key in keys:
+            murmur2(key)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 16 * 1024, f"{kept} bytes kept after hashing 1,000 key lengths"
