@@ -317,8 +317,9 @@ class Sandbox:
         if self.store.generation != generation:
             return 503, _error("sandbox: reset while the call was in progress")
         numbered = route.lane is Lane.SERIAL
+        keys = route.contract.keys if route.contract is not None else ()
         numbers = self.store.accept(
-            call.endpoint, (call.customer, call.company), call.number, records, numbered
+            call.endpoint, (call.customer, call.company), call.number, records, numbered, keys
         )
         if self._roll(self.faults.store_then_fail_rate):
             self.store.injected["store_then_fail"] += 1

@@ -55,6 +55,13 @@ class Store:
     calls are still running and will :meth:`leave` later."""
     _next_call: int = 1
     _next_record_number: dict[Tenant, int] = field(default_factory=dict)
+    _rows: dict[tuple[str, Tenant], dict[tuple[str, ...], dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    """The current row per key, per (endpoint, tenant): a lookup by the key elements is one
+    dict read, as a database's would be, however many records were stored."""
+    _keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The key elements each endpoint's rows are indexed by."""
 
     def reset(self) -> None:
         """Forget history (records, log, counters, record numbers); keep live in-progress counts."""
@@ -69,6 +76,7 @@ class Store:
         self.injected = dict.fromkeys(INJECTED_KINDS, 0)
         self._next_call = 1
         self._next_record_number = {}
+        self._rows = {}
 
     def next_call(self) -> int:
         """The number of a call that just arrived (1, 2, ... since the last reset)."""
@@ -118,9 +126,16 @@ class Store:
         call: int,
         records: Sequence[dict[str, Any]],
         numbered: bool,
+        keys: tuple[str, ...] = (),
     ) -> list[int]:
-        """Store ``records``; numbered (transactional) ones get the tenant's next record numbers."""
+        """Store ``records``; numbered (transactional) ones get the tenant's next record numbers.
+        ``keys``: the elements that identify a row of ``endpoint`` (indexed for lookups)."""
         customer, company = tenant
+        if keys:
+            self._keys[endpoint] = keys
+            rows = self._rows.setdefault((endpoint, tenant), {})
+            for record in records:
+                rows[tuple(str(record.get(name, "")) for name in keys)] = record
         numbers: list[int] = []
         if numbered:
             first = self._next_record_number.get(tenant, 1)
@@ -175,14 +190,18 @@ class Store:
     ) -> list[dict[str, Any]]:
         """The Connector's ``list`` GET: the current row for each identity matching ``criteria``
         (element name -> value, compared as text). Later writes of a row replace earlier ones."""
-        current: dict[str, dict[str, Any]] = {}
+        keys = self._keys.get(endpoint)
+        if keys is not None and set(criteria) == set(keys):
+            row = self._rows.get((endpoint, tenant), {}).get(tuple(criteria[k] for k in keys))
+            return [] if row is None else [row]
+        identity = keys or tuple(sorted(criteria))
+        current: dict[tuple[str, ...], dict[str, Any]] = {}
         for entry in self.records:
             if entry["endpoint"] != endpoint or (entry["customer"], entry["company"]) != tenant:
                 continue
             record = entry["record"]
             if all(str(record.get(name, "")) == value for name, value in criteria.items()):
-                key = "|".join(str(record.get(name, "")) for name in sorted(criteria))
-                current[key] = record
+                current[tuple(str(record.get(name, "")) for name in identity)] = record
         return list(current.values())
 
     def records_for(self, endpoint: str | None) -> list[dict[str, Any]]:

@@ -384,3 +384,21 @@ def test_no_response_or_call_log_contains_a_token(client: httpx.Client) -> None:
     calls = client.get("/_sandbox/calls").json()["calls"]
     assert len(calls) == 7
     assert {call["token"] for call in calls} == {"token#1", "token#2", None}
+
+
+def test_a_lookup_by_the_key_answers_the_current_row_only(client: httpx.Client) -> None:
+    """The Connector's list GET, as reconciliation uses it: the latest write of the row with
+    those keys, for this company only (a lookup by fewer elements still works, by scanning)."""
+    client.post(CONTACTS, json=[contact("A", ContactName="Old"), contact("B")], headers=HEADERS)
+    client.post(CONTACTS, json=contact("A", ContactName="New"), headers=HEADERS)
+    client.post(
+        CONTACTS, json=contact("A", ContactName="Other"), headers={**HEADERS, "company": "C2"}
+    )
+    keys = {"arDivisionNo": "01", "customerNo": "ABC", "contactCode": "A"}
+    found = client.get(CONTACTS, params=keys, headers=HEADERS).json()
+    assert [row["ContactName"] for row in found["records"]] == ["New"]
+    missing = client.get(CONTACTS, params={**keys, "contactCode": "Z"}, headers=HEADERS).json()
+    assert missing["records"] == []
+    by_customer = client.get(CONTACTS, params={"customerNo": "ABC"}, headers=HEADERS).json()
+    assert sorted(row["ContactCode"] for row in by_customer["records"]) == ["A", "B"]
+    assert stats(client)["lookups"] == 3

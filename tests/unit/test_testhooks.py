@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from service.intake import Intake
+from service.replytopics import ReplyTopics
 from service.routes import RouteTable
-from service.settings import TenantDirectory
+from service.settings import TenantDirectory, load_settings
 from service.testhooks import SIGKILL_ON, sigkill_on_marker
 
 
 def test_the_test_hook_is_off_unless_its_variable_is_set() -> None:
-    intake = Intake(RouteTable({}, {}), TenantDirectory({}, None), 1024)
+    rules = ReplyTopics.from_settings(load_settings())
+    intake = Intake(RouteTable({}, {}), TenantDirectory({}, None), 1024, rules)
     assert sigkill_on_marker(intake, environ={}) is intake
     armed = sigkill_on_marker(intake, environ={SIGKILL_ON: "poison"})
     assert armed is not intake
