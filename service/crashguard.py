@@ -202,7 +202,6 @@ class CrashLoopGuard:
                     care.keys,
                     serial,
                     record.offset,
-                    step.carried,
                     digest(record.value),
                 )
                 yield record
@@ -305,7 +304,7 @@ def _log_verdict(
     partition: TopicPartition, verdict: Death | Suspicion | None, deaths: DeathCounts, limit: int
 ) -> None:
     if isinstance(verdict, Death):
-        counted = deaths.get(verdict.offset, {}).get(verdict.digest, verdict.count)
+        counted = deaths.get(verdict.offset, {}).get(verdict.digest, 1)
         log.error(
             "the previous process died taking in this record alone",
             extra=_where(partition, verdict.offset) | {"deaths": counted, "limit": limit},

@@ -4,7 +4,8 @@ taking it in.
 A record whose take-in kills the process (an OOM kill in a contract check, a crash in a C
 extension) is never answered, so its offset is never committed: the next owner of the partition
 replays it and dies the same way, and the partition stops for good. The breaker finds such a
-record and answers it ERROR, unread, once it has stopped the service ``limit`` times.
+record and answers it ERROR, unread, once it has stopped the service ``limit`` times while
+taken in on its own.
 
 It works from *marks*, one per partition, that a process leaves in Redis while it takes records
 in (:mod:`service.crashguard` writes them, :mod:`service.crashmarks` keeps them). A mark left by
@@ -13,16 +14,18 @@ another process means that process died, or at least stopped without clearing it
 * a **poll mark** covers a whole poll's records of the partition. It is written before the poll
   is taken in and stays until the next poll (or a second of quiet) replaces it, so the death it
   reports may have come from anything the process was doing meanwhile. It is only a
-  :class:`Suspicion`: the next owner takes those records in one at a time;
+  :class:`Suspicion`, charged to no record: the next owner takes those records in one at a time;
 * an **alone mark** covers one record taken in on its own, with nothing else running: it is
   written and cleared by blocking calls around the record's synchronous take-in. Finding one is
-  a :class:`Death` counted against that record (and against nothing else).
+  a :class:`Death`, one counted against that record (and against nothing else).
 
-A suspicion's death is carried into the alone marks of the records it covers, so the record
-that then dies alone is charged for it too: a record that kills the process every time it is
-taken in is condemned at exactly the ``limit``-th death. A process killed for some other reason
-(an OOM under load, a node lost) leaves at most a suspicion, and the records taken alone after it
-live: nothing is counted against them.
+A record is condemned at ``limit`` deaths of its own. A record that kills the process every
+time it is taken in therefore costs ``limit + 1`` process deaths: the first, under a poll mark,
+only names the poll. Charging that first death to the record too would save a restart, but a
+suspicion's death may have come from anything. A process killed from outside (an OOM under
+load, a node lost) during a poll, then again while its successor takes a good record of that
+poll in alone, would leave that record one death from a limit of 3; and each next owner takes
+it in alone first, so the next unrelated kill may well land there too.
 """
 
 from __future__ import annotations
@@ -43,40 +46,36 @@ class Mark:
     last: int
     alone: bool = False
     """One record, taken in with nothing else running (see the module docstring)."""
-    carried: int = 0
-    """Deaths of the suspicion the record came from, charged to it if it dies alone."""
     digest: int = 0
     """Of the alone record's value."""
 
 
 @dataclass(frozen=True, slots=True)
 class Death:
-    """The process died taking in this record alone: ``count`` deaths are charged to it."""
+    """The process died taking in this record alone: one death is counted against it."""
 
     offset: int
     digest: int
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
 class Suspicion:
-    """A process died while a poll covering ``first..last`` was taken in: take them in alone."""
+    """A process died while a poll covering ``first..last`` was taken in: take them in alone.
+    The death is counted against none of them."""
 
     first: int
     last: int
-    deaths: int
 
 
 @dataclass(frozen=True, slots=True)
 class Isolate:
-    """Take this record in on its own, under an alone mark carrying ``carried`` deaths."""
-
-    carried: int
+    """Take this record in on its own, under an alone mark."""
 
 
 @dataclass(frozen=True, slots=True)
 class Condemn:
-    """Do not take this record in: it has stopped the service ``deaths`` times."""
+    """Do not take this record in: it has stopped the service ``deaths`` times, each while
+    taken in alone."""
 
     deaths: int
 
@@ -92,8 +91,8 @@ def judge(left: Mark, replay_from: int) -> Death | Suspicion | None:
     if left.last < replay_from:
         return None
     if left.alone:
-        return Death(left.first, left.digest, 1 + left.carried)
-    return Suspicion(max(left.first, replay_from), left.last, 1 + left.carried)
+        return Death(left.first, left.digest)
+    return Suspicion(max(left.first, replay_from), left.last)
 
 
 def concerns(first: int, last: int, suspicion: Suspicion | None, deaths: DeathCounts) -> bool:
@@ -118,10 +117,8 @@ def treatment(
         counted = at_offset.get(digest(), 0)
     if counted >= limit:
         return Condemn(counted)
-    if suspicion is not None and suspicion.first <= offset <= suspicion.last:
-        return Isolate(suspicion.deaths)
-    if counted:
-        return Isolate(0)
+    if counted or (suspicion is not None and suspicion.first <= offset <= suspicion.last):
+        return Isolate()
     return None
 
 

@@ -5,7 +5,7 @@ Keys, per input partition (built with :func:`service.rediskeys.key`), both expir
 their last write:
 
 * ``<prefix>:takein:<topic>:<partition>``, a hash: the mark — ``owner`` (``host:pid:random``),
-  ``serial`` (which poll), ``first``, ``last``, ``alone``, ``carried``, ``digest``;
+  ``serial`` (which poll), ``first``, ``last``, ``alone``, ``digest``;
 * ``<prefix>:deaths:<topic>:<partition>``, a hash: ``<offset>:<digest>`` -> deaths counted.
 
 They live in Redis, under the service's prefix, so whichever replica gets the partition next
@@ -47,7 +47,7 @@ for i = 1, #KEYS / 2 do
     left = redis.call('HGETALL', mark)
   else
     redis.call('HSET', mark, 'owner', ARGV[1], 'serial', ARGV[2], 'first', ARGV[2 * i + 2],
-               'last', ARGV[2 * i + 3], 'alone', '0', 'carried', '0')
+               'last', ARGV[2 * i + 3], 'alone', '0')
     redis.call('PEXPIRE', mark, ARGV[3])
   end
   local counts = {}
@@ -65,14 +65,14 @@ return found
 
 # Another process's mark, judged: count the death it reports, then mark the poll as ours.
 # KEYS: mark, death counts. ARGV: owner, serial, expiry (ms), first, last, the death's field
-# ('' for none) and count. Returns the death counts, flat.
+# ('' for none). Returns the death counts, flat.
 _TAKE_OVER = """
 if ARGV[6] ~= '' then
-  redis.call('HINCRBY', KEYS[2], ARGV[6], ARGV[7])
+  redis.call('HINCRBY', KEYS[2], ARGV[6], 1)
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'serial', ARGV[2], 'first', ARGV[4],
-           'last', ARGV[5], 'alone', '0', 'carried', '0')
+           'last', ARGV[5], 'alone', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return redis.call('HGETALL', KEYS[2])
 """
@@ -143,20 +143,19 @@ class MarkStore:
         self, keys: Keys, serial: str, first: int, last: int, death: Death | None
     ) -> DeathCounts:
         """Count ``death`` and mark ``first..last`` as ours; the partition's death counts."""
-        counted = ("", 0) if death is None else (f"{death.offset}:{death.digest}", death.count)
+        counted = "" if death is None else f"{death.offset}:{death.digest}"
         reply = await self._take_over(
-            [keys.mark, keys.deaths], [self.owner, serial, EXPIRY_MS, first, last, *counted]
+            [keys.mark, keys.deaths], [self.owner, serial, EXPIRY_MS, first, last, counted]
         )
         return _death_counts(reply)
 
-    def mark_alone(self, keys: Keys, serial: str, offset: int, carried: int, digest: int) -> None:
+    def mark_alone(self, keys: Keys, serial: str, offset: int, digest: int) -> None:
         """Blocking: one record is about to be taken in alone."""
-        rest: list[str | int] = ["alone", 1, "carried", carried, "digest", digest]
-        self._write_blocking(keys, serial, offset, offset, rest)
+        self._write_blocking(keys, serial, offset, offset, ["alone", 1, "digest", digest])
 
     def restore(self, keys: Keys, serial: str, first: int, last: int) -> None:
         """Blocking: the record taken in alone is done; the poll's mark again."""
-        self._write_blocking(keys, serial, first, last, ["alone", 0, "carried", 0])
+        self._write_blocking(keys, serial, first, last, ["alone", 0])
 
     def _write_blocking(
         self, keys: Keys, serial: str, first: int, last: int, rest: list[str | int]
@@ -192,7 +191,6 @@ def _mark(flat: list[bytes]) -> Mark | None:
         int(fields[b"first"]),
         int(fields[b"last"]),
         alone=fields.get(b"alone") == b"1",
-        carried=int(fields.get(b"carried", 0)),
         digest=int(fields.get(b"digest", 0)),
     )
 

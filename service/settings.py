@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     """Client certificate and key for mutual TLS."""
     crash_loop_limit: int = Field(3, ge=2, le=100)
-    """Deaths a record may cause while being taken in before it is answered ERROR unread
-    (:mod:`service.crashloop`). At least 2: the first death only names the poll."""
+    """Deaths of its own (taken in alone) a record may cause before it is answered ERROR
+    unread (:mod:`service.crashloop`); a poison record costs one more, which only names the
+    poll. At least 2: one kill from outside while a record is taken in alone never condemns it."""
     reply_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     """Allow-list of ``reply_to`` topics, ``*`` wildcards; unset: any topic not always refused
     (see :mod:`service.replytopics`)."""

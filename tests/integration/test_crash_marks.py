@@ -14,7 +14,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
 from service.crashguard import CrashLoopGuard, TakeIn
-from service.crashmarks import MarkStore, blocking_client
+from service.crashmarks import MarkStore, blocking_client, digest
 from service.devstack import free_port, start_redis
 from service.redisclient import connect
 from tests.support.waiting import until
@@ -31,12 +31,12 @@ def record(offset: int, value: bytes = b"{}", partition: int = 0) -> ConsumerRec
 class Process:
     """One guard, as a process would own it, and what it registered with its offset tracker."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, limit: int = LIMIT) -> None:
         self.client = connect(url, socket_timeout=2.0)
         self.registered: list[tuple[TopicPartition, int]] = []
         self.guard = CrashLoopGuard(
             MarkStore(self.client, blocking_client(url), prefix),
-            LIMIT,
+            limit,
             register=lambda p, o: self.registered.append((p, o)),
         )
 
@@ -57,11 +57,11 @@ class Process:
 
 
 @pytest.fixture
-def processes(redis_url: str, redis_prefix: str) -> Iterator[Callable[[], Process]]:
+def processes(redis_url: str, redis_prefix: str) -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def start() -> Process:
-        started.append(Process(redis_url, redis_prefix))
+    def start(limit: int = LIMIT) -> Process:
+        started.append(Process(redis_url, redis_prefix, limit))
         return started[-1]
 
     yield start
@@ -69,24 +69,26 @@ def processes(redis_url: str, redis_prefix: str) -> Iterator[Callable[[], Proces
         process.guard.close()
 
 
-async def test_a_record_that_kills_every_take_in_is_condemned_at_the_third_death(
-    processes: Callable[[], Process],
+@pytest.mark.parametrize("limit", [2, 3, 5])
+async def test_a_record_that_kills_every_take_in_is_condemned_after_limit_deaths_of_its_own(
+    processes: Callable[..., Process], limit: int
 ) -> None:
+    """The first death, in a poll, only names the poll; the next ``limit`` are the poison's own."""
     poll = tuple(record(n, POISON if n == 4 else b"{}") for n in range(10))
     deaths = 0
     while True:
-        process = processes()
+        process = processes(limit)
         take_in = await process.guard.begin(poll)
         taken = process.take_in(take_in)
         if taken is None:
             deaths += 1
-            assert deaths <= LIMIT, "the breaker never tripped"
+            assert deaths <= limit + 1, "the breaker never tripped"
             await process.stop()
             continue
         break
-    assert deaths == LIMIT
+    assert deaths == limit + 1
     assert [c.record.offset for c in take_in.condemned] == [4]
-    assert "stopped the service 3 times" in take_in.condemned[0].message
+    assert f"stopped the service {limit} times" in take_in.condemned[0].message
     assert taken == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     assert process.registered == [(TopicPartition(TOPIC, 0), 4)]
 
@@ -104,6 +106,37 @@ async def test_deaths_after_the_take_in_never_condemn_a_record(
         assert take_in.condemned == []
         await process.stop()
     assert await redis.exists(f"{redis_prefix}:deaths:{TOPIC}:0") == 0
+
+
+async def test_a_good_record_killed_twice_from_outside_while_taken_in_alone_is_not_condemned(
+    processes: Callable[[], Process], redis: Redis, redis_prefix: str
+) -> None:
+    """Kills from outside (an OOM under load, a node lost) that have nothing to do with the
+    records: one during a poll, then two while its successors take in record 0 alone, as each
+    of them does first. Only those two are record 0's own deaths, short of the limit of 3."""
+    poll = tuple(record(n, b'{"n": %d}' % n) for n in range(10))
+    killed_in_poll = processes()
+    assert (
+        killed_in_poll.take_in(await killed_in_poll.guard.begin(poll), dies_on=poll[7].value)
+        is None
+    )
+    await killed_in_poll.stop()
+    for _ in range(2):
+        killed_alone = processes()
+        assert (
+            killed_alone.take_in(await killed_alone.guard.begin(poll), dies_on=poll[0].value)
+            is None
+        )
+        await killed_alone.stop()
+
+    survivor = processes()
+    take_in = await survivor.guard.begin(poll)
+    assert survivor.take_in(take_in, dies_on=None) == list(range(10))
+    assert take_in.condemned == []
+    assert survivor.registered == []
+    assert await redis.hgetall(f"{redis_prefix}:deaths:{TOPIC}:0") == {
+        f"0:{digest(poll[0].value)}".encode(): b"2"
+    }
 
 
 async def test_a_released_mark_is_gone_and_the_next_owner_takes_in_as_usual(
