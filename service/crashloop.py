@@ -126,6 +126,6 @@ def condemned_message(deaths: int, topic: str, partition: int, offset: int) -> s
     """The ERROR reply's and dead letter's message for a condemned record."""
     return (
         f"this record ({topic} partition {partition} offset {offset}) stopped the service "
-        f"{deaths} times while it was being taken in (parse, route, contract check); it was "
-        "not processed (crash-loop breaker). Replaying the same bytes would stop it again"
+        f"{deaths} times while it was being taken in on its own (parse, route, contract check); "
+        "it was not processed (crash-loop breaker). Replaying the same bytes would stop it again"
     )
