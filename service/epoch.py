@@ -67,39 +67,64 @@ local function epoch_moved(epoch_key, quarantine_key, known, fresh, quarantine_m
 end
 """
 
+# raise_horizon(key, ARGV index of the first field/offset pair): raises each field to at
+# least its offset.
+_HORIZON_LUA = """
+local function raise_horizon(key, from)
+  for i = from, #ARGV, 2 do
+    local seen = tonumber(redis.call('HGET', key, ARGV[i]) or '-1')
+    if tonumber(ARGV[i + 1]) > seen then
+      redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    end
+  end
+end
+"""
+
 # KEYS: epoch, quarantine, horizon. ARGV: fresh epoch, quarantine ms, then field/offset pairs.
 # Declares a loss found by a witness other than a script (committed offsets without an epoch):
 # writes the epoch, the quarantine and the horizon unless an epoch exists; returns the epoch.
-_DECLARE_LOST = """
+_DECLARE_LOST = (
+    _HORIZON_LUA
+    + """
 local current = redis.call('GET', KEYS[1])
 if current then
   return current
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-for i = 3, #ARGV, 2 do
-  local seen = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '-1')
-  if tonumber(ARGV[i + 1]) > seen then
-    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
-  end
-end
+raise_horizon(KEYS[3], 3)
 return ARGV[1]
 """
+)
 
-# KEYS: horizon. ARGV: field/offset pairs. Raises each field to at least its offset.
-_RAISE_HORIZON = """
-for i = 1, #ARGV, 2 do
-  local seen = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if tonumber(ARGV[i + 1]) > seen then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
+# KEYS: horizon. ARGV: field/offset pairs.
+_RAISE_HORIZON = _HORIZON_LUA + "raise_horizon(KEYS[1], 1)\nreturn #ARGV / 2\n"
+
+
+EPOCH_CHECK_LUA = (
+    EPOCH_LUA
+    + """
+local moved = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+if moved then
+  return moved
 end
-return #ARGV / 2
 """
+)
+"""The prologue of a script whose first KEYS are :meth:`Epoch.script_keys` and first ARGV
+:meth:`Epoch.script_args`: it returns the epoch's verdict if the epoch moved."""
 
 
 def fresh_epoch() -> str:
     return secrets.token_hex(8)
+
+
+def _horizon_args(horizon: Mapping[tuple[str, int], int]) -> list[str | int]:
+    """Field/offset pairs, as the horizon scripts take them."""
+    return [
+        value
+        for (topic, partition), end in horizon.items()
+        for value in (partition_field(topic, partition), end)
+    ]
 
 
 def partition_field(topic: str, partition: int) -> str:
@@ -212,9 +237,7 @@ class Epoch:
         """Declare a loss found by a witness (see module docstring) with the partitions' end
         offsets as their horizon; adopt and return the epoch (someone else's, if they were
         first)."""
-        args: list[str | int] = [fresh_epoch(), self.quarantine_ms]
-        for (topic, partition), end in horizon.items():
-            args += [partition_field(topic, partition), end]
+        args: list[str | int] = [fresh_epoch(), self.quarantine_ms, *_horizon_args(horizon)]
         epoch = _text(
             await self._declare_lost(
                 keys=[self.epoch_key, self.quarantine_key, self.horizon_key], args=args
@@ -231,12 +254,8 @@ class Epoch:
 
     async def raise_horizon(self, horizon: Mapping[tuple[str, int], int]) -> None:
         """Record that records below these offsets may have been sent before a loss."""
-        if not horizon:
-            return
-        args: list[str | int] = []
-        for (topic, partition), end in horizon.items():
-            args += [partition_field(topic, partition), end]
-        await self._raise_horizon(keys=[self.horizon_key], args=args)
+        if horizon:
+            await self._raise_horizon(keys=[self.horizon_key], args=_horizon_args(horizon))
 
     async def horizon(self) -> dict[tuple[str, int], int]:
         """Every partition's replay horizon, as stored."""

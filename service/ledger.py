@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from service.epoch import EPOCH_LUA, Epoch, moved
+from service.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.locks import LeaseKeys
 from service.rediskeys import key
 
@@ -125,13 +125,9 @@ return #KEYS
 # fingerprint, previous claim, claim, fingerprint.
 # Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil}.
 _SERIAL_BEGIN = (
-    EPOCH_LUA
+    EPOCH_CHECK_LUA
     + _STEPS
     + """
-local moved = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-if moved then
-  return moved
-end
 if redis.call('GET', KEYS[3]) ~= ARGV[4] then
   return {'lost'}
 end

@@ -48,7 +48,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from service.epoch import EPOCH_LUA, Epoch, moved
+from service.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.rediskeys import key
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,8 @@ Tenant = tuple[str, str]
 # Returns an epoch verdict, {'quarantine', ms left}, {'taken', ms left} or
 # {'held', fence, 1 if the calling marker is set}.
 _ACQUIRE = (
-    EPOCH_LUA
+    EPOCH_CHECK_LUA
     + """
-local found = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-if found then
-  return found
-end
 local quiet = redis.call('PTTL', KEYS[2])
 if quiet > 0 then
   return {'quarantine', quiet}
@@ -92,12 +88,8 @@ return {'held', fence, redis.call('EXISTS', KEYS[5])}
 # KEYS: epoch, quarantine, lock. ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms.
 # Returns an epoch verdict, {'held'} or {'lost'}.
 _RENEW = (
-    EPOCH_LUA
+    EPOCH_CHECK_LUA
     + """
-local found = epoch_moved(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
-if found then
-  return found
-end
 if redis.call('GET', KEYS[3]) == ARGV[4] then
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
   return {'held'}
