@@ -60,7 +60,13 @@ from service.publisher import Answer, OutcomePublisher
 from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
 from service.routes import Lane, load_route_table
-from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
+from service.settings import (
+    Settings,
+    Tenant,
+    TenantDirectory,
+    kafka_client_options,
+    known_secrets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,7 @@ class Bridge:
         )
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics()
-        self.outcome_log = OutcomeLog(settings.log_level)
+        self.outcome_log = OutcomeLog(settings.log_level, secrets=known_secrets(settings, tenants))
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from service.contracts import ContractFileError
-from service.settings import SettingsError, TenantDirectory, load_settings
+from service.settings import SettingsError, TenantDirectory, known_secrets, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,9 +94,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     tenants = TenantDirectory.from_settings(settings)
-    logs.configure(
-        settings.log_level, secrets=[t.token.get_secret_value() for t in tenants.tenants.values()]
-    )
+    logs.configure(settings.log_level, secrets=known_secrets(settings, tenants))
 
     async def serve() -> None:
         app, _ = create_app(settings, tenants)  # aiokafka clients must be built inside the loop
