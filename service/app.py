@@ -52,7 +52,7 @@ from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
 from service.ledger import Entry, Ledger, Standing, fingerprint
 from service.locks import TenantLocks
 from service.logs import OutcomeLog
-from service.observability import Metrics, Readiness, health_app
+from service.observability import Metrics, Readiness, ReadinessStatus, health_app
 from service.offsets import OffsetTracker
 from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
@@ -171,6 +171,7 @@ class Bridge:
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""
         self.assigned = False
         self.http: InLoopServer | None = None
+        self.readiness_status = ReadinessStatus(self.readiness)
         self.rebalance_listener = _Rebalance(self)
         self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
@@ -186,8 +187,11 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.readiness_status.start()
         self.http = InLoopServer(
-            health_app(self.metrics, self.readiness), "0.0.0.0", self.settings.http_port
+            health_app(self.metrics, self.readiness_status.current),
+            self.settings.http_host,
+            self.settings.http_port,
         )
         await self.http.start()
         await self.producer.start()
@@ -221,6 +225,7 @@ class Bridge:
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
+        await self.readiness_status.stop()
         await self.redis.aclose()
         if self.http is not None:
             await self.http.stop()
