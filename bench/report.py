@@ -515,7 +515,8 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
     ax.text(
         0.99,
         0.97,
-        "a ceiling, b batch lane, c naive, d serial (dashed: 1/latency), e steady rate",
+        "a ceiling, b batch lane, c naive, d serial (dashed: 1/latency), e steady rate, "
+        "memory: three bursts",
         transform=ax.transAxes,
         ha="right",
         va="top",
