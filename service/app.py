@@ -52,7 +52,7 @@ from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
 from service.ledger import Entry, Ledger, Standing, fingerprint
 from service.locks import TenantLocks
 from service.logs import OutcomeLog
-from service.observability import Metrics, Readiness, ReadinessStatus, health_app
+from service.observability import Metrics, PeriodicCheck, Readiness, health_app
 from service.offsets import OffsetTracker
 from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
@@ -171,7 +171,8 @@ class Bridge:
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""
         self.assigned = False
         self.http: InLoopServer | None = None
-        self.readiness_status = ReadinessStatus(self.readiness)
+        self.redis_check = PeriodicCheck(self._redis_answers)
+        """Readiness's Redis check: one PING a second, however often ``/readyz`` is asked."""
         self.rebalance_listener = _Rebalance(self)
         self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
@@ -187,9 +188,9 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.readiness_status.start()
+        await self.redis_check.start()
         self.http = InLoopServer(
-            health_app(self.metrics, self.readiness_status.current),
+            health_app(self.metrics, self.readiness),
             self.settings.http_host,
             self.settings.http_port,
         )
@@ -225,26 +226,28 @@ class Bridge:
         await self.producer.stop()
         await self.connector.aclose()
         await self.locks.aclose()
-        await self.readiness_status.stop()
+        await self.redis_check.stop()
         await self.redis.aclose()
         if self.http is not None:
             await self.http.stop()
 
     async def readiness(self) -> Readiness:
-        """Ready when Redis answers, the serial lane is not paused, no tenant's Connector
-        breaker is open and the group assigned us (an empty assignment counts: a spare replica
-        is healthy, just idle)."""
-        try:
-            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), 1.0))
-        except Exception:
-            redis_ok = False
+        """Ready when Redis answers (as of its last periodic check), the serial lane is not
+        paused, no tenant's Connector breaker is open and the group assigned us (an empty
+        assignment counts: a spare replica is healthy, just idle)."""
         checks = {
             "kafka_assigned": self.assigned,
-            "redis": redis_ok,
+            "redis": self.redis_check.latest,
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
         }
         return Readiness(all(checks.values()), checks)
+
+    async def _redis_answers(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+        except Exception:
+            return False
 
     def _timed_post(self, lane: str) -> FencedPost:
         connector, latency = self.connector, self.metrics.connector_latency

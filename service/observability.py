@@ -4,9 +4,9 @@ Metrics live in a registry per service instance (not the global one), so several
 process — as in tests — never mix their counters. Nothing here sees a token: labels are event
 types, outcomes, stages, endpoints and lanes.
 
-``/readyz`` answers from :class:`ReadinessStatus`, which a background task on the service's event
-loop recomputes at most once per second: however often the endpoint is asked, it costs no Redis
-round trip of its own.
+Readiness reads flags the service keeps in memory, and the result of a :class:`PeriodicCheck`
+for Redis, which a background task on the service's event loop refreshes once a second: however
+often ``/readyz`` is asked, it costs no Redis round trip of its own.
 """
 
 from __future__ import annotations
@@ -106,20 +106,20 @@ class Readiness:
 ReadinessProbe = Callable[[], Awaitable[Readiness]]
 
 
-class ReadinessStatus:
-    """The latest verdict of ``probe``, recomputed every ``interval_s`` after the previous one
-    finished (so never more often), by a task on the loop that :meth:`start` runs on."""
+class PeriodicCheck:
+    """The latest result of ``check``, run again ``interval_s`` after the previous run finished
+    (so never more often) by a task on the loop that :meth:`start` runs on."""
 
-    def __init__(self, probe: ReadinessProbe, interval_s: float = 1.0) -> None:
-        self._probe = probe
+    def __init__(self, check: Callable[[], Awaitable[bool]], interval_s: float = 1.0) -> None:
+        self._check = check
         self._interval_s = interval_s
-        self._latest = Readiness(False, {})
+        self.latest = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """The first verdict before returning, so the first request already has one."""
-        self._latest = await self._probe()
-        self._task = asyncio.create_task(self._refresh(), name="sagebridge-readiness")
+        """The first result before returning, so the first request already has one."""
+        self.latest = await self._check()
+        self._task = asyncio.create_task(self._refresh(), name="sagebridge-periodic-check")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -127,17 +127,14 @@ class ReadinessStatus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def current(self) -> Readiness:
-        return self._latest
-
     async def _refresh(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                self._latest = await self._probe()
+                self.latest = await self._check()
             except Exception:  # a broken check must not end the refreshing
-                log.exception("readiness check failed")
-                self._latest = Readiness(False, self._latest.checks)
+                log.exception("periodic check failed")
+                self.latest = False
 
 
 def health_app(metrics: Metrics, readiness: ReadinessProbe) -> Starlette:
