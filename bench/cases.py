@@ -1,14 +1,16 @@
-"""The benchmark cases (a)-(e): real processes, fresh topics each, one number set per case."""
+"""The benchmark cases (a)-(e) and ``memory``: real processes, fresh topics each, one number set
+per case."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 import orjson
+from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -45,10 +47,12 @@ class Plan:
     batch_wait_ms: int = 200
     serial_latency_ms: int = 5
     floor_calls: int = 500
+    burst: int = 200_000
+    """Contacts per burst in the memory case; it sends :data:`BURSTS` of them."""
     quick: bool = False
 
     @classmethod
-    def build(cls, quick: bool, events: int | None) -> Plan:
+    def build(cls, quick: bool, events: int | None, burst: int | None = None) -> Plan:
         if quick:
             n = events or 300
             return cls(
@@ -60,10 +64,15 @@ class Plan:
                 lock_iterations=200,
                 handoff_seconds=1.0,
                 floor_calls=50,
+                burst=burst or 1_000,
                 quick=True,
             )
         n = events or cls.events
-        return cls(events=n, naive_events=max(1, min(n, cls.naive_events, n // 10 or n)))
+        return cls(
+            events=n,
+            naive_events=max(1, min(n, cls.naive_events, n // 10 or n)),
+            burst=burst or cls.burst,
+        )
 
 
 @dataclass
@@ -90,6 +99,8 @@ class CaseResult:
     failure: str | None = None
     reader_holes: int = 0
     """Records Tansu skipped for the live reply reader, found by their offsets and read again."""
+    rss_after_mb: list[float] = field(default_factory=list)
+    """Peak RSS of the service once ready, then after each burst was answered (``bursts`` > 1)."""
 
     @property
     def complete(self) -> bool:
@@ -109,6 +120,8 @@ class Setup:
     service_env: dict[str, str] = field(default_factory=dict)
     pace: float | None = None
     ideal_per_s: float | None = None
+    bursts: int = 1
+    """The feed is sent in this many equal bursts, each once the previous one is answered."""
 
 
 async def run_case(stack: Stack, setup: Setup) -> CaseResult:
@@ -161,14 +174,7 @@ async def _measure(
         await producer.start()
         cpu_before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
         bench_before = time.process_time()
-        sent: Sent
-        if setup.pace is None:
-            sent = await feed.produce_burst(producer, topics.events, setup.feed)
-        else:
-            sent = await feed.produce_paced(producer, topics.events, setup.feed, setup.pace)
-        result.produce_s = sent.seconds
-        if not await replies.wait_for(len(setup.feed), 60 + len(setup.feed) / 100):
-            result.failure = f"only {len(replies.arrived)} of {len(setup.feed)} replies"
+        sent = await _send(producer, topics.events, setup, replies, services, result)
         cpu_after = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
         result.cpu_s = {name: cpu_after[name] - cpu_before[name] for name in watched}
         result.cpu_s["bench"] = time.process_time() - bench_before
@@ -192,6 +198,40 @@ async def _measure(
     if dead:
         result.failure = f"{dead[0].name} exited early:\n{dead[0].log_tail()}"
     return result
+
+
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    setup: Setup,
+    replies: Replies,
+    services: list[Child],
+    result: CaseResult,
+) -> Sent:
+    """The feed, in ``setup.bursts`` bursts (or paced), each answered before the next; with
+    several bursts, the service's peak RSS is read before the first and after each one."""
+    if setup.pace is not None:
+        sent = await feed.produce_paced(producer, topic, setup.feed, setup.pace)
+        result.produce_s = sent.seconds
+        if not await replies.wait_for(len(setup.feed), 60 + len(setup.feed) / 100):
+            result.failure = f"only {len(replies.arrived)} of {len(setup.feed)} replies"
+        return sent
+    size = -(-len(setup.feed) // setup.bursts)
+    sent = Sent()
+    result.produce_s = 0.0
+    if setup.bursts > 1:
+        result.rss_after_mb.append(max(peak_rss_mb(s.pid) for s in services))
+    for start in range(0, len(setup.feed), size):
+        part = await feed.produce_burst(producer, topic, setup.feed[start : start + size])
+        sent.join(part)
+        result.produce_s += part.seconds
+        wanted = min(len(setup.feed), start + size)
+        if not await replies.wait_for(wanted, 60 + size / 100):
+            result.failure = f"only {len(replies.arrived)} of {wanted} replies"
+            break
+        if setup.bursts > 1:
+            result.rss_after_mb.append(max(peak_rss_mb(s.pid) for s in services))
+    return sent
 
 
 async def _scrape(services: list[Child], result: CaseResult) -> None:
@@ -277,17 +317,20 @@ async def _forget(redis_url: str, prefix: str) -> None:
         await redis.aclose()
 
 
-def setups(plan: Plan, cases: str) -> list[Setup]:
-    """The pipeline cases selected by ``cases`` (letters a-e), in order."""
+BURSTS = 3
+
+
+def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
+    """The pipeline cases selected by ``cases`` (keys a-e and ``memory``), in order."""
     contacts = feed.contacts(plan.events)
     wait = str(plan.batch_wait_ms)
     latency = plan.serial_latency_ms
     per_tenant = 1000 / latency
+    batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
     chosen: list[Setup] = []
     if "a" in cases:
         chosen.append(Setup("a", "ceiling: bare aiokafka consume -> reply loop", contacts, True))
     if "b" in cases:
-        batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
         chosen.append(
             Setup("b", "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
         )
@@ -330,7 +373,18 @@ def setups(plan: Plan, cases: str) -> list[Setup]:
                 f"BATCH_WAIT_MS {wait}",
                 steady,
                 pace=plan.steady_rate,
-                service_env={"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait},
+                service_env=batch,
+            )
+        )
+    if "memory" in cases:
+        bursts = [m for n in range(BURSTS) for m in feed.contacts(plan.burst, burst=n)]
+        chosen.append(
+            Setup(
+                "memory",
+                f"service peak RSS after 1, 2 and {BURSTS} bursts of {plan.burst:,} contacts",
+                bursts,
+                service_env=batch,
+                bursts=BURSTS,
             )
         )
     return chosen

@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -19,7 +19,7 @@ from bench.cases import CallFloor, CaseResult, Plan, Setup, call_floor, run_case
 from bench.lockbench import LockFigures, measure_locks
 from bench.stack import Stack
 
-ALL_CASES = "a,b,c,d,e,f"
+ALL_CASES = "a,b,c,d,e,f,memory"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", default=ALL_CASES, help=f"comma-separated subset of {ALL_CASES}")
     parser.add_argument(
         "--events", type=int, default=None, help="events for (a) and (b); (c) runs a tenth"
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=None,
+        help="contacts per burst in the memory case, which sends three bursts "
+        "(default 200,000, or 1,000 with --quick)",
     )
     parser.add_argument(
         "--rounds",
@@ -56,7 +63,7 @@ SIDE_BY_SIDE = "abc"
 async def _run(
     stack: Stack,
     plan: Plan,
-    cases: str,
+    cases: Collection[str],
     rounds: int,
     results: list[CaseResult],
     floors: list[CallFloor],
@@ -75,7 +82,7 @@ async def _run(
         runs.append({s.key: await _measure(stack, s) for s in setups(plan, together)})
     if runs:
         results.extend(report.Rounds(runs).median_round().values())
-    for setup in setups(plan, "".join(k for k in cases if k not in SIDE_BY_SIDE)):
+    for setup in setups(plan, [k for k in cases if k not in SIDE_BY_SIDE]):
         results.append(await _measure(stack, setup))
     if "f" not in cases:
         return None
@@ -106,8 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"bench: unknown case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    selected = "".join(sorted(cases))
-    plan = Plan.build(args.quick, args.events)
+    plan = Plan.build(args.quick, args.events, args.burst)
     given = list(sys.argv[1:] if argv is None else argv)
     command = " ".join(["python -m bench", *(shlex.quote(a) for a in given)]).strip()
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict[str, CaseResult]] = []
     try:
         with Stack() as stack:
-            locks = asyncio.run(_run(stack, plan, selected, rounds, results, floors, runs))
+            locks = asyncio.run(_run(stack, plan, cases, rounds, results, floors, runs))
     except KeyboardInterrupt:
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the interrupted main task
         print("bench: interrupted; every process it started has been stopped", file=sys.stderr)

@@ -53,13 +53,18 @@ def contact(n: int) -> dict[str, Any]:
     }
 
 
-def contacts(count: int) -> list[Message]:
-    """Contact upserts keyed by their identity (division, customer, contact code)."""
+def contacts(count: int, burst: int = 0) -> list[Message]:
+    """Contact upserts keyed by their identity (division, customer, contact code).
+
+    A later ``burst`` sends the same contacts again under new event ids and keys: every event
+    takes the whole path (not answered from the ledger), while the sandbox keeps one row per
+    contact."""
     feed = []
+    tag = f"#{burst}" if burst else ""
     for n in range(count):
         data = contact(n)
-        key = f"{data['ARDivisionNo']}|{data['CustomerNo']}|{data['ContactCode']}"
-        body = {"event_id": f"contact-{n}", "type": "contact.upsert", "data": data}
+        key = f"{data['ARDivisionNo']}|{data['CustomerNo']}|{data['ContactCode']}{tag}"
+        body = {"event_id": f"contact-{n}{tag}", "type": "contact.upsert", "data": data}
         feed.append((key.encode(), orjson.dumps(body)))
     return feed
 
@@ -96,6 +101,14 @@ class Sent:
     @property
     def seconds(self) -> float:
         return self.done - self.first
+
+    def join(self, later: Sent) -> None:
+        """Take in a later burst's sends: first send of the first, last acknowledgement of the
+        last."""
+        if not self.at:
+            self.first = later.first
+        self.at.update(later.at)
+        self.done = later.done
 
 
 async def produce_burst(producer: AIOKafkaProducer, topic: str, feed: Sequence[Message]) -> Sent:

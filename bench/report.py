@@ -1,7 +1,8 @@
-"""Printing the table, judging the goals of issues 6 and 3, writing RESULTS.md and the chart."""
+"""Printing the table, judging the goals of issues 6, 3 and 12, writing RESULTS.md and the chart."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -71,7 +72,19 @@ def line(result: CaseResult) -> str:
         notes.append(f"{result.errors} ERROR replies")
     if result.reader_holes:
         notes.append(f"reply reader re-read {result.reader_holes} hole(s) Tansu skipped")
+    if result.rss_after_mb:
+        notes.append("peak RSS MB ready/after each burst " + rss_steps(result.rss_after_mb))
     return f"{row}  {'; '.join(notes)}"
+
+
+def rss_steps(values: Sequence[float]) -> str:
+    return " -> ".join(fmt(v, 1) for v in values)
+
+
+def last_burst_growth(result: CaseResult) -> float:
+    """Growth of the peak RSS over the last burst, relative to the one before (0.05 = 5 %)."""
+    after = result.rss_after_mb
+    return after[-1] / after[-2] - 1 if len(after) >= 3 and after[-2] else float("nan")
 
 
 def floor_line(floor: CallFloor) -> str:
@@ -131,6 +144,10 @@ class Rounds:
             key=lambda run: run["b"].events_per_s / run["a"].events_per_s,
         )
         return ranked[(len(ranked) - 1) // 2] if ranked else self.runs[0]
+
+
+MAX_LAST_BURST_GROWTH = 0.05
+"""Issue 12: memory plateaus under sustained load; "within a few percent" from burst 2 to 3."""
 
 
 def _ok(value: float, good: bool) -> bool | None:
@@ -211,12 +228,24 @@ def goals(
     found.append(
         Goal(
             6,
-            "service peak RSS (max over b-e)",
+            "service peak RSS (max over b-e and memory)",
             "<= 200 MB",
             f"{fmt(rss, 1)} MB",
             _ok(rss, rss <= 200),
         )
     )
+    memory = results.get("memory")
+    if memory is not None:
+        growth = last_burst_growth(memory)
+        found.append(
+            Goal(
+                12,
+                "(memory) peak RSS growth over the last burst",
+                f"<= {MAX_LAST_BURST_GROWTH:.0%} of the peak before it",
+                f"{fmt(growth * 100, 1)} % ({rss_steps(memory.rss_after_mb)} MB)",
+                _ok(growth, growth <= MAX_LAST_BURST_GROWTH),
+            )
+        )
     if locks is not None:
         found.append(
             Goal(
@@ -292,6 +321,31 @@ def rounds_lines(rounds: Rounds) -> list[str]:
         f"- b/a = {fmt(rounds.median_ratio('b', 'a'), 2)} (median of the rounds' ratios)",
         f"- b/c = {fmt(rounds.median_ratio('b', 'c'), 1)} (median of the rounds' ratios)",
     ]
+    return out
+
+
+GOALS_HEADING = "Goals (issues 6, 3 and 12)"
+
+
+def memory_lines(result: CaseResult) -> list[str]:
+    """The memory case's peak RSS before the first burst and after each one."""
+    bursts = len(result.rss_after_mb) - 1
+    out = [
+        "## Memory under repeated bursts (memory)",
+        "",
+        f"One `sagebridge run` takes {bursts} equal bursts of contacts "
+        f"({result.events // max(1, bursts):,} each, every one answered before the next is "
+        "sent; the same contacts under new event ids). Peak RSS (`VmHWM`) of the service:",
+        "",
+        "| after | peak RSS MB | growth over the step |",
+        "|---|---:|---:|",
+    ]
+    steps = result.rss_after_mb
+    out.append(f"| ready | {fmt(steps[0], 1)} | - |")
+    for number, (before, value) in enumerate(itertools.pairwise(steps), 1):
+        growth = value / before - 1 if before else float("nan")
+        out.append(f"| burst {number} | {fmt(value, 1)} | {fmt(growth * 100, 1)} % |")
+    out.append("")
     return out
 
 
@@ -387,6 +441,9 @@ def markdown(
             "run short; the ratio compares per-event rates.",
             "",
         ]
+    memory = by_key.get("memory")
+    if memory is not None and memory.rss_after_mb:
+        out += memory_lines(memory)
     if locks is not None:
         out += [
             "## Tenant lock (f)",
@@ -414,7 +471,7 @@ def markdown(
             "",
         ]
     out += rounds_lines(rounds)
-    out += ["", "## Goals (issues 6 and 3)", "", "| issue | goal | target | measured | verdict |"]
+    out += ["", f"## {GOALS_HEADING}", "", "| issue | goal | target | measured | verdict |"]
     out += ["|---|---|---|---|---|"]
     for goal in goals(by_key, locks, plan, rounds):
         cols = (goal.issue, goal.what, goal.target, goal.measured, verdict(goal.met))
@@ -458,7 +515,8 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
     ax.text(
         0.99,
         0.97,
-        "a ceiling, b batch lane, c naive, d serial (dashed: 1/latency), e steady rate",
+        "a ceiling, b batch lane, c naive, d serial (dashed: 1/latency), e steady rate, "
+        "memory: three bursts",
         transform=ax.transAxes,
         ha="right",
         va="top",

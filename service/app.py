@@ -58,7 +58,7 @@ from service.ledger import Entry, Ledger, Standing, fingerprint
 from service.locks import TenantLocks
 from service.logends import LogEnds
 from service.logs import OutcomeLog
-from service.observability import Metrics, Readiness, health_app
+from service.observability import Metrics, PeriodicCheck, Readiness, health_app
 from service.offsets import OffsetTracker
 from service.outcomes import Origin, Outcome, Stage, Subject
 from service.partitioning import Murmur2Partitioner
@@ -67,7 +67,13 @@ from service.reconcile import already_in_sage
 from service.redisclient import connect as connect_redis
 from service.replytopics import ReplyTopics
 from service.routes import Lane, load_route_table
-from service.settings import Settings, Tenant, TenantDirectory, kafka_client_options
+from service.settings import (
+    Settings,
+    Tenant,
+    TenantDirectory,
+    kafka_client_options,
+    known_secrets,
+)
 from service.testhooks import sigkill_on_marker
 
 log = logging.getLogger(__name__)
@@ -117,7 +123,7 @@ class Bridge:
         self.intake = sigkill_on_marker(self.intake)  # a test hook, off unless its variable is set
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.metrics = Metrics(known_types=self.intake.routes.routes)
-        self.outcome_log = OutcomeLog(settings.log_level)
+        self.outcome_log = OutcomeLog(settings.log_level, secrets=known_secrets(settings, tenants))
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
@@ -209,6 +215,8 @@ class Bridge:
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""
         self.assigned = False
         self.http: InLoopServer | None = None
+        self.redis_check = PeriodicCheck(self._redis_answers)
+        """Readiness's Redis check: one PING a second, however often ``/readyz`` is asked."""
         self.rebalance_listener = _Rebalance(self)
         self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
@@ -229,8 +237,11 @@ class Bridge:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.redis_check.start()
         self.http = InLoopServer(
-            health_app(self.metrics, self.readiness), "0.0.0.0", self.settings.http_port
+            health_app(self.metrics, self.readiness),
+            self.settings.http_host,
+            self.settings.http_port,
         )
         await self.http.start()
         await self.producer.start()
@@ -271,27 +282,30 @@ class Bridge:
         await self.connector.aclose()
         await self.locks.aclose()
         self.crash_loop.close()
+        await self.redis_check.stop()
         await self.redis.aclose()
         if self.http is not None:
             await self.http.stop()
 
     async def readiness(self) -> Readiness:
-        """Ready when Redis answers, the serial lane is not paused, no tenant's Connector
-        breaker is open and the group assigned us (an empty assignment counts: a spare replica
-        is healthy, just idle)."""
-        try:
-            redis_ok = bool(await asyncio.wait_for(self.redis.ping(), 1.0))
-        except Exception:
-            redis_ok = False
+        """Ready when Redis answers (as of its last periodic check), the serial lane is not
+        paused, no tenant's Connector breaker is open and the group assigned us (an empty
+        assignment counts: a spare replica is healthy, just idle)."""
         checks = {
             "kafka_assigned": self.assigned,
-            "redis": redis_ok,
+            "redis": self.redis_check.latest,
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
         }
         durability = self.ledger_durability
         ledger = durability.as_dict() if durability is not None else {"durable": None}
         return Readiness(all(checks.values()), checks, {"ledger": ledger})
+
+    async def _redis_answers(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+        except Exception:
+            return False
 
     def _timed_post(self, lane: str) -> FencedPost:
         connector, latency = self.connector, self.metrics.connector_latency

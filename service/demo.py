@@ -31,7 +31,7 @@ import yaml
 
 from service.devstack import DevStackError, redis_reachable, start_redis, start_tansu
 from service.sandbox import SandboxOptions, SandboxThread
-from service.settings import Settings, load_settings
+from service.settings import Settings, load_settings, masked_redis_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPLY_DEADLINE_S = 120.0
@@ -395,7 +395,8 @@ def _start_stack(exits: contextlib.ExitStack, err: TextIO) -> Stack:
         SandboxOptions(port=0, tokens=grants, latency_ms=SANDBOX_LATENCY_MS, seed=7)
     ).start()
     exits.callback(sandbox.stop)
-    err.write(f"demo: broker {bootstrap} (tansu), redis {redis_url}, sandbox {sandbox.url}\n")
+    shown = masked_redis_url(redis_url)
+    err.write(f"demo: broker {bootstrap} (tansu), redis {shown}, sandbox {sandbox.url}\n")
     return Stack(workdir, bootstrap, redis_url, sandbox, tokens)
 
 

@@ -1,8 +1,9 @@
 """Structured logs: one JSON object per line, with the ``extra`` fields of each call.
 
 Tokens never reach this module: :class:`~service.settings.Tenant` hides its token in ``repr``
-and no call site logs headers. As a second line of defence, :func:`configure` takes the known
-secrets and masks them in any rendered line.
+and no call site logs headers. As a second line of defence, every line is rendered and then
+passed through a :class:`~service.redaction.Redactor` of the known secrets (tokens, the SASL
+and Redis passwords): the formatter's lines and the outcome lines alike.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from typing import Any
 
 import orjson
 
+from service.redaction import Redactor
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        self._redactor = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -35,10 +38,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(doc, default=str).decode()
-        for secret in self._secrets:
-            line = line.replace(secret, "***")
-        return line
+        return self._redactor.text(orjson.dumps(doc, default=str).decode())
 
 
 def configure(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
@@ -56,13 +56,18 @@ class OutcomeLog:
 
     At thousands of events a second the logging module's per-record machinery (a LogRecord,
     handler locks, a formatter call) costs more than delivering the event. These lines have a
-    fixed shape and never carry secrets, so they are rendered with orjson and written to stderr
-    in one write per answered batch, in the same format as every other log line.
+    fixed shape, so they are rendered with orjson and written to stderr in one write per
+    answered batch, in the same format as every other log line. They quote event fields and
+    the Connector's messages, so the known ``secrets`` are masked here as the formatter masks
+    them.
     """
 
-    def __init__(self, level: str = "INFO", stream: Any = None) -> None:
+    def __init__(
+        self, level: str = "INFO", stream: Any = None, secrets: Iterable[str] = ()
+    ) -> None:
         self.enabled = logging.getLevelName(level.upper()) <= logging.INFO
         self._stream = stream
+        self._redactor = Redactor(secrets)
 
     def write(self, lines: Iterable[dict[str, Any]]) -> None:
         """One line per dict (never empty: each has at least ``msg``), after the common
@@ -73,6 +78,7 @@ class OutcomeLog:
         head = {"ts": stamp, "level": "info", "logger": "sagebridge.events"}
         opening = orjson.dumps(head)[:-1] + b","  # the head's fields, then each line's
         rendered = b"".join([opening + orjson.dumps(line)[1:] + b"\n" for line in lines])
+        rendered = self._redactor.data(rendered)
         stream = self._stream or sys.stderr
         raw = getattr(stream, "buffer", None)
         if raw is None:

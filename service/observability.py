@@ -3,10 +3,17 @@
 Metrics live in a registry per service instance (not the global one), so several bridges in one
 process — as in tests — never mix their counters. Nothing here sees a token: labels are event
 types, outcomes, stages, endpoints and lanes.
+
+Readiness reads flags the service keeps in memory, and the result of a :class:`PeriodicCheck`
+for Redis, which a background task on the service's event loop refreshes once a second: however
+often ``/readyz`` is asked, it costs no Redis round trip of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +24,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -112,6 +121,37 @@ class Readiness:
 
 
 ReadinessProbe = Callable[[], Awaitable[Readiness]]
+
+
+class PeriodicCheck:
+    """The latest result of ``check``, run again ``interval_s`` after the previous run finished
+    (so never more often) by a task on the loop that :meth:`start` runs on."""
+
+    def __init__(self, check: Callable[[], Awaitable[bool]], interval_s: float = 1.0) -> None:
+        self._check = check
+        self._interval_s = interval_s
+        self.latest = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """The first result before returning, so the first request already has one."""
+        self.latest = await self._check()
+        self._task = asyncio.create_task(self._refresh(), name="sagebridge-periodic-check")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                self.latest = await self._check()
+            except Exception:  # a broken check must not end the refreshing
+                log.exception("periodic check failed")
+                self.latest = False
 
 
 def health_app(metrics: Metrics, readiness: ReadinessProbe) -> Starlette:

@@ -6,15 +6,26 @@ variable — the first thing an operator reads in a crash-looping pod.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.redaction import Redactor
 from service.replytopics import TopicPatterns
 from service.routes import DEFAULT_CONTRACTS_DIR
 
@@ -40,6 +51,10 @@ class Settings(BaseSettings):
     reply_topic: str = "sage.replies"
     dlt_topic: str = "sage.dlt"
     redis_url: str = "redis://localhost:6379/0"
+    """May hold a password: masked wherever settings are printed (see :func:`redis_passwords`)."""
+    connector_allow_http: bool = False
+    """Allow a plain ``http://`` Connector URL to a host other than this machine. Off, because
+    every call carries a tenant's token in its headers."""
     connector_url: str = "http://localhost:8080"
     auth_token: SecretStr | None = None
     customer: str | None = None
@@ -57,6 +72,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff_ms: int = Field(200, ge=0)
     http_port: int = Field(8000, ge=0, le=65535)
+    http_host: str = "0.0.0.0"
+    """Address the health server binds (``::`` for every IPv6 address, ``127.0.0.1`` for this
+    machine only)."""
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
     breaker_threshold: int = Field(5, ge=1)
     """Consecutive retryable failures that open a tenant's circuit breaker."""
@@ -123,6 +141,37 @@ class Settings(BaseSettings):
                 raise ValueError(f"{pattern!r} is not a topic name with '*' wildcards")
         return value
 
+    @field_validator("connector_url")
+    @classmethod
+    def _connector_url(cls, value: str, info: ValidationInfo) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if (
+            parts.scheme == "http"
+            and not info.data.get("connector_allow_http")
+            and not is_loopback(parts.hostname)
+        ):
+            raise ValueError(
+                f"plain http:// to {parts.hostname} would send tokens in clear; use https://, "
+                f"or set {ENV_PREFIX}CONNECTOR_ALLOW_HTTP=true"
+            )
+        return value
+
+    @field_validator("http_host")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address (0.0.0.0 or :: for all)") from None
+        return value
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """The usual ``repr`` and ``str``, with the Redis URL's password masked."""
+        for name, value in super().__repr_args__():
+            yield name, masked_redis_url(value) if name == "redis_url" else value
+
     @field_validator("input_topics", "reply_topic", "dlt_topic")
     @classmethod
     def _topic_names(cls, value: Any) -> Any:
@@ -157,6 +206,45 @@ def is_valid_topic(name: str) -> bool:
 def is_topic_pattern(pattern: str) -> bool:
     """A topic name in which ``*`` may stand for any run of characters."""
     return is_valid_topic(pattern.replace("*", "x"))
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: traffic that never leaves this machine."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redis_passwords(url: str) -> list[str]:
+    """The password a Redis URL carries (in its user part or a ``password`` parameter), as
+    written and as redis-py decodes it; empty when it has none."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    found = {password, unquote(password)} if password else set()
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "password" and value:
+            found |= {value, unquote_plus(value)}
+    return sorted(found)
+
+
+def masked_redis_url(url: str) -> str:
+    """``url`` fit to print: its password, if any, masked."""
+    return Redactor(redis_passwords(url)).text(url)
+
+
+def known_secrets(settings: Settings, tenants: TenantDirectory) -> list[str]:
+    """Every secret this deployment holds: the text masked in every log line."""
+    found = [tenant.token.get_secret_value() for tenant in tenants.tenants.values()]
+    if settings.kafka_sasl_password is not None:
+        found.append(settings.kafka_sasl_password.get_secret_value())
+    return found + redis_passwords(settings.redis_url)
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-PIPELINE_CASES = ("a", "b", "c", "d1", "d3", "d3t2", "e")
+PIPELINE_CASES = ("a", "b", "c", "d1", "d3", "d3t2", "e", "memory")
+GOALS = "Goals (issues 6, 3 and 12)"
 PIPELINE_FIGURES = 9  # events, seconds, events/s, calls, p50, p99, RSS, CPU cores, status
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 
@@ -65,10 +66,18 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     rounds = [table_rows(section(results, "Ratios"), str(n)) for n in (1, 2)]
     for (row,) in rounds:  # round, a, b, c events/s, b/a, b/c: all numbers
         assert all(NUMBER.match(cell) for cell in row[1:]), row
-    assert "median of 2 rounds" in section(results, "Goals (issues 6 and 3)")
+    assert "median of 2 rounds" in section(results, GOALS)
     assert re.search(r"Floor for the serial lane \(d0\).*p50 [\d.]+ ms", results)
     for heading in ("nproc", "CPU", "RAM", "Python", "Command: `python -m bench --quick"):
         assert heading in results
-    goals_text = section(results, "Goals (issues 6 and 3)")
-    goals = table_rows(goals_text, "6") + table_rows(goals_text, "3")
-    assert len(goals) >= 10 and all(g[-1] in ("met", "**missed**") for g in goals), goals
+    goals_text = section(results, GOALS)
+    goals = table_rows(goals_text, "6") + table_rows(goals_text, "3") + table_rows(goals_text, "12")
+    assert len(goals) >= 11 and all(g[-1] in ("met", "**missed**") for g in goals), goals
+
+    # The memory case: peak RSS once ready and after each of three bursts, and its goal.
+    memory = section(results, "Memory under repeated bursts (memory)")
+    steps = [table_rows(memory, step) for step in ("ready", "burst 1", "burst 2", "burst 3")]
+    for (row,) in steps:
+        assert NUMBER.match(row[1]) and float(row[1].replace(",", "")) > 0, row
+    [growth] = table_rows(goals_text, "12")
+    assert growth[1] == "(memory) peak RSS growth over the last burst", growth

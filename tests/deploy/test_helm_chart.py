@@ -25,7 +25,8 @@ CRD_API_VERSIONS = {"monitoring.coreos.com/v1", "keda.sh/v1alpha1"}
 TOKEN = "default-token-5e1d9b7c"
 BETA_TOKEN = "beta-token-77a0c2"
 SASL_PASSWORD = "sasl-pass-91f3e"
-SECRETS = (TOKEN, BETA_TOKEN, SASL_PASSWORD)
+REDIS_PASSWORD = "redis-pass-3c8e1a"
+SECRETS = (TOKEN, BETA_TOKEN, SASL_PASSWORD, REDIS_PASSWORD)
 
 EVERYTHING_ON: dict[str, Any] = {
     "replicaCount": 3,
@@ -83,6 +84,13 @@ def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 EXISTING_SECRET = with_(EVERYTHING_ON, existingSecret="sagebridge-tokens")
 HPA = with_(EVERYTHING_ON, keda={"enabled": False}, autoscaling={"enabled": True})
+REDIS_WITH_PASSWORD = with_(
+    EVERYTHING_ON,
+    settings={
+        **EVERYTHING_ON["settings"],
+        "REDIS_URL": f"rediss://sagebridge:{REDIS_PASSWORD}@redis:6380/0",
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +124,13 @@ def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return dict(only)
 
 
-VARIANTS = {"defaults": None, "everything": EVERYTHING_ON, "existing": EXISTING_SECRET, "hpa": HPA}
+VARIANTS = {
+    "defaults": None,
+    "everything": EVERYTHING_ON,
+    "existing": EXISTING_SECRET,
+    "hpa": HPA,
+    "redis-password": REDIS_WITH_PASSWORD,
+}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -235,6 +249,22 @@ def test_tokens_live_in_the_secret_and_reach_the_pod(chart: Any) -> None:
         if obj["kind"] != "Secret":
             text = json.dumps(obj)
             assert not any(s in text for s in SECRETS), f"token in {obj['kind']}"
+
+
+def test_a_redis_url_with_a_password_lives_in_the_secret(chart: Any) -> None:
+    url = REDIS_WITH_PASSWORD["settings"]["REDIS_URL"]
+    objects = render(chart, REDIS_WITH_PASSWORD)
+    secret = one(objects, "Secret")
+    assert base64.b64decode(secret["data"]["SAGEBRIDGE_REDIS_URL"]).decode() == url
+    assert "SAGEBRIDGE_REDIS_URL" not in one(objects, "ConfigMap", "sagebridge")["data"]
+    for obj in objects:
+        if obj["kind"] != "Secret":
+            assert REDIS_PASSWORD not in json.dumps(obj), f"Redis password in {obj['kind']}"
+    # Without a password the URL is an ordinary setting.
+    plain = render(chart, EVERYTHING_ON)
+    config = one(plain, "ConfigMap", "sagebridge")["data"]
+    assert config["SAGEBRIDGE_REDIS_URL"] == EVERYTHING_ON["settings"]["REDIS_URL"]
+    assert "SAGEBRIDGE_REDIS_URL" not in one(plain, "Secret")["data"]
 
 
 def test_existing_secret_suppresses_the_secret(chart: Any) -> None:
@@ -367,6 +397,9 @@ def test_template_guards_refuse_impossible_combinations(chart: Any) -> None:
     settings = {**EVERYTHING_ON["settings"], "DRAIN_TIMEOUT_S": 90}
     with pytest.raises(helm.HelmError, match="DRAIN_TIMEOUT_S"):
         render(chart, with_(EVERYTHING_ON, settings=settings))
+    # existingSecret: the chart renders no Secret that could hold the Redis password.
+    with pytest.raises(helm.HelmError, match="SAGEBRIDGE_REDIS_URL"):
+        render(chart, with_(REDIS_WITH_PASSWORD, existingSecret="sagebridge-tokens"))
 
 
 def test_schema_settings_are_real_and_never_secret() -> None:
@@ -379,7 +412,7 @@ def test_schema_settings_are_real_and_never_secret() -> None:
         assert secret not in allowed, f"{secret} would land in a ConfigMap"
 
 
-@pytest.mark.parametrize("variant", ["defaults", "everything"])
+@pytest.mark.parametrize("variant", ["defaults", "everything", "redis-password"])
 def test_the_service_accepts_the_rendered_settings(
     chart: Any, variant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -397,3 +430,5 @@ def test_the_service_accepts_the_rendered_settings(
     settings = load_settings(_env_file=None)
     assert settings.kafka_idempotence is True
     assert settings.http_port == int(env["SAGEBRIDGE_HTTP_PORT"])
+    given = (VARIANTS[variant] or {}).get("settings", {}).get("REDIS_URL")
+    assert settings.redis_url == (given or "redis://redis:6379/0"), "from the Secret if secret"

@@ -2,13 +2,17 @@
 
 Readiness is what Kubernetes routes and rolls by, so each of its inputs is driven for real: the
 consumer group's assignment (the bridge serves health before the broker starts), and Redis (a
-private redis-server, frozen with SIGSTOP so it accepts connections but never answers).
+private redis-server, frozen with SIGSTOP so it accepts connections but never answers). The
+server faces whatever can reach the pod, so what a client can hold is bounded: a slow client is
+cut off, and connections past the limit are answered 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 from service.devstack import Process, start_redis
+from service.httpserve import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from tests.conftest import TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.waiting import until
@@ -37,6 +43,10 @@ async def readiness(bridge: Any) -> tuple[int, dict[str, Any]]:
 async def is_ready(bridge: Any) -> bool:
     status, _ = await readiness(bridge)
     return status == 200
+
+
+async def is_not_ready(bridge: Any) -> bool:
+    return not await is_ready(bridge)
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -120,6 +130,7 @@ async def test_not_ready_while_redis_is_down(running_service, private_redis: Pro
     async with running_service(redis_url=f"redis://127.0.0.1:{private_redis.port}/0") as bridge:
         await until(lambda: is_ready(bridge), 30, "readiness with Redis up")
         async with frozen(private_redis):
+            await until(lambda: is_not_ready(bridge), 10, "readiness to see Redis down")
             status, body = await readiness(bridge)
             assert status == 503 and body["checks"]["redis"] is False
             assert body["checks"]["kafka_assigned"] is True
@@ -220,3 +231,72 @@ async def test_distinct_unknown_types_share_one_series(
     unknown = {"type": "unknown", "outcome": "ERROR", "stage": "route"}
     assert value(samples(after.text), "sagebridge_events_total", **unknown) == count
     assert len(after.content) - len(before.content) < 2_000
+
+
+async def pings(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+
+async def test_readyz_costs_at_most_about_one_redis_ping_a_second(
+    running_service, private_redis: Process
+) -> None:
+    """However often /readyz is asked, the status behind it is refreshed in the background."""
+    async with (
+        running_service(redis_url=f"redis://127.0.0.1:{private_redis.port}/0") as bridge,
+        Redis(port=private_redis.port) as admin,
+    ):
+        await until(lambda: is_ready(bridge), 30, "readiness")
+        before, started, asked = await pings(admin), time.monotonic(), 0
+        async with httpx.AsyncClient(timeout=10) as client:
+            url = f"http://127.0.0.1:{bridge.http.port}/readyz"
+            while asked < 300 or time.monotonic() - started < 3:
+                assert (await client.get(url)).status_code == 200
+                asked += 1
+        elapsed = time.monotonic() - started
+        pinged = await pings(admin) - before
+    assert 1 <= pinged <= elapsed + 2, f"{pinged} PINGs for {asked} requests in {elapsed:.1f} s"
+
+
+async def test_a_client_slow_to_send_its_request_is_cut_off(running_service) -> None:
+    async with running_service() as bridge:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.http.port)
+        writer.write(b"GET /readyz HT")  # half a request line, and then nothing
+        await writer.drain()
+        started = time.monotonic()
+        try:
+            rest = await asyncio.wait_for(reader.read(), HEADER_TIMEOUT_S + 10)
+        finally:
+            writer.close()
+        assert rest == b"", "closed without an answer"
+        assert time.monotonic() - started >= HEADER_TIMEOUT_S - 1
+        assert (await get(bridge, "/healthz")).status_code == 200, "others are still served"
+
+
+async def test_connections_past_the_limit_are_answered_503(running_service) -> None:
+    async with running_service() as bridge:
+        idle = [
+            await asyncio.open_connection("127.0.0.1", bridge.http.port)
+            for _ in range(MAX_CONNECTIONS)
+        ]
+        try:
+            assert (await get(bridge, "/healthz")).status_code == 503
+        finally:
+            for _, writer in idle:
+                writer.close()
+
+        async def served() -> bool:
+            return (await get(bridge, "/healthz")).status_code == 200
+
+        await until(served, 10, "the health server to serve again once they closed")
+
+
+async def test_the_health_server_binds_the_configured_address(running_service) -> None:
+    async with (
+        running_service(http_host="127.0.0.2") as bridge,
+        httpx.AsyncClient(timeout=5) as client,
+    ):
+        there = await client.get(f"http://127.0.0.2:{bridge.http.port}/healthz")
+        assert there.status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{bridge.http.port}/healthz")

@@ -1,13 +1,15 @@
 """The per-event outcome lines: one JSON object per line, the common fields first, in order
-with whatever the stream's text layer already held."""
+with whatever the stream's text layer already held; known secrets masked in them as in every
+other log line."""
 
 from __future__ import annotations
 
 import io
+import logging
 
 import orjson
 
-from service.logs import OutcomeLog
+from service.logs import JsonFormatter, OutcomeLog
 
 LINES = [
     {"msg": "event delivered", "event_id": "ev-1", "outcome": "SUCCESS", "latency_ms": 1.5},
@@ -42,3 +44,29 @@ def test_nothing_is_written_above_info() -> None:
     stream = io.StringIO()
     OutcomeLog("WARNING", stream).write(LINES)
     assert stream.getvalue() == ""
+
+
+def test_known_secrets_are_masked_in_outcome_lines() -> None:
+    """The lines quote event fields and the Connector's messages; a secret among them, also one
+    JSON has to escape, is written as ``***``."""
+    quoted = 'pa"ss\\word'
+    stream = io.StringIO()
+    lines = [
+        {"msg": "event failed", "event_id": "e-1", "error": "token tok-123 is not valid"},
+        {"msg": "event failed", "event_id": f"e-2 {quoted}", "error": "x"},
+    ]
+    OutcomeLog("INFO", stream, secrets=["tok-123", quoted]).write(lines)
+    text = stream.getvalue()
+    assert "tok-123" not in text and 'pa\\"ss' not in text
+    first, second = _read(text)
+    assert first["error"] == "token *** is not valid"
+    assert second["event_id"] == "e-2 ***"
+
+
+def test_the_formatter_masks_a_secret_also_where_json_escaped_it() -> None:
+    quoted = 'pa"ss\\word'
+    record = logging.makeLogRecord(
+        {"msg": "cannot connect", "levelname": "WARNING", "error": f"auth {quoted} refused"}
+    )
+    line = JsonFormatter(secrets=[quoted]).format(record)
+    assert orjson.loads(line)["error"] == "auth *** refused"

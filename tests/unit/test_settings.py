@@ -13,6 +13,7 @@ from service.settings import (
     Tenant,
     TenantDirectory,
     is_valid_topic,
+    known_secrets,
     load_settings,
 )
 
@@ -139,6 +140,10 @@ def test_topic_name_rule_is_kafkas(name: str, valid: bool) -> None:
         ("SAGEBRIDGE_HTTP_PORT", "70000"),
         ("SAGEBRIDGE_HTTP_TIMEOUT_S", "0"),
         ("SAGEBRIDGE_MAX_ATTEMPTS", "0"),
+        ("SAGEBRIDGE_CONNECTOR_URL", "http://connector.example"),
+        ("SAGEBRIDGE_CONNECTOR_URL", "http://10.0.0.7:8080"),
+        ("SAGEBRIDGE_CONNECTOR_URL", "ftp://connector.example"),
+        ("SAGEBRIDGE_HTTP_HOST", "everywhere"),
     ],
 )
 def test_bad_setting_raises_one_line_naming_the_variable(
@@ -175,6 +180,22 @@ def test_a_lease_that_outlasts_a_call_by_a_second_is_accepted(
     assert load_settings().lock_ttl_ms == 3000
 
 
+def test_plain_http_to_another_host_is_refused_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every call carries a token in its headers: in clear only to this machine, or when the
+    operator says so."""
+    monkeypatch.setenv("SAGEBRIDGE_CONNECTOR_URL", "http://connector.example:8080")
+    with pytest.raises(SettingsError, match="CONNECTOR_ALLOW_HTTP=true"):
+        load_settings()
+    for fine in ("https://connector.example", "http://localhost:8080", "http://[::1]:8080"):
+        monkeypatch.setenv("SAGEBRIDGE_CONNECTOR_URL", fine)
+        assert load_settings().connector_url == fine
+    monkeypatch.setenv("SAGEBRIDGE_CONNECTOR_URL", "http://connector.example:8080")
+    monkeypatch.setenv("SAGEBRIDGE_CONNECTOR_ALLOW_HTTP", "true")
+    assert load_settings().connector_url == "http://connector.example:8080"
+
+
 def test_invalid_topic_error_names_the_bad_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SAGEBRIDGE_INPUT_TOPICS", "crm.events,bad topic")
     with pytest.raises(SettingsError, match="'bad topic'"):
@@ -196,6 +217,41 @@ def test_token_is_kept_secret_in_settings(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.auth_token.get_secret_value() == TOKEN
     assert TOKEN not in repr(settings)
     assert TOKEN not in str(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:p%40ss-w0rd@redis:6379/0",
+        "rediss://sagebridge:p%40ss-w0rd@redis:6380/1",
+        "redis://redis:6379/0?password=p%40ss-w0rd",
+    ],
+)
+def test_a_redis_password_is_masked_wherever_settings_are_printed(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("SAGEBRIDGE_REDIS_URL", url)
+    settings = load_settings()
+    assert settings.redis_url == url, "the service still connects with it"
+    for printed in (repr(settings), str(settings)):
+        assert "p%40ss-w0rd" not in printed and "p@ss-w0rd" not in printed
+        assert "redis:63" in printed, "the rest of the URL is still shown"
+
+
+def test_every_known_secret_is_listed_for_masking(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_default_tenant(monkeypatch)
+    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
+    tenants = write_tenants_file(
+        tmp_path, "tenants:\n  - {customer: '2', company: B, token_env: OTHER_TOKEN}\n"
+    )
+    monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(tenants))
+    monkeypatch.setenv("SAGEBRIDGE_KAFKA_SASL_PASSWORD", "sasl-secret")
+    monkeypatch.setenv("SAGEBRIDGE_REDIS_URL", "redis://:p%40ss@redis:6379/0")
+    settings = load_settings()
+    listed = known_secrets(settings, TenantDirectory.from_settings(settings))
+    assert {TOKEN, OTHER_TOKEN, "sasl-secret", "p@ss", "p%40ss"} <= set(listed)
 
 
 # --- tenants --------------------------------------------------------------------------------------

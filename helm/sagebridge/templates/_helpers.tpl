@@ -59,6 +59,12 @@ app.kubernetes.io/part-of: sagebridge
 {{- .Values.settings.HTTP_PORT | default 8000 | int -}}
 {{- end -}}
 
+{{/* "true" when settings.REDIS_URL carries credentials (user part or a password parameter):
+the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}}
+{{- define "sagebridge.redisUrlIsSecret" -}}
+{{- if regexMatch "^[A-Za-z0-9+.-]+://[^/?#]*@|[?&]password=" (.Values.settings.REDIS_URL | default "" | toString) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "sagebridge.tenantsMountPath" -}}/etc/sagebridge/tenants{{- end -}}
 
 {{/* Fail early on combinations that cannot work. */}}
@@ -72,6 +78,9 @@ app.kubernetes.io/part-of: sagebridge
 {{- end -}}
 {{- if ge (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.terminationGracePeriodSeconds | float64) -}}
 {{- fail "settings.DRAIN_TIMEOUT_S must be below terminationGracePeriodSeconds, or the kubelet kills the drain" -}}
+{{- end -}}
+{{- if and .Values.existingSecret (include "sagebridge.redisUrlIsSecret" .) -}}
+{{- fail "settings.REDIS_URL carries a password, and with existingSecret the chart renders no Secret to hold it: put SAGEBRIDGE_REDIS_URL in that Secret and leave the password out of settings.REDIS_URL" -}}
 {{- end -}}
 {{- $dt := .Values.defaultTenant -}}
 {{- if and (or $dt.customer $dt.company) (not (and $dt.customer $dt.company)) -}}
