@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.settings import Settings
+from service.settings import Settings, TenantDirectory
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "sagebridge"
 KUBE_VERSION = "1.33.0"
@@ -43,10 +43,17 @@ EVERYTHING_ON: dict[str, Any] = {
         "KAFKA_IDEMPOTENCE": True,
         "HTTP_PORT": 9100,
         "LOG_LEVEL": "DEBUG",
+        "REPLY_TOPICS": "crm.*.replies",
     },
     "defaultTenant": {"customer": "1001", "company": "ACME", "token": TOKEN},
     "tenants": [
-        {"customer": "2002", "company": "BETA", "tokenEnv": "BETA_SAGE_TOKEN", "token": BETA_TOKEN}
+        {
+            "customer": "2002",
+            "company": "BETA",
+            "tokenEnv": "BETA_SAGE_TOKEN",
+            "token": BETA_TOKEN,
+            "replyTopics": ["beta.replies", "beta.*.answers"],
+        }
     ],
     "kafka": {
         "sasl": {"mechanism": "SCRAM-SHA-512", "username": "sagebridge", "password": SASL_PASSWORD},
@@ -281,7 +288,14 @@ def test_tenants_file_is_mounted_where_the_setting_points(chart: Any) -> None:
     tenants_cm = one(objects, "ConfigMap", "-tenants")
     tenants = yaml.safe_load(tenants_cm["data"][path.name])
     assert tenants == {
-        "tenants": [{"customer": "2002", "company": "BETA", "token_env": "BETA_SAGE_TOKEN"}]
+        "tenants": [
+            {
+                "customer": "2002",
+                "company": "BETA",
+                "token_env": "BETA_SAGE_TOKEN",
+                "reply_topics": ["beta.replies", "beta.*.answers"],
+            }
+        ]
     }
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     mount = next(
@@ -414,7 +428,7 @@ def test_schema_settings_are_real_and_never_secret() -> None:
 
 @pytest.mark.parametrize("variant", ["defaults", "everything", "redis-password"])
 def test_the_service_accepts_the_rendered_settings(
-    chart: Any, variant: str, monkeypatch: pytest.MonkeyPatch
+    chart: Any, variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The pod's environment (ConfigMap + Secret) loads as Settings: no value the service would
     refuse at start-up (a bool spelled wrong, a number out of range)."""
@@ -427,8 +441,17 @@ def test_the_service_accepts_the_rendered_settings(
     env.update({k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()})
     for name, setting in env.items():
         monkeypatch.setenv(name, setting)
+    tenants_file = tmp_path / "tenants.yaml"
+    if "SAGEBRIDGE_TENANTS_FILE" in env:  # mounted from the tenants ConfigMap in the pod
+        tenants_file.write_text(one(objects, "ConfigMap", "-tenants")["data"]["tenants.yaml"])
+        monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(tenants_file))
     settings = load_settings(_env_file=None)
+    directory = TenantDirectory.from_settings(settings)
     assert settings.kafka_idempotence is True
     assert settings.http_port == int(env["SAGEBRIDGE_HTTP_PORT"])
     given = (VARIANTS[variant] or {}).get("settings", {}).get("REDIS_URL")
     assert settings.redis_url == (given or "redis://redis:6379/0"), "from the Secret if secret"
+    if variant == "everything":
+        assert settings.reply_topics == ("crm.*.replies",)
+        beta = directory.tenants[("2002", "BETA")].reply_topics
+        assert beta is not None and beta.matches("beta.x.answers") and not beta.matches("crm.a")
