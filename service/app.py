@@ -418,9 +418,10 @@ class Bridge:
             entries = [Entry(Standing.NEW)] * len(items)
         answered: list[tuple[Ticket, Outcome]] = []
         in_doubt: list[tuple[Ticket, Admitted, Entry]] = []
+        doubt = self.replays.may_doubt(self.epoch.known)
         for (ticket, admitted), found in zip(items, entries, strict=True):
             entry = found
-            if found.standing is Standing.NEW and await self._doubtful(ticket):
+            if doubt and found.standing is Standing.NEW and await self._doubtful(ticket):
                 entry = Entry(Standing.IN_DOUBT)  # Redis lost the ledger: look it up first
             match entry.standing:
                 case Standing.NEW:

@@ -295,6 +295,11 @@ class ReplayDoubt:
         """The cached horizon is not the one of ``epoch``."""
         return self._horizon_epoch != epoch
 
+    def may_doubt(self, epoch: str) -> bool:
+        """Whether any record can be doubtful now: not while Redis never lost data (no horizon
+        recorded) — the usual case, checked once per poll instead of once per record."""
+        return bool(self._horizon) or self.stale(epoch)
+
     def load(self, epoch: str, horizon: Mapping[tuple[str, int], int]) -> None:
         self._horizon_epoch = epoch
         self._horizon = dict(horizon)
