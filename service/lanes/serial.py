@@ -302,7 +302,7 @@ class SerialLane(Generic[T]):
         begun = await self._begin(hold, delivery, digest)
         if begun is None:
             return None
-        lost = begun.standing is Standing.NEW and await self._doubtful(delivery.ticket)
+        ledger_lost_it = begun.standing is Standing.NEW and await self._doubtful(delivery.ticket)
         match begun.standing:
             case Standing.DELIVERED:
                 if self.on_ledger_hit is not None:
@@ -315,7 +315,7 @@ class SerialLane(Generic[T]):
             case Standing.CONFLICT:
                 self._answer(delivery, Outcome.reused_event_id(delivery.event_id))
                 return True
-            case Standing.NEW if lost:
+            case Standing.NEW if ledger_lost_it:
                 self._answer(delivery, _unknown(LEDGER_LOST_MESSAGE, delivery.attempts))
                 return True
         hold.settled = False  # a call is about to be made
