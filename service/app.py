@@ -215,15 +215,15 @@ class Bridge:
         """The FastStream subscriber; its aiokafka consumer is where offsets are committed."""
         self.assigned = False
         self.http: InLoopServer | None = None
-        self.redis_check = PeriodicCheck(self._redis_answers)
-        """Readiness's Redis check: one PING a second, however often ``/readyz`` is asked."""
+        self.redis_check = PeriodicCheck(self._check_redis)
+        """Once a second: whether Redis answers (what ``/readyz`` reports, however often it is
+        asked), and with it the epoch watch (see :meth:`_check_redis`)."""
         self.rebalance_listener = _Rebalance(self)
         self._draining = False
         self._answering: set[asyncio.Task[None]] = set()
         self._answered = asyncio.Condition()
         self.committer = Committer(self.tracker)
         self._committing: asyncio.Task[None] | None = None
-        self._watching: asyncio.Task[None] | None = None
         self.log_ends = LogEnds(kafka_client_options(settings))
         self._assigned_partitions: set[TopicPartition] = set()
         self.ledger_durability: Durability | None = None
@@ -246,7 +246,6 @@ class Bridge:
         await self.http.start()
         await self.producer.start()
         self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
-        self._watching = asyncio.create_task(self._watch_redis(), name="sagebridge-epoch")
 
     async def drain(self) -> None:
         """Stop fetching, deliver and answer what was consumed, commit — within
@@ -272,9 +271,8 @@ class Bridge:
             await self._wait_answered(None, wait_s=None)
 
     async def close(self) -> None:
-        for task in (self._committing, self._watching):
-            if task is not None:
-                task.cancel()
+        if self._committing is not None:
+            self._committing.cancel()
         await self.serial.close()
         await self.batch.close()
         await self.log_ends.aclose()
@@ -301,11 +299,25 @@ class Bridge:
         ledger = durability.as_dict() if durability is not None else {"durable": None}
         return Readiness(all(checks.values()), checks, {"ledger": ledger})
 
-    async def _redis_answers(self) -> bool:
+    async def _check_redis(self) -> bool:
+        """Whether Redis answers; while it does, also the epoch and the replay horizon (so a
+        loss of its data is noticed even while no transactional record moves) and, once, the
+        ledger's durability. Only the answer to PING decides readiness."""
         try:
-            return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+            if not await asyncio.wait_for(self.redis.ping(), 1.0):
+                return False
         except Exception:
             return False
+        try:
+            if self.ledger_durability is None:
+                self.ledger_durability = await check_durability(self.redis)
+                self._report_durability(self.ledger_durability)
+            await self._check_epoch()
+        except RedisError:
+            pass  # the lanes report Redis trouble; the next check tries again
+        except Exception:
+            log.exception("Redis epoch check failed")
+        return True
 
     def _timed_post(self, lane: str) -> FencedPost:
         connector, latency = self.connector, self.metrics.connector_latency
@@ -624,16 +636,14 @@ class Bridge:
             consumer.pause(*assigned)
         if consumer is not None and assigned:
             self._assigned_partitions = set(assigned)
-            await self._note_replays(consumer, assigned)
+            await self._note_replays(assigned)
             try:
                 await self._check_epoch()
-            except RedisError as exc:  # the watch tries again every second
+            except RedisError as exc:  # the periodic Redis check tries again every second
                 log.warning("Redis epoch not checked at assignment", extra={"error": repr(exc)})
         self.assigned = True
 
-    async def _note_replays(
-        self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
-    ) -> None:
+    async def _note_replays(self, assigned: set[TopicPartition]) -> None:
         """Where each assigned partition's log ends now: records before that are replays. If
         Kafka cannot say in time, every record counts as one (it matters only below a replay
         horizon, i.e. after a loss of Redis data)."""
@@ -700,7 +710,7 @@ class Bridge:
             try:
                 await self.epoch.raise_horizon(await self._end_offsets_everywhere())
                 self.replays.load(self.epoch.known, await self.epoch.horizon())
-            except Exception as exc:  # retried by the watch: it reloads every second
+            except Exception as exc:  # the periodic Redis check reloads it every second
                 log.warning("replay horizon not recorded yet", extra={"error": repr(exc)})
 
         self._background(record())
@@ -716,21 +726,6 @@ class Bridge:
             except RedisError:
                 return True  # cannot tell: do not resend blindly
         return self.replays.doubtful(tp.topic, tp.partition, ticket.offset)
-
-    async def _watch_redis(self) -> None:
-        """Every second: the epoch and the replay horizon (a loss is noticed even while no
-        transactional record is moving); once, the ledger's durability."""
-        while True:
-            try:
-                if self.ledger_durability is None:
-                    self.ledger_durability = await check_durability(self.redis)
-                    self._report_durability(self.ledger_durability)
-                await self._check_epoch()
-            except RedisError:
-                pass  # the lanes report Redis trouble; try again next time
-            except Exception:
-                log.exception("Redis watch failed")
-            await asyncio.sleep(1.0)
 
     def _report_durability(self, found: Durability) -> None:
         self.metrics.ledger_durable.set(1 if found.durable else 0)

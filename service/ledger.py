@@ -387,7 +387,3 @@ class Ledger:
         self, tenant: tuple[str, str], event_id: str, digest: str, attempts: int
     ) -> None:
         await self.delivered_many([(tenant, event_id, digest, attempts)])
-
-    async def withdraw(self, tenant: tuple[str, str], event_id: str) -> None:
-        """The call was refused or never sent: forget the intent so a fixed replay can go."""
-        await self.withdraw_many([(tenant, event_id)])
