@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.stack import COMPANY_B, CUSTOMER_B
-from service.devstack import HoleGuard
+from service.dev.devstack import HoleGuard
 
 Message = tuple[bytes, bytes]
 """(key, value), already encoded: encoding is not part of what is measured."""

@@ -1,7 +1,7 @@
 """Case (f): the tenant lock itself, against real Redis (issue 3's benchmark).
 
 * **Overhead**: one uncontended ``acquire`` + ``release`` round trip of
-  :class:`service.locks.TenantLocks` — what the lock adds to every transactional call.
+  :class:`service.state.locks.TenantLocks` — what the lock adds to every transactional call.
 * **Hand-off**: several contender *processes* (like replicas), each with its own Redis
   clients, take turns on one lock: hold it for ``hold_ms`` (a sandbox call), release, pause
   1 ms, try again. A hand-off is the time from one holder's ``release()`` returning to a
@@ -23,8 +23,8 @@ from multiprocessing import get_context
 from redis.asyncio import Redis
 
 from bench.feed import percentile
-from service.epoch import Epoch
-from service.locks import TenantLocks
+from service.state.epoch import Epoch
+from service.state.locks import TenantLocks
 
 LOCK = ("1001", "ACME")
 

@@ -448,7 +448,7 @@ def markdown(
         out += [
             "## Tenant lock (f)",
             "",
-            "`service.locks.TenantLocks` against real Redis. Overhead: uncontended "
+            "`service.state.locks.TenantLocks` against real Redis. Overhead: uncontended "
             "`acquire` + `release` round trip in one process. Hand-off: "
             f"{locks.contenders} processes with their own Redis clients contend for one lock, "
             f"each holding it {locks.hold_ms:g} ms; time from `release()` returning in one to "

@@ -22,7 +22,7 @@ from types import TracebackType
 
 import httpx
 
-from service.devstack import (
+from service.dev.devstack import (
     DevStackError,
     Process,
     Topics,

@@ -6,7 +6,7 @@ replicas answer invoices), while one consumer reads it live from the beginning. 
 second consumer reads the topic again from offset 0. On 2026-11-23 the live reader missed 1-3
 of 2,100 records in 3 of 20 rounds with 3 producers, and none in 8 rounds with 1 producer; the
 second reader found every missed record in the log. sagebridge's tests and benchmark read
-replies through :class:`service.devstack.HoleGuard` because of this.
+replies through :class:`service.dev.devstack.HoleGuard` because of this.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.devstack import start_tansu
+from service.dev.devstack import start_tansu
 
 RECORDS_PER_PRODUCER = 700
 

@@ -39,42 +39,42 @@ from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from redis.exceptions import RedisError
 
-from service.breaker import Breakers, State
-from service.committer import Committer
-from service.connector import CallResult, ConnectorClient
-from service.crashguard import Condemned, CrashLoopGuard
-from service.crashmarks import MarkStore, blocking_client
-from service.durability import Durability
-from service.durability import check as check_durability
-from service.epoch import Epoch, EpochMoved, ReplayDoubt
-from service.flow import FlowControl
-from service.httpserve import InLoopServer
-from service.intake import Admitted, Intake, Refused
-from service.lanes import Delivery
-from service.lanes.batch import BatchLane, BatchPolicy
-from service.lanes.retry import Backoff
-from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
-from service.ledger import Entry, Ledger, Standing, fingerprint
-from service.locks import TenantLocks
-from service.logends import LogEnds
-from service.logs import OutcomeLog
-from service.observability import Metrics, PeriodicCheck, Readiness, health_app
-from service.offsets import OffsetTracker
-from service.outcomes import Origin, Outcome, Stage, Subject
-from service.partitioning import Murmur2Partitioner
-from service.publisher import Answer, OutcomePublisher
-from service.reconcile import already_in_sage
-from service.redisclient import connect as connect_redis
-from service.replytopics import ReplyTopics
-from service.routes import Lane, load_route_table
-from service.settings import (
+from service.answers.outcomes import Origin, Outcome, Stage, Subject
+from service.answers.partitioning import Murmur2Partitioner
+from service.answers.publisher import Answer, OutcomePublisher
+from service.config import (
     Settings,
     Tenant,
     TenantDirectory,
     kafka_client_options,
     known_secrets,
 )
-from service.testhooks import sigkill_on_marker
+from service.connector.client import CallResult, ConnectorClient
+from service.connector.lookup import already_in_sage
+from service.dev.testhooks import sigkill_on_marker
+from service.intake.admit import Admitted, Intake, Refused
+from service.intake.reply_topics import ReplyTopics
+from service.intake.routes import Lane, load_route_table
+from service.kafka.crash_guard import Condemned, CrashLoopGuard
+from service.lanes import Delivery
+from service.lanes.batch import BatchLane, BatchPolicy
+from service.lanes.breaker import Breakers, State
+from service.lanes.retry import Backoff
+from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
+from service.offsets.committer import Committer
+from service.offsets.flow import FlowControl
+from service.offsets.log_ends import LogEnds
+from service.offsets.tracker import OffsetTracker
+from service.ops.health import Metrics, PeriodicCheck, Readiness, health_app
+from service.ops.http_server import InLoopServer
+from service.ops.logs import OutcomeLog
+from service.state.client import connect as connect_redis
+from service.state.crash_marks import MarkStore, blocking_client
+from service.state.durability import Durability
+from service.state.durability import check as check_durability
+from service.state.epoch import Epoch, EpochMoved, ReplayDoubt
+from service.state.ledger import Entry, Ledger, Standing, fingerprint
+from service.state.locks import TenantLocks
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Ticket:
     reply_topic: str
     received_at: float
     generation: int
-    """The partition's assignment it was consumed under (see :mod:`service.offsets`)."""
+    """The partition's assignment it was consumed under (see :mod:`service.offsets.tracker`)."""
     digest: str | None = None
     """Fingerprint of master data still to be recorded in the ledger once delivered."""
 
@@ -197,7 +197,7 @@ class Bridge:
             linger_ms=5,
             partitioner=Murmur2Partitioner(),
             # Room for a few polls' worth of replies per partition: the publisher appends to
-            # the batch it handed over while aiokafka has not drained it (service.sending),
+            # the batch it handed over while aiokafka has not drained it (service.answers.sender),
             # and a full 16 KB batch (the default, about 65 replies) makes the next wait.
             max_batch_size=PRODUCER_BATCH_BYTES,
             request_timeout_ms=PRODUCER_REQUEST_TIMEOUT_MS,
@@ -352,7 +352,9 @@ class Bridge:
             records = (records,)
         if self.committer.consumer is None and self.subscriber is not None:
             self.committer.consumer = self.subscriber.consumer
-        take_in = await self.crash_loop.begin(records)  # marks the poll: see service.crashguard
+        take_in = await self.crash_loop.begin(
+            records
+        )  # marks the poll: see service.kafka.crash_guard
         now = time.monotonic()
         refused: list[tuple[Ticket, Outcome]] = []
         master_data: list[tuple[Ticket, Admitted]] = []
@@ -416,7 +418,7 @@ class Bridge:
     ) -> list[tuple[Ticket, Outcome]]:
         """Register each record in the ledger (one round trip) and send what it has not seen
         delivered; answer the rest from it. A record left in doubt by a crash is first looked
-        up in Sage (:mod:`service.reconcile`). Master data is idempotent, so if Redis is
+        up in Sage (:mod:`service.connector.lookup`). Master data is idempotent, so if Redis is
         unreachable it is sent without the check."""
         try:
             entries = await self.ledger.begin_many(
@@ -670,7 +672,7 @@ class Bridge:
         return any(meta.offset >= 0 for meta in found.values())
 
     async def _check_epoch(self) -> None:
-        """Compare Redis's epoch with the one we work under (see :mod:`service.epoch`): first
+        """Compare Redis's epoch with the one we work under (see :mod:`service.state.epoch`): first
         establish it (once partitions are assigned: their committed offsets are the witness of
         a loss before we started); later, declare a loss if it is gone, adopt another replica's.
         Then refresh the replay horizon."""

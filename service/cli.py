@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from service import gctuning
-from service.contracts import ContractFileError
-from service.settings import SettingsError, TenantDirectory, known_secrets, load_settings
+from service.config import SettingsError, TenantDirectory, known_secrets, load_settings
+from service.intake.contracts import ContractFileError
+from service.ops import gc as gctuning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from service import logs
     from service.app import create_app
+    from service.ops import logs
 
     settings = load_settings()
     tenants = TenantDirectory.from_settings(settings)
@@ -146,7 +146,7 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from service.sandbox import SandboxOptions, serve
+    from service.dev.sandbox import SandboxOptions, serve
 
     serve(
         SandboxOptions(
@@ -168,13 +168,13 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from service.demo import run_demo
+    from service.dev.demo import run_demo
 
     return run_demo(events=args.events)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from service.validate import validate_lines
+    from service.tools.validate import validate_lines
 
     settings = load_settings()
     if args.file is None:
@@ -189,14 +189,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _dlt_replay(args: argparse.Namespace) -> int:
-    from service.replay import replay_dead_letters
+    from service.tools.replay import replay_dead_letters
 
     settings = load_settings()
     return asyncio.run(replay_dead_letters(settings, limit=args.limit, to_topic=args.to_topic))
 
 
 def _asyncapi(args: argparse.Namespace) -> int:
-    from service.asyncapi import build_document, render
+    from service.tools.asyncapi import build_document, render
 
     text = render(build_document(load_settings()))
     if args.out is None:

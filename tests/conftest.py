@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from service.devstack import redis_reachable
-from service.sandbox import SandboxOptions, SandboxThread
+from service.dev.devstack import redis_reachable
+from service.dev.sandbox import SandboxOptions, SandboxThread
 from tests.support.broker import broker_for_tests
 from tests.support.kafka import Collector, Topics, create_topics
 
@@ -105,7 +105,7 @@ ServiceFactory = Callable[..., Any]
 def running_service(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServiceFactory:
     """``async with running_service(**overrides) as bridge:`` — the service in this process."""
     from service.app import create_app
-    from service.settings import TenantDirectory, load_settings
+    from service.config import TenantDirectory, load_settings
 
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Any]:

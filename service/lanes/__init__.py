@@ -11,8 +11,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from service.outcomes import Outcome
-from service.settings import Tenant
+from service.answers.outcomes import Outcome
+from service.config import Tenant
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class Delivery(Generic[T]):
     """For the ledger: the serial lane never sends one ``event_id`` twice."""
     attempts: int = field(default=0)
     claim: str = ""
-    """The serial lane's token on this record's ledger intent (see :mod:`service.ledger`)."""
+    """The serial lane's token on this record's ledger intent (see :mod:`service.state.ledger`)."""
     withdrawn: bool = False
     """Its partition was revoked while it was being begun: no call is to start for it."""
 

@@ -6,7 +6,8 @@ calls per buffer may be in flight, but never two holding the same record identit
 to one Sage row arrive in the order they were produced. A rejected array is split
 (:mod:`service.lanes.isolate`) until every good record has landed and every bad one has its own
 ERROR. Retryable failures are retried with backoff; upserts are idempotent, so an unknown
-outcome is retried too. While the tenant's breaker is open (:mod:`service.breaker`), calls wait.
+outcome is retried too. While the tenant's breaker is open (:mod:`service.lanes.breaker`),
+calls wait.
 
 Records can be withdrawn (their partition was revoked, so its new owner answers them): those
 still buffered are dropped at once, and those in a batch waiting to be (re)sent leave it before
@@ -24,13 +25,13 @@ from typing import Generic
 
 import orjson
 
-from service.breaker import Breakers
-from service.connector import CallResult, Delivered, Rejected
+from service.answers.outcomes import Outcome, Stage
+from service.config import Tenant
+from service.connector.client import CallResult, Delivered, Rejected
 from service.lanes import Delivery, Sink, T
+from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
 from service.lanes.retry import Backoff
-from service.outcomes import Outcome, Stage
-from service.settings import Tenant
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,13 @@ from typing import Generic, Protocol
 import orjson
 from redis.exceptions import RedisError
 
-from service.breaker import Breakers
-from service.connector import CallResult, Delivered, Rejected, Retryable, Unknown
+from service.answers.outcomes import Outcome, Stage
+from service.config import Tenant
+from service.connector.client import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
+from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff
-from service.ledger import (
+from service.state.ledger import (
     Entry,
     EpochMovedError,
     Guard,
@@ -55,9 +57,7 @@ from service.ledger import (
     Standing,
     fingerprint,
 )
-from service.locks import Lease, TenantLocks, process_token
-from service.outcomes import Outcome, Stage
-from service.settings import Tenant
+from service.state.locks import Lease, TenantLocks, process_token
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from service.asyncapi import build_document, render
-from service.outcomes import Origin, Outcome, Stage, Subject, dead_letter_headers
-from service.settings import ENV_PREFIX, Settings
+from service.answers.outcomes import Origin, Outcome, Stage, Subject, dead_letter_headers
+from service.config import ENV_PREFIX, Settings
+from service.tools.asyncapi import build_document, render
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
-STALE = "docs/asyncapi.json is stale: run `python -m service.asyncapi docs/asyncapi.json`"
+STALE = "docs/asyncapi.json is stale: run `python -m service.tools.asyncapi docs/asyncapi.json`"
 
 
 @pytest.fixture(scope="module")

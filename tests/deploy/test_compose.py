@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from service.settings import ENV_PREFIX, Settings, load_settings
+from service.config import ENV_PREFIX, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")

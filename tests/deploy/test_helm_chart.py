@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.settings import Settings, TenantDirectory
+from service.config import Settings, TenantDirectory
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "sagebridge"
 KUBE_VERSION = "1.33.0"
@@ -432,7 +432,7 @@ def test_the_service_accepts_the_rendered_settings(
 ) -> None:
     """The pod's environment (ConfigMap + Secret) loads as Settings: no value the service would
     refuse at start-up (a bool spelled wrong, a number out of range)."""
-    from service.settings import load_settings
+    from service.config import load_settings
 
     objects = render(chart, VARIANTS[variant])
     for name in Settings.model_fields:

@@ -132,7 +132,7 @@ async def test_two_tenants_never_share_a_call(
 ) -> None:
     """Each token is bound to its tenant in the sandbox: a mixed array, or one tenant's records
     sent with the other's token, would be refused."""
-    from service.sandbox import SandboxOptions, SandboxThread
+    from service.dev.sandbox import SandboxOptions, SandboxThread
     from tests.conftest import COMPANY, CUSTOMER, TOKEN
 
     other = "token-for-beta-51e0"

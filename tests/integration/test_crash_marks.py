@@ -13,10 +13,10 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
-from service.crashguard import CrashLoopGuard, TakeIn
-from service.crashmarks import MarkStore, blocking_client, digest
-from service.devstack import free_port, start_redis
-from service.redisclient import connect
+from service.dev.devstack import free_port, start_redis
+from service.kafka.crash_guard import CrashLoopGuard, TakeIn
+from service.state.client import connect
+from service.state.crash_marks import MarkStore, blocking_client, digest
 from tests.support.waiting import until
 
 TOPIC = "crm.events"

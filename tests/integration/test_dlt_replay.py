@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from service.replay import replay_dead_letters
-from service.sandbox import SandboxOptions, SandboxThread
-from service.settings import load_settings
+from service.config import load_settings
+from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.tools.replay import replay_dead_letters
 from tests.conftest import TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.sandbox import stored_records

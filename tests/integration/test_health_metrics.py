@@ -22,8 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from service.devstack import Process, start_redis
-from service.httpserve import HEADER_TIMEOUT_S, MAX_CONNECTIONS
+from service.dev.devstack import Process, start_redis
+from service.ops.http_server import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from tests.conftest import TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.waiting import until
@@ -100,7 +100,7 @@ async def test_not_ready_before_the_group_assigns_then_ready(
     """The health server is up before the consumer joins; until it is assigned, /readyz says
     no (503) and names the missing check, while /healthz already says alive."""
     from service.app import create_app
-    from service.settings import TenantDirectory, load_settings
+    from service.config import TenantDirectory, load_settings
 
     for name, setting in service_env.items():
         monkeypatch.setenv(name, setting)

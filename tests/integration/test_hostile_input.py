@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service.app import create_app
-from service.sandbox import SandboxOptions, SandboxThread
-from service.settings import TenantDirectory, load_settings
+from service.config import TenantDirectory, load_settings
+from service.dev.sandbox import SandboxOptions, SandboxThread
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.hostile import HOSTILE, MIB, deep_invoice
 from tests.support.kafka import Collector, Topics, contact, create_topics, event

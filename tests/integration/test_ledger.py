@@ -9,10 +9,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.devstack import start_redis
-from service.epoch import Epoch
-from service.ledger import EpochMovedError, Guard, LeaseLost, Ledger, Settlement, Standing
-from service.locks import Lease, TenantLocks
+from service.dev.devstack import start_redis
+from service.state.epoch import Epoch
+from service.state.ledger import EpochMovedError, Guard, LeaseLost, Ledger, Settlement, Standing
+from service.state.locks import Lease, TenantLocks
 from tests.support.waiting import until
 
 TENANT = ("1001", "ACME")

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from redis.asyncio import Redis
 
-from service.epoch import Epoch
-from service.locks import TenantLocks
+from service.state.epoch import Epoch
+from service.state.locks import TenantLocks
 from tests.support.waiting import until
 
 T = ("1001", "ACME")

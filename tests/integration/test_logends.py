@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from service.logends import LogEnds
+from service.offsets.log_ends import LogEnds
 from tests.support.kafka import Topics, produce
 
 

@@ -11,10 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from service.outcomes import Origin, Outcome, Stage, Subject
-from service.partitioning import Murmur2Partitioner
-from service.publisher import REDIRECT_AFTER_ATTEMPTS, Answer, OutcomePublisher
-from service.sending import BATCH_FROM, MAX_BATCHED_BYTES
+from service.answers.outcomes import Origin, Outcome, Stage, Subject
+from service.answers.partitioning import Murmur2Partitioner
+from service.answers.publisher import REDIRECT_AFTER_ATTEMPTS, Answer, OutcomePublisher
+from service.answers.sender import BATCH_FROM, MAX_BATCHED_BYTES
 from tests.support.kafka import Collector, Received, Topics, create_topics
 
 PARTITIONS = 3

@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from service.devstack import Process, start_redis
+from service.dev.devstack import Process, start_redis
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import stored_records
 

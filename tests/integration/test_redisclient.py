@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-from service.redisclient import connect
+from service.state.client import connect
 
 
 @pytest.mark.parametrize(

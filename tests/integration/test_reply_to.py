@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.sending import TOPICS_TRACKED
+from service.answers.sender import TOPICS_TRACKED
 from tests.conftest import TOKEN
 from tests.support.kafka import (
     Collector,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.sandbox import SandboxOptions, SandboxThread
+from service.dev.sandbox import SandboxOptions, SandboxThread
 
 TOKEN = "sandbox-token-7f3a"
 BOUND_TOKEN = "bound-token-91c2"

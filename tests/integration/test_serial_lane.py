@@ -13,16 +13,16 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from service.breaker import Breakers
-from service.connector import Delivered, Unknown
-from service.epoch import Epoch
+from service.answers.outcomes import Outcome, Stage
+from service.config import Tenant
+from service.connector.client import Delivered, Unknown
 from service.lanes import Delivery
+from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff
 from service.lanes.serial import SerialLane, SerialPolicy
-from service.ledger import Ledger
-from service.locks import TenantLocks
-from service.outcomes import Outcome, Stage
-from service.settings import Tenant
+from service.state.epoch import Epoch
+from service.state.ledger import Ledger
+from service.state.locks import TenantLocks
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import sandbox_post, stored_records
 from tests.support.sandbox import stats as sandbox_stats

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from service.devstack import start_tansu
+from service.dev.devstack import start_tansu
 
 
 @contextmanager

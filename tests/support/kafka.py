@@ -11,7 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.devstack import HoleGuard, Topics
+from service.dev.devstack import HoleGuard, Topics
 
 __all__ = ["Topics"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from service.devstack import free_port
+from service.dev.devstack import free_port
 from tests.support.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from service.httpserve import InLoopServer
+from service.ops.http_server import InLoopServer
 
 ANY_METHOD = ["GET", "POST", "PUT", "DELETE"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.sandbox import SandboxOptions, SandboxThread
+from service.dev.sandbox import SandboxOptions, SandboxThread
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.broker import broker_for_tests
 from tests.support.processes import ServiceProcess

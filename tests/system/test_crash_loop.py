@@ -8,7 +8,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.testhooks import SIGKILL_ON
+from service.dev.testhooks import SIGKILL_ON
 from tests.support.kafka import Collector, Received, Topics, contact, event, produce
 from tests.support.sandbox import stored_records
 from tests.support.waiting import until

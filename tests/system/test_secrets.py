@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from service.devstack import start_redis
+from service.dev.devstack import start_redis
 from tests.conftest import TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.standin import echoing_the_token, serving

@@ -9,7 +9,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from service.devstack import start_redis
+from service.dev.devstack import start_redis
 from tests.conftest import COMPANY, CUSTOMER
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import stats as sandbox_stats

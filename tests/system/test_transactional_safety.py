@@ -14,7 +14,7 @@ import signal
 from collections import Counter, defaultdict
 from typing import Any
 
-from service.devstack import start_redis
+from service.dev.devstack import start_redis
 from tests.conftest import COMPANY, CUSTOMER
 from tests.support.kafka import Collector, Received, Topics, contact, event, produce
 from tests.support.processes import ServiceProcess

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.breaker import Breaker, State
+from service.lanes.breaker import Breaker, State
 
 
 async def test_opens_after_the_threshold_and_closes_on_a_successful_probe() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.contracts import Contract, load_contracts
-from service.routes import DEFAULT_CONTRACTS_DIR, Lane, load_route_table
+from service.intake.contracts import Contract, load_contracts
+from service.intake.routes import DEFAULT_CONTRACTS_DIR, Lane, load_route_table
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES_DIR = DEFAULT_CONTRACTS_DIR / "tables"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.contracts import (
+from service.intake.contracts import (
     Contract,
     ContractFileError,
     ErrorCode,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.crashloop import (
+from service.intake.crash_loop import (
     Condemn,
     Death,
     Isolate,

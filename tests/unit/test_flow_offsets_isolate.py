@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.flow import FlowControl
 from service.lanes.isolate import split_plan
-from service.offsets import OffsetTracker
+from service.offsets.flow import FlowControl
+from service.offsets.tracker import OffsetTracker
 
 
 def test_fetching_pauses_at_the_high_watermark_and_resumes_at_the_low() -> None:
@@ -72,12 +72,12 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
 
     from pydantic import SecretStr
 
-    from service.breaker import Breakers
-    from service.connector import Delivered
+    from service.config import Tenant
+    from service.connector.client import Delivered
     from service.lanes import Delivery
     from service.lanes.batch import BatchLane, BatchPolicy
+    from service.lanes.breaker import Breakers
     from service.lanes.retry import Backoff
-    from service.settings import Tenant
 
     release, started = asyncio.Event(), asyncio.Event()
     calls: list[int] = []

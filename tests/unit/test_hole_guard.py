@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.devstack import HoleGuard
+from service.dev.devstack import HoleGuard
 
 
 @dataclass

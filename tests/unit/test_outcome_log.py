@@ -9,7 +9,7 @@ import logging
 
 import orjson
 
-from service.logs import JsonFormatter, OutcomeLog
+from service.ops.logs import JsonFormatter, OutcomeLog
 
 LINES = [
     {"msg": "event delivered", "event_id": "ev-1", "outcome": "SUCCESS", "latency_ms": 1.5},

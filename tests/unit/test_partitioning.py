@@ -8,7 +8,7 @@ import tracemalloc
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from service.partitioning import Murmur2Partitioner, murmur2, partition_for
+from service.answers.partitioning import Murmur2Partitioner, murmur2, partition_for
 
 
 def test_murmur2_equals_aiokafkas_for_every_length_and_byte() -> None:

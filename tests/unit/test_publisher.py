@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from service.outcomes import Origin, Outcome, Subject
-from service.publisher import Answer, OutcomePublisher
+from service.answers.outcomes import Origin, Outcome, Subject
+from service.answers.publisher import Answer, OutcomePublisher
 
 
 class ProducerLosingFirstAcks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.reconcile import matches
+from service.connector.lookup import matches
 
 
 def test_same_values_match_even_with_extra_columns_in_sage() -> None:

@@ -1,4 +1,4 @@
-"""The one depth and size rule (``service.limits``): a free-form record is checked against it
+"""The one depth and size rule (``service.intake.limits``): a free-form record is checked against it
 with a clear ``validation`` error, and every record the check lets through can be fingerprinted
 for the ledger and encoded for the Cloud Connector."""
 
@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from service.contracts import ErrorCode, check_free_form
-from service.ledger import fingerprint
-from service.limits import MAX_DEPTH, MAX_PATH_CHARS, MAX_VALUES
+from service.intake.contracts import ErrorCode, check_free_form
+from service.intake.limits import MAX_DEPTH, MAX_PATH_CHARS, MAX_VALUES
+from service.state.ledger import fingerprint
 
 
 def nested(depth: int, key: str = "k", inner: Any = "leaf") -> dict[str, Any]:

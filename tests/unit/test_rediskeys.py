@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.rediskeys import escape, key, unescape
+from service.state.keys import escape, key, unescape
 
 
 @pytest.mark.parametrize("part", ["ACME", "A:x", "x:e", "100%", "%3A", "::", "", "é:%25"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from service.replytopics import ReplyTopics, TopicPatterns
-from service.settings import SettingsError, Tenant, TenantDirectory, load_settings
+from service.config import SettingsError, Tenant, TenantDirectory, load_settings
+from service.intake.reply_topics import ReplyTopics, TopicPatterns
 
 ACME = Tenant("1001", "ACME", SecretStr("t"))
 BETA = Tenant("2002", "BETA", SecretStr("t"), TopicPatterns.of(["beta.replies", "beta.*.out"]))

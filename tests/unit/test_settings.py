@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from service.settings import (
+from service.config import (
     SettingsError,
     Tenant,
     TenantDirectory,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from service.intake import Intake
-from service.replytopics import ReplyTopics
-from service.routes import RouteTable
-from service.settings import TenantDirectory, load_settings
-from service.testhooks import SIGKILL_ON, sigkill_on_marker
+from service.config import TenantDirectory, load_settings
+from service.dev.testhooks import SIGKILL_ON, sigkill_on_marker
+from service.intake.admit import Intake
+from service.intake.reply_topics import ReplyTopics
+from service.intake.routes import RouteTable
 
 
 def test_the_test_hook_is_off_unless_its_variable_is_set() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from service.cli import main
-from service.settings import Settings, load_settings
-from service.validate import validate_lines
+from service.config import Settings, load_settings
+from service.tools.validate import validate_lines
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,127 @@
+"""Outcomes: what happened to one event, and the reply and dead-letter shapes that report it.
+
+Pure data and formatting; publishing lives in :mod:`service.answers.publisher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from service.intake.contracts import FieldError
+
+
+class Stage(StrEnum):
+    """Where an event failed; replies and the ``x-error-stage`` header carry it."""
+
+    PARSE = "parse"
+    VALIDATION = "validation"
+    ROUTE = "route"
+    CONNECTOR = "connector"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """SUCCESS (``stage is None``) or ERROR at ``stage`` with a message and field errors."""
+
+    stage: Stage | None = None
+    message: str | None = None
+    errors: tuple[FieldError, ...] = ()
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.stage is None
+
+    @classmethod
+    def success(cls, attempts: int) -> Outcome:
+        """Shared instances (outcomes are immutable): a batch of 100 needs one, not 100."""
+        found = _SUCCESSES.get(attempts)
+        if found is None:
+            found = _SUCCESSES[attempts] = cls(attempts=attempts)
+        return found
+
+    @classmethod
+    def failure(
+        cls, stage: Stage, message: str, errors: Sequence[FieldError] = (), attempts: int = 0
+    ) -> Outcome:
+        return cls(stage=stage, message=message, errors=tuple(errors), attempts=attempts)
+
+    @classmethod
+    def reused_event_id(cls, event_id: str) -> Outcome:
+        """The ledger knows ``event_id`` with other data: refused, nothing sent."""
+        return cls.failure(
+            Stage.VALIDATION,
+            f"event_id {event_id!r} was already used with different data; not sent",
+        )
+
+
+_SUCCESSES: dict[int, Outcome] = {}
+
+
+@dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
+class Subject:
+    """What a reply says the event was: the envelope parts known when the outcome was decided."""
+
+    event_id: str | None
+    correlation_id: str | None
+    type: str | None
+    tenant: tuple[str, str] | None = None
+    endpoint: str | None = None
+
+
+def reply_body(subject: Subject, outcome: Outcome) -> bytes:
+    """The reply value, shaped as SPEC shows."""
+    body: dict[str, Any] = {"response": "SUCCESS" if outcome.ok else "ERROR"}
+    if not outcome.ok:
+        body["message"] = outcome.message
+    body["event_id"] = subject.event_id
+    body["correlation_id"] = subject.correlation_id
+    body["type"] = subject.type
+    if subject.tenant is not None:
+        body["tenant"] = {"customer": subject.tenant[0], "company": subject.tenant[1]}
+    if subject.endpoint is not None:
+        body["endpoint"] = subject.endpoint
+    if not outcome.ok:
+        body["stage"] = str(outcome.stage)
+        body["errors"] = [error.as_dict() for error in outcome.errors]
+    body["attempts"] = outcome.attempts
+    return orjson.dumps(body)
+
+
+@dataclass(slots=True)
+class Origin:
+    """Where a consumed message came from; the dead letter records it for replay."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+MAX_HEADER_CHARS = 1000
+
+
+def dead_letter_headers(
+    subject: Subject, outcome: Outcome, origin: Origin
+) -> list[tuple[str, bytes]]:
+    """The SPEC's ``x-`` headers. Text is made single-line and bounded: header values end up in
+    terminals and log pipelines."""
+    return [
+        ("x-error-stage", str(outcome.stage).encode()),
+        ("x-error-message", _header_text(outcome.message or "")),
+        ("x-event-id", _header_text(subject.event_id or "")),
+        ("x-original-topic", origin.topic.encode()),
+        ("x-original-partition", str(origin.partition).encode()),
+        ("x-original-offset", str(origin.offset).encode()),
+        ("x-attempts", str(outcome.attempts).encode()),
+    ]
+
+
+def _header_text(text: str) -> bytes:
+    flat = "".join(c if c.isprintable() else " " for c in text)
+    return flat[:MAX_HEADER_CHARS].encode("utf-8", "replace")

@@ -1,0 +1,10 @@
+"""A Sage 100 Contractor Cloud Connector emulator for tests, demos and local development.
+
+It checks every record against the same contracts as the bridge, counts overlapping
+transactional calls, and injects faults on demand; see :mod:`service.dev.sandbox.app`.
+"""
+
+from service.dev.sandbox.app import build_app
+from service.dev.sandbox.server import SandboxOptions, SandboxThread, serve
+
+__all__ = ["SandboxOptions", "SandboxThread", "build_app", "serve"]

@@ -1,0 +1,144 @@
+"""Running the sandbox: in the foreground for ``sagebridge sandbox``, or in a thread for tests.
+
+Tests and the demo need a real HTTP server (the bridge's client, timeouts and connection pool
+are part of what is tested) that starts in milliseconds on a free port and stops cleanly, even
+with hung requests outstanding; :class:`SandboxThread` is that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from service.dev.sandbox.app import Sandbox, build_app
+from service.intake.routes import DEFAULT_CONTRACTS_DIR
+from service.ops.http_server import bind_tcp
+
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """Start-up settings; the fault fields are the initial faults (changeable at run time)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    """0 picks a free port (see :attr:`SandboxThread.port`)."""
+    latency_ms: int = 0
+    fail_rate: float = 0.0
+    error_rate: float = 0.0
+    hang_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_ms: int = 0
+    store_then_fail_rate: float = 0.0
+    store_then_fail_status: int = 502
+    check_fencing: bool = False
+    tokens: tuple[str, ...] = ("sandbox-token",)
+    """``"TOKEN"`` (any tenant) or ``"TOKEN=CUSTOMER/COMPANY"`` (that tenant only)."""
+    contracts_dir: Path = DEFAULT_CONTRACTS_DIR
+    seed: int | None = None
+    """Seed for fault randomness, so a rate below 1 gives the same sequence on every run."""
+
+
+def serve(options: SandboxOptions) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM); quiet logs, no access log (headers hold
+    tokens in real deployments, and per-request lines drown the bridge's own output)."""
+    uvicorn.run(
+        build_app(options),
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it is listening, and on which loop."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self.ready = ready
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
+class SandboxThread:
+    """The sandbox on a background daemon thread with its own event loop.
+
+    The socket is bound *before* the thread starts, so :attr:`port` is known at once and nothing
+    can take the port between choosing and serving; :meth:`start` returns only once uvicorn is
+    accepting connections.
+    """
+
+    def __init__(self, options: SandboxOptions | None = None) -> None:
+        self.options = options if options is not None else SandboxOptions(port=0)
+        self.app = build_app(self.options)
+        self.sandbox: Sandbox = self.app.state.sandbox
+        self._socket = bind_tcp(self.options.host, self.options.port)
+        self.port: int = self._socket.getsockname()[1]
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        self.url = f"http://{host}:{self.port}"
+        ready = threading.Event()
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # leave the host process's logging alone
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config, ready)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"sandbox:{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as exc:  # reported by start() in the caller's thread
+            self._failure = exc
+        finally:
+            self._server.ready.set()
+
+    def start(self) -> SandboxThread:
+        """Start serving; raise if uvicorn is not accepting connections within the deadline."""
+        self._thread.start()
+        if not self._server.ready.wait(START_TIMEOUT_S) or not self._server.started:
+            self.stop()
+            raise RuntimeError(f"sandbox did not start on {self.url}: {self._failure!r}")
+        return self
+
+    def stop(self) -> None:
+        """Release hung requests, ask uvicorn to exit, and wait for the thread; idempotent."""
+        loop = self._server.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closed since the check
+                loop.call_soon_threadsafe(self.sandbox.release_hangs)
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(STOP_TIMEOUT_S)
+        self._socket.close()
+
+    def __enter__(self) -> SandboxThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,108 @@
+"""Routes: which lane, endpoint and contract an event ``type`` goes to — read from data.
+
+Adding a table or a route is adding a file under ``contracts/``; nothing here names a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.intake.contracts import Contract, ContractFileError, load_contracts
+
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
+
+
+class Lane(StrEnum):
+    BATCH = "batch"
+    """Master data: records of one tenant and endpoint share one JSON-array call."""
+    SERIAL = "serial"
+    """Transactional: one record per call, never two calls at once for a tenant."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    type: str
+    lane: Lane
+    endpoint: str
+    contract: Contract | None
+    """``None``: any JSON object is accepted (operator supplied no contract)."""
+    lookup: Mapping[str, str] | None = None
+    """Key element -> query parameter of the Connector's list GET, used to check whether a
+    record cut off by a crash already reached Sage."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    routes: Mapping[str, Route]
+    contracts: Mapping[str, Contract]
+
+    def get(self, event_type: str) -> Route | None:
+        return self.routes.get(event_type)
+
+    def by_endpoint(self, endpoint: str) -> Route | None:
+        """The route serving ``endpoint``; the sandbox uses it to check what it receives."""
+        for route in self.routes.values():
+            if route.endpoint == endpoint:
+                return route
+        return None
+
+
+def load_route_table(directory: Path = DEFAULT_CONTRACTS_DIR) -> RouteTable:
+    """``directory/routes.yaml`` plus the contracts in ``directory/tables/``.
+
+    Raises :class:`ContractFileError` naming the file and entry when the data is inconsistent,
+    so a bad deployment fails at start-up rather than on the first event.
+    """
+    contracts = load_contracts(directory / "tables")
+    path = directory / "routes.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ContractFileError(f"cannot read route table {path}: {exc.strerror}") from None
+    entries = raw.get("routes") if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        raise ContractFileError(f"{path}: expected 'routes:' mapping event type -> route")
+    routes = {str(t): _route(path, str(t), spec, contracts) for t, spec in entries.items()}
+    return RouteTable(routes=routes, contracts=contracts)
+
+
+def _route(path: Path, event_type: str, spec: Any, contracts: Mapping[str, Contract]) -> Route:
+    if not isinstance(spec, dict):
+        raise ContractFileError(f"{path}: route {event_type} must be a mapping")
+    try:
+        lane = Lane(str(spec.get("lane")))
+    except ValueError:
+        raise ContractFileError(
+            f"{path}: route {event_type}: lane must be batch or serial, got {spec.get('lane')!r}"
+        ) from None
+    endpoint = spec.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith("/"):
+        raise ContractFileError(f"{path}: route {event_type}: endpoint must start with '/'")
+    contract_name = spec.get("contract")
+    contract = None
+    if contract_name is not None:
+        contract = contracts.get(str(contract_name))
+        if contract is None:
+            raise ContractFileError(
+                f"{path}: route {event_type}: no contract tables/{contract_name}.yaml"
+            )
+    elif lane is Lane.BATCH:
+        raise ContractFileError(f"{path}: route {event_type}: a batch route needs a contract")
+    lookup = spec.get("lookup")
+    if lookup is not None:
+        if not isinstance(lookup, dict) or contract is None or lane is not Lane.BATCH:
+            raise ContractFileError(
+                f"{path}: route {event_type}: lookup is a mapping, for batch routes only"
+            )
+        if set(lookup) != set(contract.keys):
+            raise ContractFileError(
+                f"{path}: route {event_type}: lookup must map exactly the keys {contract.keys}"
+            )
+        lookup = {str(k): str(v) for k, v in lookup.items()}
+    return Route(type=event_type, lane=lane, endpoint=endpoint, contract=contract, lookup=lookup)

@@ -1,0 +1,55 @@
+"""Committing input offsets: only what every earlier record of the partition has been answered
+for, one commit at a time, coalescing wake-ups (a commit per answered batch would be wasteful).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from service.offsets.tracker import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+
+class Committer:
+    def __init__(self, tracker: OffsetTracker[TopicPartition]) -> None:
+        self.tracker = tracker
+        self.consumer: AIOKafkaConsumer | None = None
+        """Set once the subscriber's consumer exists; nothing is committed before."""
+        self._wanted = asyncio.Event()
+
+    def wanted(self) -> None:
+        """Records were answered: commit soon (several calls before the next commit merge)."""
+        self._wanted.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            await self.commit_now()
+
+    async def commit_now(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit every assigned partition (or those in ``only``) whose position moved."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        positions = {
+            tp: position
+            for tp, position in self.tracker.committable().items()
+            if tp in assigned and (only is None or tp in only)
+        }
+        if not positions:
+            return
+        try:
+            await consumer.commit(positions)
+        except Exception as exc:  # rebalance in progress, coordinator moved: replay is safe
+            log.warning(
+                "offset commit failed; the records will be replayed",
+                extra={"error": type(exc).__name__},
+            )
+            return
+        self.tracker.mark_committed(positions)

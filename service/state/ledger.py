@@ -1,0 +1,389 @@
+"""The ledger: what the Cloud Connector has already been sent, so nothing is sent twice.
+
+Keyed by tenant and ``event_id``, each entry holds a fingerprint of the record (so the same
+``event_id`` with different data is caught, not silently overwritten) and a state:
+
+* ``intent`` — written *before* a call; if the process dies mid-call the entry stays, and a
+  redelivered event finds an intent without a result: the call may or may not have reached
+  Sage, so it is reported ``unknown_outcome`` for an operator to reconcile, never resent;
+* ``delivered`` — the Cloud Connector answered SUCCESS; a redelivered event is answered from
+  here without calling again.
+
+A call that was refused or never sent removes the intent, so fixed data can be replayed.
+Entries expire after the retention period.
+
+An intent may carry a *claim*: a token its writer keeps while the record waits in memory. A
+``begin`` whose reply was lost (Redis stalled past the client's timeout, then ran the script)
+leaves an intent for a call that was never made; the same writer retrying with its claim finds
+it is its own and goes ahead. Any other reader — a new process after a crash — has no claim
+and still reads it as in doubt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
+from service.state.keys import key
+from service.state.locks import LeaseKeys
+
+# The steps every script below is made of.
+# ``begin`` looks an entry up and, if it is unknown (or an intent under the caller's own
+# non-empty claim), writes an intent; it returns {state, fingerprint, attempts} of what it
+# found, or false (go ahead). An intent it reports to anyone else is orphaned (its claim
+# cleared): a verdict of "in doubt" has now been given, so its writer, if alive, must not
+# settle it later as if nobody had looked.
+# ``delivered`` records a SUCCESS and ``withdraw`` forgets an intent — under a claim, only if
+# the entry is still that claim's intent (or gone: a loss of Redis data, or this very withdraw
+# run earlier; or, for ``delivered``, already delivered with this fingerprint by this very
+# write); they return 0 when the entry was superseded, 1 when written.
+_STEPS = """
+local function begin(key, digest, claim, retention)
+  local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts', 'claim')
+  if entry[1] and not (claim ~= '' and entry[1] == 'intent' and entry[4] == claim) then
+    if entry[1] == 'intent' and entry[4] ~= '' then
+      redis.call('HSET', key, 'claim', '')
+    end
+    return {entry[1], entry[2], entry[3]}
+  end
+  redis.call('HSET', key, 'state', 'intent', 'fingerprint', digest, 'attempts', '0',
+             'claim', claim)
+  redis.call('PEXPIRE', key, retention)
+  return false
+end
+local function superseded(key, claim)
+  if claim == '' then
+    return false
+  end
+  local entry = redis.call('HMGET', key, 'state', 'claim')
+  return entry[1] and not (entry[1] == 'intent' and entry[2] == claim)
+end
+local function delivered(key, digest, attempts, retention, claim)
+  if claim ~= '' then
+    local entry = redis.call('HMGET', key, 'state', 'fingerprint')
+    if entry[1] == 'delivered' and entry[2] == digest then
+      return 1  -- this very write, run earlier by a Redis whose reply the client missed
+    end
+  end
+  if superseded(key, claim) then
+    return 0
+  end
+  redis.call('HSET', key, 'state', 'delivered', 'fingerprint', digest, 'attempts', attempts)
+  redis.call('HDEL', key, 'claim')
+  redis.call('PEXPIRE', key, retention)
+  return 1
+end
+local function withdraw(key, claim)
+  if superseded(key, claim) then
+    return 0
+  end
+  redis.call('DEL', key)
+  return 1
+end
+"""
+
+# Many entries in one command (one round trip, one reply to parse). ARGV[1] is the retention,
+# ARGV[2] the claim ('' for none), ARGV[2 + i] the fingerprint of KEYS[i].
+_BEGIN_MANY = (
+    _STEPS
+    + """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[i] = begin(key, ARGV[i + 2], ARGV[2], ARGV[1])
+end
+return found
+"""
+)
+
+# ARGV[1] is the retention, then fingerprint and attempts for each key.
+_DELIVERED_MANY = (
+    _STEPS
+    + """
+for i, key in ipairs(KEYS) do
+  delivered(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1], '')
+end
+return #KEYS
+"""
+)
+
+# A transactional record's begin, under its tenant's lease, in one atomic step:
+# 1. the epoch is the one the caller knows (else the verdict of EPOCH_LUA);
+# 2. the lease is still the caller's ({'lost'} otherwise), and is renewed;
+# 3. the previous call's result is recorded (its write rides on this round trip);
+# 4. the calling marker is cleared if no call of the holder can still be running, and set
+#    again when this record is to be sent;
+# 5. the record's entry is looked up / its intent written.
+# KEYS: epoch, quarantine, lock, calling, previous record's entry, this record's entry.
+# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, settled ('1'/'0'),
+# retention, previous result ('-' none, '' withdraw, else its attempts: delivered), previous
+# fingerprint, previous claim, claim, fingerprint.
+# Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil}.
+_SERIAL_BEGIN = (
+    EPOCH_CHECK_LUA
+    + _STEPS
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then
+  return {'lost'}
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+local previous = 1
+if ARGV[9] == '' then
+  previous = withdraw(KEYS[5], ARGV[11])
+elseif ARGV[9] ~= '-' then
+  previous = delivered(KEYS[5], ARGV[10], ARGV[9], ARGV[8], ARGV[11])
+end
+if ARGV[7] == '1' then
+  redis.call('DEL', KEYS[4])
+end
+local found = begin(KEYS[6], ARGV[13], ARGV[12], ARGV[8])
+if not found then
+  redis.call('SET', KEYS[4], ARGV[6])
+end
+return {'begun', previous, found}
+"""
+)
+
+# A call's result on its own (no next record to carry it). KEYS: lock, calling, entry.
+# ARGV: owner, settled ('1'/'0'), retention, result ('' withdraw, else attempts), fingerprint,
+# claim. The calling marker is cleared only by the lock's owner. Returns 1 written, 0 superseded.
+_SETTLE = (
+    _STEPS
+    + """
+local written
+if ARGV[4] == '' then
+  written = withdraw(KEYS[3], ARGV[6])
+else
+  written = delivered(KEYS[3], ARGV[5], ARGV[4], ARGV[3], ARGV[6])
+end
+if ARGV[2] == '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return written
+"""
+)
+
+
+class Standing(StrEnum):
+    NEW = "new"
+    """No trace: go ahead (an intent has now been written)."""
+    DELIVERED = "delivered"
+    """Already delivered with this data: answer SUCCESS without calling."""
+    IN_DOUBT = "in_doubt"
+    """An earlier attempt was sent and never answered: report unknown_outcome."""
+    CONFLICT = "conflict"
+    """Seen before with different data: refuse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    standing: Standing
+    attempts: int = 0
+
+
+_NEW = Entry(Standing.NEW)
+"""Shared: most entries of a poll are new, and a frozen dataclass is slow to build."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A call's result still to be written: ``delivered`` after SUCCESS, else the intent is
+    withdrawn (the call was refused or never sent). ``claim`` is the intent's claim: the write
+    happens only while the entry is still that intent (see :class:`Begun`)."""
+
+    tenant: tuple[str, str]
+    event_id: str
+    digest: str
+    attempts: int
+    delivered: bool
+    claim: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The lease a transactional ``begin`` runs under, checked and renewed in the same script.
+    ``settled``: no call of the holder can still be running, so the calling marker may go."""
+
+    keys: LeaseKeys
+    owner: str
+    ttl_ms: int
+    fence: int
+    settled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """A guarded begin ran: the record's ``entry``, and whether the previous record's result
+    was written (``False``: another process had meanwhile reported that record in doubt, so
+    its verdict stands and ours is not given)."""
+
+    entry: Entry
+    previous_written: bool
+
+
+class LeaseLost(Exception):
+    """The lease was not the caller's any more when a guarded begin ran: nothing was written."""
+
+
+class EpochMovedError(Exception):
+    """Redis's epoch moved (see :mod:`service.state.epoch`) when a guarded begin ran: nothing was
+    written; the lease is lost and the new epoch has been adopted."""
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """Stable digest of a record's content (key order does not matter)."""
+    return hashlib.blake2b(
+        orjson.dumps(record, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+class Ledger:
+    def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._epoch = epoch
+        self._retention_ms = int(retention_s * 1000)
+        self._begin_many = redis.register_script(_BEGIN_MANY)
+        self._delivered_many = redis.register_script(_DELIVERED_MANY)
+        self._serial_begin = redis.register_script(_SERIAL_BEGIN)
+        self._settle = redis.register_script(_SETTLE)
+
+    def _key(self, tenant: tuple[str, str], event_id: str) -> str:
+        return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
+
+    async def begin(
+        self,
+        tenant: tuple[str, str],
+        event_id: str,
+        digest: str,
+        *,
+        claim: str = "",
+    ) -> Entry:
+        """Look the event up; if unknown (or an intent under ``claim``), record the intent to
+        send it (one atomic step)."""
+        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
+        return entry
+
+    async def begin_guarded(
+        self,
+        guard: Guard,
+        tenant: tuple[str, str],
+        event_id: str,
+        digest: str,
+        *,
+        claim: str,
+        after: Settlement | None = None,
+    ) -> Begun:
+        """:meth:`begin` for a transactional record, under its tenant's lease (see
+        ``_SERIAL_BEGIN``): raises :class:`LeaseLost` or :class:`EpochMovedError`, having
+        written nothing, if the lease or the epoch is not what the caller holds.
+
+        ``after`` is the previous call's result, written in the same step: once this intent
+        exists, the previous record is settled, so a crash can never leave two records of one
+        lane in doubt — and recording it costs no round trip of its own."""
+        entry_key = self._key(tenant, event_id)
+        previous_key = entry_key if after is None else self._key(after.tenant, after.event_id)
+        if after is None:
+            previous: list[str | int] = ["-", "", ""]
+        else:
+            previous = [after.attempts if after.delivered else "", after.digest, after.claim]
+        reply: Any = await self._serial_begin(
+            keys=[
+                *self._epoch.script_keys(),
+                guard.keys.lock,
+                guard.keys.calling,
+                previous_key,
+                entry_key,
+            ],
+            args=[
+                *self._epoch.script_args(),
+                guard.owner,
+                guard.ttl_ms,
+                guard.fence,
+                "1" if guard.settled else "0",
+                self._retention_ms,
+                *previous,
+                claim,
+                digest,
+            ],
+        )
+        found = moved(reply)
+        if found is not None:
+            self._epoch.adopt(found)
+            raise EpochMovedError(found.epoch)
+        if reply[0] in (b"lost", "lost"):
+            raise LeaseLost(event_id)
+        return Begun(self._standing(reply[2], digest), previous_written=bool(reply[1]))
+
+    async def settle(self, settlement: Settlement, guard: Guard) -> bool:
+        """Write a call's result on its own (when no next record's begin can carry it); clear
+        the calling marker if ``guard.settled`` and the lease is still the caller's. ``False``
+        if the entry was superseded (another process reported it in doubt meanwhile)."""
+        written = await self._settle(
+            keys=[
+                guard.keys.lock,
+                guard.keys.calling,
+                self._key(settlement.tenant, settlement.event_id),
+            ],
+            args=[
+                guard.owner,
+                "1" if guard.settled else "0",
+                self._retention_ms,
+                settlement.attempts if settlement.delivered else "",
+                settlement.digest,
+                settlement.claim,
+            ],
+        )
+        return bool(written)
+
+    async def begin_many(
+        self, keys: list[tuple[tuple[str, str], str, str]], *, claim: str = ""
+    ) -> list[Entry]:
+        """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
+        event gets its intent written, so a crash before its answer leaves a trace.
+
+        One script over many keys: on Redis Cluster the keys would have to share a slot, so
+        the ledger expects a standalone Redis (or a proxy that keeps them together)."""
+        if not keys:
+            return []
+        rows = await self._begin_many(
+            keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
+            args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
+        )
+        return [self._standing(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
+
+    def _standing(self, found: Any, digest: str) -> Entry:
+        if not found:
+            return _NEW
+        state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
+        if seen_digest != digest:
+            return Entry(Standing.CONFLICT)
+        if state == "delivered":
+            return Entry(Standing.DELIVERED, int(attempts or 0))
+        return Entry(Standing.IN_DOUBT, int(attempts or 0))
+
+    async def delivered_many(self, entries: list[tuple[tuple[str, str], str, str, int]]) -> None:
+        """Record (tenant, event_id, digest, attempts) as delivered, in one command."""
+        if not entries:
+            return
+        args: list[str | int] = [self._retention_ms]
+        for _, _, digest, attempts in entries:
+            args += [digest, attempts]
+        await self._delivered_many(
+            keys=[self._key(tenant, event_id) for tenant, event_id, _, _ in entries], args=args
+        )
+
+    async def withdraw_many(self, keys: list[tuple[tuple[str, str], str]]) -> None:
+        """Forget intents of (tenant, event_id) whose records were refused: fixed data may come
+        again under the same ``event_id``."""
+        await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
+
+    async def delivered(
+        self, tenant: tuple[str, str], event_id: str, digest: str, attempts: int
+    ) -> None:
+        await self.delivered_many([(tenant, event_id, digest, attempts)])

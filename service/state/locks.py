@@ -1,0 +1,321 @@
+"""Tenant locks in Redis: at most one transactional call per Sage company, across all replicas.
+
+Sage generates transaction record keys in a way that breaks under concurrent calls, and the
+Cloud Connector does nothing to prevent them: it ignores fencing headers, and it finishes a
+request after the client gave up on it. So "one call at a time" must hold at the Connector, by
+our own discipline alone. The lock is the classic single-instance Redis lock, with the parts
+that make that discipline hold:
+
+* acquired with ``SET NX PX`` and a random owner token, so only the owner can renew or release
+  it (compare-and-expire / compare-and-delete in Lua, atomic on the server);
+* a **lease** the holder tracks on its own clock from when each acquire or renewal was *sent*
+  (:class:`Lease`); the serial lane starts a call only while the lease outlasts the call's own
+  timeout plus a margin, so a holder that lost contact with Redis has given up on its call
+  before anyone else can take the lock. Renewal runs every third of the TTL during a hold, and
+  every ledger ``begin`` renews too (it checks ownership in the same script);
+* a **calling marker** per tenant, set when a call is about to be made and cleared only by a
+  holder whose call's outcome is settled (answered, or followed by the settle period). A lock
+  granted while the marker is set comes with ``occupied``: an earlier holder died, stalled or
+  lost its lease while a call of its may still be running at the Connector, so the new holder
+  waits the settle period before its first call;
+* the **epoch** check of :mod:`service.state.epoch` in every script: a Redis that lost its data is
+  found at the next acquire or renewal, and no lock is granted until its quarantine passes. The
+  per-tenant fence counter is a second witness: seeded from the Redis clock, it only grows, so
+  a value at or below one this process was already given means Redis lost writes (a failover
+  to a lagging replica);
+* a fencing number per acquisition, sent as ``X-Fencing-Token``, for a server or proxy that
+  checks it (the Cloud Connector does not);
+* release publishes on a channel; waiters block on that notification (with the remaining TTL as
+  their timeout, for holders that die without releasing) instead of polling.
+
+Redis errors propagate as :class:`redis.RedisError`: the serial lane treats them as "wait",
+never as permission to call without the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
+from service.state.keys import key
+
+log = logging.getLogger(__name__)
+
+Tenant = tuple[str, str]
+"""(customer, company): what a lock is taken for."""
+
+# KEYS: epoch, quarantine, lock, fence, calling. ARGV: known epoch, fresh epoch, quarantine ms,
+# owner, ttl ms, highest fence this process was given for the tenant.
+# Returns an epoch verdict, {'quarantine', ms left}, {'taken', ms left} or
+# {'held', fence, 1 if the calling marker is set}.
+_ACQUIRE = (
+    EPOCH_CHECK_LUA
+    + """
+local quiet = redis.call('PTTL', KEYS[2])
+if quiet > 0 then
+  return {'quarantine', quiet}
+end
+if not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then
+  return {'taken', redis.call('PTTL', KEYS[3])}
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[4], now[1] .. string.rep('0', 6 - #now[2]) .. now[2])
+end
+local fence = redis.call('INCR', KEYS[4])
+if fence <= tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return {'lost', ARGV[2]}
+end
+return {'held', fence, redis.call('EXISTS', KEYS[5])}
+"""
+)
+
+# KEYS: epoch, quarantine, lock. ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms.
+# Returns an epoch verdict, {'held'} or {'lost'}.
+_RENEW = (
+    EPOCH_CHECK_LUA
+    + """
+if redis.call('GET', KEYS[3]) == ARGV[4] then
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+  return {'held'}
+end
+return {'lost'}
+"""
+)
+
+# KEYS: lock, calling. ARGV: owner, '1' if no call of ours may still be running, channel.
+# Deletes (and clears the calling marker, and notifies) only if still the owner.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[3], '1')
+return 1
+"""
+
+_HOST = socket.gethostname()
+
+
+def process_token() -> str:
+    """``host:pid:random``: unique, and tells an operator reading Redis which process wrote it."""
+    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+@dataclass(slots=True)
+class Lease:
+    """A held tenant lock. ``valid_until`` (``time.monotonic()``) is when it runs out unless
+    renewed, counted from the moment the acquire or last renewal was *sent*, so it never
+    overestimates. ``lost`` is set when a renewal found the lock gone (or Redis's epoch
+    moved). ``occupied``: when it was granted, a call of an earlier holder could still be
+    running at the Connector."""
+
+    tenant: Tenant
+    owner: str
+    fence: int
+    valid_until: float
+    occupied: bool = False
+    lost: bool = False
+
+    def usable(self, margin_s: float = 0.0) -> bool:
+        """Still ours for at least ``margin_s`` more, by our own clock: safe to start a call
+        that ends within ``margin_s``. A holder whose Redis stalled finds out here."""
+        return not self.lost and time.monotonic() + margin_s < self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseKeys:
+    """What a script needs to check a lease and mark a call (see :mod:`service.state.ledger`)."""
+
+    lock: str
+    calling: str
+
+
+class TenantLocks:
+    """Lock factory for one deployment (all keys under ``prefix``)."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: float, epoch: Epoch) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.epoch = epoch
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._highest_fence: dict[Tenant, int] = {}
+        self._released: dict[str, asyncio.Event] = {}
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listener_guard = asyncio.Lock()
+        self.on_wait: Callable[[Tenant], None] | None = None
+        """Called each time an acquirer blocks waiting for a release (metrics, tests)."""
+
+    def keys(self, tenant: Tenant) -> LeaseKeys:
+        return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
+
+    def _fence_key(self, tenant: Tenant) -> str:
+        return key(self._prefix, "fence", *tenant)
+
+    def _channel(self, tenant: Tenant) -> str:
+        return key(self._prefix, "released", *tenant)
+
+    async def try_acquire(self, tenant: Tenant) -> Lease | None:
+        """One attempt; ``None`` if someone else holds it, or while Redis is in quarantine
+        after a loss of data (see :meth:`acquire` to wait for either)."""
+        granted, _ = await self._attempt(tenant)
+        return granted
+
+    async def _attempt(self, tenant: Tenant) -> tuple[Lease | None, float]:
+        """A lease, or how long (seconds) it makes sense to wait before trying again."""
+        await self.epoch.ready()
+        keys = self.keys(tenant)
+        owner = process_token()  # who holds it, for operators
+        while True:
+            sent = time.monotonic()
+            reply: Any = await self._acquire(
+                keys=[*self.epoch.script_keys(), keys.lock, self._fence_key(tenant), keys.calling],
+                args=[
+                    *self.epoch.script_args(),
+                    owner,
+                    self.ttl_ms,
+                    self._highest_fence.get(tenant, 0),
+                ],
+            )
+            found = moved(reply)
+            if found is None:
+                break
+            self.epoch.adopt(found)  # and try again under the epoch now in force
+        kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        if kind != "held":
+            return None, max(0, int(reply[1])) / 1000
+        fence = int(reply[1])
+        self._highest_fence[tenant] = fence
+        lease = Lease(tenant, owner, fence, sent + self.ttl_ms / 1000, occupied=bool(reply[2]))
+        return lease, 0.0
+
+    async def acquire(self, tenant: Tenant, wait_s: float) -> Lease | None:
+        """Wait up to ``wait_s`` for the lock; ``None`` if it stayed unavailable that long."""
+        await self.start_listening()
+        channel = self._channel(tenant)
+        released = self._released.setdefault(channel, asyncio.Event())
+        deadline = time.monotonic() + wait_s
+        while True:
+            released.clear()  # cleared before trying, so a release after the try is not missed
+            lease, retry_in_s = await self._attempt(tenant)
+            if lease is not None:
+                return lease
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # The holder may die without releasing: wake up when its lock would expire anyway
+            # (or when a quarantine ends; no release is announced for that).
+            nap = min(remaining, retry_in_s + 0.001) if retry_in_s > 0 else remaining
+            if self.on_wait is not None:
+                self.on_wait(tenant)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), nap)
+
+    async def release(self, lease: Lease, *, settled: bool) -> bool:
+        """Release if still ours; ``False`` means it had expired (or been taken) meanwhile.
+        ``settled``: no call made under this lease can still be running at the Connector, so
+        the calling marker goes too. Otherwise the next holder waits the settle period."""
+        keys = self.keys(lease.tenant)
+        released = await self._release(
+            keys=[keys.lock, keys.calling],
+            args=[lease.owner, "1" if settled else "0", self._channel(lease.tenant)],
+        )
+        return bool(released)
+
+    async def renew(self, lease: Lease) -> bool:
+        """Extend the lease by the TTL; ``False`` (and ``lease.lost``) if it was gone."""
+        sent = time.monotonic()
+        reply: Any = await self._renew(
+            keys=[*self.epoch.script_keys(), self.keys(lease.tenant).lock],
+            args=[*self.epoch.script_args(), lease.owner, self.ttl_ms],
+        )
+        found = moved(reply)
+        if found is not None:
+            self.epoch.adopt(found)
+            lease.lost = True
+            return False
+        if reply[0] in (b"held", "held"):
+            lease.valid_until = sent + self.ttl_ms / 1000
+            return True
+        lease.lost = True
+        return False
+
+    @asynccontextmanager
+    async def kept_alive(self, lease: Lease) -> AsyncIterator[Lease]:
+        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it)."""
+        task = asyncio.create_task(self._renew_loop(lease))
+        try:
+            yield lease
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew_loop(self, lease: Lease) -> None:
+        interval = self.ttl_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.renew(lease):
+                    log.error("tenant lock lost during a hold", extra={"tenant": lease.tenant})
+                    return
+            except Exception as exc:  # Redis trouble: keep trying; the lease runs out meanwhile
+                log.warning("lock renewal failed", extra={"error": type(exc).__name__})
+
+    async def start_listening(self) -> None:
+        """Subscribe to release notifications (done lazily by :meth:`acquire`)."""
+        async with self._listener_guard:  # tenants' workers arrive together; subscribe once
+            if self._listener is not None and not self._listener.done():
+                return
+            if self._pubsub is not None:
+                with suppress(Exception):
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = self._redis.pubsub()
+            await self._pubsub.psubscribe(key(self._prefix, "released", "*"))
+            self._listener = asyncio.create_task(self._listen(self._pubsub))
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "pmessage":
+                    continue
+                channel = message["channel"]
+                name = channel.decode() if isinstance(channel, bytes) else channel
+                event = self._released.get(name)
+                if event is not None:
+                    event.set()
+        except Exception as exc:  # connection lost: waiters fall back to their TTL timeouts
+            log.warning("lock notifications interrupted", extra={"error": type(exc).__name__})
+            for event in self._released.values():
+                event.set()
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._listener
+        if self._pubsub is not None:
+            with suppress(Exception):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
