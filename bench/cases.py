@@ -28,9 +28,9 @@ from bench.stack import (
     wait_file,
     wait_ready,
 )
-from service.config import Tenant
 from service.connector.client import ConnectorClient, Delivered
 from service.dev.devstack import Topics
+from service.tenants import Tenant
 
 
 @dataclass(frozen=True)

@@ -42,20 +42,15 @@ from redis.exceptions import RedisError
 from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.partitioning import Murmur2Partitioner
 from service.answers.publisher import Answer, OutcomePublisher
-from service.config import (
-    Settings,
-    Tenant,
-    TenantDirectory,
-    kafka_client_options,
-    known_secrets,
-)
+from service.config import Settings
 from service.connector.client import CallResult, ConnectorClient
 from service.connector.lookup import already_in_sage
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Admitted, Intake, Refused
-from service.intake.reply_topics import ReplyTopics
 from service.intake.routes import Lane, load_route_table
+from service.intake.topics import ReplyTopics
 from service.kafka.crash_guard import Condemned, CrashLoopGuard
+from service.kafka.security import kafka_client_options
 from service.lanes import Delivery
 from service.lanes.batch import BatchLane, BatchPolicy
 from service.lanes.breaker import Breakers, State
@@ -75,6 +70,7 @@ from service.state.durability import check as check_durability
 from service.state.epoch import Epoch, EpochMoved, ReplayDoubt
 from service.state.ledger import Entry, Ledger, Standing, fingerprint
 from service.state.locks import TenantLocks
+from service.tenants import Tenant, TenantDirectory, known_secrets
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from service.config import SettingsError, TenantDirectory, known_secrets, load_settings
-from service.intake.contracts import ContractFileError
+from service.config import load_settings
+from service.errors import StartupError
 from service.ops import gc as gctuning
+from service.tenants import TenantDirectory, known_secrets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,11 +20,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
-    except SettingsError as exc:
-        print(f"sagebridge: bad setting: {exc}", file=sys.stderr)
-        return 2
-    except ContractFileError as exc:
-        print(f"sagebridge: bad contracts (SAGEBRIDGE_CONTRACTS_DIR): {exc}", file=sys.stderr)
+    except StartupError as exc:
+        print(f"sagebridge: {exc.what}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

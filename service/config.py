@@ -1,20 +1,19 @@
 """Settings from the environment (and ``.env``), named exactly as SPEC lists them.
 
-A bad value stops start-up with :class:`SettingsError`, whose text is one line naming the
-variable — the first thing an operator reads in a crash-looping pod.
+A bad value stops start-up with :class:`~service.errors.SettingsError`, whose text is one line
+naming the variable — the first thing an operator reads in a crash-looping pod. The tenants
+(Sage companies and their tokens) are read by :mod:`service.tenants`; Kafka's connection options
+are translated from these settings by :mod:`service.kafka.security`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, unquote_plus, urlsplit
 
-import yaml
 from pydantic import (
     Field,
     SecretStr,
@@ -25,8 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.intake.reply_topics import TopicPatterns
+from service.errors import SettingsError
 from service.intake.routes import DEFAULT_CONTRACTS_DIR
+from service.intake.topics import is_topic_pattern, is_valid_topic
 from service.ops.redaction import Redactor
 
 ENV_PREFIX = "SAGEBRIDGE_"
@@ -34,10 +34,6 @@ ENV_PREFIX = "SAGEBRIDGE_"
 LEASE_MARGIN_S = 0.5
 """A transactional call starts only while the tenant lock's lease outlasts the call's own
 timeout by this much (room for the moment between the check and the request leaving)."""
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; ``str()`` is one line naming the variable."""
 
 
 class Settings(BaseSettings):
@@ -112,7 +108,7 @@ class Settings(BaseSettings):
     poll. At least 2: one kill from outside while a record is taken in alone never condemns it."""
     reply_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     """Allow-list of ``reply_to`` topics, ``*`` wildcards; unset: any topic not always refused
-    (see :mod:`service.intake.reply_topics`)."""
+    (see :mod:`service.intake.topics`)."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -194,20 +190,6 @@ class Settings(BaseSettings):
         return self
 
 
-def is_valid_topic(name: str) -> bool:
-    """Kafka's own rule: 1-249 of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``."""
-    return (
-        0 < len(name) <= 249
-        and name not in (".", "..")
-        and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
-    )
-
-
-def is_topic_pattern(pattern: str) -> bool:
-    """A topic name in which ``*`` may stand for any run of characters."""
-    return is_valid_topic(pattern.replace("*", "x"))
-
-
 def is_loopback(host: str) -> bool:
     """``localhost`` or a loopback address: traffic that never leaves this machine."""
     if host == "localhost" or host.endswith(".localhost"):
@@ -239,47 +221,6 @@ def masked_redis_url(url: str) -> str:
     return Redactor(redis_passwords(url)).text(url)
 
 
-def known_secrets(settings: Settings, tenants: TenantDirectory) -> list[str]:
-    """Every secret this deployment holds: the text masked in every log line."""
-    found = [tenant.token.get_secret_value() for tenant in tenants.tenants.values()]
-    if settings.kafka_sasl_password is not None:
-        found.append(settings.kafka_sasl_password.get_secret_value())
-    return found + redis_passwords(settings.redis_url)
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options shared by every Kafka client (consumer, producer, replay, admin)."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
-        context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-        if settings.kafka_ssl_certfile is not None:
-            context.load_cert_chain(
-                str(settings.kafka_ssl_certfile),
-                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-            )
-        options["ssl_context"] = context
-    if settings.kafka_security_protocol.startswith("SASL"):
-        if not (
-            settings.kafka_sasl_mechanism
-            and settings.kafka_sasl_username
-            and settings.kafka_sasl_password
-        ):
-            raise SettingsError(
-                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM: SASL needs mechanism, username and password"
-            )
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return options
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment; raises :class:`SettingsError` with a one-line reason."""
     try:
@@ -290,101 +231,3 @@ def load_settings(**overrides: Any) -> Settings:
             raise SettingsError(first["msg"].removeprefix("Value error, ")) from None
         name = ENV_PREFIX + str(first["loc"][0]).upper()
         raise SettingsError(f"{name}: {first['msg']}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    """A Sage customer + company connection, and the token that may write to it."""
-
-    customer: str
-    company: str
-    token: SecretStr
-    reply_topics: TopicPatterns | None = None
-    """The topics its events may name as ``reply_to`` (tenants file); ``None``: the global rule."""
-    key: tuple[str, str] = field(init=False)
-    """``(customer, company)``: how lanes, locks and the ledger name the tenant."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.customer, self.company))
-
-    def __repr__(self) -> str:  # never print the token, even by accident
-        return f"Tenant(customer={self.customer!r}, company={self.company!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class TenantDirectory:
-    """The tenants this deployment may write to; events naming any other are refused."""
-
-    tenants: dict[tuple[str, str], Tenant]
-    default: Tenant | None
-
-    def resolve(self, customer: str | None, company: str | None) -> Tenant | None:
-        if customer is None and company is None:
-            return self.default
-        if customer is None or company is None:
-            return None
-        return self.tenants.get((customer, company))
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TenantDirectory:
-        tenants: dict[tuple[str, str], Tenant] = {}
-        default = None
-        given = [settings.auth_token, settings.customer, settings.company]
-        if any(v is not None for v in given):
-            token = settings.auth_token.get_secret_value() if settings.auth_token else ""
-            present = [token, settings.customer, settings.company]
-            if not all(present):
-                missing = next(
-                    n
-                    for n, v in zip(("AUTH_TOKEN", "CUSTOMER", "COMPANY"), present, strict=True)
-                    if not v
-                )
-                raise SettingsError(
-                    f"{ENV_PREFIX}{missing}: required when the default tenant is configured"
-                )
-            assert settings.auth_token and settings.customer and settings.company
-            default = Tenant(settings.customer, settings.company, settings.auth_token)
-            tenants[default.key] = default
-        if settings.tenants_file is not None:
-            for tenant in _read_tenants_file(settings.tenants_file):
-                tenants[tenant.key] = tenant
-        return cls(tenants=tenants, default=default)
-
-
-def _read_tenants_file(path: Path) -> list[Tenant]:
-    where = f"{ENV_PREFIX}TENANTS_FILE ({path})"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"{where}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    entries = raw.get("tenants") if isinstance(raw, dict) else None
-    if not isinstance(entries, list):
-        raise SettingsError(f"{where}: expected 'tenants:' with a list of entries")
-    tenants = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not all(
-            isinstance(entry.get(k), str) and entry.get(k)
-            for k in ("customer", "company", "token_env")
-        ):
-            raise SettingsError(f"{where}: entry {index} needs customer, company and token_env")
-        token = os.environ.get(entry["token_env"])
-        if not token:
-            raise SettingsError(f"{entry['token_env']}: not set (token of tenants entry {index})")
-        reply_topics = _tenant_reply_topics(entry.get("reply_topics"), f"{where}: entry {index}")
-        tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token), reply_topics))
-    return tenants
-
-
-def _tenant_reply_topics(raw: Any, where: str) -> TopicPatterns | None:
-    """A tenant's own ``reply_topics``: absent means the global rule; a list (even empty, which
-    leaves only the default reply topic) replaces it."""
-    if raw is None:
-        return None
-    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-        raise SettingsError(f"{where}: reply_topics must be a list of topic names")
-    for pattern in raw:
-        if not is_topic_pattern(pattern):
-            raise SettingsError(f"{where}: reply_topics: {pattern!r} is not a topic name")
-    return TopicPatterns.of(raw)

@@ -105,7 +105,8 @@ ServiceFactory = Callable[..., Any]
 def running_service(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServiceFactory:
     """``async with running_service(**overrides) as bridge:`` — the service in this process."""
     from service.app import create_app
-    from service.config import TenantDirectory, load_settings
+    from service.config import load_settings
+    from service.tenants import TenantDirectory
 
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Any]:

@@ -31,14 +31,11 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from service.answers.outcomes import Origin, Outcome, Subject, dead_letter_headers, reply_body
 from service.answers.sender import BatchingSender
+from service.errors import NotAcknowledged
 
 log = logging.getLogger(__name__)
 
 REDIRECT_AFTER_ATTEMPTS = 3
-
-
-class NotAcknowledged(Exception):
-    """Kafka neither acknowledged nor refused a message within the acknowledgement timeout."""
 
 
 @dataclass(slots=True)

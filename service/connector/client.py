@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from service.config import Tenant
 from service.ops.redaction import MASK
+from service.tenants import Tenant
 
 _RECORD_INDEX = re.compile(r"^record (\d+):")
 

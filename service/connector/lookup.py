@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from service.config import Tenant
 from service.connector.client import CallResult, Delivered
 from service.intake.routes import Route
+from service.tenants import Tenant
 
 Get = Callable[[Tenant, str, dict[str, str]], Awaitable[CallResult]]
 

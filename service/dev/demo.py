@@ -506,7 +506,7 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
     from aiokafka import AIOKafkaConsumer
 
     from service.app import create_app
-    from service.config import TenantDirectory
+    from service.tenants import TenantDirectory
 
     await _create_topics(settings)
     consumer = AIOKafkaConsumer(

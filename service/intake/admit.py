@@ -6,7 +6,7 @@ to report. Refusals never reach the Cloud Connector, and the tenant used for a c
 the configured one looked up here — never strings copied from the event into HTTP headers.
 
 A refusal is answered on the event's ``reply_to`` only once its tenant is known and may use
-that topic (:mod:`service.intake.reply_topics`); before that — a parse failure, an unknown tenant, a
+that topic (:mod:`service.intake.topics`); before that — a parse failure, an unknown tenant, a
 refused ``reply_to`` — it goes to the default reply topic.
 """
 
@@ -16,11 +16,11 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from service.answers.outcomes import Outcome, Stage, Subject
-from service.config import Tenant, TenantDirectory
 from service.intake.contracts import check_free_form, describe_errors
 from service.intake.envelope import Event, ParseFailure, parse_event
-from service.intake.reply_topics import ReplyTopics
 from service.intake.routes import Route, RouteTable
+from service.intake.topics import ReplyTopics
+from service.tenants import Tenant, TenantDirectory
 
 
 @dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from service.errors import ContractFileError
 from service.intake.limits import MAX_DEPTH, MAX_FIELD_NAME_CHARS, MAX_PATH_CHARS, MAX_VALUES
 
 
@@ -84,10 +85,6 @@ class FieldError:
         if self.actual is not None:
             out["actual"] = self.actual
         return out
-
-
-class ContractFileError(ValueError):
-    """A contract or route file is malformed; raised at start-up, never per event."""
 
 
 @dataclass(frozen=True, slots=True)

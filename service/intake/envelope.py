@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from service.config import is_valid_topic
 from service.intake.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
+from service.intake.topics import is_valid_topic
 
 
 @dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor

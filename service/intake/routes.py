@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from service.intake.contracts import Contract, ContractFileError, load_contracts
+from service.errors import ContractFileError
+from service.intake.contracts import Contract, load_contracts
 
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from service.answers.outcomes import Outcome
-from service.config import Tenant
+from service.tenants import Tenant
 
 T = TypeVar("T")
 

@@ -26,12 +26,12 @@ from typing import Generic
 import orjson
 
 from service.answers.outcomes import Outcome, Stage
-from service.config import Tenant
 from service.connector.client import CallResult, Delivered, Rejected
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
 from service.lanes.retry import Backoff
+from service.tenants import Tenant
 
 log = logging.getLogger(__name__)
 

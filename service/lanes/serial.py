@@ -42,22 +42,14 @@ import orjson
 from redis.exceptions import RedisError
 
 from service.answers.outcomes import Outcome, Stage
-from service.config import Tenant
 from service.connector.client import CallResult, Delivered, Rejected, Retryable, Unknown
+from service.errors import EpochMovedError, LeaseLost
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff
-from service.state.ledger import (
-    Entry,
-    EpochMovedError,
-    Guard,
-    LeaseLost,
-    Ledger,
-    Settlement,
-    Standing,
-    fingerprint,
-)
+from service.state.ledger import Entry, Guard, Ledger, Settlement, Standing, fingerprint
 from service.state.locks import Lease, TenantLocks, process_token
+from service.tenants import Tenant
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.state.keys import key
 from service.state.locks import LeaseKeys
@@ -224,15 +225,6 @@ class Begun:
 
     entry: Entry
     previous_written: bool
-
-
-class LeaseLost(Exception):
-    """The lease was not the caller's any more when a guarded begin ran: nothing was written."""
-
-
-class EpochMovedError(Exception):
-    """Redis's epoch moved (see :mod:`service.state.epoch`) when a guarded begin ran: nothing was
-    written; the lease is lost and the new epoch has been adopted."""
 
 
 def fingerprint(record: dict[str, Any]) -> str:

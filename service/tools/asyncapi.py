@@ -24,8 +24,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.answers.outcomes import Stage
-from service.config import Settings, TenantDirectory
+from service.config import Settings
 from service.intake.contracts import ErrorCode
+from service.tenants import TenantDirectory
 
 TITLE = "sagebridge"
 API_VERSION = "1.0.0"

@@ -14,7 +14,8 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from service.config import Settings, kafka_client_options
+from service.config import Settings
+from service.kafka.security import kafka_client_options
 
 IDLE_POLL_MS = 1000
 

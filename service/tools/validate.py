@@ -16,10 +16,11 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from service.config import Settings, Tenant, TenantDirectory
+from service.config import Settings
 from service.intake.admit import Intake, Refused
-from service.intake.reply_topics import ReplyTopics
 from service.intake.routes import load_route_table
+from service.intake.topics import ReplyTopics
+from service.tenants import Tenant, TenantDirectory
 
 OFFLINE = "offline"
 

@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.config import Settings, TenantDirectory
+from service.config import Settings
+from service.tenants import TenantDirectory
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "sagebridge"
 KUBE_VERSION = "1.33.0"

@@ -100,7 +100,8 @@ async def test_not_ready_before_the_group_assigns_then_ready(
     """The health server is up before the consumer joins; until it is assigned, /readyz says
     no (503) and names the missing check, while /healthz already says alive."""
     from service.app import create_app
-    from service.config import TenantDirectory, load_settings
+    from service.config import load_settings
+    from service.tenants import TenantDirectory
 
     for name, setting in service_env.items():
         monkeypatch.setenv(name, setting)

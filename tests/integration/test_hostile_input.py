@@ -13,8 +13,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service.app import create_app
-from service.config import TenantDirectory, load_settings
+from service.config import load_settings
 from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.tenants import TenantDirectory
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.hostile import HOSTILE, MIB, deep_invoice
 from tests.support.kafka import Collector, Topics, contact, create_topics, event

@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.dev.devstack import start_redis
+from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import Epoch
-from service.state.ledger import EpochMovedError, Guard, LeaseLost, Ledger, Settlement, Standing
+from service.state.ledger import Guard, Ledger, Settlement, Standing
 from service.state.locks import Lease, TenantLocks
 from tests.support.waiting import until
 

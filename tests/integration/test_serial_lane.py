@@ -14,7 +14,6 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from service.answers.outcomes import Outcome, Stage
-from service.config import Tenant
 from service.connector.client import Delivered, Unknown
 from service.lanes import Delivery
 from service.lanes.breaker import Breakers
@@ -23,6 +22,7 @@ from service.lanes.serial import SerialLane, SerialPolicy
 from service.state.epoch import Epoch
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
+from service.tenants import Tenant
 from tests.support.kafka import Collector, Topics, event, produce
 from tests.support.sandbox import sandbox_post, stored_records
 from tests.support.sandbox import stats as sandbox_stats

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from service.errors import ContractFileError
 from service.intake.contracts import (
     Contract,
-    ContractFileError,
     ErrorCode,
     FieldError,
     describe_errors,

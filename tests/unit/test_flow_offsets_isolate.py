@@ -72,12 +72,12 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
 
     from pydantic import SecretStr
 
-    from service.config import Tenant
     from service.connector.client import Delivered
     from service.lanes import Delivery
     from service.lanes.batch import BatchLane, BatchPolicy
     from service.lanes.breaker import Breakers
     from service.lanes.retry import Backoff
+    from service.tenants import Tenant
 
     release, started = asyncio.Event(), asyncio.Event()
     calls: list[int] = []

@@ -15,12 +15,13 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from service.config import Tenant, TenantDirectory, load_settings
+from service.config import load_settings
 from service.intake.admit import Admitted, Intake
 from service.intake.limits import MAX_DEPTH, MAX_VALUES
-from service.intake.reply_topics import ReplyTopics
 from service.intake.routes import load_route_table
+from service.intake.topics import ReplyTopics
 from service.state.ledger import fingerprint
+from service.tenants import Tenant, TenantDirectory
 
 PEAK_PER_BYTE = 48
 """Python objects cost more than their JSON text: an empty array is 2 bytes of JSON and a

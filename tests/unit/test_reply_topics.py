@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from service.config import SettingsError, Tenant, TenantDirectory, load_settings
-from service.intake.reply_topics import ReplyTopics, TopicPatterns
+from service.config import load_settings
+from service.errors import SettingsError
+from service.intake.topics import ReplyTopics, TopicPatterns
+from service.tenants import Tenant, TenantDirectory
 
 ACME = Tenant("1001", "ACME", SecretStr("t"))
 BETA = Tenant("2002", "BETA", SecretStr("t"), TopicPatterns.of(["beta.replies", "beta.*.out"]))

@@ -8,14 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from service.config import (
-    SettingsError,
-    Tenant,
-    TenantDirectory,
-    is_valid_topic,
-    known_secrets,
-    load_settings,
-)
+from service.config import load_settings
+from service.errors import SettingsError
+from service.intake.topics import is_valid_topic
+from service.tenants import Tenant, TenantDirectory, known_secrets
 
 TOKEN = "s3cr3t-token-value"
 OTHER_TOKEN = "other-s3cr3t-value"

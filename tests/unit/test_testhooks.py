@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from service.config import TenantDirectory, load_settings
+from service.config import load_settings
 from service.dev.testhooks import SIGKILL_ON, sigkill_on_marker
 from service.intake.admit import Intake
-from service.intake.reply_topics import ReplyTopics
 from service.intake.routes import RouteTable
+from service.intake.topics import ReplyTopics
+from service.tenants import TenantDirectory
 
 
 def test_the_test_hook_is_off_unless_its_variable_is_set() -> None:

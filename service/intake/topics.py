@@ -1,4 +1,4 @@
-"""Which topics an event may name as its ``reply_to``.
+"""Kafka topic names: which are valid, and which an event may name as its ``reply_to``.
 
 Whoever can write to the input topic chooses ``reply_to``, so it must not let them aim
 sagebridge at topics outside its remit: an input topic (the reply would come back as an event),
@@ -27,9 +27,24 @@ from fnmatch import translate
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.config import Settings, Tenant
+    from service.config import Settings
+    from service.tenants import Tenant
 
 KAFKA_INTERNAL_PREFIX = "__"
+
+
+def is_valid_topic(name: str) -> bool:
+    """Kafka's own rule: 1-249 of ``[a-zA-Z0-9._-]``, not ``.`` or ``..``."""
+    return (
+        0 < len(name) <= 249
+        and name not in (".", "..")
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+    )
+
+
+def is_topic_pattern(pattern: str) -> bool:
+    """A topic name in which ``*`` may stand for any run of characters."""
+    return is_valid_topic(pattern.replace("*", "x"))
 
 
 @dataclass(frozen=True, slots=True)

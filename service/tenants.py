@@ -1,0 +1,137 @@
+"""The tenants: the Sage companies this deployment writes to, and the token for each.
+
+They come from ``SAGEBRIDGE_CUSTOMER``/``COMPANY``/``AUTH_TOKEN`` (the default tenant) and from
+the tenants file (``SAGEBRIDGE_TENANTS_FILE``). Events name a tenant by customer and company;
+intake looks it up here, so the token used for a call is always the configured one, never text
+copied from an event.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from pydantic import SecretStr
+
+from service.config import ENV_PREFIX, Settings, redis_passwords
+from service.errors import SettingsError
+from service.intake.topics import TopicPatterns, is_topic_pattern
+
+
+class TenantKey(NamedTuple):
+    """A Sage company's name: what events, lanes, breakers, locks, the ledger, metrics and the
+    sandbox call a tenant. Unlike :class:`Tenant` it carries no token, so it may go anywhere."""
+
+    customer: str
+    company: str
+
+    def __str__(self) -> str:
+        return f"{self.customer}/{self.company}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A Sage customer + company this deployment may write to, and the token that may do it."""
+
+    customer: str
+    company: str
+    token: SecretStr
+    reply_topics: TopicPatterns | None = None
+    """The topics its events may name as ``reply_to`` (tenants file); ``None``: the global rule."""
+    key: TenantKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", TenantKey(self.customer, self.company))
+
+    def __repr__(self) -> str:  # never print the token, even by accident
+        return f"Tenant(customer={self.customer!r}, company={self.company!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantDirectory:
+    """The tenants this deployment may write to; events naming any other are refused."""
+
+    tenants: dict[TenantKey, Tenant]
+    default: Tenant | None
+
+    def resolve(self, customer: str | None, company: str | None) -> Tenant | None:
+        if customer is None and company is None:
+            return self.default
+        if customer is None or company is None:
+            return None
+        return self.tenants.get(TenantKey(customer, company))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TenantDirectory:
+        tenants: dict[TenantKey, Tenant] = {}
+        default = None
+        given = [settings.auth_token, settings.customer, settings.company]
+        if any(v is not None for v in given):
+            token = settings.auth_token.get_secret_value() if settings.auth_token else ""
+            present = [token, settings.customer, settings.company]
+            if not all(present):
+                missing = next(
+                    n
+                    for n, v in zip(("AUTH_TOKEN", "CUSTOMER", "COMPANY"), present, strict=True)
+                    if not v
+                )
+                raise SettingsError(
+                    f"{ENV_PREFIX}{missing}: required when the default tenant is configured"
+                )
+            assert settings.auth_token and settings.customer and settings.company
+            default = Tenant(settings.customer, settings.company, settings.auth_token)
+            tenants[default.key] = default
+        if settings.tenants_file is not None:
+            for tenant in _read_tenants_file(settings.tenants_file):
+                tenants[tenant.key] = tenant
+        return cls(tenants=tenants, default=default)
+
+
+def _read_tenants_file(path: Path) -> list[Tenant]:
+    where = f"{ENV_PREFIX}TENANTS_FILE ({path})"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    entries = raw.get("tenants") if isinstance(raw, dict) else None
+    if not isinstance(entries, list):
+        raise SettingsError(f"{where}: expected 'tenants:' with a list of entries")
+    tenants = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) and entry.get(k)
+            for k in ("customer", "company", "token_env")
+        ):
+            raise SettingsError(f"{where}: entry {index} needs customer, company and token_env")
+        token = os.environ.get(entry["token_env"])
+        if not token:
+            raise SettingsError(f"{entry['token_env']}: not set (token of tenants entry {index})")
+        reply_topics = _tenant_reply_topics(entry.get("reply_topics"), f"{where}: entry {index}")
+        tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token), reply_topics))
+    return tenants
+
+
+def _tenant_reply_topics(raw: Any, where: str) -> TopicPatterns | None:
+    """A tenant's own ``reply_topics``: absent means the global rule; a list (even empty, which
+    leaves only the default reply topic) replaces it."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise SettingsError(f"{where}: reply_topics must be a list of topic names")
+    for pattern in raw:
+        if not is_topic_pattern(pattern):
+            raise SettingsError(f"{where}: reply_topics: {pattern!r} is not a topic name")
+    return TopicPatterns.of(raw)
+
+
+def known_secrets(settings: Settings, tenants: TenantDirectory) -> list[str]:
+    """Every secret this deployment holds: the text masked in every log line."""
+    found = [tenant.token.get_secret_value() for tenant in tenants.tenants.values()]
+    if settings.kafka_sasl_password is not None:
+        found.append(settings.kafka_sasl_password.get_secret_value())
+    return found + redis_passwords(settings.redis_url)
