@@ -25,8 +25,9 @@ from redis.asyncio import Redis
 from bench.feed import percentile
 from service.state.epoch import Epoch
 from service.state.locks import TenantLocks
+from service.tenants import TenantKey
 
-LOCK = ("1001", "ACME")
+LOCK = TenantKey("1001", "ACME")
 
 
 @dataclass(frozen=True)

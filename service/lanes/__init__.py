@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from service.answers.outcomes import Outcome
+from service.intake.admit import Admitted
 from service.tenants import Tenant
 
 T = TypeVar("T")
@@ -38,6 +39,18 @@ class Delivery(Generic[T]):
     """The serial lane's token on this record's ledger intent (see :mod:`service.state.ledger`)."""
     withdrawn: bool = False
     """Its partition was revoked while it was being begun: no call is to start for it."""
+
+    @classmethod
+    def of(cls, ticket: T, admitted: Admitted) -> Delivery[T]:
+        """The delivery of an event intake admitted."""
+        return cls(
+            ticket,
+            admitted.tenant,
+            admitted.route.endpoint,
+            admitted.event.data,
+            identity=admitted.identity,
+            event_id=admitted.event.event_id,
+        )
 
 
 Sink = Callable[[Sequence[tuple[T, Outcome]]], None]

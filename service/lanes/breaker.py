@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from service.tenants import TenantKey
+
 
 class State(StrEnum):
     CLOSED = "closed"
@@ -102,19 +104,19 @@ class Breakers:
     def __init__(self, threshold: int, cooldown_s: float) -> None:
         self._threshold = threshold
         self._cooldown_s = cooldown_s
-        self._breakers: dict[tuple[str, str], Breaker] = {}
-        self.on_change: Callable[[tuple[str, str], State], None] | None = None
+        self._breakers: dict[TenantKey, Breaker] = {}
+        self.on_change: Callable[[TenantKey, State], None] | None = None
 
-    def for_tenant(self, tenant: tuple[str, str]) -> Breaker:
+    def for_tenant(self, tenant: TenantKey) -> Breaker:
         breaker = self._breakers.get(tenant)
         if breaker is None:
             breaker = self._breakers[tenant] = Breaker(self._threshold, self._cooldown_s)
             breaker.on_change = lambda state: self._changed(tenant, state)
         return breaker
 
-    def _changed(self, tenant: tuple[str, str], state: State) -> None:
+    def _changed(self, tenant: TenantKey, state: State) -> None:
         if self.on_change is not None:
             self.on_change(tenant, state)
 
-    def open_tenants(self) -> list[tuple[str, str]]:
+    def open_tenants(self) -> list[TenantKey]:
         return [tenant for tenant, b in self._breakers.items() if b.is_open]

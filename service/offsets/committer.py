@@ -7,18 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from service.kafka.consumer import GroupConsumer
 from service.offsets.tracker import OffsetTracker
 
 log = logging.getLogger(__name__)
 
 
 class Committer:
-    def __init__(self, tracker: OffsetTracker[TopicPartition]) -> None:
+    def __init__(self, tracker: OffsetTracker[TopicPartition], consumer: GroupConsumer) -> None:
         self.tracker = tracker
-        self.consumer: AIOKafkaConsumer | None = None
-        """Set once the subscriber's consumer exists; nothing is committed before."""
+        self._consumer = consumer
         self._wanted = asyncio.Event()
 
     def wanted(self) -> None:
@@ -33,10 +33,7 @@ class Committer:
 
     async def commit_now(self, only: set[TopicPartition] | None = None) -> None:
         """Commit every assigned partition (or those in ``only``) whose position moved."""
-        consumer = self.consumer
-        if consumer is None:
-            return
-        assigned = consumer.assignment()
+        assigned = self._consumer.assignment()
         positions = {
             tp: position
             for tp, position in self.tracker.committable().items()
@@ -45,7 +42,7 @@ class Committer:
         if not positions:
             return
         try:
-            await consumer.commit(positions)
+            await self._consumer.commit(positions)
         except Exception as exc:  # rebalance in progress, coordinator moved: replay is safe
             log.warning(
                 "offset commit failed; the records will be replayed",

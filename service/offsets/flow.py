@@ -21,7 +21,7 @@ class FlowControl:
     def low(self) -> int:
         return self.high // 2
 
-    def took(self, count: int) -> bool:
+    def consumed(self, count: int) -> bool:
         """Records were consumed; ``True`` if fetching should pause now."""
         self.open += count
         if not self.paused and self.open >= self.high:

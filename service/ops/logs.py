@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line, with the ``extra`` fields of each call.
 
-Tokens never reach this module: :class:`~service.config.Tenant` hides its token in ``repr``
+Tokens never reach this module: :class:`~service.tenants.Tenant` hides its token in ``repr``
 and no call site logs headers. As a second line of defence, every line is rendered and then
 passed through a :class:`~service.ops.redaction.Redactor` of the known secrets (tokens, the SASL
 and Redis passwords): the formatter's lines and the outcome lines alike.
@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from service.answers.outcomes import Outcome, Subject
 from service.ops.redaction import Redactor
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -88,3 +89,22 @@ class OutcomeLog:
         stream.flush()  # whatever the text layer holds goes first
         raw.write(rendered)
         raw.flush()
+
+
+def outcome_line(subject: Subject, outcome: Outcome, latency_s: float) -> dict[str, Any]:
+    """The outcome line of one event, carrying the ids an operator searches by."""
+    line: dict[str, Any] = {
+        "msg": "event delivered" if outcome.ok else "event failed",
+        "event_id": subject.event_id,
+        "correlation_id": subject.correlation_id,
+        "type": subject.type,
+        "outcome": "SUCCESS" if outcome.ok else "ERROR",
+        "attempts": outcome.attempts,
+        "latency_ms": round(latency_s * 1000, 1),
+    }
+    if subject.tenant is not None:
+        line["tenant"] = f"{subject.tenant[0]}/{subject.tenant[1]}"
+    if not outcome.ok:
+        line["stage"] = str(outcome.stage)
+        line["error"] = outcome.message
+    return line

@@ -159,17 +159,11 @@ class Epoch:
     ``quarantine_s`` is lease plus settle: how long after a loss any call begun under the old
     data may still be running at the Connector."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        prefix: str,
-        quarantine_s: float,
-        on_declared: Callable[[], None] = lambda: None,
-    ) -> None:
-        """``on_declared`` is called when a script of this process declares a loss, so the
-        caller can record the replay horizon (it knows the input partitions; this does not)."""
+    def __init__(self, redis: Redis, prefix: str, quarantine_s: float) -> None:
         self._redis = redis
-        self._on_declared = on_declared
+        self.declared = asyncio.Event()
+        """Set when a script of this process declared a loss; whoever knows the input
+        partitions records the replay horizon then, and clears it."""
         self.known = ""
         """The epoch this process works under; empty until it has seen one."""
         self.epoch_key = key(prefix, "epoch")
@@ -226,7 +220,7 @@ class Epoch:
             log.warning("Redis epoch changed: another replica found a loss of data")
         self.known = found.epoch
         if found.declared:
-            self._on_declared()
+            self.declared.set()
 
     async def current(self) -> str | None:
         """The epoch in Redis now (``None`` if there is none)."""

@@ -33,6 +33,7 @@ from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.state.keys import key
 from service.state.locks import LeaseKeys
+from service.tenants import TenantKey
 
 # The steps every script below is made of.
 # ``begin`` looks an entry up and, if it is unknown (or an intent under the caller's own
@@ -197,7 +198,7 @@ class Settlement:
     withdrawn (the call was refused or never sent). ``claim`` is the intent's claim: the write
     happens only while the entry is still that intent (see :class:`Begun`)."""
 
-    tenant: tuple[str, str]
+    tenant: TenantKey
     event_id: str
     digest: str
     attempts: int
@@ -245,12 +246,12 @@ class Ledger:
         self._serial_begin = redis.register_script(_SERIAL_BEGIN)
         self._settle = redis.register_script(_SETTLE)
 
-    def _key(self, tenant: tuple[str, str], event_id: str) -> str:
+    def _key(self, tenant: TenantKey, event_id: str) -> str:
         return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
 
     async def begin(
         self,
-        tenant: tuple[str, str],
+        tenant: TenantKey,
         event_id: str,
         digest: str,
         *,
@@ -264,7 +265,7 @@ class Ledger:
     async def begin_guarded(
         self,
         guard: Guard,
-        tenant: tuple[str, str],
+        tenant: TenantKey,
         event_id: str,
         digest: str,
         *,
@@ -334,7 +335,7 @@ class Ledger:
         return bool(written)
 
     async def begin_many(
-        self, keys: list[tuple[tuple[str, str], str, str]], *, claim: str = ""
+        self, keys: list[tuple[TenantKey, str, str]], *, claim: str = ""
     ) -> list[Entry]:
         """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
         event gets its intent written, so a crash before its answer leaves a trace.
@@ -359,7 +360,7 @@ class Ledger:
             return Entry(Standing.DELIVERED, int(attempts or 0))
         return Entry(Standing.IN_DOUBT, int(attempts or 0))
 
-    async def delivered_many(self, entries: list[tuple[tuple[str, str], str, str, int]]) -> None:
+    async def delivered_many(self, entries: list[tuple[TenantKey, str, str, int]]) -> None:
         """Record (tenant, event_id, digest, attempts) as delivered, in one command."""
         if not entries:
             return
@@ -370,12 +371,10 @@ class Ledger:
             keys=[self._key(tenant, event_id) for tenant, event_id, _, _ in entries], args=args
         )
 
-    async def withdraw_many(self, keys: list[tuple[tuple[str, str], str]]) -> None:
+    async def withdraw_many(self, keys: list[tuple[TenantKey, str]]) -> None:
         """Forget intents of (tenant, event_id) whose records were refused: fixed data may come
         again under the same ``event_id``."""
         await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
 
-    async def delivered(
-        self, tenant: tuple[str, str], event_id: str, digest: str, attempts: int
-    ) -> None:
+    async def delivered(self, tenant: TenantKey, event_id: str, digest: str, attempts: int) -> None:
         await self.delivered_many([(tenant, event_id, digest, attempts)])

@@ -1,4 +1,4 @@
-"""Tenant locks in Redis: at most one transactional call per Sage company, across all replicas.
+"""TenantKey locks in Redis: at most one transactional call per Sage company, across all replicas.
 
 Sage generates transaction record keys in a way that breaks under concurrent calls, and the
 Cloud Connector does nothing to prevent them: it ignores fencing headers, and it finishes a
@@ -50,10 +50,10 @@ from redis.asyncio.client import PubSub
 
 from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.state.keys import key
+from service.tenants import TenantKey
 
 log = logging.getLogger(__name__)
 
-Tenant = tuple[str, str]
 """(customer, company): what a lock is taken for."""
 
 # KEYS: epoch, quarantine, lock, fence, calling. ARGV: known epoch, fresh epoch, quarantine ms,
@@ -128,7 +128,7 @@ class Lease:
     moved). ``occupied``: when it was granted, a call of an earlier holder could still be
     running at the Connector."""
 
-    tenant: Tenant
+    tenant: TenantKey
     owner: str
     fence: int
     valid_until: float
@@ -160,30 +160,30 @@ class TenantLocks:
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
-        self._highest_fence: dict[Tenant, int] = {}
+        self._highest_fence: dict[TenantKey, int] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listener_guard = asyncio.Lock()
-        self.on_wait: Callable[[Tenant], None] | None = None
+        self.on_wait: Callable[[TenantKey], None] | None = None
         """Called each time an acquirer blocks waiting for a release (metrics, tests)."""
 
-    def keys(self, tenant: Tenant) -> LeaseKeys:
+    def keys(self, tenant: TenantKey) -> LeaseKeys:
         return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
 
-    def _fence_key(self, tenant: Tenant) -> str:
+    def _fence_key(self, tenant: TenantKey) -> str:
         return key(self._prefix, "fence", *tenant)
 
-    def _channel(self, tenant: Tenant) -> str:
+    def _channel(self, tenant: TenantKey) -> str:
         return key(self._prefix, "released", *tenant)
 
-    async def try_acquire(self, tenant: Tenant) -> Lease | None:
+    async def try_acquire(self, tenant: TenantKey) -> Lease | None:
         """One attempt; ``None`` if someone else holds it, or while Redis is in quarantine
         after a loss of data (see :meth:`acquire` to wait for either)."""
         granted, _ = await self._attempt(tenant)
         return granted
 
-    async def _attempt(self, tenant: Tenant) -> tuple[Lease | None, float]:
+    async def _attempt(self, tenant: TenantKey) -> tuple[Lease | None, float]:
         """A lease, or how long (seconds) it makes sense to wait before trying again."""
         await self.epoch.ready()
         keys = self.keys(tenant)
@@ -211,7 +211,7 @@ class TenantLocks:
         lease = Lease(tenant, owner, fence, sent + self.ttl_ms / 1000, occupied=bool(reply[2]))
         return lease, 0.0
 
-    async def acquire(self, tenant: Tenant, wait_s: float) -> Lease | None:
+    async def acquire(self, tenant: TenantKey, wait_s: float) -> Lease | None:
         """Wait up to ``wait_s`` for the lock; ``None`` if it stayed unavailable that long."""
         await self.start_listening()
         channel = self._channel(tenant)

@@ -1,9 +1,10 @@
 """The AsyncAPI document of sagebridge's channels, generated from the real application.
 
-Integration teams wire producers and reply consumers from this document, so it is built from
-the same ``create_app`` that ``sagebridge run`` uses: the input channel's address, title and
-description come from the real subscriber, and the reply and dead-letter publishers are declared
-on the real broker (for the document only; nothing is started and nothing connects).
+Integration teams wire producers and reply consumers from this document, so it is built from the
+same subscriber declaration that ``sagebridge run`` uses (:func:`service.kafka.subscriber.declare`):
+the input channel's address, title and description come from the real subscriber, and the reply and
+dead-letter publishers are declared on the real broker (for the document only; nothing is started
+and nothing connects).
 
 The message shapes are pydantic models of SPEC's input event, reply and dead-letter headers. They
 describe the wire format; the service itself parses with :mod:`service.intake.envelope` and writes
@@ -26,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.answers.outcomes import Stage
 from service.config import Settings
 from service.intake.contracts import ErrorCode
-from service.tenants import TenantDirectory
 
 TITLE = "sagebridge"
 API_VERSION = "1.0.0"
@@ -128,58 +128,67 @@ class ReplyHeaders(BaseModel):
     )
 
 
+class _Unused:
+    """The subscriber is declared for the document only: it never joins a group."""
+
+    async def on_revoked(self, revoked: set[Any]) -> None:  # pragma: no cover
+        raise AssertionError("never started")
+
+    async def on_assigned(self, assigned: set[Any]) -> None:  # pragma: no cover
+        raise AssertionError("never started")
+
+
+async def _unused_poll(records: tuple[Any, ...]) -> None:  # pragma: no cover
+    raise AssertionError("never started")
+
+
 async def _build(settings: Settings) -> dict[str, Any]:
-    from faststream.kafka import KafkaBroker
     from faststream.specification import AsyncAPI
 
-    from service.app import create_app
+    from service.kafka import subscriber as input_side
+    from service.kafka.consumer import GroupConsumer
 
-    # The Kafka clients inside the bridge want a running loop; none of them is started.
-    app, bridge = create_app(settings, TenantDirectory(tenants={}, default=None))
-    try:
-        broker = app.broker
-        assert isinstance(broker, KafkaBroker)
-        (subscriber,) = broker.subscribers
-        real = subscriber.specification
-        # The batch handler takes raw records, so FastStream cannot see the event's shape.
-        # A documentation twin with the same address, title and description carries it.
-        real.config.include_in_schema = False
-        twin = broker.subscriber(
-            *settings.input_topics,
-            group_id=settings.group_id,
-            title=real.config.title_,
-            description=real.config.description_,
-        )
+    broker = input_side.make_broker(settings)
+    input_side.declare(broker, settings, GroupConsumer(), _Unused(), _unused_poll)
+    (subscriber,) = broker.subscribers
+    real = subscriber.specification
+    # The batch handler takes raw records, so FastStream cannot see the event's shape.
+    # A documentation twin with the same address, title and description carries it.
+    real.config.include_in_schema = False
+    twin = broker.subscriber(
+        *settings.input_topics,
+        group_id=settings.group_id,
+        title=real.config.title_,
+        description=real.config.description_,
+    )
 
-        async def crm_event(event: InputEvent) -> None:  # pragma: no cover - never called
-            """Documentation only."""
+    async def crm_event(event: InputEvent) -> None:  # pragma: no cover - never called
+        """Documentation only."""
 
-        twin(crm_event)
-        broker.publisher(
-            settings.reply_topic,
-            title="sage-replies",
-            description="Replies for events that name no reply_to, and refusals of events whose "
-            "tenant is unknown or whose reply_to is not allowed. An event's allowed reply_to "
-            "topic receives the same message.",
-            schema=Reply,
-        )
-        broker.publisher(
-            settings.dlt_topic,
-            title="sage-dlt",
-            description="Dead letters: the original key and value, byte for byte (often not "
-            "valid JSON), with the error headers. `sagebridge dlt replay` re-publishes them.",
-            schema=bytes,
-        )
-        document = AsyncAPI(
-            broker,
-            title=TITLE,
-            version=API_VERSION,
-            description=DESCRIPTION,
-            schema_version="3.0.0",
-        ).to_specification()
-        doc: dict[str, Any] = json.loads(document.to_json())
-    finally:
-        await bridge.close()
+    twin(crm_event)
+    broker.publisher(
+        settings.reply_topic,
+        title="sage-replies",
+        description="Replies for events that name no reply_to, and refusals of events whose "
+        "tenant is unknown or whose reply_to is not allowed. An event's allowed reply_to "
+        "topic receives the same message.",
+        schema=Reply,
+    )
+    broker.publisher(
+        settings.dlt_topic,
+        title="sage-dlt",
+        description="Dead letters: the original key and value, byte for byte (often not "
+        "valid JSON), with the error headers. `sagebridge dlt replay` re-publishes them.",
+        schema=bytes,
+    )
+    document = AsyncAPI(
+        broker,
+        title=TITLE,
+        version=API_VERSION,
+        description=DESCRIPTION,
+        schema_version="3.0.0",
+    ).to_specification()
+    doc: dict[str, Any] = json.loads(document.to_json())
     _finish(doc)
     return doc
 

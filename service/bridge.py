@@ -1,0 +1,305 @@
+"""The bridge: records in from Kafka, answers out to Kafka, offsets committed behind them.
+
+One poll: every record is registered with the offset tracker and passed through intake;
+refused records are answered at once, master data goes through the ledger to the batch lane
+(:mod:`service.lanes.master_data`), transactions to the serial lane. Lanes report outcomes to
+:class:`Answering`, which publishes replies and dead letters, waits for Kafka's
+acknowledgement, marks the offsets answered and wakes the committer. The poll handler returns
+as soon as records are handed over, so the next poll overlaps with delivery; fetching pauses
+while too many records are open (:mod:`service.offsets.flow`).
+
+Neither class here speaks HTTP or Redis: the lanes and the watch do, behind the interfaces
+they were built with in :mod:`service.app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from service.answers.outcomes import Origin, Outcome, Stage, Subject
+from service.answers.publisher import Answer, OutcomePublisher
+from service.intake.admit import Admitted, Intake, Refused
+from service.intake.routes import Lane
+from service.kafka.consumer import GroupConsumer
+from service.kafka.crash_guard import Condemned, CrashLoopGuard
+from service.kafka.epoch_watch import EpochWatch
+from service.lanes import Delivery
+from service.lanes.master_data import MasterData
+from service.lanes.serial import SerialLane
+from service.offsets.committer import Committer
+from service.offsets.flow import FlowControl
+from service.offsets.tracker import OffsetTracker
+from service.ops.logs import OutcomeLog, outcome_line
+from service.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+REVOKE_WAIT_S = 30.0
+
+
+@dataclass(slots=True)
+class Consumed:
+    """A consumed record as the bridge keeps it while its event travels: where it came from
+    (to commit), its bytes (for the dead letter) and whom to answer."""
+
+    partition: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    subject: Subject
+    reply_topic: str
+    received_at: float
+    generation: int
+    """The partition's assignment it was consumed under (see :mod:`service.offsets.tracker`)."""
+
+
+class Answering:
+    """Publishes outcomes and moves the offsets behind them: the sink every lane reports to."""
+
+    def __init__(
+        self,
+        publisher: OutcomePublisher,
+        tracker: OffsetTracker[TopicPartition],
+        flow: FlowControl,
+        consumer: GroupConsumer,
+        committer: Committer,
+        metrics: Metrics,
+        outcome_log: OutcomeLog,
+    ) -> None:
+        self.tracker = tracker
+        self.flow = flow
+        self._publisher = publisher
+        self._consumer = consumer
+        self._committer = committer
+        self._metrics = metrics
+        self._outcome_log = outcome_log
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._answered = asyncio.Condition()
+        self.draining = False
+        """Set on shutdown: fetching stays paused however many records are answered."""
+
+    def answer(self, results: Sequence[tuple[Consumed, Outcome]]) -> None:
+        """Publish these outcomes (in the background: lanes must not block)."""
+        task = asyncio.create_task(self._answer(list(results)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def dropped(self, tickets: Sequence[Consumed]) -> None:
+        """Records given up unanswered (their partition was revoked): the new owner answers
+        them, so they stay uncommitted here. Their ledger intents stay too: an intent may be a
+        crashed predecessor's trace of a call that did land, which the new owner looks up."""
+        for ticket in tickets:
+            if ticket.generation == self.tracker.generation(ticket.partition):
+                self.tracker.dropped(ticket.partition, ticket.offset)
+        self._closed(len(tickets))
+        self.answer([])
+
+    def opened(self, count: int) -> None:
+        """Records were consumed: pause fetching past the in-flight limit."""
+        if self.flow.consumed(count):
+            self._consumer.pause()
+            self._metrics.fetch_paused.set(1)
+            log.warning("fetching paused: in-flight limit reached", extra={"open": self.flow.open})
+        self._metrics.in_flight.set(self.flow.open)
+
+    async def wait_answered(
+        self, partitions: set[TopicPartition] | None, wait_s: float | None
+    ) -> bool:
+        """Wait until no record of ``partitions`` (all, if ``None``) is open."""
+        async with self._answered:
+            try:
+                await asyncio.wait_for(
+                    self._answered.wait_for(lambda: self.tracker.pending(partitions) == 0),
+                    wait_s,
+                )
+            except TimeoutError:
+                return False
+        return True
+
+    def _closed(self, count: int) -> None:
+        if self.flow.answered(count) and not self.draining:
+            self._consumer.resume()
+            self._metrics.fetch_paused.set(0)
+            log.info("fetching resumed", extra={"open": self.flow.open})
+        self._metrics.in_flight.set(self.flow.open)
+
+    async def _answer(self, results: list[tuple[Consumed, Outcome]]) -> None:
+        current = [r for r in results if r[0].generation == self.tracker.generation(r[0].partition)]
+        if len(current) < len(results):
+            # Their partition was revoked meanwhile; its new owner answers them (a second,
+            # possibly different verdict from us would contradict its).
+            withheld = len(results) - len(current)
+            log.info("answers for a revoked partition withheld", extra={"records": withheld})
+            self._closed(withheld)
+            results = current
+        if results:
+            await self._publisher.publish([_answer_of(t, o) for t, o in results])
+            now = time.monotonic()
+            counted: Counter[tuple[str, bool, str]] = Counter()
+            for ticket, outcome in results:
+                self.tracker.answered(ticket.partition, ticket.offset)
+                counted[(ticket.subject.type or "", outcome.ok, str(outcome.stage or ""))] += 1
+            self._metrics.count_outcomes(counted)
+            self._outcome_log.write(
+                outcome_line(t.subject, o, now - t.received_at) for t, o in results
+            )
+            self._closed(len(results))
+        async with self._answered:
+            self._answered.notify_all()
+        if results:
+            self._committer.wanted()
+
+
+class Bridge:
+    """Takes in each poll, drains on shutdown, and lets partitions go and come."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        default_reply_topic: str,
+        crash_guard: CrashLoopGuard,
+        master_data: MasterData[Consumed],
+        serial: SerialLane[Consumed],
+        answering: Answering,
+        committer: Committer,
+        watch: EpochWatch,
+        consumer: GroupConsumer,
+        *,
+        drain_timeout_s: float,
+        call_timeout_s: float,
+    ) -> None:
+        self._intake = intake
+        self._default_reply_topic = default_reply_topic
+        self._crash_guard = crash_guard
+        self._master_data = master_data
+        self._serial = serial
+        self._answering = answering
+        self._tracker = answering.tracker
+        self._committer = committer
+        self._watch = watch
+        self._consumer = consumer
+        self._drain_timeout_s = drain_timeout_s
+        self._revoke_wait_s = max(REVOKE_WAIT_S, call_timeout_s + 5)
+        self.assigned = False
+        """Whether the group has assigned us (an empty assignment counts); ``/readyz``."""
+
+    async def on_poll(self, records: tuple[ConsumerRecord, ...]) -> None:
+        """Admit every record of a poll and hand the good ones to their lane."""
+        take_in = await self._crash_guard.begin(records)  # marks the poll: see its module
+        now = time.monotonic()
+        refused: list[tuple[Consumed, Outcome]] = []
+        master_data: list[tuple[Consumed, Admitted]] = []
+        partition = TopicPartition("", -1)
+        generation = 0
+        for record in take_in.records:
+            if record.partition != partition.partition or record.topic != partition.topic:
+                partition = TopicPartition(record.topic, record.partition)  # one per run
+                generation = self._tracker.generation(partition)
+            self._tracker.consumed(partition, record.offset)
+            decision = self._intake.admit(record.value)
+            ticket = Consumed(
+                partition,
+                record.offset,
+                record.key,
+                record.value,
+                decision.subject,
+                decision.reply_to or self._default_reply_topic,
+                now,
+                generation,
+            )
+            if isinstance(decision, Refused):
+                refused.append((ticket, decision.outcome))
+            elif decision.route.lane is Lane.BATCH:
+                master_data.append((ticket, decision))
+            else:
+                self._serial.submit(Delivery.of(ticket, decision))
+        refused.extend(self._condemned(take_in.condemned, now))
+        self._answering.opened(len(records))
+        if master_data:
+            refused.extend(await self._master_data.submit(master_data))
+        if refused:
+            self._answering.answer(refused)
+
+    def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Consumed, Outcome]]:
+        """Records that stopped the service too often while being taken in: answered ERROR
+        without being read (reading them is what killed it), so no event_id and the default
+        reply topic; the dead letter keeps their bytes and offset."""
+        answers: list[tuple[Consumed, Outcome]] = []
+        for c in condemned:
+            partition = TopicPartition(c.record.topic, c.record.partition)
+            ticket = Consumed(
+                partition,
+                c.record.offset,
+                c.record.key,
+                c.record.value,
+                Subject(None, None, None),
+                self._default_reply_topic,
+                now,
+                self._tracker.generation(partition),
+            )
+            answers.append((ticket, Outcome.failure(Stage.PARSE, c.message)))
+        return answers
+
+    async def drain(self) -> None:
+        """Stop fetching, deliver and answer what was consumed, commit — within
+        ``drain_timeout_s``; whatever is still open then is replayed by the next owner.
+        Runs before the consumer closes, so the group sees our final offsets."""
+        self._answering.draining = True
+        self._consumer.pause()
+        try:
+            await asyncio.wait_for(self._finish_open_records(), self._drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "shutdown: records still open after the drain timeout; they will be replayed",
+                extra={"open": self._tracker.pending()},
+            )
+        await self._committer.commit_now()
+        await self._crash_guard.release()  # a clean stop is no death
+
+    async def _finish_open_records(self) -> None:
+        while self._tracker.pending():
+            await self._master_data.drain()
+            await self._serial.drain()
+            await self._answering.wait_answered(None, wait_s=None)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before losing partitions: give up their records whose call has not started (the
+        new owner answers them), let those inside a call finish (a call ends within the HTTP
+        timeout), and commit what was answered. Until the group assigns us again we are not
+        ready (a member thrown out of its group stays so)."""
+        self.assigned = False
+
+        def unwanted(ticket: Consumed) -> bool:
+            return ticket.partition in revoked
+
+        self._serial.withdraw(unwanted)
+        self._master_data.withdraw(unwanted)
+        if not await self._answering.wait_answered(revoked, wait_s=self._revoke_wait_s):
+            log.warning(
+                "partitions revoked with records still open; they will be replayed",
+                extra={"open": self._tracker.pending(revoked)},
+            )
+        await self._committer.commit_now(only=revoked)
+        self._tracker.forget(revoked)
+        self._watch.revoked(revoked)
+        await self._crash_guard.release(revoked)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Keep new partitions paused if fetching is, and let the epoch watch learn where
+        their logs end before any of their records is taken in."""
+        if self._answering.flow.paused or self._answering.draining:
+            self._consumer.pause(assigned)
+        await self._watch.assigned(assigned)
+        self.assigned = True
+
+
+def _answer_of(ticket: Consumed, outcome: Outcome) -> Answer:
+    origin = Origin(ticket.partition.topic, ticket.partition.partition, ticket.offset)
+    return Answer(ticket.subject, outcome, ticket.reply_topic, ticket.key, ticket.value, origin)

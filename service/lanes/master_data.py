@@ -1,0 +1,186 @@
+"""Master data: the batch lane, with the ledger kept around it.
+
+Upserts are idempotent, so master data may be sent twice without harm, but an event answered
+twice, or re-sent after it was delivered, costs a call and can undo a later change. The ledger
+protocol here keeps that from happening:
+
+1. Every record of a poll is registered in the ledger in one round trip
+   (:meth:`~service.state.ledger.Ledger.begin_many`). A record the ledger knows is answered
+   from it (:mod:`service.lanes.verdicts`); an unknown one goes to the batch lane with its
+   intent written.
+2. A record whose earlier attempt was cut off (a crash between call and answer), or one Redis
+   may have forgotten after losing its data, is first looked up in Sage
+   (:mod:`service.connector.lookup`): answered if Sage has it, sent otherwise.
+3. A delivered record is recorded in the ledger before its reply is published, so a
+   redelivery after a crash is answered from there; a refused one's intent is withdrawn, so
+   fixed data may come again under the same ``event_id``.
+
+If Redis is unreachable, master data is sent without the check (it is idempotent) and its
+delivery goes unrecorded; both are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic
+
+from redis.exceptions import RedisError
+
+from service.answers.outcomes import Outcome
+from service.intake.admit import Admitted
+from service.intake.routes import Route
+from service.lanes import Delivery, Sink, T
+from service.lanes.batch import BatchLane, BatchPolicy, Post
+from service.lanes.breaker import Breakers
+from service.lanes.verdicts import answered_by_ledger
+from service.state.ledger import Entry, Ledger, Standing, fingerprint
+from service.tenants import Tenant, TenantKey
+
+log = logging.getLogger(__name__)
+
+Lookup = Callable[[Tenant, Route, dict[str, Any]], Awaitable[bool]]
+"""Whether Sage already holds this record (:func:`service.connector.lookup.already_in_sage`)."""
+
+
+@dataclass(slots=True)
+class Recorded(Generic[T]):
+    """A caller's ticket, with what the ledger needs once its record is answered."""
+
+    ticket: T
+    tenant: TenantKey
+    event_id: str
+    digest: str
+
+
+class MasterData(Generic[T]):
+    def __init__(
+        self,
+        post: Post,
+        policy: BatchPolicy,
+        breakers: Breakers,
+        ledger: Ledger,
+        lookup: Lookup,
+        sink: Sink[T],
+        *,
+        on_dropped: Callable[[Sequence[T]], None],
+        may_doubt: Callable[[], bool],
+        doubtful: Callable[[T], Awaitable[bool]],
+        on_ledger_hit: Callable[[], None],
+    ) -> None:
+        """``may_doubt`` says whether Redis has lost data at all (checked once per poll);
+        ``doubtful`` whether a record the ledger does not know may have been sent before."""
+        self._ledger = ledger
+        self._lookup = lookup
+        self._sink = sink
+        self._on_dropped = on_dropped
+        self._may_doubt = may_doubt
+        self._doubtful = doubtful
+        self._on_ledger_hit = on_ledger_hit
+        self.lane: BatchLane[Recorded[T]] = BatchLane(
+            post, self._answered, policy, breakers, on_dropped=self._dropped
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, items: Sequence[tuple[T, Admitted]]) -> list[tuple[T, Outcome]]:
+        """Register each record in the ledger and send what it has not seen delivered. Returns
+        the outcomes the ledger already knows, for the caller to answer with the rest of its
+        poll; the others reach the sink later."""
+        recorded = [
+            Recorded(ticket, admitted.tenant.key, admitted.event.event_id, "")
+            for ticket, admitted in items
+        ]
+        for record, (_, admitted) in zip(recorded, items, strict=True):
+            record.digest = fingerprint(admitted.event.data)
+        entries = await self._begin(recorded)
+        answered: list[tuple[T, Outcome]] = []
+        in_doubt: list[tuple[Recorded[T], Admitted, Entry]] = []
+        doubt = self._may_doubt()
+        for record, (ticket, admitted), found in zip(recorded, items, entries, strict=True):
+            entry = found
+            if doubt and found.standing is Standing.NEW and await self._doubtful(ticket):
+                entry = Entry(Standing.IN_DOUBT)  # Redis lost the ledger: look it up first
+            if entry.standing is Standing.NEW:
+                self.lane.submit(Delivery.of(record, admitted))
+            elif entry.standing is Standing.IN_DOUBT:
+                in_doubt.append((record, admitted, entry))
+            else:
+                outcome = answered_by_ledger(entry, admitted.event.event_id)
+                assert outcome is not None
+                if outcome.ok:
+                    self._on_ledger_hit()
+                answered.append((ticket, outcome))
+        if in_doubt:
+            self._background(self._reconcile(in_doubt))
+        return answered
+
+    def withdraw(self, unwanted: Callable[[T], bool]) -> None:
+        """Give up queued records whose ticket is ``unwanted`` (see :meth:`BatchLane.withdraw`)."""
+        self.lane.withdraw(lambda record: unwanted(record.ticket))
+
+    async def drain(self) -> None:
+        await self.lane.drain()
+
+    async def close(self) -> None:
+        await self.lane.close()
+
+    async def _begin(self, recorded: list[Recorded[T]]) -> list[Entry]:
+        try:
+            return await self._ledger.begin_many(
+                [(r.tenant, r.event_id, r.digest) for r in recorded]
+            )
+        except RedisError as exc:
+            log.warning(
+                "ledger unreachable: master data sent without the duplicate check",
+                extra={"error": type(exc).__name__},
+            )
+            return [Entry(Standing.NEW)] * len(recorded)
+
+    async def _reconcile(self, items: list[tuple[Recorded[T], Admitted, Entry]]) -> None:
+        """Records whose earlier call may have been cut off: answered if Sage already has
+        them, sent otherwise."""
+        found = await asyncio.gather(
+            *(self._lookup(a.tenant, a.route, a.event.data) for _, a, _ in items)
+        )
+        answered: list[tuple[T, Outcome]] = []
+        for (record, admitted, entry), present in zip(items, found, strict=True):
+            if present:
+                self._on_ledger_hit()
+                answered.append((record.ticket, Outcome.success(entry.attempts)))
+            else:
+                self.lane.submit(Delivery.of(record, admitted))
+        log.info(
+            "reconciled master data left in doubt",
+            extra={"already_in_sage": len(answered), "sent_again": len(items) - len(answered)},
+        )
+        if answered:
+            self._sink(answered)
+
+    def _answered(self, results: Sequence[tuple[Recorded[T], Outcome]]) -> None:
+        self._background(self._record_then_answer(list(results)))
+
+    async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
+        """Delivered records go into the ledger before their reply; refused ones leave it."""
+        delivered = [(r.tenant, r.event_id, r.digest, o.attempts) for r, o in results if o.ok]
+        refused = [(r.tenant, r.event_id) for r, o in results if not o.ok]
+        try:
+            if delivered:
+                await self._ledger.delivered_many(delivered)
+            if refused:
+                await self._ledger.withdraw_many(refused)
+        except RedisError as exc:
+            log.warning(
+                "ledger unreachable: delivered master data not recorded",
+                extra={"error": type(exc).__name__, "records": len(delivered)},
+            )
+        self._sink([(record.ticket, outcome) for record, outcome in results])
+
+    def _dropped(self, records: Sequence[Recorded[T]]) -> None:
+        self._on_dropped([record.ticket for record in records])
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
