@@ -18,7 +18,6 @@ import time
 
 from aiokafka import TopicPartition
 from faststream import FastStream
-from redis.exceptions import RedisError
 
 from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
@@ -48,10 +47,9 @@ from service.ops.health import PeriodicCheck, Readiness, health_app
 from service.ops.http_server import InLoopServer
 from service.ops.logs import OutcomeLog
 from service.ops.metrics import Metrics
+from service.ops.redis_check import RedisCheck
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
-from service.state.durability import Durability
-from service.state.durability import check as check_durability
 from service.state.epoch import Epoch
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
@@ -175,18 +173,15 @@ class Service:
             drain_timeout_s=settings.drain_timeout_s,
             call_timeout_s=settings.http_timeout_s,
         )
-        self.redis_check = PeriodicCheck(self._check_redis)
-        """Once a second: whether Redis answers (what ``/readyz`` reports, however often it is
-        asked), and with it the epoch watch (see :meth:`_check_redis`)."""
+        self.redis_check = RedisCheck(self.redis, self.watch.check, self.metrics)
+        self.redis_answers = PeriodicCheck(self.redis_check)
         self.http = InLoopServer(
             health_app(self.metrics, self.readiness), settings.http_host, settings.http_port
         )
-        self.ledger_durability: Durability | None = None
-        """What Redis said of its persistence at start-up (``None`` until it answered)."""
         self._committing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.redis_check.start()
+        await self.redis_answers.start()
         await self.http.start()
         await self.producer.start()
         await self.watch.start()
@@ -206,7 +201,7 @@ class Service:
         await self.connector.aclose()
         await self.locks.aclose()
         self.crash_guard.close()
-        await self.redis_check.stop()
+        await self.redis_answers.stop()
         await self.redis.aclose()
         await self.http.stop()
 
@@ -216,33 +211,13 @@ class Service:
         assignment counts: a spare replica is healthy, just idle)."""
         checks = {
             "kafka_assigned": self.bridge.assigned,
-            "redis": self.redis_check.latest,
+            "redis": self.redis_answers.latest,
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
         }
-        durability = self.ledger_durability
+        durability = self.redis_check.durability
         ledger = durability.as_dict() if durability is not None else {"durable": None}
         return Readiness(all(checks.values()), checks, {"ledger": ledger})
-
-    async def _check_redis(self) -> bool:
-        """Whether Redis answers; while it does, also the epoch and the replay horizon (so a
-        loss of its data is noticed even while no transactional record moves) and, once, the
-        ledger's durability. Only the answer to PING decides readiness."""
-        try:
-            if not await asyncio.wait_for(self.redis.ping(), 1.0):
-                return False
-        except Exception:
-            return False
-        try:
-            if self.ledger_durability is None:
-                self.ledger_durability = await check_durability(self.redis)
-                self._report_durability(self.ledger_durability)
-            await self.watch.check()
-        except RedisError:
-            pass  # the lanes report Redis trouble; the next check tries again
-        except Exception:
-            log.exception("Redis epoch check failed")
-        return True
 
     async def _doubtful(self, ticket: Consumed) -> bool:
         return await self.watch.doubtful(ticket.partition, ticket.offset)
@@ -270,13 +245,6 @@ class Service:
             "connector breaker " + str(state),
             extra={"customer": tenant[0], "company": tenant[1]},
         )
-
-    def _report_durability(self, found: Durability) -> None:
-        self.metrics.ledger_durable.set(1 if found.durable else 0)
-        if found.durable:
-            log.info("ledger durable", extra=found.as_dict())
-        else:
-            log.warning("ledger NOT durable: " + "; ".join(found.problems()), extra=found.as_dict())
 
 
 def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream, Service]:

@@ -64,7 +64,7 @@ class Outcome:
 _SUCCESSES: dict[int, Outcome] = {}
 
 
-@dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
+@dataclass(slots=True)
 class Subject:
     """What a reply says the event was: the envelope parts known when the outcome was decided."""
 

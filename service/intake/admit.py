@@ -23,7 +23,7 @@ from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
 
 
-@dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
+@dataclass(slots=True)
 class Admitted:
     event: Event
     route: Route

@@ -15,7 +15,7 @@ from service.intake.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
 from service.intake.topics import is_valid_topic
 
 
-@dataclass(slots=True)  # one per event: not frozen, for a cheaper constructor
+@dataclass(slots=True)
 class Event:
     """A well-formed CRM event. ``customer``/``company`` are ``None`` for the default tenant."""
 
