@@ -29,7 +29,8 @@ from bench.stack import (
     wait_ready,
 )
 from service.config import Tenant
-from service.connector.client import ConnectorClient, Delivered
+from service.connector.client import ConnectorClient
+from service.connector.results import Delivered
 from service.dev.devstack import Topics
 
 

@@ -49,8 +49,9 @@ from service.config import (
     kafka_client_options,
     known_secrets,
 )
-from service.connector.client import CallResult, ConnectorClient
+from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
+from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Admitted, Intake, Refused
 from service.intake.reply_topics import ReplyTopics

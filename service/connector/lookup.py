@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from service.config import Tenant
-from service.connector.client import CallResult, Delivered
+from service.connector.results import CallResult, Delivered
 from service.intake.routes import Route
 
 Get = Callable[[Tenant, str, dict[str, str]], Awaitable[CallResult]]

@@ -27,7 +27,7 @@ import orjson
 
 from service.answers.outcomes import Outcome, Stage
 from service.config import Tenant
-from service.connector.client import CallResult, Delivered, Rejected
+from service.connector.results import CallResult, Delivered, Rejected
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan

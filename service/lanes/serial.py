@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from service.answers.outcomes import Outcome, Stage
 from service.config import Tenant
-from service.connector.client import CallResult, Delivered, Rejected, Retryable, Unknown
+from service.connector.results import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff

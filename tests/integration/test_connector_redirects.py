@@ -11,7 +11,8 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from service.config import Tenant
-from service.connector.client import ConnectorClient, Rejected
+from service.connector.client import ConnectorClient
+from service.connector.results import Rejected
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce
 from tests.support.standin import Recorder, redirecting_to, serving

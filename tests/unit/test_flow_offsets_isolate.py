@@ -73,7 +73,7 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
     from pydantic import SecretStr
 
     from service.config import Tenant
-    from service.connector.client import Delivered
+    from service.connector.results import Delivered
     from service.lanes import Delivery
     from service.lanes.batch import BatchLane, BatchPolicy
     from service.lanes.breaker import Breakers
