@@ -200,7 +200,7 @@ class BatchLane(Generic[T]):
             await self._deliver(buffer, batch)
         except Exception as exc:  # a bug must not strand records without an outcome
             log.exception("batch lane failed unexpectedly")
-            self._report(batch, Outcome.failure(Stage.CONNECTOR, f"internal error: {exc!r}"))
+            self._report(batch, Outcome.internal_error(exc))
         finally:
             del self._sending[id(batch)]
             buffer.in_flight_calls -= 1

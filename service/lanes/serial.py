@@ -323,7 +323,12 @@ class SerialLane(Generic[T]):
             result = await self._call(hold.lease, delivery, payload)
         except Exception as exc:  # a bug: the call may or may not have been made
             log.exception("serial lane failed unexpectedly during a call")
-            self._answer(delivery, _unknown(f"internal error: {exc!r}", delivery.attempts))
+            self._answer(
+                delivery,
+                Outcome.internal_error(
+                    exc, stage=Stage.UNKNOWN_OUTCOME, attempts=delivery.attempts
+                ),
+            )
             await self._settle_period(hold)
             return False
         return await self._conclude(hold, delivery, digest, result)
