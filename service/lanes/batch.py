@@ -27,11 +27,11 @@ import orjson
 
 from service.answers.outcomes import Outcome, Stage
 from service.config import Tenant
-from service.connector.results import CallResult, Delivered, Rejected
+from service.connector.results import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
-from service.lanes.retry import Backoff
+from service.lanes.retry import Backoff, Concluded, Retries, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ class BatchLane(Generic[T]):
         self._sink = sink
         self._on_dropped = on_dropped
         self._policy = policy
+        self._retries = Retries(
+            policy.max_attempts, policy.backoff, retry_unknown=True, wait_out_outage=True
+        )
         self._buffers: dict[tuple[tuple[str, str], str], _Buffer[T]] = {}
         self._sending: dict[int, list[Delivery[T]]] = {}
         """Batches taken from their buffer and not yet answered, by ``id``."""
@@ -222,7 +225,7 @@ class BatchLane(Generic[T]):
             self._idle.set()
 
     async def _deliver(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
-        result = await self._call_with_retries(buffer, batch)
+        result = await self._call(buffer, batch)
         if result is None:
             return  # every record was withdrawn
         if isinstance(result, Delivered):
@@ -236,22 +239,19 @@ class BatchLane(Generic[T]):
                 lambda d: Outcome.failure(Stage.CONNECTOR, result.message, attempts=d.attempts),
             )
         else:
-            reason = f"gave up after {self._policy.max_attempts} attempts: {result.reason}"
+            reason = result.reason
             self._report_each(
                 batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
             )
 
-    async def _call_with_retries(
-        self, buffer: _Buffer[T], batch: list[Delivery[T]]
-    ) -> CallResult | None:
-        """Call until the Connector answers, or ``max_attempts`` failures while it is deemed
-        healthy. Failures during an outage (breaker open) wait instead of using the budget.
-        Withdrawn records leave ``batch`` before each attempt; ``None`` once none is left."""
+    async def _call(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> Concluded | None:
+        """The batch as one call, retried (:mod:`service.lanes.retry`); an unknown outcome is
+        retried too, and an outage waited out. Withdrawn records leave ``batch`` before each
+        attempt; ``None`` once none is left."""
         payload = orjson.dumps([delivery.record for delivery in batch])
-        breaker = self._breakers.for_tenant(buffer.tenant.key)
-        failures = 0
-        while True:
-            await breaker.admit()
+
+        async def attempt() -> CallResult | None:
+            nonlocal payload
             if any(delivery.withdrawn for delivery in batch):
                 self._on_dropped([d.ticket for d in batch if d.withdrawn])
                 batch[:] = [d for d in batch if not d.withdrawn]
@@ -262,17 +262,9 @@ class BatchLane(Generic[T]):
                 delivery.attempts += 1
             if self.on_call is not None:
                 self.on_call(len(batch))
-            result = await self._post(buffer.tenant, buffer.endpoint, payload)
-            if isinstance(result, (Delivered, Rejected)):
-                breaker.success()
-                return result
-            breaker.failure()
-            if breaker.is_open:
-                continue  # wait for the Connector to come back; this was not the record's fault
-            failures += 1
-            if failures >= self._policy.max_attempts:
-                return result
-            delay = self._policy.backoff.delay(failures)
+            return await self._post(buffer.tenant, buffer.endpoint, payload)
+
+        def retrying(failures: int, result: Retryable | Unknown, delay: float) -> None:
             log.warning(
                 "batch call failed, retrying",
                 extra={
@@ -282,7 +274,14 @@ class BatchLane(Generic[T]):
                     "retry_in_s": round(delay, 3),
                 },
             )
-            await asyncio.sleep(delay)
+
+        return await call_with_retries(
+            attempt,
+            self._breakers.for_tenant(buffer.tenant.key),
+            self._retries,
+            made=batch[0].attempts,  # every record of a batch has been in the same calls
+            on_retry=retrying,
+        )
 
     def _report_each(
         self, batch: list[Delivery[T]], make: Callable[[Delivery[T]], Outcome]

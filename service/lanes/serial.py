@@ -43,10 +43,10 @@ from redis.exceptions import RedisError
 
 from service.answers.outcomes import Outcome, Stage
 from service.config import Tenant
-from service.connector.results import CallResult, Delivered, Rejected, Retryable, Unknown
+from service.connector.results import CallResult, Delivered, Rejected, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
-from service.lanes.retry import Backoff
+from service.lanes.retry import Backoff, Concluded, Retries, call_with_retries
 from service.state.ledger import (
     Entry,
     EpochMovedError,
@@ -146,6 +146,9 @@ class SerialLane(Generic[T]):
         self._ledger = ledger
         self._policy = policy
         self._call_margin_s = policy.call_timeout_s + LEASE_MARGIN_S
+        self._retries = Retries(
+            policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
+        )
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
         self._current: dict[tuple[str, str], Delivery[T]] = {}
         self._claim_prefix = process_token()
@@ -367,7 +370,7 @@ class SerialLane(Generic[T]):
         return begun.entry
 
     async def _conclude(
-        self, hold: _Hold[T], delivery: Delivery[T], digest: str, result: CallResult | None
+        self, hold: _Hold[T], delivery: Delivery[T], digest: str, result: Concluded | None
     ) -> bool | None:
         tenant, claim = delivery.tenant.key, delivery.claim
         withdraw = Settlement(tenant, delivery.event_id, digest, delivery.attempts, False, claim)
@@ -404,40 +407,27 @@ class SerialLane(Generic[T]):
         if isinstance(result, Rejected):
             outcome = Outcome.failure(Stage.CONNECTOR, result.message, attempts=delivery.attempts)
         else:
-            outcome = Outcome.failure(
-                Stage.CONNECTOR,
-                f"gave up after {delivery.attempts} attempts: {result.reason}",
-                attempts=delivery.attempts,
-            )
+            outcome = Outcome.failure(Stage.CONNECTOR, result.reason, attempts=delivery.attempts)
         hold.unrecorded = _Unrecorded(withdraw, delivery.ticket, outcome)
         return True
 
-    async def _call(self, lease: Lease, delivery: Delivery[T], payload: bytes) -> CallResult | None:
-        """Call, retrying only what was certainly not processed, up to ``max_attempts`` while
-        the Connector is deemed healthy. ``None`` if no call could start: the breaker opened,
-        the lease no longer outlasts a call, or the record was withdrawn."""
-        breaker = self._breakers.for_tenant(delivery.tenant.key)
-        failures = 0
-        while True:
+    async def _call(self, lease: Lease, delivery: Delivery[T], payload: bytes) -> Concluded | None:
+        """Call, retrying only what was certainly not processed (:mod:`service.lanes.retry`).
+        ``None`` if no call could start: the breaker opened, the lease no longer outlasts a
+        call, or the record was withdrawn."""
+
+        async def attempt() -> CallResult | None:
             if delivery.withdrawn or not lease.usable(self._call_margin_s):
                 return None
             delivery.attempts += 1
-            result = await self._post(
-                delivery.tenant, delivery.endpoint, payload, fence=lease.fence
-            )
-            if not isinstance(result, Retryable):
-                if isinstance(result, (Delivered, Rejected)):
-                    breaker.success()
-                else:
-                    breaker.failure()  # unknown outcome: a timeout is a sign of trouble too
-                return result
-            breaker.failure()
-            if breaker.is_open:
-                return None
-            failures += 1
-            if failures >= self._policy.max_attempts:
-                return result
-            await asyncio.sleep(self._policy.backoff.delay(failures))
+            return await self._post(delivery.tenant, delivery.endpoint, payload, fence=lease.fence)
+
+        return await call_with_retries(
+            attempt,
+            self._breakers.for_tenant(delivery.tenant.key),
+            self._retries,
+            made=delivery.attempts,
+        )
 
     async def _settle_period(self, hold: _Hold[T]) -> None:
         """After an unknown outcome: no call for ``settle_s``, the lock kept (and renewed)."""
