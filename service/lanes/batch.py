@@ -49,13 +49,67 @@ class BatchPolicy:
 
 @dataclass(eq=False)
 class _Buffer(Generic[T]):
+    """The records waiting for one (tenant, endpoint), and its calls in flight."""
+
     tenant: Tenant
     endpoint: str
     pending: deque[tuple[float, Delivery[T]]] = field(default_factory=deque)
+    """(arrival time, record), oldest first."""
     in_flight_calls: int = 0
     in_flight_identities: dict[Hashable, int] = field(default_factory=dict)
     """Calls in flight per identity; an identity is a key here only while that is above 0."""
     timer: asyncio.TimerHandle | None = None
+
+    def take(self, batch_max: int) -> list[Delivery[T]]:
+        """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
+        later record of a skipped identity, so the order per identity holds)."""
+        batch: list[Delivery[T]] = []
+        kept: deque[tuple[float, Delivery[T]]] = deque()
+        held: set[Hashable] = set()
+        busy = self.in_flight_identities
+        while self.pending and len(batch) < batch_max:
+            entry = self.pending.popleft()
+            identity = entry[1].identity
+            if identity is not None and (identity in held or identity in busy):
+                held.add(identity)
+                kept.append(entry)
+            else:
+                batch.append(entry[1])
+        kept.extend(self.pending)
+        self.pending = kept
+        return batch
+
+    def drop(self, unwanted: Callable[[T], bool]) -> list[T]:
+        """Remove the waiting records whose ticket is ``unwanted``; their tickets."""
+        dropped: list[T] = []
+        kept: deque[tuple[float, Delivery[T]]] = deque()
+        for entry in self.pending:
+            if unwanted(entry[1].ticket):
+                dropped.append(entry[1].ticket)
+            else:
+                kept.append(entry)
+        self.pending = kept
+        return dropped
+
+    def calling(self, batch: list[Delivery[T]]) -> None:
+        """A call with ``batch`` starts: its identities are in flight."""
+        self.in_flight_calls += 1
+        busy = self.in_flight_identities
+        for delivery in batch:
+            if delivery.identity is not None:
+                busy[delivery.identity] = busy.get(delivery.identity, 0) + 1
+
+    def called(self, batch: list[Delivery[T]]) -> None:
+        """The call that started with ``batch`` has ended."""
+        self.in_flight_calls -= 1
+        busy = self.in_flight_identities
+        for delivery in batch:
+            if delivery.identity is not None:
+                left = busy[delivery.identity] - 1
+                if left > 0:
+                    busy[delivery.identity] = left
+                else:
+                    del busy[delivery.identity]
 
 
 class BatchLane(Generic[T]):
@@ -106,13 +160,7 @@ class BatchLane(Generic[T]):
         batch before its next attempt (see module docstring)."""
         dropped: list[T] = []
         for buffer in self._buffers.values():
-            kept: deque[tuple[float, Delivery[T]]] = deque()
-            for entry in buffer.pending:
-                if unwanted(entry[1].ticket):
-                    dropped.append(entry[1].ticket)
-                else:
-                    kept.append(entry)
-            buffer.pending = kept
+            dropped += buffer.drop(unwanted)
         for batch in self._sending.values():
             for delivery in batch:
                 if unwanted(delivery.ticket):
@@ -153,16 +201,12 @@ class BatchLane(Generic[T]):
 
     def _flush(self, buffer: _Buffer[T]) -> None:
         while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
-            batch = self._take(buffer)
+            batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
                 # flushes again. (A timer here would fire at once, for ever: a busy loop.)
                 return
-            buffer.in_flight_calls += 1
-            busy = buffer.in_flight_identities
-            for delivery in batch:
-                if delivery.identity is not None:
-                    busy[delivery.identity] = busy.get(delivery.identity, 0) + 1
+            buffer.calling(batch)
             task = asyncio.create_task(self._run(buffer, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -177,25 +221,6 @@ class BatchLane(Generic[T]):
             buffer.timer = loop.call_later(wait, self._on_timer, buffer)
         # else: the next finishing call flushes
 
-    def _take(self, buffer: _Buffer[T]) -> list[Delivery[T]]:
-        """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
-        later record of a skipped identity, so the order per identity holds)."""
-        batch: list[Delivery[T]] = []
-        kept: deque[tuple[float, Delivery[T]]] = deque()
-        held: set[Hashable] = set()
-        busy = buffer.in_flight_identities
-        while buffer.pending and len(batch) < self._policy.batch_max:
-            entry = buffer.pending.popleft()
-            identity = entry[1].identity
-            if identity is not None and (identity in held or identity in busy):
-                held.add(identity)
-                kept.append(entry)
-            else:
-                batch.append(entry[1])
-        kept.extend(buffer.pending)
-        buffer.pending = kept
-        return batch
-
     async def _run(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
         taken = list(batch)  # ``batch`` loses withdrawn records on the way
         self._sending[id(batch)] = batch
@@ -206,15 +231,7 @@ class BatchLane(Generic[T]):
             self._report(batch, Outcome.internal_error(exc))
         finally:
             del self._sending[id(batch)]
-            buffer.in_flight_calls -= 1
-            busy = buffer.in_flight_identities
-            for delivery in taken:
-                if delivery.identity is not None:
-                    left = busy[delivery.identity] - 1
-                    if left > 0:
-                        busy[delivery.identity] = left
-                    else:
-                        del busy[delivery.identity]
+            buffer.called(taken)
             self._flush(buffer)
             self._mark_idle_if_done()
 
