@@ -28,7 +28,8 @@ from bench.stack import (
     wait_file,
     wait_ready,
 )
-from service.connector.client import ConnectorClient, Delivered
+from service.connector.client import ConnectorClient
+from service.connector.results import Delivered
 from service.dev.devstack import Topics
 from service.tenants import Tenant
 

@@ -23,8 +23,9 @@ from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
 from service.bridge import Answering, Bridge, Consumed
 from service.config import Settings
-from service.connector.client import CallResult, ConnectorClient
+from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
+from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
 from service.intake.routes import load_route_table

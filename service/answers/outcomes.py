@@ -60,6 +60,15 @@ class Outcome:
             f"event_id {event_id!r} was already used with different data; not sent",
         )
 
+    @classmethod
+    def internal_error(
+        cls, exc: BaseException, *, stage: Stage = Stage.CONNECTOR, attempts: int = 0
+    ) -> Outcome:
+        """A bug stopped a lane mid-delivery: the record is answered, not stranded. ``stage``
+        is :attr:`Stage.UNKNOWN_OUTCOME` where the call may have been made and must not be
+        resent."""
+        return cls.failure(stage, f"internal error: {exc!r}", attempts=attempts)
+
 
 _SUCCESSES: dict[int, Outcome] = {}
 

@@ -2,9 +2,9 @@
 
 Replies are keyed like their events and must land where every Kafka client would put that key
 (Java's ``murmur2(key) & 0x7fffffff % partitions``), so a consumer of the reply topic sees one
-key's replies in one partition. aiokafka computes the same hash byte by byte in Python, about
-3 µs per key on the benchmark machine; reading the key as little-endian words in one
-``struct`` call halves that, and the publisher hashes every reply and dead letter.
+key's replies in one partition. aiokafka computes the same hash byte by byte in Python; reading
+the key as little-endian words in one ``struct`` call costs about half as much (figure in
+bench/RESULTS.md), and the publisher hashes every reply and dead letter.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Sending many small Kafka messages at a fraction of aiokafka's per-message cost.
 
-aiokafka's ``send`` costs about 15 µs of CPU per message on the benchmark machine (a coroutine,
-a future, partition lookups and accumulator bookkeeping for each). Appending to a
-``BatchBuilder`` and handing it over with ``send_batch`` costs about a third of that. But
-aiokafka queues one batch per partition and lets each linger, so many small builders handed
-over one after another wait behind each other (a first version that did so made the main
-benchmark case 30% slower).
+aiokafka's ``send`` pays for a coroutine, a future, partition lookups and accumulator
+bookkeeping on every message; appending to a ``BatchBuilder`` and handing it over with
+``send_batch`` pays for them once per batch (figures in bench/RESULTS.md). But aiokafka queues
+one batch per partition and lets each linger, so many small builders handed over one after
+another wait behind each other.
 
 So messages for a partition first join the batch this sender handed over last, for as long as
 aiokafka has not drained it and it has room — the way ``send`` joins the pending batch. Only

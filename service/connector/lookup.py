@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from service.connector.client import CallResult, Delivered
+from service.connector.results import CallResult, Delivered
 from service.intake.routes import Route
 from service.tenants import Tenant
 

@@ -26,11 +26,11 @@ from typing import Generic
 import orjson
 
 from service.answers.outcomes import Outcome, Stage
-from service.connector.client import CallResult, Delivered, Rejected
+from service.connector.results import CallResult, Delivered, Rejected, Retryable, Unknown
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
-from service.lanes.retry import Backoff
+from service.lanes.retry import Backoff, Concluded, Retries, call_with_retries
 from service.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,67 @@ class BatchPolicy:
 
 @dataclass(eq=False)
 class _Buffer(Generic[T]):
+    """The records waiting for one (tenant, endpoint), and its calls in flight."""
+
     tenant: Tenant
     endpoint: str
     pending: deque[tuple[float, Delivery[T]]] = field(default_factory=deque)
+    """(arrival time, record), oldest first."""
     in_flight_calls: int = 0
     in_flight_identities: dict[Hashable, int] = field(default_factory=dict)
     """Calls in flight per identity; an identity is a key here only while that is above 0."""
     timer: asyncio.TimerHandle | None = None
+
+    def take(self, batch_max: int) -> list[Delivery[T]]:
+        """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
+        later record of a skipped identity, so the order per identity holds)."""
+        batch: list[Delivery[T]] = []
+        kept: deque[tuple[float, Delivery[T]]] = deque()
+        held: set[Hashable] = set()
+        busy = self.in_flight_identities
+        while self.pending and len(batch) < batch_max:
+            entry = self.pending.popleft()
+            identity = entry[1].identity
+            if identity is not None and (identity in held or identity in busy):
+                held.add(identity)
+                kept.append(entry)
+            else:
+                batch.append(entry[1])
+        kept.extend(self.pending)
+        self.pending = kept
+        return batch
+
+    def drop(self, unwanted: Callable[[T], bool]) -> list[T]:
+        """Remove the waiting records whose ticket is ``unwanted``; their tickets."""
+        dropped: list[T] = []
+        kept: deque[tuple[float, Delivery[T]]] = deque()
+        for entry in self.pending:
+            if unwanted(entry[1].ticket):
+                dropped.append(entry[1].ticket)
+            else:
+                kept.append(entry)
+        self.pending = kept
+        return dropped
+
+    def calling(self, batch: list[Delivery[T]]) -> None:
+        """A call with ``batch`` starts: its identities are in flight."""
+        self.in_flight_calls += 1
+        busy = self.in_flight_identities
+        for delivery in batch:
+            if delivery.identity is not None:
+                busy[delivery.identity] = busy.get(delivery.identity, 0) + 1
+
+    def called(self, batch: list[Delivery[T]]) -> None:
+        """The call that started with ``batch`` has ended."""
+        self.in_flight_calls -= 1
+        busy = self.in_flight_identities
+        for delivery in batch:
+            if delivery.identity is not None:
+                left = busy[delivery.identity] - 1
+                if left > 0:
+                    busy[delivery.identity] = left
+                else:
+                    del busy[delivery.identity]
 
 
 class BatchLane(Generic[T]):
@@ -74,6 +128,9 @@ class BatchLane(Generic[T]):
         self._sink = sink
         self._on_dropped = on_dropped
         self._policy = policy
+        self._retries = Retries(
+            policy.max_attempts, policy.backoff, retry_unknown=True, wait_out_outage=True
+        )
         self._buffers: dict[tuple[tuple[str, str], str], _Buffer[T]] = {}
         self._sending: dict[int, list[Delivery[T]]] = {}
         """Batches taken from their buffer and not yet answered, by ``id``."""
@@ -103,13 +160,7 @@ class BatchLane(Generic[T]):
         batch before its next attempt (see module docstring)."""
         dropped: list[T] = []
         for buffer in self._buffers.values():
-            kept: deque[tuple[float, Delivery[T]]] = deque()
-            for entry in buffer.pending:
-                if unwanted(entry[1].ticket):
-                    dropped.append(entry[1].ticket)
-                else:
-                    kept.append(entry)
-            buffer.pending = kept
+            dropped += buffer.drop(unwanted)
         for batch in self._sending.values():
             for delivery in batch:
                 if unwanted(delivery.ticket):
@@ -150,16 +201,12 @@ class BatchLane(Generic[T]):
 
     def _flush(self, buffer: _Buffer[T]) -> None:
         while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
-            batch = self._take(buffer)
+            batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
                 # flushes again. (A timer here would fire at once, for ever: a busy loop.)
                 return
-            buffer.in_flight_calls += 1
-            busy = buffer.in_flight_identities
-            for delivery in batch:
-                if delivery.identity is not None:
-                    busy[delivery.identity] = busy.get(delivery.identity, 0) + 1
+            buffer.calling(batch)
             task = asyncio.create_task(self._run(buffer, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -174,25 +221,6 @@ class BatchLane(Generic[T]):
             buffer.timer = loop.call_later(wait, self._on_timer, buffer)
         # else: the next finishing call flushes
 
-    def _take(self, buffer: _Buffer[T]) -> list[Delivery[T]]:
-        """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
-        later record of a skipped identity, so the order per identity holds)."""
-        batch: list[Delivery[T]] = []
-        kept: deque[tuple[float, Delivery[T]]] = deque()
-        held: set[Hashable] = set()
-        busy = buffer.in_flight_identities
-        while buffer.pending and len(batch) < self._policy.batch_max:
-            entry = buffer.pending.popleft()
-            identity = entry[1].identity
-            if identity is not None and (identity in held or identity in busy):
-                held.add(identity)
-                kept.append(entry)
-            else:
-                batch.append(entry[1])
-        kept.extend(buffer.pending)
-        buffer.pending = kept
-        return batch
-
     async def _run(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
         taken = list(batch)  # ``batch`` loses withdrawn records on the way
         self._sending[id(batch)] = batch
@@ -200,18 +228,10 @@ class BatchLane(Generic[T]):
             await self._deliver(buffer, batch)
         except Exception as exc:  # a bug must not strand records without an outcome
             log.exception("batch lane failed unexpectedly")
-            self._report(batch, Outcome.failure(Stage.CONNECTOR, f"internal error: {exc!r}"))
+            self._report(batch, Outcome.internal_error(exc))
         finally:
             del self._sending[id(batch)]
-            buffer.in_flight_calls -= 1
-            busy = buffer.in_flight_identities
-            for delivery in taken:
-                if delivery.identity is not None:
-                    left = busy[delivery.identity] - 1
-                    if left > 0:
-                        busy[delivery.identity] = left
-                    else:
-                        del busy[delivery.identity]
+            buffer.called(taken)
             self._flush(buffer)
             self._mark_idle_if_done()
 
@@ -222,7 +242,7 @@ class BatchLane(Generic[T]):
             self._idle.set()
 
     async def _deliver(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> None:
-        result = await self._call_with_retries(buffer, batch)
+        result = await self._call(buffer, batch)
         if result is None:
             return  # every record was withdrawn
         if isinstance(result, Delivered):
@@ -236,22 +256,19 @@ class BatchLane(Generic[T]):
                 lambda d: Outcome.failure(Stage.CONNECTOR, result.message, attempts=d.attempts),
             )
         else:
-            reason = f"gave up after {self._policy.max_attempts} attempts: {result.reason}"
+            reason = result.reason
             self._report_each(
                 batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
             )
 
-    async def _call_with_retries(
-        self, buffer: _Buffer[T], batch: list[Delivery[T]]
-    ) -> CallResult | None:
-        """Call until the Connector answers, or ``max_attempts`` failures while it is deemed
-        healthy. Failures during an outage (breaker open) wait instead of using the budget.
-        Withdrawn records leave ``batch`` before each attempt; ``None`` once none is left."""
+    async def _call(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> Concluded | None:
+        """The batch as one call, retried (:mod:`service.lanes.retry`); an unknown outcome is
+        retried too, and an outage waited out. Withdrawn records leave ``batch`` before each
+        attempt; ``None`` once none is left."""
         payload = orjson.dumps([delivery.record for delivery in batch])
-        breaker = self._breakers.for_tenant(buffer.tenant.key)
-        failures = 0
-        while True:
-            await breaker.admit()
+
+        async def attempt() -> CallResult | None:
+            nonlocal payload
             if any(delivery.withdrawn for delivery in batch):
                 self._on_dropped([d.ticket for d in batch if d.withdrawn])
                 batch[:] = [d for d in batch if not d.withdrawn]
@@ -262,17 +279,9 @@ class BatchLane(Generic[T]):
                 delivery.attempts += 1
             if self.on_call is not None:
                 self.on_call(len(batch))
-            result = await self._post(buffer.tenant, buffer.endpoint, payload)
-            if isinstance(result, (Delivered, Rejected)):
-                breaker.success()
-                return result
-            breaker.failure()
-            if breaker.is_open:
-                continue  # wait for the Connector to come back; this was not the record's fault
-            failures += 1
-            if failures >= self._policy.max_attempts:
-                return result
-            delay = self._policy.backoff.delay(failures)
+            return await self._post(buffer.tenant, buffer.endpoint, payload)
+
+        def retrying(failures: int, result: Retryable | Unknown, delay: float) -> None:
             log.warning(
                 "batch call failed, retrying",
                 extra={
@@ -282,7 +291,14 @@ class BatchLane(Generic[T]):
                     "retry_in_s": round(delay, 3),
                 },
             )
-            await asyncio.sleep(delay)
+
+        return await call_with_retries(
+            attempt,
+            self._breakers.for_tenant(buffer.tenant.key),
+            self._retries,
+            made=batch[0].attempts,  # every record of a batch has been in the same calls
+            on_retry=retrying,
+        )
 
     def _report_each(
         self, batch: list[Delivery[T]], make: Callable[[Delivery[T]], Outcome]

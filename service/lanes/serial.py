@@ -24,44 +24,38 @@ with the Connector's ERROR envelope) is retried.
 A record that cannot be prepared (its fingerprint or encoding fails) is answered with an ERROR
 of its own; an unexpected error never stops the tenant's worker, so one record cannot hold up
 the invoices queued behind it.
+
+This module schedules: one worker per tenant, the tenant lock's holds. One record's turn under a
+hold is :mod:`service.lanes.serial_turn`; the ledger writes, answers and lock release of a hold
+are :mod:`service.lanes.serial_hold`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
-from typing import Generic, Protocol
+from typing import Generic
 
-import orjson
 from redis.exceptions import RedisError
 
-from service.answers.outcomes import Outcome, Stage
-from service.connector.client import CallResult, Delivered, Rejected, Retryable, Unknown
-from service.errors import EpochMovedError, LeaseLost
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
-from service.lanes.retry import Backoff
-from service.state.ledger import Entry, Guard, Ledger, Settlement, Standing, fingerprint
-from service.state.locks import Lease, TenantLocks, process_token
-from service.tenants import Tenant
+from service.lanes.retry import Backoff, Retries
+from service.lanes.serial_hold import Bookkeeping, Hold
+from service.lanes.serial_turn import FencedPost, RecordTurn
+from service.state.ledger import Ledger
+from service.state.locks import Lease, TenantLocks
+
+__all__ = ["LEASE_MARGIN_S", "FencedPost", "SerialLane", "SerialPolicy"]
 
 log = logging.getLogger(__name__)
 
 LEASE_MARGIN_S = 0.5
 """Beyond the call's own timeout, how much of the lease must remain for a call to start: room
 for the time between the lease check and the request leaving, and for clock drift."""
-
-
-class FencedPost(Protocol):
-    def __call__(
-        self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
-    ) -> Awaitable[CallResult]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,35 +72,6 @@ class SerialPolicy:
     """Most records delivered under one acquisition of a tenant lock."""
     hold_s: float = 0.5
     """Longest one acquisition is kept while records are queued."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Unrecorded(Generic[T]):
-    """A call whose result is not in the ledger yet, and the answer that waits for it."""
-
-    settlement: Settlement
-    ticket: T
-    outcome: Outcome
-
-
-@dataclass(slots=True)
-class _Hold(Generic[T]):
-    """One acquisition of a tenant's lock, while it is being used."""
-
-    lease: Lease
-    settled: bool
-    """No call made by this tenant's holders can still be running at the Connector."""
-    unrecorded: _Unrecorded[T] | None = None
-
-
-IN_DOUBT_MESSAGE = (
-    "an earlier attempt reached the Cloud Connector without an answer; check Sage before "
-    "replaying — not resent"
-)
-LEDGER_LOST_MESSAGE = (
-    "Redis lost the ledger after this record may already have been sent; check Sage before "
-    "replaying — not resent"
-)
 
 
 async def _never_doubtful(ticket: object) -> bool:
@@ -129,28 +94,43 @@ class SerialLane(Generic[T]):
         """``on_dropped`` receives tickets this lane gave up without an answer (withdrawn, or
         answered meanwhile by another replica); ``doubtful`` says whether a record the ledger
         does not know may have been sent before Redis lost its data."""
-        self._post = post
         self._breakers = breakers
-        self._sink = sink
         self._on_dropped = on_dropped
-        self._doubtful = doubtful
         self._locks = locks
-        self._ledger = ledger
         self._policy = policy
-        self._call_margin_s = policy.call_timeout_s + LEASE_MARGIN_S
+        self._book: Bookkeeping[T] = Bookkeeping(
+            ledger,
+            locks,
+            sink,
+            on_dropped,
+            settle_s=policy.settle_s,
+            redis_retry_s=policy.redis_retry_s,
+        )
+        self._turn: RecordTurn[T] = RecordTurn(
+            post,
+            breakers,
+            self._book,
+            Retries(
+                policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
+            ),
+            call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
+            doubtful=doubtful,
+            ledger_hit=self._ledger_hit,
+        )
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
         self._current: dict[tuple[str, str], Delivery[T]] = {}
-        self._claim_prefix = process_token()
-        self._claims = itertools.count()
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.redis_ok = True
-        """False while Redis is unreachable (the lane is paused); readiness reports it."""
         self.on_lock_wait: Callable[[float], None] | None = None
         """Metrics hook: seconds spent waiting for a tenant lock, per acquisition."""
         self.on_ledger_hit: Callable[[], None] | None = None
         """Metrics hook: a redelivered event answered from the ledger, no call made."""
+
+    @property
+    def redis_ok(self) -> bool:
+        """False while Redis is unreachable (the lane is paused); readiness reports it."""
+        return self._book.redis_ok
 
     def submit(self, delivery: Delivery[T]) -> None:
         key = delivery.tenant.key
@@ -221,9 +201,9 @@ class SerialLane(Generic[T]):
             try:
                 lease = await self._locks.acquire(tenant, self._policy.lock_wait_s)
             except RedisError as exc:
-                await self._redis_down("acquire", exc)
+                await self._book.redis_down("acquire", exc)
                 continue
-            self.redis_ok = True
+            self._book.redis_ok = True
             if lease is None:
                 log.warning("tenant lock still unavailable, waiting on", extra={"tenant": tenant})
                 continue
@@ -231,7 +211,7 @@ class SerialLane(Generic[T]):
                 self.on_lock_wait(loop.time() - started)
             if queue:
                 return lease
-            await self._release(lease, settled=not lease.occupied)
+            await self._book.release(lease, settled=not lease.occupied)
         return None
 
     async def _serve(self, lease: Lease, queue: deque[Delivery[T]]) -> None:
@@ -239,7 +219,7 @@ class SerialLane(Generic[T]):
         ``hold_records`` records or ``hold_s`` seconds — then the lock goes back, so other
         replicas' records for this tenant get their turn. A delivered record's ledger write
         rides on the next record's begin; the last one's is written before the release."""
-        hold: _Hold[T] = _Hold(lease, settled=not lease.occupied)
+        hold: Hold[T] = Hold(lease, settled=not lease.occupied)
         try:
             async with self._locks.kept_alive(lease):
                 try:
@@ -253,11 +233,11 @@ class SerialLane(Generic[T]):
                         hold.settled = True
                     await self._serve_records(hold, queue)
                 finally:
-                    await self._record_last(hold)
+                    await self._book.record_last(hold)
         finally:
-            await self._release(lease, settled=hold.settled and lease.usable())
+            await self._book.release(lease, settled=hold.settled and lease.usable())
 
-    async def _serve_records(self, hold: _Hold[T], queue: deque[Delivery[T]]) -> None:
+    async def _serve_records(self, hold: Hold[T], queue: deque[Delivery[T]]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.hold_s
         key = hold.lease.tenant
@@ -272,7 +252,7 @@ class SerialLane(Generic[T]):
                 continue
             self._current[key] = delivery
             try:
-                carry_on = await self._serve_one(hold, delivery)
+                carry_on = await self._turn.take(hold, delivery)
             finally:
                 self._current.pop(key, None)
             if carry_on is None:
@@ -282,227 +262,6 @@ class SerialLane(Generic[T]):
             if not carry_on:
                 return
 
-    async def _serve_one(self, hold: _Hold[T], delivery: Delivery[T]) -> bool | None:
-        """One record: ``True`` served, go on; ``False`` served, end the hold; ``None`` not
-        served, end the hold (the record stays first in its queue)."""
-        try:
-            digest = fingerprint(delivery.record)
-            payload = orjson.dumps(delivery.record)
-        except Exception as exc:  # nothing was sent: the record's own problem, answered alone
-            self._answer(delivery, _cannot_prepare(exc))
-            return True
-        begun = await self._begin(hold, delivery, digest)
-        if begun is None:
-            return None
-        ledger_lost_it = begun.standing is Standing.NEW and await self._doubtful(delivery.ticket)
-        match begun.standing:
-            case Standing.DELIVERED:
-                if self.on_ledger_hit is not None:
-                    self.on_ledger_hit()
-                self._answer(delivery, Outcome.success(begun.attempts))
-                return True
-            case Standing.IN_DOUBT:
-                self._answer(delivery, _unknown(IN_DOUBT_MESSAGE, begun.attempts))
-                return True
-            case Standing.CONFLICT:
-                self._answer(delivery, Outcome.reused_event_id(delivery.event_id))
-                return True
-            case Standing.NEW if ledger_lost_it:
-                self._answer(delivery, _unknown(LEDGER_LOST_MESSAGE, delivery.attempts))
-                return True
-        hold.settled = False  # a call is about to be made
-        try:
-            result = await self._call(hold.lease, delivery, payload)
-        except Exception as exc:  # a bug: the call may or may not have been made
-            log.exception("serial lane failed unexpectedly during a call")
-            self._answer(delivery, _unknown(f"internal error: {exc!r}", delivery.attempts))
-            await self._settle_period(hold)
-            return False
-        return await self._conclude(hold, delivery, digest, result)
-
-    async def _begin(self, hold: _Hold[T], delivery: Delivery[T], digest: str) -> Entry | None:
-        """The guarded ledger begin; writes the previous record's result and sends its answer.
-        ``None`` if it could not run (Redis down, lease lost, epoch moved): nothing written."""
-        if not delivery.claim:
-            delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
-        lease = hold.lease
-        previous = hold.unrecorded
-        sent = time.monotonic()
-        try:
-            begun = await self._ledger.begin_guarded(
-                self._guard(hold),
-                delivery.tenant.key,
-                delivery.event_id,
-                digest,
-                claim=delivery.claim,
-                after=previous.settlement if previous is not None else None,
-            )
-        except RedisError as exc:  # nothing was sent; the previous write is redone
-            await self._redis_down("ledger", exc)
-            return None
-        except (LeaseLost, EpochMovedError):
-            lease.lost = True
-            log.error(
-                "tenant lock lost before a call; re-acquiring", extra={"tenant": lease.tenant}
-            )
-            return None
-        self.redis_ok = True
-        lease.valid_until = max(lease.valid_until, sent + self._locks.ttl_ms / 1000)
-        if previous is not None:
-            hold.unrecorded = None
-            self._deliver_unrecorded(previous, begun.previous_written)
-        return begun.entry
-
-    async def _conclude(
-        self, hold: _Hold[T], delivery: Delivery[T], digest: str, result: CallResult | None
-    ) -> bool | None:
-        tenant, claim = delivery.tenant.key, delivery.claim
-        withdraw = Settlement(tenant, delivery.event_id, digest, delivery.attempts, False, claim)
-        if result is None:  # not sent this time: breaker open, lease short, or withdrawn
-            hold.settled = True
-            if not hold.lease.usable(self._call_margin_s) and not delivery.withdrawn:
-                log.warning(
-                    "lease too short to start a call; re-acquiring the lock",
-                    extra={"tenant": tenant, "needed_s": self._call_margin_s},
-                )
-            written = await self._settle(withdraw, hold)
-            if delivery.withdrawn or not written:
-                self._on_dropped([delivery.ticket])
-                return False
-            return None
-        if isinstance(result, Unknown):
-            self._answer(
-                delivery,
-                _unknown(
-                    f"{result.reason}; the record may or may not be in Sage — not resent",
-                    delivery.attempts,
-                ),
-            )
-            await self._settle_period(hold)
-            return False
-        hold.settled = True
-        if isinstance(result, Delivered):
-            outcome = Outcome.success(delivery.attempts)
-            delivered = Settlement(
-                tenant, delivery.event_id, digest, delivery.attempts, True, claim
-            )
-            hold.unrecorded = _Unrecorded(delivered, delivery.ticket, outcome)
-            return True
-        if isinstance(result, Rejected):
-            outcome = Outcome.failure(Stage.CONNECTOR, result.message, attempts=delivery.attempts)
-        else:
-            outcome = Outcome.failure(
-                Stage.CONNECTOR,
-                f"gave up after {delivery.attempts} attempts: {result.reason}",
-                attempts=delivery.attempts,
-            )
-        hold.unrecorded = _Unrecorded(withdraw, delivery.ticket, outcome)
-        return True
-
-    async def _call(self, lease: Lease, delivery: Delivery[T], payload: bytes) -> CallResult | None:
-        """Call, retrying only what was certainly not processed, up to ``max_attempts`` while
-        the Connector is deemed healthy. ``None`` if no call could start: the breaker opened,
-        the lease no longer outlasts a call, or the record was withdrawn."""
-        breaker = self._breakers.for_tenant(delivery.tenant.key)
-        failures = 0
-        while True:
-            if delivery.withdrawn or not lease.usable(self._call_margin_s):
-                return None
-            delivery.attempts += 1
-            result = await self._post(
-                delivery.tenant, delivery.endpoint, payload, fence=lease.fence
-            )
-            if not isinstance(result, Retryable):
-                if isinstance(result, (Delivered, Rejected)):
-                    breaker.success()
-                else:
-                    breaker.failure()  # unknown outcome: a timeout is a sign of trouble too
-                return result
-            breaker.failure()
-            if breaker.is_open:
-                return None
-            failures += 1
-            if failures >= self._policy.max_attempts:
-                return result
-            await asyncio.sleep(self._policy.backoff.delay(failures))
-
-    async def _settle_period(self, hold: _Hold[T]) -> None:
-        """After an unknown outcome: no call for ``settle_s``, the lock kept (and renewed)."""
-        log.warning(
-            "unknown outcome: no call for this tenant during the settle period",
-            extra={"tenant": hold.lease.tenant, "settle_s": self._policy.settle_s},
-        )
-        await asyncio.sleep(self._policy.settle_s)
-        hold.settled = hold.lease.usable()  # a lease lost meanwhile: the next holder waits
-
-    async def _record_last(self, hold: _Hold[T]) -> None:
-        """Write the hold's last result (no next begin carries it) and send its answer."""
-        unrecorded = hold.unrecorded
-        if unrecorded is None:
-            return
-        hold.unrecorded = None
-        written = await self._settle(unrecorded.settlement, hold)
-        self._deliver_unrecorded(unrecorded, written)
-
-    def _deliver_unrecorded(self, unrecorded: _Unrecorded[T], written: bool) -> None:
-        ticket = unrecorded.ticket
-        if written:
-            self._sink([(ticket, unrecorded.outcome)])
-        else:
-            log.warning(
-                "another replica already reported this record in doubt; its verdict stands",
-                extra={"event_id": unrecorded.settlement.event_id},
-            )
-            self._on_dropped([ticket])
-
-    def _guard(self, hold: _Hold[T]) -> Guard:
-        lease = hold.lease
-        return Guard(
-            self._locks.keys(lease.tenant),
-            lease.owner,
-            self._locks.ttl_ms,
-            lease.fence,
-            hold.settled,
-        )
-
-    async def _settle(self, settlement: Settlement, hold: _Hold[T]) -> bool:
-        """Record a result after the call. Redis trouble here means retry the write, never the
-        call: the outcome is known, only its bookkeeping is pending. Never raises RedisError.
-        ``False`` if another process had reported the record in doubt meanwhile."""
-        while True:
-            try:
-                written = await self._ledger.settle(settlement, self._guard(hold))
-            except RedisError as exc:
-                await self._redis_down("ledger write", exc)
-                continue
-            self.redis_ok = True
-            return written
-
-    def _answer(self, delivery: Delivery[T], outcome: Outcome) -> None:
-        self._sink([(delivery.ticket, outcome)])
-
-    async def _release(self, lease: Lease, *, settled: bool) -> None:
-        # On Redis trouble the lock expires by itself; nobody else can take it meanwhile.
-        with suppress(RedisError):
-            await self._locks.release(lease, settled=settled)
-
-    async def _redis_down(self, step: str, exc: Exception) -> None:
-        if self.redis_ok:
-            log.error(
-                "Redis unreachable: serial lane paused",
-                extra={"step": step, "error": type(exc).__name__},
-            )
-        self.redis_ok = False
-        await asyncio.sleep(self._policy.redis_retry_s)
-
-
-def _unknown(message: str, attempts: int) -> Outcome:
-    return Outcome.failure(Stage.UNKNOWN_OUTCOME, message, attempts=attempts)
-
-
-def _cannot_prepare(exc: Exception) -> Outcome:
-    return Outcome.failure(
-        Stage.VALIDATION,
-        f"the record cannot be encoded for the Cloud Connector ({type(exc).__name__}: {exc}); "
-        "nothing was sent",
-    )
+    def _ledger_hit(self) -> None:
+        if self.on_ledger_hit is not None:
+            self.on_ledger_hit()

@@ -2,10 +2,10 @@
 
 The ledger sends one script call per poll with thousands of arguments (a key and a fingerprint
 per record). redis-py's asyncio connection packs commands in Python, re-joining a growing
-buffer for every argument: 1.6 ms for a 1,000-record ``begin`` on the benchmark machine, against
-0.4 ms with ``hiredis.pack_command`` — which redis-py's synchronous client already uses when
-hiredis is installed, but its asyncio client does not. Both produce the same bytes for the
-str, bytes, int and float arguments we send (UTF-8, the client's default encoding).
+buffer for every argument, several times slower than ``hiredis.pack_command`` for such a call
+(figure in bench/RESULTS.md) — which redis-py's synchronous client already uses when hiredis is
+installed, but its asyncio client does not. Both produce the same bytes for the str, bytes, int
+and float arguments we send (UTF-8, the client's default encoding).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from service.connector.client import ConnectorClient, Rejected
+from service.connector.client import ConnectorClient
+from service.connector.results import Rejected
 from service.tenants import Tenant
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.kafka import Collector, Topics, contact, event, produce

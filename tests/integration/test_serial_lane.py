@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from service.answers.outcomes import Outcome, Stage
-from service.connector.client import Delivered, Unknown
+from service.connector.results import Delivered, Unknown
 from service.lanes import Delivery
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff

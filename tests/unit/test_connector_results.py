@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from service.connector.client import Delivered, Rejected, Retryable, Unknown, classify
+from service.connector.results import Delivered, Rejected, Retryable, Unknown, classify
 
 
 def body(response: str, message: str | None = None) -> bytes:

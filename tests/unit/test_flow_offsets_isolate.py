@@ -11,9 +11,9 @@ from service.offsets.tracker import OffsetTracker
 
 def test_fetching_pauses_at_the_high_watermark_and_resumes_at_the_low() -> None:
     flow = FlowControl(high=100)
-    assert flow.consumed(99) is False
-    assert flow.consumed(1) is True
-    assert flow.consumed(10) is False  # already paused
+    assert flow.took(99) is False
+    assert flow.took(1) is True
+    assert flow.took(10) is False  # already paused
     assert flow.answered(50) is False  # 60 open, low is 50
     assert flow.answered(10) is True
     assert flow.paused is False
@@ -72,7 +72,7 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
 
     from pydantic import SecretStr
 
-    from service.connector.client import Delivered
+    from service.connector.results import Delivered
     from service.lanes import Delivery
     from service.lanes.batch import BatchLane, BatchPolicy
     from service.lanes.breaker import Breakers
