@@ -36,7 +36,7 @@ from service.lanes import Delivery, Sink, T
 from service.lanes.batch import BatchLane, BatchPolicy, Post
 from service.lanes.breaker import Breakers
 from service.lanes.verdicts import answered_by_ledger
-from service.state.ledger import Entry, Ledger, Standing, fingerprint
+from service.state.ledger import EntryState, Ledger, LedgerEntry, fingerprint
 from service.tenants import Tenant, TenantKey
 
 log = logging.getLogger(__name__)
@@ -96,15 +96,15 @@ class MasterData(Generic[T]):
             record.digest = fingerprint(admitted.event.data)
         entries = await self._begin(recorded)
         answered: list[tuple[T, Outcome]] = []
-        in_doubt: list[tuple[Recorded[T], Admitted, Entry]] = []
+        in_doubt: list[tuple[Recorded[T], Admitted, LedgerEntry]] = []
         doubt = self._may_doubt()
         for record, (ticket, admitted), found in zip(recorded, items, entries, strict=True):
             entry = found
-            if doubt and found.standing is Standing.NEW and await self._doubtful(ticket):
-                entry = Entry(Standing.IN_DOUBT)  # Redis lost the ledger: look it up first
-            if entry.standing is Standing.NEW:
+            if doubt and found.state is EntryState.NEW and await self._doubtful(ticket):
+                entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up first
+            if entry.state is EntryState.NEW:
                 self.lane.submit(Delivery.of(record, admitted))
-            elif entry.standing is Standing.IN_DOUBT:
+            elif entry.state is EntryState.IN_DOUBT:
                 in_doubt.append((record, admitted, entry))
             else:
                 outcome = answered_by_ledger(entry, admitted.event.event_id)
@@ -126,7 +126,7 @@ class MasterData(Generic[T]):
     async def close(self) -> None:
         await self.lane.close()
 
-    async def _begin(self, recorded: list[Recorded[T]]) -> list[Entry]:
+    async def _begin(self, recorded: list[Recorded[T]]) -> list[LedgerEntry]:
         try:
             return await self._ledger.begin_many(
                 [(r.tenant, r.event_id, r.digest) for r in recorded]
@@ -136,9 +136,9 @@ class MasterData(Generic[T]):
                 "ledger unreachable: master data sent without the duplicate check",
                 extra={"error": type(exc).__name__},
             )
-            return [Entry(Standing.NEW)] * len(recorded)
+            return [LedgerEntry(EntryState.NEW)] * len(recorded)
 
-    async def _reconcile(self, items: list[tuple[Recorded[T], Admitted, Entry]]) -> None:
+    async def _reconcile(self, items: list[tuple[Recorded[T], Admitted, LedgerEntry]]) -> None:
         """Records whose earlier call may have been cut off: answered if Sage already has
         them, sent otherwise."""
         found = await asyncio.gather(

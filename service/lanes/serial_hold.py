@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from service.answers.outcomes import Outcome
 from service.errors import EpochMovedError, LeaseLost
 from service.lanes import Delivery, Sink, T
-from service.state.ledger import Entry, Guard, Ledger, Settlement
+from service.state.ledger import Guard, Ledger, LedgerEntry, ResultToWrite
 from service.state.locks import Lease, TenantLocks, process_token
 
 log = logging.getLogger("service.lanes.serial")  # one logger for the whole serial lane
@@ -35,7 +35,7 @@ log = logging.getLogger("service.lanes.serial")  # one logger for the whole seri
 class Unrecorded(Generic[T]):
     """A call whose result is not in the ledger yet, and the answer that waits for it."""
 
-    settlement: Settlement
+    settlement: ResultToWrite
     ticket: T
     outcome: Outcome
 
@@ -75,7 +75,7 @@ class Bookkeeping(Generic[T]):
         self.redis_ok = True
         """False while Redis is unreachable (the lane is paused)."""
 
-    async def begin(self, hold: Hold[T], delivery: Delivery[T], digest: str) -> Entry | None:
+    async def begin(self, hold: Hold[T], delivery: Delivery[T], digest: str) -> LedgerEntry | None:
         """The guarded ledger begin; writes the previous record's result and sends its answer.
         ``None`` if it could not run (Redis down, lease lost, epoch moved): nothing written."""
         if not delivery.claim:
@@ -108,7 +108,7 @@ class Bookkeeping(Generic[T]):
             self._deliver_unrecorded(previous, begun.previous_written)
         return begun.entry
 
-    async def settle(self, settlement: Settlement, hold: Hold[T]) -> bool:
+    async def settle(self, settlement: ResultToWrite, hold: Hold[T]) -> bool:
         """Record a result after the call. Redis trouble here means retry the write, never the
         call: the outcome is known, only its bookkeeping is pending. Never raises RedisError.
         ``False`` if another process had reported the record in doubt meanwhile."""

@@ -22,7 +22,8 @@ from service.lanes import Delivery, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Concluded, Retries, call_with_retries
 from service.lanes.serial_hold import Bookkeeping, Hold, Unrecorded
-from service.state.ledger import Settlement, Standing, fingerprint
+from service.lanes.verdicts import answered_by_ledger
+from service.state.ledger import EntryState, ResultToWrite, fingerprint
 from service.state.locks import Lease
 from service.tenants import Tenant
 
@@ -81,21 +82,18 @@ class RecordTurn(Generic[T]):
         begun = await self._book.begin(hold, delivery, digest)
         if begun is None:
             return None
-        ledger_lost_it = begun.standing is Standing.NEW and await self._doubtful(delivery.ticket)
-        match begun.standing:
-            case Standing.DELIVERED:
+        known = answered_by_ledger(begun, delivery.event_id)
+        if known is not None:
+            if known.ok:
                 self._ledger_hit()
-                self._book.answer(delivery, Outcome.success(begun.attempts))
-                return True
-            case Standing.IN_DOUBT:
-                self._book.answer(delivery, _unknown(IN_DOUBT_MESSAGE, begun.attempts))
-                return True
-            case Standing.CONFLICT:
-                self._book.answer(delivery, Outcome.reused_event_id(delivery.event_id))
-                return True
-            case Standing.NEW if ledger_lost_it:
-                self._book.answer(delivery, _unknown(LEDGER_LOST_MESSAGE, delivery.attempts))
-                return True
+            self._book.answer(delivery, known)
+            return True
+        if begun.state is EntryState.IN_DOUBT:
+            self._book.answer(delivery, _unknown(IN_DOUBT_MESSAGE, begun.attempts))
+            return True
+        if await self._doubtful(delivery.ticket):  # new to a ledger that lost data?
+            self._book.answer(delivery, _unknown(LEDGER_LOST_MESSAGE, delivery.attempts))
+            return True
         hold.settled = False  # a call is about to be made
         try:
             result = await self._call(hold.lease, delivery, payload)
@@ -115,7 +113,7 @@ class RecordTurn(Generic[T]):
         self, hold: Hold[T], delivery: Delivery[T], digest: str, result: Concluded | None
     ) -> bool | None:
         tenant, claim = delivery.tenant.key, delivery.claim
-        withdraw = Settlement(tenant, delivery.event_id, digest, delivery.attempts, False, claim)
+        withdraw = ResultToWrite(tenant, delivery.event_id, digest, delivery.attempts, False, claim)
         if result is None:  # not sent this time: breaker open, lease short, or withdrawn
             hold.settled = True
             if not hold.lease.usable(self._call_margin_s) and not delivery.withdrawn:
@@ -141,7 +139,7 @@ class RecordTurn(Generic[T]):
         hold.settled = True
         if isinstance(result, Delivered):
             outcome = Outcome.success(delivery.attempts)
-            delivered = Settlement(
+            delivered = ResultToWrite(
                 tenant, delivery.event_id, digest, delivery.attempts, True, claim
             )
             hold.unrecorded = Unrecorded(delivered, delivery.ticket, outcome)

@@ -9,15 +9,15 @@ transaction is reported ``unknown_outcome`` — so that case stays with each lan
 from __future__ import annotations
 
 from service.answers.outcomes import Outcome
-from service.state.ledger import Entry, Standing
+from service.state.ledger import EntryState, LedgerEntry
 
 
-def answered_by_ledger(entry: Entry, event_id: str) -> Outcome | None:
+def answered_by_ledger(entry: LedgerEntry, event_id: str) -> Outcome | None:
     """The outcome to report without a call, or ``None`` when the ledger cannot settle it."""
-    match entry.standing:
-        case Standing.DELIVERED:
+    match entry.state:
+        case EntryState.DELIVERED:
             return Outcome.success(entry.attempts)
-        case Standing.CONFLICT:
+        case EntryState.CONFLICT:
             return Outcome.reused_event_id(event_id)
         case _:
             return None

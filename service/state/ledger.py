@@ -171,7 +171,9 @@ return written
 )
 
 
-class Standing(StrEnum):
+class EntryState(StrEnum):
+    """What the ledger knew of an ``event_id`` when a record was begun."""
+
     NEW = "new"
     """No trace: go ahead (an intent has now been written)."""
     DELIVERED = "delivered"
@@ -183,17 +185,19 @@ class Standing(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    standing: Standing
+class LedgerEntry:
+    """The ledger's answer for one record: its state, and the calls an earlier attempt made."""
+
+    state: EntryState
     attempts: int = 0
 
 
-_NEW = Entry(Standing.NEW)
+_NEW = LedgerEntry(EntryState.NEW)
 """Shared: most entries of a poll are new, and a frozen dataclass is slow to build."""
 
 
 @dataclass(frozen=True, slots=True)
-class Settlement:
+class ResultToWrite:
     """A call's result still to be written: ``delivered`` after SUCCESS, else the intent is
     withdrawn (the call was refused or never sent). ``claim`` is the intent's claim: the write
     happens only while the entry is still that intent (see :class:`Begun`)."""
@@ -224,7 +228,7 @@ class Begun:
     was written (``False``: another process had meanwhile reported that record in doubt, so
     its verdict stands and ours is not given)."""
 
-    entry: Entry
+    entry: LedgerEntry
     previous_written: bool
 
 
@@ -256,7 +260,7 @@ class Ledger:
         digest: str,
         *,
         claim: str = "",
-    ) -> Entry:
+    ) -> LedgerEntry:
         """Look the event up; if unknown (or an intent under ``claim``), record the intent to
         send it (one atomic step)."""
         [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
@@ -270,7 +274,7 @@ class Ledger:
         digest: str,
         *,
         claim: str,
-        after: Settlement | None = None,
+        after: ResultToWrite | None = None,
     ) -> Begun:
         """:meth:`begin` for a transactional record, under its tenant's lease (see
         ``_SERIAL_BEGIN``): raises :class:`LeaseLost` or :class:`EpochMovedError`, having
@@ -311,9 +315,9 @@ class Ledger:
             raise EpochMovedError(found.epoch)
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(event_id)
-        return Begun(self._standing(reply[2], digest), previous_written=bool(reply[1]))
+        return Begun(self._entry(reply[2], digest), previous_written=bool(reply[1]))
 
-    async def settle(self, settlement: Settlement, guard: Guard) -> bool:
+    async def settle(self, settlement: ResultToWrite, guard: Guard) -> bool:
         """Write a call's result on its own (when no next record's begin can carry it); clear
         the calling marker if ``guard.settled`` and the lease is still the caller's. ``False``
         if the entry was superseded (another process reported it in doubt meanwhile)."""
@@ -336,7 +340,7 @@ class Ledger:
 
     async def begin_many(
         self, keys: list[tuple[TenantKey, str, str]], *, claim: str = ""
-    ) -> list[Entry]:
+    ) -> list[LedgerEntry]:
         """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
         event gets its intent written, so a crash before its answer leaves a trace.
 
@@ -348,17 +352,17 @@ class Ledger:
             keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
             args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
         )
-        return [self._standing(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
+        return [self._entry(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
 
-    def _standing(self, found: Any, digest: str) -> Entry:
+    def _entry(self, found: Any, digest: str) -> LedgerEntry:
         if not found:
             return _NEW
         state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
         if seen_digest != digest:
-            return Entry(Standing.CONFLICT)
+            return LedgerEntry(EntryState.CONFLICT)
         if state == "delivered":
-            return Entry(Standing.DELIVERED, int(attempts or 0))
-        return Entry(Standing.IN_DOUBT, int(attempts or 0))
+            return LedgerEntry(EntryState.DELIVERED, int(attempts or 0))
+        return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
 
     async def delivered_many(self, entries: list[tuple[TenantKey, str, str, int]]) -> None:
         """Record (tenant, event_id, digest, attempts) as delivered, in one command."""

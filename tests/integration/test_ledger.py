@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from service.dev.devstack import start_redis
 from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import Epoch
-from service.state.ledger import Guard, Ledger, Settlement, Standing
+from service.state.ledger import EntryState, Guard, Ledger, ResultToWrite
 from service.state.locks import Lease, TenantLocks
 from tests.support.waiting import until
 
@@ -49,15 +49,15 @@ async def test_an_intent_is_in_doubt_to_everyone_but_its_claimant(
     redis: Redis, redis_prefix: str
 ) -> None:
     ledger = ledger_for(redis, redis_prefix)
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).standing is Standing.NEW
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).standing is Standing.NEW
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="theirs")).standing is (
-        Standing.IN_DOUBT
+    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
+    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
+    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="theirs")).state is (
+        EntryState.IN_DOUBT
     )
-    assert (await ledger.begin(TENANT, "inv-1", "d1")).standing is Standing.IN_DOUBT
+    assert (await ledger.begin(TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
     await ledger.delivered(TENANT, "inv-1", "d1", attempts=1)
     delivered = await ledger.begin(TENANT, "inv-1", "d1", claim="mine")
-    assert delivered.standing is Standing.DELIVERED  # a claim never reopens a delivered entry
+    assert delivered.state is EntryState.DELIVERED  # a claim never reopens a delivered entry
 
 
 async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
@@ -83,12 +83,12 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
             return bool(await observer.exists(f"{redis_prefix}:ledger:1001:ACME:inv-2"))
 
         await until(intent_written, 10, "Redis to run the begin it received while stalled")
-        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).standing is Standing.NEW
+        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).state is EntryState.NEW
         other = ledger_for(observer, redis_prefix)
-        assert (await other.begin(TENANT, "inv-2", "d2")).standing is Standing.IN_DOUBT
+        assert (await other.begin(TENANT, "inv-2", "d2")).state is EntryState.IN_DOUBT
         # Once another process has reported it in doubt, its claimant may not go ahead either.
-        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).standing is (
-            Standing.IN_DOUBT
+        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).state is (
+            EntryState.IN_DOUBT
         )
     finally:
         await stalled.aclose()
@@ -102,18 +102,18 @@ async def test_a_result_written_with_the_next_begin_lands_in_the_same_step(
     ledger, locks, lease = await leased(redis, redis_prefix)
     held = guard(locks, lease)
     first = await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="mine")
-    assert first.entry.standing is Standing.NEW
+    assert first.entry.state is EntryState.NEW
     assert await redis.get(locks.keys(TENANT).calling) == str(lease.fence).encode()
-    done = Settlement(TENANT, "inv-1", "d1", attempts=2, delivered=True, claim="mine")
+    done = ResultToWrite(TENANT, "inv-1", "d1", attempts=2, delivered=True, claim="mine")
     second = await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="mine", after=done)
-    assert second.entry.standing is Standing.NEW and second.previous_written
+    assert second.entry.state is EntryState.NEW and second.previous_written
     delivered = await ledger.begin(TENANT, "inv-1", "d1")
-    assert (delivered.standing, delivered.attempts) == (Standing.DELIVERED, 2)
+    assert (delivered.state, delivered.attempts) == (EntryState.DELIVERED, 2)
 
-    refused = Settlement(TENANT, "inv-3", "d3", attempts=1, delivered=False, claim="mine")
+    refused = ResultToWrite(TENANT, "inv-3", "d3", attempts=1, delivered=False, claim="mine")
     await ledger.begin_guarded(held, TENANT, "inv-3", "d3", claim="mine")
     again = await ledger.begin_guarded(held, TENANT, "inv-3", "d3", claim="mine", after=refused)
-    assert again.entry.standing is Standing.NEW, "withdrawn first, so the same event may go again"
+    assert again.entry.state is EntryState.NEW, "withdrawn first, so the same event may go again"
 
 
 async def test_a_guarded_begin_under_a_lost_lease_or_epoch_writes_nothing(
@@ -140,18 +140,18 @@ async def test_a_record_reported_in_doubt_by_another_replica_keeps_that_verdict(
     ledger, locks, lease = await leased(redis, redis_prefix)
     await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-1", "d1", claim="stopped")
     successor = ledger_for(redis, redis_prefix)
-    assert (await successor.begin(TENANT, "inv-1", "d1", claim="new")).standing is (
-        Standing.IN_DOUBT
+    assert (await successor.begin(TENANT, "inv-1", "d1", claim="new")).state is (
+        EntryState.IN_DOUBT
     )
-    late = Settlement(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="stopped")
+    late = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="stopped")
     assert await ledger.settle(late, guard(locks, lease)) is False
-    assert (await successor.begin(TENANT, "inv-1", "d1")).standing is Standing.IN_DOUBT
+    assert (await successor.begin(TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
     # Its own result is written while nobody else has looked — even into an emptied ledger.
     await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-2", "d2", claim="stopped")
-    own = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=True, claim="stopped")
+    own = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=True, claim="stopped")
     assert await ledger.settle(own, guard(locks, lease)) is True
     await redis.delete(f"{redis_prefix}:ledger:1001:ACME:inv-3")
-    gone = Settlement(TENANT, "inv-3", "d3", attempts=1, delivered=True, claim="stopped")
+    gone = ResultToWrite(TENANT, "inv-3", "d3", attempts=1, delivered=True, claim="stopped")
     assert await ledger.settle(gone, guard(locks, lease)) is True
 
 
@@ -161,10 +161,10 @@ async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
     """Tenant (1, A) with event ``x:e`` and tenant (1, A:x) with event ``e`` once joined to the
     same key: the second was answered from the first's entry and never sent."""
     ledger = ledger_for(redis, redis_prefix)
-    assert (await ledger.begin(("1", "A"), "x:e", "d1")).standing is Standing.NEW
+    assert (await ledger.begin(("1", "A"), "x:e", "d1")).state is EntryState.NEW
     await ledger.delivered(("1", "A"), "x:e", "d1", attempts=1)
-    assert (await ledger.begin(("1", "A:x"), "e", "d1")).standing is Standing.NEW
-    assert (await ledger.begin(("1", "A"), "x:e", "d1")).standing is Standing.DELIVERED
+    assert (await ledger.begin(("1", "A:x"), "e", "d1")).state is EntryState.NEW
+    assert (await ledger.begin(("1", "A"), "x:e", "d1")).state is EntryState.DELIVERED
     plain = f"{redis_prefix}:ledger:1001:ACME:inv-7"  # parts without ':' or '%' keep their key
     await ledger.delivered(TENANT, "inv-7", "d7", attempts=1)
     assert await redis.hget(plain, "state") == b"delivered"
@@ -179,9 +179,9 @@ async def test_a_result_whose_first_write_landed_unseen_is_still_ours(
     ledger, locks, lease = await leased(redis, redis_prefix)
     held = guard(locks, lease)
     await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="c1")
-    done = Settlement(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1")
+    done = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1")
     await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="c2", after=done)  # "lost"
     assert await ledger.settle(done, held) is True
-    refused = Settlement(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
+    refused = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
     assert await ledger.settle(refused, held) is True
     assert await ledger.settle(refused, held) is True  # withdrawn already: still ours
