@@ -92,8 +92,8 @@ class Service:
         self.breakers = Breakers(
             min(settings.breaker_threshold, settings.max_attempts),
             settings.breaker_cooldown_ms / 1000,
+            on_change=self._breaker_changed,
         )
-        self.breakers.on_change = self._breaker_changed
         self.consumer = GroupConsumer()
         self.log_ends = LogEnds(kafka_client_options(settings))
         self.watch = EpochWatch(self.epoch, self.consumer, self.log_ends, settings.input_topics)
@@ -136,8 +136,8 @@ class Service:
             may_doubt=self.watch.may_doubt,
             doubtful=self._doubtful,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
+            on_call=self.metrics.batch_size.observe,
         )
-        self.master_data.lane.on_call = self.metrics.batch_size.observe
         self.serial: SerialLane[Consumed] = SerialLane(
             self._timed_post("serial"),
             answering.answer,
@@ -153,9 +153,11 @@ class Service:
             self.breakers,
             on_dropped=answering.dropped,
             doubtful=self._doubtful,
+            on_lock_wait=self.metrics.lock_wait.observe,
+            on_ledger_hit=self.metrics.idempotent_hits.inc,
         )
-        self.serial.on_lock_wait = self.metrics.lock_wait.observe
-        self.serial.on_ledger_hit = self.metrics.idempotent_hits.inc
+        serial = self.serial
+        self.metrics.serial_paused.set_function(lambda: 0 if serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(
             MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
             settings.crash_loop_limit,

@@ -33,7 +33,8 @@ ENV_PREFIX = "SAGEBRIDGE_"
 
 LEASE_MARGIN_S = 0.5
 """A transactional call starts only while the tenant lock's lease outlasts the call's own
-timeout by this much (room for the moment between the check and the request leaving)."""
+timeout by this much: room for the moment between the lease check and the request leaving,
+and for clock drift."""
 
 
 class Settings(BaseSettings):

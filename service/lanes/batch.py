@@ -121,8 +121,10 @@ class BatchLane(Generic[T]):
         breakers: Breakers,
         *,
         on_dropped: Callable[[Sequence[T]], None] = lambda tickets: None,
+        on_call: Callable[[int], None] = lambda size: None,
     ) -> None:
-        """``on_dropped`` receives the tickets of withdrawn records, given up unanswered."""
+        """``on_dropped`` receives the tickets of withdrawn records, given up unanswered;
+        ``on_call`` the array size of every call (metrics)."""
         self._post = post
         self._breakers = breakers
         self._sink = sink
@@ -138,8 +140,7 @@ class BatchLane(Generic[T]):
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.on_call: Callable[[int], None] | None = None
-        """Called with the array size of every call; the metrics hook."""
+        self._on_call = on_call
 
     def submit(self, delivery: Delivery[T]) -> None:
         """Queue one record; never blocks. Its outcome reaches the sink later."""
@@ -277,8 +278,7 @@ class BatchLane(Generic[T]):
                 payload = orjson.dumps([delivery.record for delivery in batch])
             for delivery in batch:
                 delivery.attempts += 1
-            if self.on_call is not None:
-                self.on_call(len(batch))
+            self._on_call(len(batch))
             return await self._post(buffer.tenant, buffer.endpoint, payload)
 
         def retrying(failures: int, result: Retryable | Unknown, delay: float) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,22 +102,30 @@ class Breaker:
 class Breakers:
     """One breaker per tenant, created on first use."""
 
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown_s: float,
+        on_change: Callable[[TenantKey, State], None] = lambda tenant, state: None,
+    ) -> None:
+        """``on_change`` is told whenever a tenant's breaker changes state (metrics, logs)."""
         self._threshold = threshold
         self._cooldown_s = cooldown_s
         self._breakers: dict[TenantKey, Breaker] = {}
-        self.on_change: Callable[[TenantKey, State], None] | None = None
+        self._on_change = on_change
 
     def for_tenant(self, tenant: TenantKey) -> Breaker:
         breaker = self._breakers.get(tenant)
         if breaker is None:
-            breaker = self._breakers[tenant] = Breaker(self._threshold, self._cooldown_s)
-            breaker.on_change = lambda state: self._changed(tenant, state)
+            breaker = self._breakers[tenant] = Breaker(
+                self._threshold,
+                self._cooldown_s,
+                on_change=functools.partial(self._changed, tenant),
+            )
         return breaker
 
     def _changed(self, tenant: TenantKey, state: State) -> None:
-        if self.on_change is not None:
-            self.on_change(tenant, state)
+        self._on_change(tenant, state)
 
     def open_tenants(self) -> list[TenantKey]:
         return [tenant for tenant, b in self._breakers.items() if b.is_open]

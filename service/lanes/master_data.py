@@ -69,9 +69,12 @@ class MasterData(Generic[T]):
         may_doubt: Callable[[], bool],
         doubtful: Callable[[T], Awaitable[bool]],
         on_ledger_hit: Callable[[], None],
+        on_call: Callable[[int], None],
     ) -> None:
         """``may_doubt`` says whether Redis has lost data at all (checked once per poll);
-        ``doubtful`` whether a record the ledger does not know may have been sent before."""
+        ``doubtful`` whether a record the ledger does not know may have been sent before.
+        For metrics: ``on_ledger_hit`` is told of each record answered without a call,
+        ``on_call`` gets the array size of every call."""
         self._ledger = ledger
         self._lookup = lookup
         self._sink = sink
@@ -80,7 +83,7 @@ class MasterData(Generic[T]):
         self._doubtful = doubtful
         self._on_ledger_hit = on_ledger_hit
         self.lane: BatchLane[Recorded[T]] = BatchLane(
-            post, self._answered, policy, breakers, on_dropped=self._dropped
+            post, self._answered, policy, breakers, on_dropped=self._dropped, on_call=on_call
         )
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -10,7 +10,8 @@ behind this one.
 request after its client gave up. So:
 
 * a call starts only while the lease outlasts the call's own timeout plus a margin
-  (:data:`LEASE_MARGIN_S`): whoever holds the lock next, this call has ended at the client;
+  (:data:`~service.config.LEASE_MARGIN_S`): whoever holds the lock next, this call has ended
+  at the client;
 * a call whose outcome is unknown (timeout, dropped connection, 500/502/504, no envelope) may
   still be running at the Connector: it is reported ``unknown_outcome`` and never resent, and
   the tenant makes no further call for ``settle_s`` while this worker keeps the lock;
@@ -41,6 +42,7 @@ from typing import Generic
 
 from redis.exceptions import RedisError
 
+from service.config import LEASE_MARGIN_S
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
@@ -49,13 +51,9 @@ from service.lanes.serial_turn import FencedPost, RecordTurn
 from service.state.ledger import Ledger
 from service.state.locks import Lease, TenantLocks
 
-__all__ = ["LEASE_MARGIN_S", "FencedPost", "SerialLane", "SerialPolicy"]
+__all__ = ["FencedPost", "SerialLane", "SerialPolicy"]
 
 log = logging.getLogger(__name__)
-
-LEASE_MARGIN_S = 0.5
-"""Beyond the call's own timeout, how much of the lease must remain for a call to start: room
-for the time between the lease check and the request leaving, and for clock drift."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +88,14 @@ class SerialLane(Generic[T]):
         *,
         on_dropped: Callable[[Sequence[T]], None] = lambda tickets: None,
         doubtful: Callable[[T], Awaitable[bool]] = _never_doubtful,
+        on_lock_wait: Callable[[float], None] = lambda seconds: None,
+        on_ledger_hit: Callable[[], None] = lambda: None,
     ) -> None:
         """``on_dropped`` receives tickets this lane gave up without an answer (withdrawn, or
         answered meanwhile by another replica); ``doubtful`` says whether a record the ledger
-        does not know may have been sent before Redis lost its data."""
+        does not know may have been sent before Redis lost its data. For metrics:
+        ``on_lock_wait`` gets the seconds each lock acquisition waited, ``on_ledger_hit`` is
+        told of each redelivery answered from the ledger without a call."""
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
@@ -115,17 +117,14 @@ class SerialLane(Generic[T]):
             ),
             call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
             doubtful=doubtful,
-            ledger_hit=self._ledger_hit,
+            ledger_hit=on_ledger_hit,
         )
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
         self._current: dict[tuple[str, str], Delivery[T]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.on_lock_wait: Callable[[float], None] | None = None
-        """Metrics hook: seconds spent waiting for a tenant lock, per acquisition."""
-        self.on_ledger_hit: Callable[[], None] | None = None
-        """Metrics hook: a redelivered event answered from the ledger, no call made."""
+        self._on_lock_wait = on_lock_wait
 
     @property
     def redis_ok(self) -> bool:
@@ -207,8 +206,7 @@ class SerialLane(Generic[T]):
             if lease is None:
                 log.warning("tenant lock still unavailable, waiting on", extra={"tenant": tenant})
                 continue
-            if self.on_lock_wait is not None:
-                self.on_lock_wait(loop.time() - started)
+            self._on_lock_wait(loop.time() - started)
             if queue:
                 return lease
             await self._book.release(lease, settled=not lease.occupied)
@@ -261,7 +259,3 @@ class SerialLane(Generic[T]):
             served += 1
             if not carry_on:
                 return
-
-    def _ledger_hit(self) -> None:
-        if self.on_ledger_hit is not None:
-            self.on_ledger_hit()

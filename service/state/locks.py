@@ -152,7 +152,15 @@ class LeaseKeys:
 class TenantLocks:
     """Lock factory for one deployment (all keys under ``prefix``)."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: float, epoch: Epoch) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        ttl_s: float,
+        epoch: Epoch,
+        on_wait: Callable[[TenantKey], None] = lambda tenant: None,
+    ) -> None:
+        """``on_wait`` is told each time an acquirer blocks waiting for a release."""
         self._redis = redis
         self._prefix = prefix
         self.ttl_ms = max(1, int(ttl_s * 1000))
@@ -165,8 +173,7 @@ class TenantLocks:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._listener_guard = asyncio.Lock()
-        self.on_wait: Callable[[TenantKey], None] | None = None
-        """Called each time an acquirer blocks waiting for a release (metrics, tests)."""
+        self._on_wait = on_wait
 
     def keys(self, tenant: TenantKey) -> LeaseKeys:
         return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
@@ -228,8 +235,7 @@ class TenantLocks:
             # The holder may die without releasing: wake up when its lock would expire anyway
             # (or when a quarantine ends; no release is announced for that).
             nap = min(remaining, retry_in_s + 0.001) if retry_in_s > 0 else remaining
-            if self.on_wait is not None:
-                self.on_wait(tenant)
+            self._on_wait(tenant)
             with suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), nap)
 

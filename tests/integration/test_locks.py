@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from service.state.epoch import Epoch
 from service.state.locks import TenantLocks
+from service.tenants import TenantKey
 from tests.support.waiting import until
 
 T = ("1001", "ACME")
@@ -23,11 +25,15 @@ async def redis(redis_url: str):
 
 
 async def locks_for(
-    redis: Redis, prefix: str, ttl_s: float = 5.0, quarantine_s: float = 5.0
+    redis: Redis,
+    prefix: str,
+    ttl_s: float = 5.0,
+    quarantine_s: float = 5.0,
+    on_wait: Callable[[TenantKey], None] = lambda tenant: None,
 ) -> TenantLocks:
     epoch = Epoch(redis, prefix, quarantine_s)
     await epoch.establish()
-    return TenantLocks(redis, prefix, ttl_s, epoch)
+    return TenantLocks(redis, prefix, ttl_s, epoch, on_wait=on_wait)
 
 
 async def test_second_acquirer_is_refused_while_held(redis, redis_prefix: str) -> None:
@@ -87,14 +93,13 @@ async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> No
 
 
 async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -> None:
+    blocked = asyncio.Event()
     holder, waiter = (
         await locks_for(redis, redis_prefix, 30),
-        await locks_for(redis, redis_prefix, 30),
+        await locks_for(redis, redis_prefix, 30, on_wait=lambda tenant: blocked.set()),
     )
     held = await holder.try_acquire(T)
     assert held is not None
-    blocked = asyncio.Event()
-    waiter.on_wait = lambda tenant: blocked.set()
     waiting = asyncio.create_task(waiter.acquire(T, wait_s=20))
     await asyncio.wait_for(blocked.wait(), 5)
     loop = asyncio.get_running_loop()

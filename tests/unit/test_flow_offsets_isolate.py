@@ -11,9 +11,9 @@ from service.offsets.tracker import OffsetTracker
 
 def test_fetching_pauses_at_the_high_watermark_and_resumes_at_the_low() -> None:
     flow = FlowControl(high=100)
-    assert flow.took(99) is False
-    assert flow.took(1) is True
-    assert flow.took(10) is False  # already paused
+    assert flow.consumed(99) is False
+    assert flow.consumed(1) is True
+    assert flow.consumed(10) is False  # already paused
     assert flow.answered(50) is False  # 60 open, low is 50
     assert flow.answered(10) is True
     assert flow.paused is False
