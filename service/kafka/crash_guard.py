@@ -260,7 +260,7 @@ class CrashLoopGuard:
     def _keys_of(self, partition: TopicPartition) -> Keys:
         keys = self._keys.get(partition)
         if keys is None:
-            keys = self._keys[partition] = self._store.keys(partition)
+            keys = self._keys[partition] = self._store.keys(partition.topic, partition.partition)
         return keys
 
     def _fail_open(self, exc: Exception) -> None:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from service.intake.crash_loop import Death, DeathCounts, Mark
@@ -118,8 +117,8 @@ class MarkStore:
         self._take_over = client.register_script(_TAKE_OVER)
         self._release = client.register_script(_RELEASE)
 
-    def keys(self, partition: TopicPartition) -> Keys:
-        topic, number = partition.topic, str(partition.partition)
+    def keys(self, topic: str, partition: int) -> Keys:
+        number = str(partition)
         return Keys(
             key(self._prefix, "takein", topic, number), key(self._prefix, "deaths", topic, number)
         )
