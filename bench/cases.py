@@ -12,25 +12,23 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from bench import feed
 from bench.feed import Message, Replies, Sent
-from bench.stack import (
-    COMPANY,
-    CUSTOMER,
-    TOKEN,
-    Child,
-    Sandbox,
-    Stack,
-    cpu_seconds,
-    peak_rss_mb,
-    wait_file,
-    wait_ready,
-)
+from bench.stack import COMPANY, CUSTOMER, TOKEN, Stack, wait_file
 from service.config import Tenant
 from service.connector.client import ConnectorClient, Delivered
-from service.dev.devstack import Topics
+from service.dev.devstack import forget_keys
+from service.dev.processes import Process, cpu_seconds, peak_rss_bytes
+from service.dev.sandbox.client import stats
+from service.dev.sandbox.process import SandboxProcess
+from service.dev.topics import Topics
+
+MIB = 1024 * 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    return peak_rss_bytes(pid) / MIB
 
 
 @dataclass(frozen=True)
@@ -128,19 +126,19 @@ async def run_case(stack: Stack, setup: Setup) -> CaseResult:
     """Fresh topics, the processes of ``setup``, the feed in, every reply out, figures."""
     topics = Topics.fresh(setup.key)
     prefix = f"bench-{topics.group}"
-    await feed.create_topics(stack.bootstrap, topics.events, [topics.replies, topics.dlt])
-    started: list[Child] = []
+    await topics.create(stack.bootstrap, feed.EVENT_PARTITIONS)
+    started: list[Process] = []
     try:
         services, sandbox = await _start(stack, setup, topics, prefix, started)
         return await _measure(stack, setup, topics, services, sandbox)
     finally:
         stack.stop(*reversed(started))
-        await _forget(stack.redis_url, prefix)
+        await forget_keys(stack.redis_url, prefix)
 
 
 async def _start(
-    stack: Stack, setup: Setup, topics: Topics, prefix: str, started: list[Child]
-) -> tuple[list[Child], Sandbox | None]:
+    stack: Stack, setup: Setup, topics: Topics, prefix: str, started: list[Process]
+) -> tuple[list[Process], SandboxProcess | None]:
     """The ceiling loop, or a sandbox and the replicas; returns once all of them are ready."""
     if setup.ceiling:
         ceiling, ready_file = stack.start_ceiling(topics)
@@ -148,26 +146,30 @@ async def _start(
         await wait_file(ceiling, ready_file)
         return [ceiling], None
     sandbox = stack.start_sandbox(setup.sandbox_latency_ms)
-    started.append(sandbox.child)
+    started.append(sandbox)
     env = stack.service_env(topics, sandbox, prefix, **setup.service_env)
-    services = [stack.start_service(env) for _ in range(setup.replicas)]
-    started.extend(services)
-    await asyncio.gather(*(wait_ready(s) for s in services))
+    replicas = [stack.start_service(env) for _ in range(setup.replicas)]
+    started.extend(replicas)
+    await asyncio.gather(*(replica.wait_ready(60.0) for replica in replicas))
     if setup.replicas > 1:
         await asyncio.sleep(0.5)  # let the last rebalance settle
-    return services, sandbox
+    return [*replicas], sandbox
 
 
 async def _measure(
-    stack: Stack, setup: Setup, topics: Topics, services: list[Child], sandbox: Sandbox | None
+    stack: Stack,
+    setup: Setup,
+    topics: Topics,
+    services: list[Process],
+    sandbox: SandboxProcess | None,
 ) -> CaseResult:
     result = CaseResult(setup.key, setup.title, len(setup.feed), replicas=setup.replicas)
     result.ideal_per_s = setup.ideal_per_s
     assert stack.broker is not None
     watched: dict[str, list[int]] = {"service": [s.pid for s in services]}
     if sandbox is not None:
-        watched["sandbox"] = [sandbox.child.pid]
-    watched["broker"] = [stack.broker.popen.pid]
+        watched["sandbox"] = [sandbox.pid]
+    watched["broker"] = [stack.broker.pid]
     replies = await Replies(stack.bootstrap, topics.replies).start()
     producer = feed.new_producer(stack.bootstrap)
     try:
@@ -193,7 +195,7 @@ async def _measure(
     latencies = feed.latencies_ms(sent, replies)
     result.p50_ms = feed.percentile(latencies, 50)
     result.p99_ms = feed.percentile(latencies, 99)
-    result.calls = (await sandbox.stats())["calls"] if sandbox is not None else 0
+    result.calls = (await stats(sandbox))["calls"] if sandbox is not None else 0
     dead = [s for s in services if not s.alive()]
     if dead:
         result.failure = f"{dead[0].name} exited early:\n{dead[0].log_tail()}"
@@ -205,7 +207,7 @@ async def _send(
     topic: str,
     setup: Setup,
     replies: Replies,
-    services: list[Child],
+    services: list[Process],
     result: CaseResult,
 ) -> Sent:
     """The feed, in ``setup.bursts`` bursts (or paced), each answered before the next; with
@@ -234,7 +236,7 @@ async def _send(
     return sent
 
 
-async def _scrape(services: list[Child], result: CaseResult) -> None:
+async def _scrape(services: list[Process], result: CaseResult) -> None:
     """Mean connector call time and lock wait over all replicas (from their /metrics)."""
     totals: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=5) as client:
@@ -296,7 +298,7 @@ async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
                 samples.append(elapsed)
     finally:
         await client.aclose()
-        stack.stop(sandbox.child)
+        stack.stop(sandbox)
     return CallFloor(
         latency_ms,
         feed.percentile(samples, 50),
@@ -304,17 +306,6 @@ async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
         sum(samples) / len(samples),
         len(samples),
     )
-
-
-async def _forget(redis_url: str, prefix: str) -> None:
-    """Delete the case's Redis keys (ledger entries, locks, fences)."""
-    redis = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await redis.delete(*keys[start : start + 1000])
-    finally:
-        await redis.aclose()
 
 
 BURSTS = 3

@@ -23,6 +23,7 @@ from multiprocessing import get_context
 from redis.asyncio import Redis
 
 from bench.feed import percentile
+from service.dev.devstack import forget_keys
 from service.state.epoch import Epoch
 from service.state.locks import TenantLocks
 
@@ -113,16 +114,6 @@ def handoffs_ms(turns: list[Turn]) -> list[float]:
     return gaps
 
 
-async def _cleanup(redis_url: str, prefix: str) -> None:
-    redis = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
-
-
 async def measure_locks(
     redis_url: str, iterations: int, duration_s: float, contenders: int = 3, hold_ms: float = 5.0
 ) -> LockFigures:
@@ -142,7 +133,7 @@ async def measure_locks(
             results = await asyncio.gather(*futures)
         gaps = handoffs_ms([turn for turns in results for turn in turns])
     finally:
-        await _cleanup(redis_url, prefix)
+        await forget_keys(redis_url, prefix)
     return LockFigures(
         overhead_p50_ms=percentile(overhead, 50),
         overhead_p99_ms=percentile(overhead, 99),

@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-import yaml
 
 from service.config import Settings, load_settings, masked_redis_url
-from service.dev.devstack import DevStackError, redis_reachable, start_redis, start_tansu
+from service.dev.devstack import redis_reachable, start_redis, start_tansu
+from service.dev.events import event, produce, tenant
+from service.dev.processes import DevStackError
+from service.dev.replicas import write_tenants_file
 from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import create_topics
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REPLY_DEADLINE_S = 120.0
@@ -176,10 +180,11 @@ def _record_event(
 ) -> FeedEvent:
     """An envelope keyed by the record's identity, so updates to one record keep their order."""
     event_id = f"crm-{n:06d}"
-    envelope: dict[str, Any] = {"event_id": event_id, "type": event_type, "data": data}
+    named: dict[str, Any] = {}
     # Half of the default tenant's events name it; the rest rely on the default.
     if customer.tenant != ACME or rng.random() < 0.5:
-        envelope["tenant"] = {"customer": customer.tenant[0], "company": customer.tenant[1]}
+        named["tenant"] = tenant(*customer.tenant)
+    envelope = event(event_id, data, type=event_type, **named)
     identity = [
         data.get(k) or "" for k in ("InvoiceNo", "ARDivisionNo", "CustomerNo", "ContactCode")
     ]
@@ -419,9 +424,8 @@ def _reachable(url: str) -> bool:
 
 def _settings(stack: Stack, exits: contextlib.ExitStack) -> Settings:
     """The service's settings: the default tenant ACME and, from a tenants file, BETA."""
-    tenants_file = stack.workdir / "tenants.yaml"
     entry = {"customer": BETA[0], "company": BETA[1], "token_env": BETA_TOKEN_ENV}
-    tenants_file.write_text(yaml.safe_dump({"tenants": [entry]}), encoding="utf-8")
+    tenants_file = write_tenants_file(stack.workdir / "tenants.yaml", entry)
     exits.enter_context(_env(BETA_TOKEN_ENV, stack.tokens[BETA]))
     return load_settings(
         kafka_bootstrap=stack.bootstrap,
@@ -465,42 +469,6 @@ def _quiet_logs() -> Iterator[None]:
 # -- running ---------------------------------------------------------------------------------
 
 
-async def _create_topics(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        topics = [NewTopic(t, INPUT_PARTITIONS, 1) for t in settings.input_topics]
-        topics += [NewTopic(t, 1, 1) for t in (settings.reply_topic, settings.dlt_topic)]
-        await admin.create_topics(topics)
-    finally:
-        await admin.close()
-
-
-async def _produce(settings: Settings, feed: list[FeedEvent]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        topic = settings.input_topics[0]
-        sent = [await producer.send(topic, event.value, key=event.key) for event in feed]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
-async def _sandbox_stats(url: str) -> dict[str, Any]:
-    import httpx
-
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        response = await client.get("/_sandbox/stats")
-        response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
-
-
 async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err: TextIO) -> int:
     """Topics, the service, the feed in, the answers out; the summary on stdout."""
     from aiokafka import AIOKafkaConsumer
@@ -508,7 +476,9 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
     from service.app import create_app
     from service.config import TenantDirectory
 
-    await _create_topics(settings)
+    bootstrap = settings.kafka_bootstrap
+    await create_topics(bootstrap, settings.input_topics, INPUT_PARTITIONS)
+    await create_topics(bootstrap, [settings.reply_topic, settings.dlt_topic])
     consumer = AIOKafkaConsumer(
         settings.reply_topic,
         settings.dlt_topic,
@@ -526,7 +496,7 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
             err.write(f"demo: sending {len(feed)} events to {settings.input_topics[0]}\n")
             progress = Progress(tally.total, err)
             started = progress.started
-            await _produce(settings, feed)
+            await produce(bootstrap, settings.input_topics[0], [(e.key, e.value) for e in feed])
             complete = await _collect(consumer, settings, tally, progress)
             wall_s = time.monotonic() - started
             progress.finish()
@@ -534,7 +504,7 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
             await app.stop()
     finally:
         await consumer.stop()
-    stats = await _sandbox_stats(stack.sandbox.url)
+    stats = await sandbox_stats(stack.sandbox)
     print("\n".join(summary_lines(feed, tally, stats, wall_s)))
     if not complete:
         _report_missing(tally, err)

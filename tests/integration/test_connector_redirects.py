@@ -12,8 +12,10 @@ from pydantic import SecretStr
 
 from service.config import Tenant
 from service.connector.client import ConnectorClient, Rejected
+from service.dev.events import contact, event, produce
+from service.dev.topics import Topics
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
+from tests.support.kafka import Collector
 from tests.support.standin import Recorder, redirecting_to, serving
 
 
