@@ -1,5 +1,18 @@
-"""The benchmark cases (a)-(e) and ``memory``: real processes, fresh topics each, one number set
-per case."""
+"""The benchmark's pipeline cases: real processes, fresh topics each, one number set per case.
+
+Each case is named by what it measures (``--cases`` takes these names; ``serial`` selects the
+three serial cases at once):
+
+- ``ceiling``: a bare aiokafka consume -> reply loop, the most a Python Kafka service can do;
+- ``batch``: the batch lane, ``BATCH_MAX`` 100;
+- ``per-record``: the same contacts with one Connector call per record (``BATCH_MAX`` 1);
+- ``serial-1r``, ``serial-3r``, ``serial-3r-2t``: the serial lane with 1 or 3 replicas and 1 or
+  2 tenants, against a sandbox with a fixed latency;
+- ``steady``: end-to-end latency at a steady rate below capacity;
+- ``memory``: the service's peak RSS after each of several equal bursts.
+
+The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +37,18 @@ from service.dev.sandbox.client import stats
 from service.dev.sandbox.process import SandboxProcess
 from service.dev.topics import Topics
 
+CEILING = "ceiling"
+BATCH = "batch"
+PER_RECORD = "per-record"
+SERIAL = "serial"
+SERIAL_CASES = ("serial-1r", "serial-3r", "serial-3r-2t")
+STEADY = "steady"
+MEMORY = "memory"
+LOCK = "lock"
+CASES = (CEILING, BATCH, PER_RECORD, SERIAL, *SERIAL_CASES, STEADY, LOCK, MEMORY)
+"""What ``--cases`` accepts."""
+SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
+"""Run together in several rounds: the goals judge their ratios within a round."""
 MIB = 1024 * 1024
 
 
@@ -31,12 +56,17 @@ def peak_rss_mb(pid: int) -> float:
     return peak_rss_bytes(pid) / MIB
 
 
+def wants_serial(cases: Collection[str]) -> bool:
+    """Whether ``cases`` selects any serial case (and so the call floor they are judged by)."""
+    return SERIAL in cases or any(key in cases for key in SERIAL_CASES)
+
+
 @dataclass(frozen=True)
 class Plan:
     """How big each case is; ``quick`` is the smoke-test size."""
 
     events: int = 50_000
-    naive_events: int = 5_000
+    per_record_events: int = 5_000
     invoices: int = 2_000
     steady_rate: float = 2_000.0
     steady_seconds: float = 10.0
@@ -55,7 +85,7 @@ class Plan:
             n = events or 300
             return cls(
                 events=n,
-                naive_events=n,
+                per_record_events=n,
                 invoices=min(n, 100),
                 steady_rate=300.0,
                 steady_seconds=1.0,
@@ -68,7 +98,7 @@ class Plan:
         n = events or cls.events
         return cls(
             events=n,
-            naive_events=max(1, min(n, cls.naive_events, n // 10 or n)),
+            per_record_events=max(1, min(n, cls.per_record_events, n // 10 or n)),
             burst=burst or cls.burst,
         )
 
@@ -312,36 +342,36 @@ BURSTS = 3
 
 
 def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
-    """The pipeline cases selected by ``cases`` (keys a-e and ``memory``), in order."""
+    """The pipeline cases selected by ``cases`` (names from :data:`CASES`), in order."""
     contacts = feed.contacts(plan.events)
     wait = str(plan.batch_wait_ms)
     latency = plan.serial_latency_ms
     per_tenant = 1000 / latency
     batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
     chosen: list[Setup] = []
-    if "a" in cases:
-        chosen.append(Setup("a", "ceiling: bare aiokafka consume -> reply loop", contacts, True))
-    if "b" in cases:
+    if CEILING in cases:
+        chosen.append(Setup(CEILING, "bare aiokafka consume -> reply loop", contacts, ceiling=True))
+    if BATCH in cases:
         chosen.append(
-            Setup("b", "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
+            Setup(BATCH, "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
         )
-    if "c" in cases:
-        naive = {"SAGEBRIDGE_BATCH_MAX": "1", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
+    if PER_RECORD in cases:
+        one_each = {"SAGEBRIDGE_BATCH_MAX": "1", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
         chosen.append(
             Setup(
-                "c",
-                "naive: one call per record, BATCH_MAX 1",
-                contacts[: plan.naive_events],
-                service_env=naive,
+                PER_RECORD,
+                "one call per record, BATCH_MAX 1",
+                contacts[: plan.per_record_events],
+                service_env=one_each,
             )
         )
-    if "d" in cases:
+    if wants_serial(cases):
         one, two = feed.invoices(plan.invoices), feed.invoices(plan.invoices, tenants=2)
-        for key, replicas, tenants, invoices in [
-            ("d1", 1, 1, one),
-            ("d3", 3, 1, one),
-            ("d3t2", 3, 2, two),
-        ]:
+        for key, replicas, tenants, invoices in zip(
+            SERIAL_CASES, (1, 3, 3), (1, 1, 2), (one, one, two), strict=True
+        ):
+            if SERIAL not in cases and key not in cases:
+                continue
             chosen.append(
                 Setup(
                     key,
@@ -353,13 +383,13 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                     ideal_per_s=per_tenant * tenants,
                 )
             )
-    if "e" in cases:
+    if STEADY in cases:
         steady = contacts[: int(plan.steady_rate * plan.steady_seconds)]
         if len(steady) < plan.steady_rate * plan.steady_seconds:
             steady = feed.contacts(int(plan.steady_rate * plan.steady_seconds))
         chosen.append(
             Setup(
-                "e",
+                STEADY,
                 f"steady {plan.steady_rate:,.0f} events/s for {plan.steady_seconds:g} s, "
                 f"BATCH_WAIT_MS {wait}",
                 steady,
@@ -367,11 +397,11 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 service_env=batch,
             )
         )
-    if "memory" in cases:
+    if MEMORY in cases:
         bursts = [m for n in range(BURSTS) for m in feed.contacts(plan.burst, burst=n)]
         chosen.append(
             Setup(
-                "memory",
+                MEMORY,
                 f"service peak RSS after 1, 2 and {BURSTS} bursts of {plan.burst:,} contacts",
                 bursts,
                 service_env=batch,

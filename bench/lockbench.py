@@ -1,4 +1,4 @@
-"""Case (f): the tenant lock itself, against real Redis (issue 3's benchmark).
+"""The ``lock`` case: the tenant lock itself, against real Redis.
 
 * **Overhead**: one uncontended ``acquire`` + ``release`` round trip of
   :class:`service.state.locks.TenantLocks` — what the lock adds to every transactional call.
@@ -27,7 +27,7 @@ from service.dev.devstack import forget_keys
 from service.state.epoch import Epoch
 from service.state.locks import TenantLocks
 
-LOCK = ("1001", "ACME")
+LOCKED_TENANT = ("1001", "ACME")
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,13 @@ async def _overhead(redis_url: str, prefix: str, iterations: int) -> list[float]
     locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=epoch)
     try:
         for _ in range(min(100, iterations)):  # warm up: scripts loaded, listener subscribed
-            held = await locks.acquire(LOCK, 1.0)
+            held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
             await locks.release(held, settled=True)
         samples = []
         for _ in range(iterations):
             started = time.perf_counter()
-            held = await locks.acquire(LOCK, 1.0)
+            held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
             await locks.release(held, settled=True)
             samples.append((time.perf_counter() - started) * 1000)
@@ -84,7 +84,7 @@ async def _contend(
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         while time.monotonic() < stop_at:
             called = time.monotonic()
-            held = await locks.acquire(LOCK, 5.0)
+            held = await locks.acquire(LOCKED_TENANT, 5.0)
             if held is None:
                 continue
             acquired = time.monotonic()
