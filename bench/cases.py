@@ -1,5 +1,18 @@
-"""The benchmark cases (a)-(e) and ``memory``: real processes, fresh topics each, one number set
-per case."""
+"""The benchmark's pipeline cases: real processes, fresh topics each, one number set per case.
+
+Each case is named by what it measures (``--cases`` takes these names; ``serial`` selects the
+three serial cases at once):
+
+- ``ceiling``: a bare aiokafka consume -> reply loop, the most a Python Kafka service can do;
+- ``batch``: the batch lane, ``BATCH_MAX`` 100;
+- ``per-record``: the same contacts with one Connector call per record (``BATCH_MAX`` 1);
+- ``serial-1r``, ``serial-3r``, ``serial-3r-2t``: the serial lane with 1 or 3 replicas and 1 or
+  2 tenants, against a sandbox with a fixed latency;
+- ``steady``: end-to-end latency at a steady rate below capacity;
+- ``memory``: the service's peak RSS after each of several equal bursts.
+
+The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +25,41 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from bench import feed
 from bench.feed import Message, Replies, Sent
-from bench.stack import (
-    COMPANY,
-    CUSTOMER,
-    TOKEN,
-    Child,
-    Sandbox,
-    Stack,
-    cpu_seconds,
-    peak_rss_mb,
-    wait_file,
-    wait_ready,
-)
+from bench.stack import COMPANY, CUSTOMER, TOKEN, Stack, wait_file
 from service.connector.client import ConnectorClient
 from service.connector.results import Delivered
-from service.dev.devstack import Topics
+from service.dev.devstack import forget_keys
+from service.dev.processes import Process, cpu_seconds, peak_rss_bytes
+from service.dev.sandbox.client import stats
+from service.dev.sandbox.process import SandboxProcess
+from service.dev.topics import Topics
 from service.tenants import Tenant
+
+CEILING = "ceiling"
+BATCH = "batch"
+PER_RECORD = "per-record"
+SERIAL = "serial"
+SERIAL_CASES = ("serial-1r", "serial-3r", "serial-3r-2t")
+STEADY = "steady"
+MEMORY = "memory"
+LOCK = "lock"
+CASES = (CEILING, BATCH, PER_RECORD, SERIAL, *SERIAL_CASES, STEADY, LOCK, MEMORY)
+"""What ``--cases`` accepts."""
+SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
+"""Run together in several rounds: the goals judge their ratios within a round."""
+MIB = 1024 * 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    return peak_rss_bytes(pid) / MIB
+
+
+def wants_serial(cases: Collection[str]) -> bool:
+    """Whether ``cases`` selects any serial case (and so the call floor they are judged by)."""
+    return SERIAL in cases or any(key in cases for key in SERIAL_CASES)
 
 
 @dataclass(frozen=True)
@@ -39,7 +67,7 @@ class Plan:
     """How big each case is; ``quick`` is the smoke-test size."""
 
     events: int = 50_000
-    naive_events: int = 5_000
+    per_record_events: int = 5_000
     invoices: int = 2_000
     steady_rate: float = 2_000.0
     steady_seconds: float = 10.0
@@ -58,7 +86,7 @@ class Plan:
             n = events or 300
             return cls(
                 events=n,
-                naive_events=n,
+                per_record_events=n,
                 invoices=min(n, 100),
                 steady_rate=300.0,
                 steady_seconds=1.0,
@@ -71,7 +99,7 @@ class Plan:
         n = events or cls.events
         return cls(
             events=n,
-            naive_events=max(1, min(n, cls.naive_events, n // 10 or n)),
+            per_record_events=max(1, min(n, cls.per_record_events, n // 10 or n)),
             burst=burst or cls.burst,
         )
 
@@ -129,19 +157,19 @@ async def run_case(stack: Stack, setup: Setup) -> CaseResult:
     """Fresh topics, the processes of ``setup``, the feed in, every reply out, figures."""
     topics = Topics.fresh(setup.key)
     prefix = f"bench-{topics.group}"
-    await feed.create_topics(stack.bootstrap, topics.events, [topics.replies, topics.dlt])
-    started: list[Child] = []
+    await topics.create(stack.bootstrap, feed.EVENT_PARTITIONS)
+    started: list[Process] = []
     try:
         services, sandbox = await _start(stack, setup, topics, prefix, started)
         return await _measure(stack, setup, topics, services, sandbox)
     finally:
         stack.stop(*reversed(started))
-        await _forget(stack.redis_url, prefix)
+        await forget_keys(stack.redis_url, prefix)
 
 
 async def _start(
-    stack: Stack, setup: Setup, topics: Topics, prefix: str, started: list[Child]
-) -> tuple[list[Child], Sandbox | None]:
+    stack: Stack, setup: Setup, topics: Topics, prefix: str, started: list[Process]
+) -> tuple[list[Process], SandboxProcess | None]:
     """The ceiling loop, or a sandbox and the replicas; returns once all of them are ready."""
     if setup.ceiling:
         ceiling, ready_file = stack.start_ceiling(topics)
@@ -149,26 +177,30 @@ async def _start(
         await wait_file(ceiling, ready_file)
         return [ceiling], None
     sandbox = stack.start_sandbox(setup.sandbox_latency_ms)
-    started.append(sandbox.child)
+    started.append(sandbox)
     env = stack.service_env(topics, sandbox, prefix, **setup.service_env)
-    services = [stack.start_service(env) for _ in range(setup.replicas)]
-    started.extend(services)
-    await asyncio.gather(*(wait_ready(s) for s in services))
+    replicas = [stack.start_service(env) for _ in range(setup.replicas)]
+    started.extend(replicas)
+    await asyncio.gather(*(replica.wait_ready(60.0) for replica in replicas))
     if setup.replicas > 1:
         await asyncio.sleep(0.5)  # let the last rebalance settle
-    return services, sandbox
+    return [*replicas], sandbox
 
 
 async def _measure(
-    stack: Stack, setup: Setup, topics: Topics, services: list[Child], sandbox: Sandbox | None
+    stack: Stack,
+    setup: Setup,
+    topics: Topics,
+    services: list[Process],
+    sandbox: SandboxProcess | None,
 ) -> CaseResult:
     result = CaseResult(setup.key, setup.title, len(setup.feed), replicas=setup.replicas)
     result.ideal_per_s = setup.ideal_per_s
     assert stack.broker is not None
     watched: dict[str, list[int]] = {"service": [s.pid for s in services]}
     if sandbox is not None:
-        watched["sandbox"] = [sandbox.child.pid]
-    watched["broker"] = [stack.broker.popen.pid]
+        watched["sandbox"] = [sandbox.pid]
+    watched["broker"] = [stack.broker.pid]
     replies = await Replies(stack.bootstrap, topics.replies).start()
     producer = feed.new_producer(stack.bootstrap)
     try:
@@ -194,7 +226,7 @@ async def _measure(
     latencies = feed.latencies_ms(sent, replies)
     result.p50_ms = feed.percentile(latencies, 50)
     result.p99_ms = feed.percentile(latencies, 99)
-    result.calls = (await sandbox.stats())["calls"] if sandbox is not None else 0
+    result.calls = (await stats(sandbox))["calls"] if sandbox is not None else 0
     dead = [s for s in services if not s.alive()]
     if dead:
         result.failure = f"{dead[0].name} exited early:\n{dead[0].log_tail()}"
@@ -206,7 +238,7 @@ async def _send(
     topic: str,
     setup: Setup,
     replies: Replies,
-    services: list[Child],
+    services: list[Process],
     result: CaseResult,
 ) -> Sent:
     """The feed, in ``setup.bursts`` bursts (or paced), each answered before the next; with
@@ -235,7 +267,7 @@ async def _send(
     return sent
 
 
-async def _scrape(services: list[Child], result: CaseResult) -> None:
+async def _scrape(services: list[Process], result: CaseResult) -> None:
     """Mean connector call time and lock wait over all replicas (from their /metrics)."""
     totals: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=5) as client:
@@ -297,7 +329,7 @@ async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
                 samples.append(elapsed)
     finally:
         await client.aclose()
-        stack.stop(sandbox.child)
+        stack.stop(sandbox)
     return CallFloor(
         latency_ms,
         feed.percentile(samples, 50),
@@ -307,51 +339,40 @@ async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
     )
 
 
-async def _forget(redis_url: str, prefix: str) -> None:
-    """Delete the case's Redis keys (ledger entries, locks, fences)."""
-    redis = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await redis.delete(*keys[start : start + 1000])
-    finally:
-        await redis.aclose()
-
-
 BURSTS = 3
 
 
 def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
-    """The pipeline cases selected by ``cases`` (keys a-e and ``memory``), in order."""
+    """The pipeline cases selected by ``cases`` (names from :data:`CASES`), in order."""
     contacts = feed.contacts(plan.events)
     wait = str(plan.batch_wait_ms)
     latency = plan.serial_latency_ms
     per_tenant = 1000 / latency
     batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
     chosen: list[Setup] = []
-    if "a" in cases:
-        chosen.append(Setup("a", "ceiling: bare aiokafka consume -> reply loop", contacts, True))
-    if "b" in cases:
+    if CEILING in cases:
+        chosen.append(Setup(CEILING, "bare aiokafka consume -> reply loop", contacts, ceiling=True))
+    if BATCH in cases:
         chosen.append(
-            Setup("b", "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
+            Setup(BATCH, "sagebridge batch lane, BATCH_MAX 100", contacts, service_env=batch)
         )
-    if "c" in cases:
-        naive = {"SAGEBRIDGE_BATCH_MAX": "1", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
+    if PER_RECORD in cases:
+        one_each = {"SAGEBRIDGE_BATCH_MAX": "1", "SAGEBRIDGE_BATCH_WAIT_MS": wait}
         chosen.append(
             Setup(
-                "c",
-                "naive: one call per record, BATCH_MAX 1",
-                contacts[: plan.naive_events],
-                service_env=naive,
+                PER_RECORD,
+                "one call per record, BATCH_MAX 1",
+                contacts[: plan.per_record_events],
+                service_env=one_each,
             )
         )
-    if "d" in cases:
+    if wants_serial(cases):
         one, two = feed.invoices(plan.invoices), feed.invoices(plan.invoices, tenants=2)
-        for key, replicas, tenants, invoices in [
-            ("d1", 1, 1, one),
-            ("d3", 3, 1, one),
-            ("d3t2", 3, 2, two),
-        ]:
+        for key, replicas, tenants, invoices in zip(
+            SERIAL_CASES, (1, 3, 3), (1, 1, 2), (one, one, two), strict=True
+        ):
+            if SERIAL not in cases and key not in cases:
+                continue
             chosen.append(
                 Setup(
                     key,
@@ -363,13 +384,13 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                     ideal_per_s=per_tenant * tenants,
                 )
             )
-    if "e" in cases:
+    if STEADY in cases:
         steady = contacts[: int(plan.steady_rate * plan.steady_seconds)]
         if len(steady) < plan.steady_rate * plan.steady_seconds:
             steady = feed.contacts(int(plan.steady_rate * plan.steady_seconds))
         chosen.append(
             Setup(
-                "e",
+                STEADY,
                 f"steady {plan.steady_rate:,.0f} events/s for {plan.steady_seconds:g} s, "
                 f"BATCH_WAIT_MS {wait}",
                 steady,
@@ -377,11 +398,11 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 service_env=batch,
             )
         )
-    if "memory" in cases:
+    if MEMORY in cases:
         bursts = [m for n in range(BURSTS) for m in feed.contacts(plan.burst, burst=n)]
         chosen.append(
             Setup(
-                "memory",
+                MEMORY,
                 f"service peak RSS after 1, 2 and {BURSTS} bursts of {plan.burst:,} contacts",
                 bursts,
                 service_env=batch,

@@ -1,4 +1,4 @@
-"""Case (a), the ceiling: the least a Python Kafka service can do per record.
+"""The ``ceiling`` case: the least a Python Kafka service can do per record.
 
 Consume the events topic in a consumer group, publish one small reply per record (keyed like
 the input) to the reply topic, wait for the acknowledgements, commit, repeat. No parsing,

@@ -15,11 +15,29 @@ from pathlib import Path
 from types import FrameType
 
 from bench import report
-from bench.cases import CallFloor, CaseResult, Plan, Setup, call_floor, run_case, setups
+from bench.cases import (
+    BATCH,
+    CASES,
+    CEILING,
+    LOCK,
+    MEMORY,
+    PER_RECORD,
+    SERIAL,
+    SIDE_BY_SIDE,
+    STEADY,
+    CallFloor,
+    CaseResult,
+    Plan,
+    Setup,
+    call_floor,
+    run_case,
+    setups,
+    wants_serial,
+)
 from bench.lockbench import LockFigures, measure_locks
 from bench.stack import Stack
 
-ALL_CASES = "a,b,c,d,e,f,memory"
+ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, STEADY, LOCK, MEMORY))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,9 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="a few hundred events per case (smoke test)"
     )
-    parser.add_argument("--cases", default=ALL_CASES, help=f"comma-separated subset of {ALL_CASES}")
     parser.add_argument(
-        "--events", type=int, default=None, help="events for (a) and (b); (c) runs a tenth"
+        "--cases",
+        default=ALL_CASES,
+        help=f"comma-separated subset of {ALL_CASES}; {SERIAL} runs "
+        + ", ".join(c for c in CASES if c.startswith(f"{SERIAL}-"))
+        + ", each of which can be named alone",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help=f"events for {CEILING} and {BATCH}; {PER_RECORD} runs a tenth",
     )
     parser.add_argument(
         "--burst",
@@ -45,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         "--rounds",
         type=int,
         default=None,
-        help="times (a), (b) and (c) run side by side; the goals judge the median ratios "
-        "(default 3, or 1 with --quick)",
+        help=f"times {', '.join(SIDE_BY_SIDE)} run side by side; the goals judge the median "
+        "ratios (default 3, or 1 with --quick)",
     )
     parser.add_argument(
         "--out",
@@ -55,9 +82,6 @@ def _parser() -> argparse.ArgumentParser:
         help="where RESULTS.md and results.png go (default: bench/)",
     )
     return parser
-
-
-SIDE_BY_SIDE = "abc"
 
 
 async def _run(
@@ -69,13 +93,13 @@ async def _run(
     floors: list[CallFloor],
     runs: list[dict[str, CaseResult]],
 ) -> LockFigures | None:
-    """(a)-(c) ``rounds`` times over into ``runs``; ``results`` gets the median round's and then
-    every other case's result."""
-    if "d" in cases:
+    """The side-by-side cases ``rounds`` times over into ``runs``; ``results`` gets the median
+    round's and then every other case's result."""
+    if wants_serial(cases):
         floor = await call_floor(stack, plan.serial_latency_ms, plan.floor_calls)
         floors.append(floor)
         print(report.floor_line(floor), flush=True)
-    together = "".join(k for k in SIDE_BY_SIDE if k in cases)
+    together = [k for k in SIDE_BY_SIDE if k in cases]
     for number in range(rounds if together else 0):
         if rounds > 1:
             print(f"  round {number + 1} of {rounds}", flush=True)
@@ -84,7 +108,7 @@ async def _run(
         results.extend(report.Rounds(runs).median_round().values())
     for setup in setups(plan, [k for k in cases if k not in SIDE_BY_SIDE]):
         results.append(await _measure(stack, setup))
-    if "f" not in cases:
+    if LOCK not in cases:
         return None
     figures = await measure_locks(stack.redis_url, plan.lock_iterations, plan.handoff_seconds)
     for text in report.lock_lines(figures):
@@ -109,7 +133,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    unknown = cases - set(ALL_CASES.split(","))
+    unknown = cases - set(CASES)
     if unknown:
         print(f"bench: unknown case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -149,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for goal in report.goals({r.key: r for r in results}, locks, plan, side_by_side):
         print(
-            f"  issue {goal.issue}: {goal.what}: {goal.measured} (goal {goal.target}) "
+            f"  {goal.area}: {goal.what}: {goal.measured} (goal {goal.target}) "
             f"-> {report.verdict(goal.met).strip('*')}"
         )
     print(f"\nwrote {args.out / 'RESULTS.md'} and {chart_path}; process logs in {stack.log_dir}")

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.stack import COMPANY_B, CUSTOMER_B
+from service.dev import events
 from service.dev.devstack import HoleGuard
 
 Message = tuple[bytes, bytes]
@@ -28,29 +28,15 @@ Message = tuple[bytes, bytes]
 EVENT_PARTITIONS = 6
 
 
-async def create_topics(bootstrap: str, events: str, others: Sequence[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(events, EVENT_PARTITIONS, 1)] + [NewTopic(t, 1, 1) for t in others]
-        )
-    finally:
-        await admin.close()
-
-
 def contact(n: int) -> dict[str, Any]:
-    """A valid AR Customer Contact record (as in ``tests/support/kafka.py``)."""
-    return {
-        "ARDivisionNo": "01",
-        "CustomerNo": f"C{n % 500:05d}",
-        "ContactCode": f"K{n:07d}",
-        "ContactName": f"Contact {n}",
-        "EmailAddress": f"contact{n}@example.com",
-        "City": "Springfield",
-        "State": "IL",
-        "TelephoneNo1": f"555-{n % 10000:04d}",
-    }
+    """A valid AR Customer Contact record with the fields a CRM usually fills in."""
+    return events.contact(
+        n,
+        EmailAddress=f"contact{n}@example.com",
+        City="Springfield",
+        State="IL",
+        TelephoneNo1=f"555-{n % 10000:04d}",
+    )
 
 
 def contacts(count: int, burst: int = 0) -> list[Message]:
@@ -64,7 +50,7 @@ def contacts(count: int, burst: int = 0) -> list[Message]:
     for n in range(count):
         data = contact(n)
         key = f"{data['ARDivisionNo']}|{data['CustomerNo']}|{data['ContactCode']}{tag}"
-        body = {"event_id": f"contact-{n}{tag}", "type": "contact.upsert", "data": data}
+        body = events.event(f"contact-{n}{tag}", data)
         feed.append((key.encode(), orjson.dumps(body)))
     return feed
 
@@ -73,13 +59,9 @@ def invoices(count: int, tenants: int = 1) -> list[Message]:
     """AR invoices; with ``tenants`` 2 every other one goes to the second tenant."""
     feed = []
     for n in range(count):
-        body: dict[str, Any] = {
-            "event_id": f"invoice-{n}",
-            "type": "ar_invoice.create",
-            "data": {"InvoiceNo": f"INV{n:06d}", "CustomerNo": f"C{n % 500:05d}", "Amount": n},
-        }
-        if tenants > 1 and n % 2:
-            body["tenant"] = {"customer": CUSTOMER_B, "company": COMPANY_B}
+        data = {"InvoiceNo": f"INV{n:06d}", "CustomerNo": f"C{n % 500:05d}", "Amount": n}
+        second = {"tenant": events.tenant(CUSTOMER_B, COMPANY_B)} if tenants > 1 and n % 2 else {}
+        body = events.event(f"invoice-{n}", data, type="ar_invoice.create", **second)
         feed.append((f"INV{n:06d}".encode(), orjson.dumps(body)))
     return feed
 

@@ -1,4 +1,4 @@
-"""Case (f): the tenant lock itself, against real Redis (issue 3's benchmark).
+"""The ``lock`` case: the tenant lock itself, against real Redis.
 
 * **Overhead**: one uncontended ``acquire`` + ``release`` round trip of
   :class:`service.state.locks.TenantLocks` — what the lock adds to every transactional call.
@@ -23,11 +23,12 @@ from multiprocessing import get_context
 from redis.asyncio import Redis
 
 from bench.feed import percentile
+from service.dev.devstack import forget_keys
 from service.state.epoch import Epoch
 from service.state.locks import TenantLocks
 from service.tenants import TenantKey
 
-LOCK = TenantKey("1001", "ACME")
+LOCKED_TENANT = TenantKey("1001", "ACME")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ async def _overhead(redis_url: str, prefix: str, iterations: int) -> list[float]
     locks = TenantLocks(redis, prefix, ttl_s=10.0, epoch=epoch)
     try:
         for _ in range(min(100, iterations)):  # warm up: scripts loaded, listener subscribed
-            held = await locks.acquire(LOCK, 1.0)
+            held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
             await locks.release(held, settled=True)
         samples = []
         for _ in range(iterations):
             started = time.perf_counter()
-            held = await locks.acquire(LOCK, 1.0)
+            held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
             await locks.release(held, settled=True)
             samples.append((time.perf_counter() - started) * 1000)
@@ -84,7 +85,7 @@ async def _contend(
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         while time.monotonic() < stop_at:
             called = time.monotonic()
-            held = await locks.acquire(LOCK, 5.0)
+            held = await locks.acquire(LOCKED_TENANT, 5.0)
             if held is None:
                 continue
             acquired = time.monotonic()
@@ -114,16 +115,6 @@ def handoffs_ms(turns: list[Turn]) -> list[float]:
     return gaps
 
 
-async def _cleanup(redis_url: str, prefix: str) -> None:
-    redis = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
-
-
 async def measure_locks(
     redis_url: str, iterations: int, duration_s: float, contenders: int = 3, hold_ms: float = 5.0
 ) -> LockFigures:
@@ -143,7 +134,7 @@ async def measure_locks(
             results = await asyncio.gather(*futures)
         gaps = handoffs_ms([turn for turns in results for turn in turns])
     finally:
-        await _cleanup(redis_url, prefix)
+        await forget_keys(redis_url, prefix)
     return LockFigures(
         overhead_p50_ms=percentile(overhead, 50),
         overhead_p99_ms=percentile(overhead, 99),

@@ -1,4 +1,5 @@
-"""Printing the table, judging the goals of issues 6, 3 and 12, writing RESULTS.md and the chart."""
+"""Printing the table, judging the goals (throughput, latency, memory, the tenant lock), writing
+RESULTS.md and the chart."""
 
 from __future__ import annotations
 
@@ -12,11 +13,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cases import CallFloor, CaseResult, Plan
+from bench.cases import (
+    BATCH,
+    CEILING,
+    LOCK,
+    MEMORY,
+    PER_RECORD,
+    SERIAL_CASES,
+    SIDE_BY_SIDE,
+    STEADY,
+    CallFloor,
+    CaseResult,
+    Plan,
+)
 from bench.lockbench import LockFigures
 
+CALL_FLOOR = "call-floor"
+"""The serial lane's floor: bare sequential calls to the sandbox, no Kafka, no Redis."""
+KEY_WIDTH = 12
 COLUMNS = (
-    ("case", 5),
+    ("case", KEY_WIDTH),
     ("events", 7),
     ("seconds", 8),
     ("events/s", 9),
@@ -89,7 +105,8 @@ def last_burst_growth(result: CaseResult) -> float:
 
 def floor_line(floor: CallFloor) -> str:
     return (
-        f"   d0  bare sequential POSTs to the sandbox ({floor.latency_ms} ms latency, "
+        f"{CALL_FLOOR:>{KEY_WIDTH}}  bare sequential POSTs to the sandbox ({floor.latency_ms} ms "
+        "latency, "
         "the service's connector client, no Kafka/Redis): "
         f"p50 {floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms, mean "
         f"{floor.mean_ms:.2f} ms -> at most {floor.per_s:,.0f} calls/s per tenant"
@@ -98,9 +115,11 @@ def floor_line(floor: CallFloor) -> str:
 
 def lock_lines(figures: LockFigures) -> list[str]:
     return [
-        f"    f  lock overhead (acquire+release, uncontended): median {figures.overhead_p50_ms:.3f}"
-        f" ms, p99 {figures.overhead_p99_ms:.3f} ms ({figures.overhead_samples} samples)",
-        f"    f  lock hand-off ({figures.contenders} processes, hold {figures.hold_ms:g} ms): "
+        f"{LOCK:>{KEY_WIDTH}}  overhead (acquire+release, uncontended): median "
+        f"{figures.overhead_p50_ms:.3f} ms, p99 {figures.overhead_p99_ms:.3f} ms "
+        f"({figures.overhead_samples} samples)",
+        f"{LOCK:>{KEY_WIDTH}}  hand-off ({figures.contenders} processes, "
+        f"hold {figures.hold_ms:g} ms): "
         f"median {figures.handoff_p50_ms:.3f} ms, p99 {figures.handoff_p99_ms:.3f} ms, "
         f"max {figures.handoff_max_ms:.3f} ms ({figures.handoff_samples} samples)",
     ]
@@ -111,7 +130,8 @@ def lock_lines(figures: LockFigures) -> list[str]:
 
 @dataclass(frozen=True)
 class Goal:
-    issue: int
+    area: str
+    """What the goal is about: the batch lane, latency, the serial lane, memory, the lock."""
     what: str
     target: str
     measured: str
@@ -120,9 +140,9 @@ class Goal:
 
 @dataclass(frozen=True)
 class Rounds:
-    """(a), (b) and (c) run side by side several times: each round's ratios come from cases
-    run minutes apart on the same machine, and the medians are what the goals judge — one
-    round alone swings by a third on a shared 2-core machine."""
+    """The side-by-side cases run several times: each round's ratios come from cases run minutes
+    apart on the same machine, and the medians are what the goals judge, because one round alone
+    is at the mercy of whatever else the machine is doing."""
 
     runs: Sequence[dict[str, CaseResult]]
 
@@ -138,16 +158,17 @@ class Rounds:
         return statistics.median(found) if found else float("nan")
 
     def median_round(self) -> dict[str, CaseResult]:
-        """The round whose b/a is the median (the first round without (a) and (b))."""
+        """The round whose batch/ceiling ratio is the median (the first round without them)."""
         ranked = sorted(
-            (run for run in self.runs if "a" in run and "b" in run),
-            key=lambda run: run["b"].events_per_s / run["a"].events_per_s,
+            (run for run in self.runs if CEILING in run and BATCH in run),
+            key=lambda run: run[BATCH].events_per_s / run[CEILING].events_per_s,
         )
         return ranked[(len(ranked) - 1) // 2] if ranked else self.runs[0]
 
 
 MAX_LAST_BURST_GROWTH = 0.05
-"""Issue 12: memory plateaus under sustained load; "within a few percent" from burst 2 to 3."""
+"""Memory plateaus under sustained load: "within a few percent" from the last burst but one to
+the last."""
 
 
 def _ok(value: float, good: bool) -> bool | None:
@@ -157,115 +178,135 @@ def _ok(value: float, good: bool) -> bool | None:
 def goals(
     results: dict[str, CaseResult], locks: LockFigures | None, plan: Plan, rounds: Rounds
 ) -> list[Goal]:
-    nan = float("nan")
-    found: list[Goal] = []
-    b, e = results.get("b"), results.get("e")
-    b_rates = sorted(run["b"].events_per_s for run in rounds.runs if "b" in run)
-    b_rate = statistics.median(b_rates) if b_rates else nan
+    """Every goal, judged on what was measured (``None``: not measured in this run)."""
+    return [
+        *_batch_goals(results.get(BATCH), rounds),
+        _latency_goal(results.get(STEADY), plan),
+        *_serial_goals(results),
+        *_memory_goals(results),
+        *_lock_goals(locks),
+    ]
+
+
+def _batch_goals(batch: CaseResult | None, rounds: Rounds) -> list[Goal]:
+    area = "batch lane"
+    rates = sorted(run[BATCH].events_per_s for run in rounds.runs if BATCH in run)
+    rate = statistics.median(rates) if rates else float("nan")
     of = f" (median of {len(rounds.runs)} rounds)" if len(rounds.runs) > 1 else ""
-    found.append(
+    to_ceiling = rounds.median_ratio(BATCH, CEILING)
+    to_per_record = rounds.median_ratio(BATCH, PER_RECORD)
+    found = [
         Goal(
-            6,
-            "(b) throughput",
+            area,
+            f"({BATCH}) throughput",
             ">= 10,000 events/s",
-            fmt(b_rate) + of,
-            _ok(b_rate, b_rate >= 10_000),
-        )
-    )
-    ba = rounds.median_ratio("b", "a")
-    found.append(
+            fmt(rate) + of,
+            _ok(rate, rate >= 10_000),
+        ),
         Goal(
-            6,
-            "(b) vs ceiling (a)",
-            ">= 50 % of (a)",
-            f"{fmt(ba * 100)} %" + of,
-            _ok(ba, ba >= 0.5),
-        )
+            area,
+            f"({BATCH}) vs ({CEILING})",
+            f">= 50 % of ({CEILING})",
+            f"{fmt(to_ceiling * 100)} %" + of,
+            _ok(to_ceiling, to_ceiling >= 0.5),
+        ),
+        Goal(
+            area,
+            f"({BATCH}) / ({PER_RECORD})",
+            ">= 10x",
+            f"{fmt(to_per_record, 1)}x" + of,
+            _ok(to_per_record, to_per_record >= 10),
+        ),
+    ]
+    calls = f"({BATCH}) connector calls"
+    if batch is None:
+        return [*found, Goal(area, calls, "<= events / 90", "n/a", None)]
+    limit = batch.events / 90
+    measured = f"{batch.calls:,} ({batch.events / max(1, batch.calls):,.1f} events/call)"
+    return [
+        *found,
+        Goal(area, calls, f"<= events / 90 = {limit:,.0f}", measured, batch.calls <= limit),
+    ]
+
+
+def _latency_goal(steady: CaseResult | None, plan: Plan) -> Goal:
+    nan = float("nan")
+    target = plan.batch_wait_ms + 100
+    p99 = steady.p99_ms if steady else nan
+    return Goal(
+        "latency",
+        f"({STEADY}) p99 latency at a steady rate",
+        f"<= BATCH_WAIT_MS + 100 = {target} ms",
+        f"{fmt(p99, 1)} ms (p50 {fmt(steady.p50_ms if steady else nan, 1)} ms)",
+        _ok(p99, p99 <= target),
     )
-    bc = rounds.median_ratio("b", "c")
-    found.append(Goal(6, "(b) / naive (c)", ">= 10x", f"{fmt(bc, 1)}x" + of, _ok(bc, bc >= 10)))
-    if b:
-        limit = b.events / 90
+
+
+def _serial_goals(results: dict[str, CaseResult]) -> list[Goal]:
+    found = []
+    for key in SERIAL_CASES:
+        serial = results.get(key)
+        if serial is None or not serial.ideal_per_s:
+            continue
+        share = serial.events_per_s / serial.ideal_per_s
         found.append(
             Goal(
-                6,
-                "(b) connector calls",
-                f"<= events / 90 = {limit:,.0f}",
-                f"{b.calls:,} ({b.events / max(1, b.calls):,.1f} events/call)",
-                b.calls <= limit,
+                "serial lane",
+                f"({key}) serial throughput, {serial.replicas} replica(s)",
+                f">= 90 % of {serial.ideal_per_s:,.0f}/s = {0.9 * serial.ideal_per_s:,.0f}/s",
+                f"{fmt(serial.events_per_s)}/s = {fmt(share * 100)} %",
+                _ok(share, share >= 0.9),
             )
         )
-    else:
-        found.append(Goal(6, "(b) connector calls", "<= events / 90", "n/a", None))
-    target = plan.batch_wait_ms + 100
-    e_p99 = e.p99_ms if e else nan
-    found.append(
+    return found
+
+
+def _memory_goals(results: dict[str, CaseResult]) -> list[Goal]:
+    service_rss = [r.peak_rss_mb for k, r in results.items() if k != CEILING]
+    rss = max(service_rss) if service_rss else float("nan")
+    found = [
         Goal(
-            6,
-            "(e) p99 latency at a steady rate",
-            f"<= BATCH_WAIT_MS + 100 = {target} ms",
-            f"{fmt(e_p99, 1)} ms (p50 {fmt(e.p50_ms if e else nan, 1)} ms)",
-            _ok(e_p99, e_p99 <= target),
-        )
-    )
-    for key in ("d1", "d3", "d3t2"):
-        d = results.get(key)
-        if d is None or not d.ideal_per_s:
-            continue
-        share = d.events_per_s / d.ideal_per_s
-        for issue in (6, 3):
-            found.append(
-                Goal(
-                    issue,
-                    f"({key}) serial throughput, {d.replicas} replica(s)",
-                    f">= 90 % of {d.ideal_per_s:,.0f}/s = {0.9 * d.ideal_per_s:,.0f}/s",
-                    f"{fmt(d.events_per_s)}/s = {fmt(share * 100)} %",
-                    _ok(share, share >= 0.9),
-                )
-            )
-    service_rss = [r.peak_rss_mb for k, r in results.items() if k != "a"]
-    rss = max(service_rss) if service_rss else nan
-    found.append(
-        Goal(
-            6,
-            "service peak RSS (max over b-e and memory)",
+            "memory",
+            f"service peak RSS (max over every case but ({CEILING}))",
             "<= 200 MB",
             f"{fmt(rss, 1)} MB",
             _ok(rss, rss <= 200),
         )
-    )
-    memory = results.get("memory")
+    ]
+    memory = results.get(MEMORY)
     if memory is not None:
         growth = last_burst_growth(memory)
         found.append(
             Goal(
-                12,
-                "(memory) peak RSS growth over the last burst",
+                "memory",
+                f"({MEMORY}) peak RSS growth over the last burst",
                 f"<= {MAX_LAST_BURST_GROWTH:.0%} of the peak before it",
                 f"{fmt(growth * 100, 1)} % ({rss_steps(memory.rss_after_mb)} MB)",
                 _ok(growth, growth <= MAX_LAST_BURST_GROWTH),
             )
         )
-    if locks is not None:
-        found.append(
-            Goal(
-                3,
-                "(f) lock overhead per call, median",
-                "<= 1 ms",
-                f"{locks.overhead_p50_ms:.3f} ms (p99 {locks.overhead_p99_ms:.3f} ms)",
-                _ok(locks.overhead_p50_ms, locks.overhead_p50_ms <= 1),
-            )
-        )
-        found.append(
-            Goal(
-                3,
-                "(f) lock hand-off, p99",
-                "<= 10 ms",
-                f"{locks.handoff_p99_ms:.3f} ms (median {locks.handoff_p50_ms:.3f} ms)",
-                _ok(locks.handoff_p99_ms, locks.handoff_p99_ms <= 10),
-            )
-        )
     return found
+
+
+def _lock_goals(locks: LockFigures | None) -> list[Goal]:
+    if locks is None:
+        return []
+    return [
+        Goal(
+            "tenant lock",
+            f"({LOCK}) overhead per call, median",
+            "<= 1 ms",
+            f"{locks.overhead_p50_ms:.3f} ms (p99 {locks.overhead_p99_ms:.3f} ms)",
+            _ok(locks.overhead_p50_ms, locks.overhead_p50_ms <= 1),
+        ),
+        Goal(
+            "tenant lock",
+            f"({LOCK}) hand-off, p99",
+            "<= 10 ms",
+            f"{locks.handoff_p99_ms:.3f} ms (median {locks.handoff_p50_ms:.3f} ms)",
+            _ok(locks.handoff_p99_ms, locks.handoff_p99_ms <= 10),
+        ),
+    ]
 
 
 def verdict(met: bool | None) -> str:
@@ -303,35 +344,42 @@ def machine() -> dict[str, str]:
 # -- RESULTS.md ----------------------------------------------------------------------------
 
 
+TO_CEILING = f"{BATCH}/{CEILING}"
+TO_PER_RECORD = f"{BATCH}/{PER_RECORD}"
+
+
 def rounds_lines(rounds: Rounds) -> list[str]:
-    """The side-by-side rounds of (a), (b) and (c) with their ratios, and the medians."""
+    """The side-by-side rounds with their ratios, and the medians."""
     out = [
-        "| round | a events/s | b events/s | c events/s | b/a | b/c |",
+        f"| round | {CEILING} events/s | {BATCH} events/s | {PER_RECORD} events/s "
+        f"| {TO_CEILING} | {TO_PER_RECORD} |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     nan = float("nan")
     for number, run in enumerate(rounds.runs, 1):
-        rate = {k: run[k].events_per_s if k in run else nan for k in "abc"}
+        rate = {k: run[k].events_per_s if k in run else nan for k in (CEILING, BATCH, PER_RECORD)}
         out.append(
-            f"| {number} | {fmt(rate['a'])} | {fmt(rate['b'])} | {fmt(rate['c'])} "
-            f"| {fmt(rate['b'] / rate['a'], 2)} | {fmt(rate['b'] / rate['c'], 1)} |"
+            f"| {number} | {fmt(rate[CEILING])} | {fmt(rate[BATCH])} | {fmt(rate[PER_RECORD])} "
+            f"| {fmt(rate[BATCH] / rate[CEILING], 2)} | {fmt(rate[BATCH] / rate[PER_RECORD], 1)} |"
         )
     out += [
         "",
-        f"- b/a = {fmt(rounds.median_ratio('b', 'a'), 2)} (median of the rounds' ratios)",
-        f"- b/c = {fmt(rounds.median_ratio('b', 'c'), 1)} (median of the rounds' ratios)",
+        f"- {TO_CEILING} = {fmt(rounds.median_ratio(BATCH, CEILING), 2)} "
+        "(median of the rounds' ratios)",
+        f"- {TO_PER_RECORD} = {fmt(rounds.median_ratio(BATCH, PER_RECORD), 1)} "
+        "(median of the rounds' ratios)",
     ]
     return out
 
 
-GOALS_HEADING = "Goals (issues 6, 3 and 12)"
+GOALS_HEADING = "Goals"
 
 
 def memory_lines(result: CaseResult) -> list[str]:
     """The memory case's peak RSS before the first burst and after each one."""
     bursts = len(result.rss_after_mb) - 1
     out = [
-        "## Memory under repeated bursts (memory)",
+        f"## Memory under repeated bursts ({MEMORY})",
         "",
         f"One `sagebridge run` takes {bursts} equal bursts of contacts "
         f"({result.events // max(1, bursts):,} each, every one answered before the next is "
@@ -413,14 +461,15 @@ def markdown(
         )
     out += [
         "",
-        "Service CPU per event is the other way to read (b) against (a): the cost of one event "
-        "in the service process (for (a), the ceiling loop), whatever the load generator and "
-        "the broker do around it.",
+        f"Service CPU per event is the other way to read {BATCH} against {CEILING}: the cost of "
+        f"one event in the service process (for {CEILING}, the ceiling loop), whatever the load "
+        "generator and the broker do around it.",
         "",
     ]
     if floor is not None:
         out += [
-            f"Floor for the serial lane (d0): {floor.calls} sequential POSTs straight to a sandbox "
+            f"Floor for the serial lane ({CALL_FLOOR}): {floor.calls} sequential POSTs straight "
+            "to a sandbox "
             f"with {floor.latency_ms} ms latency (the service's connector client, no Kafka, "
             "no Redis) took p50 "
             f"{floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms, mean {floor.mean_ms:.2f} ms: at "
@@ -428,25 +477,26 @@ def markdown(
             f"machine, against the goal's ideal of {1000 / floor.latency_ms:,.0f}/s.",
             "",
         ]
-        for key in ("d1", "d3", "d3t2"):
-            d = by_key.get(key)
-            if d is not None and d.ideal_per_s:
-                tenants = round(d.ideal_per_s * floor.latency_ms / 1000)
-                share = d.events_per_s / (floor.per_s * tenants)
+        for key in SERIAL_CASES:
+            serial = by_key.get(key)
+            if serial is not None and serial.ideal_per_s:
+                tenants = round(serial.ideal_per_s * floor.latency_ms / 1000)
+                share = serial.events_per_s / (floor.per_s * tenants)
                 out.append(f"- {key}: {fmt(share * 100)} % of the floor ({tenants} tenant(s))")
         out.append("")
-    if "c" in by_key and "b" in by_key and by_key["c"].events != by_key["b"].events:
+    per_record, batch = by_key.get(PER_RECORD), by_key.get(BATCH)
+    if per_record and batch and per_record.events != batch.events:
         out += [
-            f"(c) ran {by_key['c'].events:,} events instead of {by_key['b'].events:,} to keep the "
-            "run short; the ratio compares per-event rates.",
+            f"{PER_RECORD} ran {per_record.events:,} events instead of {batch.events:,} to keep "
+            "the run short; the ratio compares per-event rates.",
             "",
         ]
-    memory = by_key.get("memory")
+    memory = by_key.get(MEMORY)
     if memory is not None and memory.rss_after_mb:
         out += memory_lines(memory)
     if locks is not None:
         out += [
-            "## Tenant lock (f)",
+            f"## Tenant lock ({LOCK})",
             "",
             "`service.state.locks.TenantLocks` against real Redis. Overhead: uncontended "
             "`acquire` + `release` round trip in one process. Hand-off: "
@@ -456,25 +506,25 @@ def markdown(
             "",
             "| figure | median ms | p99 ms | max ms | samples |",
             "|---|---:|---:|---:|---:|",
-            f"| f overhead | {locks.overhead_p50_ms:.3f} | {locks.overhead_p99_ms:.3f} | - | "
+            f"| {LOCK} overhead | {locks.overhead_p50_ms:.3f} | {locks.overhead_p99_ms:.3f} | - | "
             f"{locks.overhead_samples} |",
-            f"| f hand-off | {locks.handoff_p50_ms:.3f} | {locks.handoff_p99_ms:.3f} | "
+            f"| {LOCK} hand-off | {locks.handoff_p50_ms:.3f} | {locks.handoff_p99_ms:.3f} | "
             f"{locks.handoff_max_ms:.3f} | {locks.handoff_samples} |",
             "",
         ]
     out += ["## Ratios", ""]
     if len(rounds.runs) > 1:
         out += [
-            f"(a), (b) and (c) ran {len(rounds.runs)} times, one after another; each round's "
-            "ratios compare cases from that round, and the goals below judge the medians. "
-            "The Cases table shows the round whose b/a is the median.",
+            f"{', '.join(SIDE_BY_SIDE)} ran {len(rounds.runs)} times, one after another; each "
+            "round's ratios compare cases from that round, and the goals below judge the "
+            f"medians. The Cases table shows the round whose {TO_CEILING} is the median.",
             "",
         ]
     out += rounds_lines(rounds)
-    out += ["", f"## {GOALS_HEADING}", "", "| issue | goal | target | measured | verdict |"]
+    out += ["", f"## {GOALS_HEADING}", "", "| about | goal | target | measured | verdict |"]
     out += ["|---|---|---|---|---|"]
     for goal in goals(by_key, locks, plan, rounds):
-        cols = (goal.issue, goal.what, goal.target, goal.measured, verdict(goal.met))
+        cols = (goal.area, goal.what, goal.target, goal.measured, verdict(goal.met))
         out.append("| " + " | ".join(str(c) for c in cols) + " |")
     out += ["", f"![events/s per case]({chart})", ""]
     return "\n".join(out)
@@ -489,7 +539,8 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
     shown = [r for r in results if not math.isnan(r.events_per_s)]
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
     colours = [
-        "#888888" if r.key == "a" else "#c0504d" if r.key == "c" else "#4f81bd" for r in shown
+        "#888888" if r.key == CEILING else "#c0504d" if r.key == PER_RECORD else "#4f81bd"
+        for r in shown
     ]
     bars = ax.bar([r.key for r in shown], [r.events_per_s for r in shown], color=colours)
     for bar, r in zip(bars, shown, strict=True):
@@ -509,19 +560,11 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
                 linestyles="dashed",
                 linewidth=1,
             )
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("events/s (log scale)")
     ax.set_title(title, fontsize=10)
-    ax.text(
-        0.99,
-        0.97,
-        "a ceiling, b batch lane, c naive, d serial (dashed: 1/latency), e steady rate, "
-        "memory: three bursts",
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        fontsize=7,
-    )
+    ax.set_xlabel("dashed: the serial lane's ideal, 1 / sandbox latency per tenant", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

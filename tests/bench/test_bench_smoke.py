@@ -9,8 +9,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-PIPELINE_CASES = ("a", "b", "c", "d1", "d3", "d3t2", "e", "memory")
-GOALS = "Goals (issues 6, 3 and 12)"
+PIPELINE_CASES = (
+    "ceiling",
+    "batch",
+    "per-record",
+    "serial-1r",
+    "serial-3r",
+    "serial-3r-2t",
+    "steady",
+    "memory",
+)
+GOALS = "Goals"
+GOAL_AREAS = ("batch lane", "latency", "serial lane", "memory", "tenant lock")
 PIPELINE_FIGURES = 9  # events, seconds, events/s, calls, p50, p99, RSS, CPU cores, status
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 
@@ -56,28 +66,30 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         assert status == "ok", f"case {case}: {status}"
         assert case in run.stdout  # printed as it finished
 
-    for figure in ("f overhead", "f hand-off"):
-        rows = table_rows(section(results, "Tenant lock (f)"), figure)
+    for figure in ("lock overhead", "lock hand-off"):
+        rows = table_rows(section(results, "Tenant lock (lock)"), figure)
         assert len(rows) == 1, f"{figure} missing from RESULTS.md"
         median, p99 = rows[0][1:3]
         assert NUMBER.match(median) and NUMBER.match(p99), rows[0]
 
-    assert re.search(r"b/a = [\d.]+", results) and re.search(r"b/c = [\d.]+", results)
+    assert re.search(r"batch/ceiling = [\d.]+", results)
+    assert re.search(r"batch/per-record = [\d.]+", results)
     rounds = [table_rows(section(results, "Ratios"), str(n)) for n in (1, 2)]
-    for (row,) in rounds:  # round, a, b, c events/s, b/a, b/c: all numbers
+    for (row,) in rounds:  # round, 3 cases' events/s, 2 ratios: all numbers
         assert all(NUMBER.match(cell) for cell in row[1:]), row
     assert "median of 2 rounds" in section(results, GOALS)
-    assert re.search(r"Floor for the serial lane \(d0\).*p50 [\d.]+ ms", results)
+    assert re.search(r"Floor for the serial lane \(call-floor\).*p50 [\d.]+ ms", results)
     for heading in ("nproc", "CPU", "RAM", "Python", "Command: `python -m bench --quick"):
         assert heading in results
     goals_text = section(results, GOALS)
-    goals = table_rows(goals_text, "6") + table_rows(goals_text, "3") + table_rows(goals_text, "12")
+    goals = [row for area in GOAL_AREAS for row in table_rows(goals_text, area)]
     assert len(goals) >= 11 and all(g[-1] in ("met", "**missed**") for g in goals), goals
+    assert not re.search(r"\bissues?\b", goals_text), "goals say what they are about"
 
     # The memory case: peak RSS once ready and after each of three bursts, and its goal.
     memory = section(results, "Memory under repeated bursts (memory)")
     steps = [table_rows(memory, step) for step in ("ready", "burst 1", "burst 2", "burst 3")]
     for (row,) in steps:
         assert NUMBER.match(row[1]) and float(row[1].replace(",", "")) > 0, row
-    [growth] = table_rows(goals_text, "12")
+    [growth] = [g for g in table_rows(goals_text, "memory") if "growth" in g[1]]
     assert growth[1] == "(memory) peak RSS growth over the last burst", growth

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
-from tests.support.kafka import Collector, Topics, contact, event, produce
-from tests.support.sandbox import sandbox_post, stored_records
-from tests.support.sandbox import stats as sandbox_stats
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics, create_topics
+from tests.support.kafka import Collector
 
 
 async def test_thousand_contacts_land_in_few_calls(
@@ -94,8 +96,6 @@ async def test_updates_to_one_record_arrive_in_order(
 async def test_reply_to_is_honoured_and_correlation_carried(
     running_service, kafka_bootstrap: str, topics: Topics, collector: Collector
 ) -> None:
-    from tests.support.kafka import create_topics
-
     custom = f"{topics.replies}-custom"
     await create_topics(kafka_bootstrap, [custom])
     mine = Collector(kafka_bootstrap, [custom])

@@ -12,9 +12,11 @@ from pydantic import SecretStr
 
 from service.connector.client import ConnectorClient
 from service.connector.results import Rejected
+from service.dev.events import contact, event, produce
+from service.dev.topics import Topics
 from service.tenants import Tenant
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
+from tests.support.kafka import Collector
 from tests.support.standin import Recorder, redirecting_to, serving
 
 

@@ -13,7 +13,8 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
-from service.dev.devstack import free_port, start_redis
+from service.dev.devstack import start_redis
+from service.dev.processes import free_port
 from service.kafka.crash_guard import CrashLoopGuard, TakeIn
 from service.state.client import connect
 from service.state.crash_marks import MarkStore, blocking_client, digest

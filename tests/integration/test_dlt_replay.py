@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from service.config import load_settings
+from service.dev.events import contact, event, produce
 from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.dev.sandbox.client import stored_records
+from service.dev.topics import Topics
 from service.tools.replay import replay_dead_letters
 from tests.conftest import TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
-from tests.support.sandbox import stored_records
+from tests.support.kafka import Collector
 
 REPO = Path(__file__).resolve().parents[2]
 BETA = {"customer": "2002", "company": "BETA"}

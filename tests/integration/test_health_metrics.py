@@ -22,10 +22,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from service.dev.devstack import Process, start_redis
+from service.dev.devstack import start_redis
+from service.dev.events import contact, event, produce
+from service.dev.processes import Process
+from service.dev.topics import Topics
 from service.ops.http_server import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from tests.conftest import TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
+from tests.support.kafka import Collector
 from tests.support.waiting import until
 
 

@@ -14,13 +14,15 @@ from aiokafka import AIOKafkaProducer
 
 from service.app import create_app
 from service.config import load_settings
+from service.dev.events import contact, event
 from service.dev.sandbox import SandboxOptions, SandboxThread
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.sandbox.client import stored_records
+from service.dev.topics import Topics, create_topics
 from service.tenants import TenantDirectory
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.hostile import HOSTILE, MIB, deep_invoice
-from tests.support.kafka import Collector, Topics, contact, create_topics, event
-from tests.support.sandbox import stats as sandbox_stats
-from tests.support.sandbox import stored_records
+from tests.support.kafka import Collector
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
+from service.dev.events import produce
+from service.dev.topics import Topics
 from service.offsets.log_ends import LogEnds
-from tests.support.kafka import Topics, produce
 
 
 async def test_the_end_of_a_partition_whose_last_batch_holds_several_records(

@@ -15,7 +15,8 @@ from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.partitioning import Murmur2Partitioner
 from service.answers.publisher import REDIRECT_AFTER_ATTEMPTS, Answer, OutcomePublisher
 from service.answers.sender import BATCH_FROM, MAX_BATCHED_BYTES
-from tests.support.kafka import Collector, Received, Topics, create_topics
+from service.dev.topics import Topics, create_topics
+from tests.support.kafka import Collector, Received
 
 PARTITIONS = 3
 METADATA_WAIT_MS = 1500

@@ -14,9 +14,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from service.dev.devstack import Process, start_redis
-from tests.support.kafka import Collector, Topics, event, produce
-from tests.support.sandbox import stored_records
+from service.dev.devstack import start_redis
+from service.dev.events import event, produce
+from service.dev.processes import Process
+from service.dev.sandbox.client import stored_records
+from service.dev.topics import Topics
+from tests.support.kafka import Collector
 
 
 @pytest.fixture

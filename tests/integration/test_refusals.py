@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics
 from tests.conftest import COMPANY, CUSTOMER
-from tests.support.kafka import Collector, Topics, contact, event, produce
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector
 
 GOOD = event("good-after", contact(1))
 

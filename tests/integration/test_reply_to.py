@@ -15,17 +15,11 @@ from typing import Any
 import pytest
 
 from service.answers.sender import TOPICS_TRACKED
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics, create_topics
 from tests.conftest import TOKEN
-from tests.support.kafka import (
-    Collector,
-    Topics,
-    contact,
-    create_topics,
-    event,
-    everything_in,
-    produce,
-)
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector, everything_in
 from tests.support.waiting import until
 
 BETA = {"customer": "2002", "company": "BETA"}

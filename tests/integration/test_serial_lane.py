@@ -15,6 +15,10 @@ from redis.asyncio import Redis
 
 from service.answers.outcomes import Outcome, Stage
 from service.connector.results import Delivered, Unknown
+from service.dev.events import event, produce
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics
 from service.lanes import Delivery
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff
@@ -23,9 +27,7 @@ from service.state.epoch import Epoch
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
 from service.tenants import Tenant
-from tests.support.kafka import Collector, Topics, event, produce
-from tests.support.sandbox import sandbox_post, stored_records
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector
 
 
 def invoice(n: int) -> dict[str, object]:

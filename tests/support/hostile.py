@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
+from service.dev.events import contact, event
 from tests.conftest import COMPANY, CUSTOMER
-from tests.support.kafka import contact, event
 
 MIB = 1024 * 1024
 

@@ -1,69 +1,16 @@
-"""Kafka helpers for tests: topics, producing events, collecting replies — via aiokafka."""
+"""Reading what the service wrote, for tests: a live collector of replies and dead letters, and
+everything a topic holds. (Topics and events come from :mod:`service.dev`.)"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.dev.devstack import HoleGuard, Topics
-
-__all__ = ["Topics"]
-
-
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-def event(
-    event_id: str, data: dict[str, Any], *, type: str = "contact.upsert", **extra: Any
-) -> dict[str, Any]:
-    return {"event_id": event_id, "type": type, "data": data, **extra}
-
-
-def contact(n: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "ARDivisionNo": "01",
-        "CustomerNo": f"C{n % 500:05d}",
-        "ContactCode": f"K{n:07d}",
-        "ContactName": f"Contact {n}",
-        **fields,
-    }
-
-
-async def produce(
-    bootstrap: str,
-    topic: str,
-    messages: Iterable[tuple[bytes | None, bytes | dict[str, Any] | None]],
-    *,
-    max_request_size: int = 1_048_576,
-) -> int:
-    """Send (key, value) pairs in order; dict values are JSON-encoded. Returns the count."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size
-    )
-    await producer.start()
-    count = 0
-    try:
-        futures = []
-        for key, value in messages:
-            raw = orjson.dumps(value) if isinstance(value, dict) else value
-            futures.append(await producer.send(topic, raw, key=key))
-            count += 1
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return count
+from service.dev.devstack import HoleGuard
 
 
 @dataclass

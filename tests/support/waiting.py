@@ -1,4 +1,5 @@
-"""Waiting for a condition with a deadline — the only kind of waiting tests do."""
+"""Waiting for a condition with a deadline — the only kind of waiting tests do. A missed
+deadline fails the test (AssertionError), naming what it waited for."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-POLL_S = 0.05
+from service.dev import waiting
 
 
 async def until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
     """Re-check ``condition`` until true; AssertionError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(POLL_S)
+    try:
+        await waiting.until(condition, timeout_s, what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 async def throughout(
@@ -26,4 +26,4 @@ async def throughout(
     deadline = time.monotonic() + duration_s
     while time.monotonic() < deadline:
         assert await invariant(), f"{what} stopped holding"
-        await asyncio.sleep(POLL_S)
+        await asyncio.sleep(waiting.POLL_S)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from service.dev.replicas import ServiceProcess, start_service, write_tenants_file
 from service.dev.sandbox import SandboxOptions, SandboxThread
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.broker import broker_for_tests
-from tests.support.processes import ServiceProcess
 
 TOKEN_B = "test-token-b-77d2e0"
 CUSTOMER_B, COMPANY_B = "2002", "BETA"
@@ -40,12 +40,8 @@ def sandbox() -> Iterator[SandboxThread]:
 
 @pytest.fixture
 def replica_env(service_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    tenants = tmp_path / "tenants.yaml"
-    tenants.write_text(
-        f"tenants:\n  - {{customer: '{CUSTOMER_B}', company: {COMPANY_B}, "
-        "token_env: TEST_TOKEN_B}\n",
-        encoding="utf-8",
-    )
+    beta = {"customer": CUSTOMER_B, "company": COMPANY_B, "token_env": "TEST_TOKEN_B"}
+    tenants = write_tenants_file(tmp_path / "tenants.yaml", beta)
     return {
         **service_env,
         "SAGEBRIDGE_TENANTS_FILE": str(tenants),
@@ -65,9 +61,7 @@ def replicas(
     started: list[ServiceProcess] = []
 
     def start(**env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            {**replica_env, **env}, tmp_path / f"service-{len(started)}.log"
-        ).start()
+        process = start_service({**replica_env, **env}, tmp_path / f"service-{len(started)}.log")
         started.append(process)
         return process
 

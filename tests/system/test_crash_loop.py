@@ -8,9 +8,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import stored_records
 from service.dev.testhooks import SIGKILL_ON
-from tests.support.kafka import Collector, Received, Topics, contact, event, produce
-from tests.support.sandbox import stored_records
+from service.dev.topics import Topics
+from tests.support.kafka import Collector, Received
 from tests.support.waiting import until
 
 MARKER = "poison-3a7f1e"

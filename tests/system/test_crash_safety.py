@@ -6,10 +6,12 @@ import random
 from collections import Counter
 from typing import Any
 
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics
 from tests.conftest import COMPANY, CUSTOMER
-from tests.support.kafka import Collector, Topics, contact, event, produce
-from tests.support.sandbox import sandbox_post, stored_records
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector
 from tests.support.waiting import until
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import httpx
 
+from service.dev.events import contact, event, produce
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.topics import Topics
 from tests.conftest import TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
-from tests.support.sandbox import sandbox_post, stored_records
+from tests.support.kafka import Collector
 from tests.support.waiting import throughout, until
 from tests.system.conftest import TOKEN_B
 

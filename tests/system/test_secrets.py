@@ -15,8 +15,10 @@ import pytest
 from redis import Redis
 
 from service.dev.devstack import start_redis
+from service.dev.events import contact, event, produce
+from service.dev.topics import Topics
 from tests.conftest import TOKEN
-from tests.support.kafka import Collector, Topics, contact, event, produce
+from tests.support.kafka import Collector
 from tests.support.standin import echoing_the_token, serving
 from tests.system.conftest import COMPANY_B, CUSTOMER_B, TOKEN_B
 

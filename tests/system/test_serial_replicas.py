@@ -10,10 +10,12 @@ from collections import Counter
 from redis.asyncio import Redis
 
 from service.dev.devstack import start_redis
+from service.dev.events import event, produce
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.sandbox.client import stored_records
+from service.dev.topics import Topics
 from tests.conftest import COMPANY, CUSTOMER
-from tests.support.kafka import Collector, Topics, event, produce
-from tests.support.sandbox import stats as sandbox_stats
-from tests.support.sandbox import stored_records
+from tests.support.kafka import Collector
 from tests.support.waiting import throughout, until
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 

@@ -18,21 +18,15 @@ from pathlib import Path
 import httpx
 import orjson
 
+from service.dev.events import contact, event, produce
+from service.dev.processes import peak_rss_bytes
+from service.dev.replicas import ServiceProcess
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics, create_topics
 from tests.conftest import COMPANY, CUSTOMER
 from tests.support.hostile import HOSTILE, MIB
-from tests.support.kafka import (
-    Collector,
-    Received,
-    Topics,
-    contact,
-    create_topics,
-    event,
-    everything_in,
-    produce,
-)
-from tests.support.processes import ServiceProcess
-from tests.support.sandbox import sandbox_post, stored_records
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector, Received, everything_in
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 
 BAD, GOOD_CONTACTS, GOOD_INVOICES = 10_000, 800, 200
@@ -135,14 +129,6 @@ def soak_feed(topics: Topics, deployment: Deployment) -> Feed:
     return feed
 
 
-def peak_rss(pid: int) -> int:
-    """The process's high-water mark of resident memory (``VmHWM``), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-
 async def test_ten_thousand_hostile_events_among_a_thousand_good_ones(
     replicas,
     kafka_bootstrap: str,
@@ -183,7 +169,7 @@ async def test_ten_thousand_hostile_events_among_a_thousand_good_ones(
             wanted = {k for k, t in feed.reply_topic_of_good.items() if t == topic}
             await own.wait_for_keys(topic, wanted, timeout_s=60)
 
-        rss = peak_rss(service.pid)
+        rss = peak_rss_bytes(service.pid)
         async with httpx.AsyncClient(timeout=10) as client:
             metrics = (await client.get(f"http://127.0.0.1:{service.port}/metrics")).content
         assert service.terminate() == 0

@@ -15,11 +15,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from service.dev.devstack import start_redis
+from service.dev.events import contact, event, produce
+from service.dev.replicas import ServiceProcess
+from service.dev.sandbox.client import sandbox_post, stored_records
+from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.topics import Topics
 from tests.conftest import COMPANY, CUSTOMER
-from tests.support.kafka import Collector, Received, Topics, contact, event, produce
-from tests.support.processes import ServiceProcess
-from tests.support.sandbox import sandbox_post, stored_records
-from tests.support.sandbox import stats as sandbox_stats
+from tests.support.kafka import Collector, Received
 from tests.support.waiting import throughout, until
 from tests.system.conftest import COMPANY_B, CUSTOMER_B
 from tests.system.test_serial_replicas import lock_holder_pid

@@ -46,8 +46,9 @@ from service.intake.routes import Route as SageRoute
 if TYPE_CHECKING:
     from service.dev.sandbox.server import SandboxOptions
 
-Answer = tuple[int, dict[str, Any] | bytes]
-"""(HTTP status, JSON body — or the raw page of a proxy) of one business call."""
+CallResponse = tuple[int, dict[str, Any] | bytes]
+"""The HTTP response the sandbox gives one business call: (status, JSON body — or the raw
+page of a proxy)."""
 
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -177,7 +178,7 @@ class Sandbox:
         )
         self.store.calls_in_progress += 1
         try:
-            status, payload = await self._answer(request, call, generation)
+            status, payload = await self._respond(request, call, generation)
         finally:
             self.store.calls_in_progress -= 1
         if self.store.generation == generation:
@@ -191,7 +192,7 @@ class Sandbox:
             return Response(payload, status_code=status, media_type="text/html")
         return _json(status, payload)
 
-    async def _answer(self, request: Request, call: _Call, generation: int) -> Answer:
+    async def _respond(self, request: Request, call: _Call, generation: int) -> CallResponse:
         route = self.routes.get(call.endpoint)
         if route is None:
             return 404, _error(f"sandbox: no endpoint {call.endpoint}")
@@ -232,7 +233,7 @@ class Sandbox:
         finally:
             self.store.leave_transactional(tenant)
 
-    def _lookup(self, request: Request, call: _Call, route: SageRoute) -> Answer:
+    def _lookup(self, request: Request, call: _Call, route: SageRoute) -> CallResponse:
         """``GET <endpoint>?<key>=<value>...``: the current rows matching the key elements.
         Parameter names match element names case-insensitively (the Connector's documentation
         writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats."""
@@ -256,7 +257,7 @@ class Sandbox:
 
     def _check_headers(
         self, request: Request, call: _Call, needs_body: bool = True
-    ) -> Answer | None:
+    ) -> CallResponse | None:
         """The Connector's front door; messages never contain the token itself."""
         grant = self._grant(request.headers.get("auth-token", ""))
         if grant is None:
@@ -292,7 +293,7 @@ class Sandbox:
         records: list[dict[str, Any]],
         violation: bool,
         generation: int,
-    ) -> Answer:
+    ) -> CallResponse:
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
         if self._roll(self.faults.slow_rate):
@@ -402,7 +403,7 @@ _PROXY_PAGES = {
 }
 
 
-def _failure_after_storing(status: int) -> Answer:
+def _failure_after_storing(status: int) -> CallResponse:
     """What the client sees when the records were stored but the answer was lost: the
     Connector's own 500, or a proxy's 502/504 page (no envelope)."""
     if status == 500:

@@ -1,0 +1,66 @@
+"""The events the tests, the benchmark and the demo send: their JSON, and producing them.
+
+An event is the envelope the service reads from its input topics (``event_id``, ``type``,
+``data`` and optionally ``tenant`` and ``reply_to``; see the README's "Messages by example").
+The builders return plain dicts, so a test can break any field of one on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+Message = tuple[bytes | None, bytes | dict[str, Any] | None]
+"""(key, value) as produced; a dict value is encoded as JSON."""
+
+
+def event(
+    event_id: str, data: dict[str, Any], *, type: str = "contact.upsert", **extra: Any
+) -> dict[str, Any]:
+    """An event envelope; ``extra`` adds top-level fields such as ``tenant`` or ``reply_to``."""
+    return {"event_id": event_id, "type": type, "data": data, **extra}
+
+
+def tenant(customer: str, company: str) -> dict[str, str]:
+    """The envelope's ``tenant`` field: which company's Cloud Connector the event is for."""
+    return {"customer": customer, "company": company}
+
+
+def contact(n: int, **fields: Any) -> dict[str, Any]:
+    """A valid AR Customer Contact record, number ``n``; ``fields`` are added or replaced."""
+    return {
+        "ARDivisionNo": "01",
+        "CustomerNo": f"C{n % 500:05d}",
+        "ContactCode": f"K{n:07d}",
+        "ContactName": f"Contact {n}",
+        **fields,
+    }
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[Message],
+    *,
+    max_request_size: int = 1_048_576,
+) -> int:
+    """Send (key, value) pairs in order and wait until the broker has them all; the count."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size
+    )
+    await producer.start()
+    count = 0
+    try:
+        futures = []
+        for key, value in messages:
+            raw = orjson.dumps(value) if isinstance(value, dict) else value
+            futures.append(await producer.send(topic, raw, key=key))
+            count += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return count
