@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,56 +37,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.dev.sandbox.faults import Faults, FaultsError
-from service.dev.sandbox.store import Store, Tenant
+from service.dev.sandbox.control import control_routes
+from service.dev.sandbox.faults import Faults
+from service.dev.sandbox.responses import CallResponse, error, json_response
+from service.dev.sandbox.store import Store
+from service.dev.sandbox.tokens import FrontDoor, parse_token_specs
 from service.intake.routes import Lane, load_route_table
 from service.intake.routes import Route as SageRoute
+from service.tenants import TenantKey
 
 if TYPE_CHECKING:
     from service.dev.sandbox.server import SandboxOptions
 
-CallResponse = tuple[int, dict[str, Any] | bytes]
-"""The HTTP response the sandbox gives one business call: (status, JSON body — or the raw
-page of a proxy)."""
-
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"response": "ERROR", "message": message}
-
-
-def _json(status: int, payload: Any) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    """What a configured token may do. ``label`` stands in for the token wherever it is shown."""
-
-    token: str
-    label: str
-    tenant: Tenant | None
-    """``None``: any customer/company; else only this one (``TOKEN=CUSTOMER/COMPANY``)."""
-
-
-def parse_token_specs(specs: tuple[str, ...]) -> list[TokenGrant]:
-    """``"TOKEN"`` or ``"TOKEN=CUSTOMER/COMPANY"`` per spec; labels are ``token#1``, ``token#2``...
-
-    The split is on the *last* ``=`` and only when a ``/`` follows, so base64 tokens ending in
-    ``=`` padding are read as plain tokens.
-    """
-    grants: list[TokenGrant] = []
-    for number, spec in enumerate(specs, start=1):
-        token, tenant = spec, None
-        head, sep, tail = spec.rpartition("=")
-        customer, slash, company = tail.partition("/")
-        if sep and head and slash and customer and company:
-            token, tenant = head, (customer, company)
-        if not token:
-            raise ValueError(f"sandbox: token #{number} is empty")
-        grants.append(TokenGrant(token=token, label=f"token#{number}", tenant=tenant))
-    return grants
 
 
 @dataclass(slots=True)
@@ -104,6 +66,10 @@ class _Call:
     array: bool = False
     lookup: bool = False
     """A read (``GET``): counted under ``lookups``, not as a call that could write."""
+
+    @property
+    def tenant(self) -> TenantKey:
+        return TenantKey(self.customer, self.company)
 
     def log_entry(self, status: int, payload: dict[str, Any] | bytes) -> dict[str, Any]:
         if isinstance(payload, bytes):  # a proxy's page: no envelope
@@ -128,7 +94,7 @@ class Sandbox:
     def __init__(self, options: SandboxOptions) -> None:
         table = load_route_table(options.contracts_dir)
         self.routes: dict[str, SageRoute] = {r.endpoint: r for r in table.routes.values()}
-        self.grants = parse_token_specs(options.tokens)
+        self.front_door = FrontDoor(parse_token_specs(options.tokens))
         self.initial_faults = Faults()
         # Through update(), so a bad flag fails at start-up with the same message as the API.
         self.initial_faults.update(
@@ -190,36 +156,36 @@ class Sandbox:
                 self.store.abandoned += 1  # finished for nobody: its client had given up
         if isinstance(payload, bytes):
             return Response(payload, status_code=status, media_type="text/html")
-        return _json(status, payload)
+        return json_response(status, payload)
 
     async def _respond(self, request: Request, call: _Call, generation: int) -> CallResponse:
         route = self.routes.get(call.endpoint)
         if route is None:
-            return 404, _error(f"sandbox: no endpoint {call.endpoint}")
+            return 404, error(f"sandbox: no endpoint {call.endpoint}")
         if request.method == "GET" and route.lane is not Lane.SERIAL:
             return self._lookup(request, call, route)
         if request.method != "POST":
-            return 405, _error(f"sandbox: {request.method} {call.endpoint} is not supported")
+            return 405, error(f"sandbox: {request.method} {call.endpoint} is not supported")
         if self.faults.down:
             self.store.injected["down"] += 1
-            return 503, _error("sandbox: Sage server unreachable (down)")
-        refused = self._check_headers(request, call)
+            return 503, error("sandbox: Sage server unreachable (down)")
+        call.token, refused = self.front_door.check(request, call.customer, call.company)
         if refused is not None:
             return refused
         parsed = _parse_body(await request.body())
         if isinstance(parsed, str):
-            return 400, _error(parsed)
+            return 400, error(parsed)
         records, call.array = parsed
         call.records = len(records)
         if route.lane is not Lane.SERIAL:
             return await self._process(
                 request, call, route=route, records=records, violation=False, generation=generation
             )
-        tenant = (call.customer, call.company)
+        tenant = call.tenant
         fence_header = request.headers.get("x-fencing-token")
         fence = int(fence_header) if fence_header and fence_header.isdigit() else None
         if not self.store.check_fence(tenant, fence) and self.faults.check_fencing:
-            return 200, _error("sandbox: stale fencing token (a newer lock holder exists)")
+            return 200, error("sandbox: stale fencing token (a newer lock holder exists)")
         violation = self.store.enter_transactional(tenant)
         try:
             return await self._process(
@@ -237,7 +203,9 @@ class Sandbox:
         """``GET <endpoint>?<key>=<value>...``: the current rows matching the key elements.
         Parameter names match element names case-insensitively (the Connector's documentation
         writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats."""
-        refused = self._check_headers(request, call, needs_body=False)
+        call.token, refused = self.front_door.check(
+            request, call.customer, call.company, needs_body=False
+        )
         if refused is not None:
             return refused
         elements = {
@@ -247,42 +215,13 @@ class Sandbox:
         for param, value in request.query_params.items():
             name = elements.get(param.lower())
             if name is None:
-                return 400, _error(f"sandbox: {param} is not an element of {call.endpoint}")
+                return 400, error(f"sandbox: {param} is not an element of {call.endpoint}")
             criteria[name] = value
         if not criteria:
-            return 400, _error("sandbox: a lookup needs key parameters")
+            return 400, error("sandbox: a lookup needs key parameters")
         call.lookup = True
-        rows = self.store.lookup(call.endpoint, (call.customer, call.company), criteria)
+        rows = self.store.lookup(call.endpoint, call.tenant, criteria)
         return 200, {"response": "SUCCESS", "records": rows}
-
-    def _check_headers(
-        self, request: Request, call: _Call, needs_body: bool = True
-    ) -> CallResponse | None:
-        """The Connector's front door; messages never contain the token itself."""
-        grant = self._grant(request.headers.get("auth-token", ""))
-        if grant is None:
-            return 401, _error("sandbox: missing or unknown Auth-Token")
-        call.token = grant.label
-        for name, value in (("customer", call.customer), ("company", call.company)):
-            if not value:
-                return 400, _error(f"sandbox: missing header: {name}")
-        if grant.tenant is not None and grant.tenant != (call.customer, call.company):
-            bound_customer, bound_company = grant.tenant
-            return 403, _error(
-                f"sandbox: Auth-Token {grant.label} is bound to customer {bound_customer} "
-                f"company {bound_company}, not customer {call.customer} company {call.company}"
-            )
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if needs_body and media_type != "application/json":
-            return 400, _error("sandbox: Content-Type must be application/json")
-        return None
-
-    def _grant(self, token: str) -> TokenGrant | None:
-        found = None
-        for grant in self.grants:  # compare against all, in constant time per token
-            if hmac.compare_digest(grant.token.encode(), token.encode()) and found is None:
-                found = grant
-        return found
 
     async def _process(
         self,
@@ -302,25 +241,25 @@ class Sandbox:
         if self._roll(self.faults.hang_rate):
             self.store.injected["hang"] += 1
             await self._hang()
-            return 503, _error("sandbox: hung request released")
+            return 503, error("sandbox: hung request released")
         if self._roll(self.faults.fail_rate):
             self.store.injected["fail"] += 1
-            return 500, _error("sandbox: injected server error")
+            return 500, error("sandbox: injected server error")
         if self._roll(self.faults.error_rate):
             self.store.injected["error"] += 1
-            return 200, _error("sandbox: injected ERROR envelope")
+            return 200, error("sandbox: injected ERROR envelope")
         if violation:
-            return 200, _error("sandbox: concurrent call to a transactional endpoint")
+            return 200, error("sandbox: concurrent call to a transactional endpoint")
         bad = self._first_bad_record(route, records)
         if bad is not None:
             self.store.rejected_records += 1
-            return 200, _error(bad)
+            return 200, error(bad)
         if self.store.generation != generation:
-            return 503, _error("sandbox: reset while the call was in progress")
+            return 503, error("sandbox: reset while the call was in progress")
         numbered = route.lane is Lane.SERIAL
         keys = route.contract.keys if route.contract is not None else ()
         numbers = self.store.accept(
-            call.endpoint, (call.customer, call.company), call.number, records, numbered, keys
+            call.endpoint, call.tenant, call.number, records, numbered, keys
         )
         if self._roll(self.faults.store_then_fail_rate):
             self.store.injected["store_then_fail"] += 1
@@ -344,58 +283,6 @@ class Sandbox:
                         return f"record {index}: {name}: rejected by Sage"
         return None
 
-    # -- /_sandbox control endpoints (no auth: they exist only for tests and demos) ---------
-
-    async def stats(self, request: Request) -> Response:
-        return _json(200, self.store.stats())
-
-    async def records(self, request: Request) -> Response:
-        endpoint = request.query_params.get("endpoint")
-        return _json(200, {"records": self.store.records_for(endpoint)})
-
-    async def calls(self, request: Request) -> Response:
-        return _json(200, {"calls": self.store.calls})
-
-    async def reset(self, request: Request) -> Response:
-        """Forget records, call log, counters and record numbers; release hung requests.
-
-        Faults are *kept*, so a test can set faults once and reset between phases; send
-        ``{"faults": true}`` to also restore the faults the sandbox was started with.
-        """
-        body = await request.body()
-        restore = False
-        if body.strip():
-            try:
-                options = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return _json(400, _error("sandbox: reset body is not valid JSON"))
-            if not isinstance(options, dict) or not set(options) <= {"faults"}:
-                return _json(400, _error('sandbox: reset body must be {} or {"faults": true}'))
-            restore = options.get("faults") is True
-        self.store.reset()
-        if restore:
-            self.faults = self.initial_faults.copy()
-        self.release_hangs()
-        return _json(200, {"response": "SUCCESS", "faults": self.faults.as_dict()})
-
-    async def get_faults(self, request: Request) -> Response:
-        return _json(200, self.faults.as_dict())
-
-    async def set_faults(self, request: Request) -> Response:
-        """Change the named faults (all or nothing) and release hung requests."""
-        try:
-            changes = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            return _json(400, _error("sandbox: faults body is not valid JSON"))
-        if not isinstance(changes, dict):
-            return _json(400, _error("sandbox: faults body must be a JSON object"))
-        try:
-            self.faults.update(changes)
-        except FaultsError as exc:
-            return _json(400, _error(f"sandbox: {exc}"))
-        self.release_hangs()
-        return _json(200, self.faults.as_dict())
-
 
 _PROXY_PAGES = {
     502: b"<html><body><h1>502 Bad Gateway</h1></body></html>",
@@ -407,7 +294,7 @@ def _failure_after_storing(status: int) -> CallResponse:
     """What the client sees when the records were stored but the answer was lost: the
     Connector's own 500, or a proxy's 502/504 page (no envelope)."""
     if status == 500:
-        return 500, _error("sandbox: server error after the records were stored")
+        return 500, error("sandbox: server error after the records were stored")
     return status, _PROXY_PAGES[status]
 
 
@@ -434,12 +321,7 @@ def build_app(options: SandboxOptions) -> Starlette:
     sandbox = Sandbox(options)
     app = Starlette(
         routes=[
-            Route("/_sandbox/stats", sandbox.stats, methods=["GET"]),
-            Route("/_sandbox/records", sandbox.records, methods=["GET"]),
-            Route("/_sandbox/calls", sandbox.calls, methods=["GET"]),
-            Route("/_sandbox/reset", sandbox.reset, methods=["POST"]),
-            Route("/_sandbox/faults", sandbox.get_faults, methods=["GET"]),
-            Route("/_sandbox/faults", sandbox.set_faults, methods=["POST"]),
+            *control_routes(sandbox),
             Route("/{path:path}", sandbox.business, methods=_ALL_METHODS),
         ]
     )

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Tenant = tuple[str, str]
+from service.tenants import TenantKey
+
 """(customer, company): the unit the Cloud Connector serialises transactional calls on."""
 
 INJECTED_KINDS = ("down", "fail", "error", "hang", "slow", "store_then_fail")
@@ -43,19 +44,19 @@ class Store:
     ``check_fencing`` fault: the real Connector ignores the header."""
     unfenced_calls: int = 0
     """Transactional calls without an ``X-Fencing-Token`` header."""
-    highest_fence: dict[Tenant, int] = field(default_factory=dict)
+    highest_fence: dict[TenantKey, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(INJECTED_KINDS, 0))
     lookups: int = 0
     abandoned: int = 0
     """Business calls that finished after their client had disconnected (gave up waiting)."""
     calls_in_progress: int = 0
     """Business calls received and not yet answered (any endpoint)."""
-    in_progress: dict[Tenant, int] = field(default_factory=dict)
+    in_progress: dict[TenantKey, int] = field(default_factory=dict)
     """Live transactional calls per tenant; deliberately *not* cleared by a reset, because those
     calls are still running and will :meth:`leave` later."""
     _next_call: int = 1
-    _next_record_number: dict[Tenant, int] = field(default_factory=dict)
-    _rows: dict[tuple[str, Tenant], dict[tuple[str, ...], dict[str, Any]]] = field(
+    _next_record_number: dict[TenantKey, int] = field(default_factory=dict)
+    _rows: dict[tuple[str, TenantKey], dict[tuple[str, ...], dict[str, Any]]] = field(
         default_factory=dict
     )
     """The current row per key, per (endpoint, tenant): a lookup by the key elements is one
@@ -84,7 +85,7 @@ class Store:
         self._next_call += 1
         return number
 
-    def enter_transactional(self, tenant: Tenant) -> bool:
+    def enter_transactional(self, tenant: TenantKey) -> bool:
         """Count a transactional call as in progress; ``True`` if it overlaps another (a violation).
 
         The overlapping call itself counts towards :attr:`max_concurrent_transactional`, because
@@ -99,7 +100,7 @@ class Store:
             return True
         return False
 
-    def check_fence(self, tenant: Tenant, fence: int | None) -> bool:
+    def check_fence(self, tenant: TenantKey, fence: int | None) -> bool:
         """``False`` if ``fence`` is older than one already seen for ``tenant`` (stale holder).
         Retries of one acquisition reuse its number, so equal is fine."""
         if fence is None:
@@ -111,7 +112,7 @@ class Store:
         self.highest_fence[tenant] = fence
         return True
 
-    def leave_transactional(self, tenant: Tenant) -> None:
+    def leave_transactional(self, tenant: TenantKey) -> None:
         """The call ended at the server (answered, whether or not anyone still listened)."""
         running = self.in_progress.get(tenant, 0) - 1
         if running > 0:
@@ -122,7 +123,7 @@ class Store:
     def accept(
         self,
         endpoint: str,
-        tenant: Tenant,
+        tenant: TenantKey,
         call: int,
         records: Sequence[dict[str, Any]],
         numbered: bool,
@@ -186,7 +187,7 @@ class Store:
         }
 
     def lookup(
-        self, endpoint: str, tenant: Tenant, criteria: dict[str, str]
+        self, endpoint: str, tenant: TenantKey, criteria: dict[str, str]
     ) -> list[dict[str, Any]]:
         """The Connector's ``list`` GET: the current row for each identity matching ``criteria``
         (element name -> value, compared as text). Later writes of a row replace earlier ones."""
