@@ -22,7 +22,7 @@ from service.tools.replay import replay_dead_letters
 from tests.conftest import TOKEN
 from tests.support.kafka import Collector
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BETA = {"customer": "2002", "company": "BETA"}
 BETA_TOKEN = "beta-token-c41e07"
 

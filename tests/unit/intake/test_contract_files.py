@@ -19,7 +19,7 @@ import yaml
 from service.intake.contracts import Contract, load_contracts
 from service.intake.routes import DEFAULT_CONTRACTS_DIR, Lane, load_route_table
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TABLES_DIR = DEFAULT_CONTRACTS_DIR / "tables"
 SEED_NAME = "customer-contacts-resource.txt"
 SEED_CANDIDATES = (
