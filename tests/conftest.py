@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,13 @@ def running_service(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
             await app.stop()
 
     return start
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No SAGEBRIDGE_* from the outer environment and no stray ``.env`` in the working dir:
+    for tests of how settings are read."""
+    for name in list(os.environ):
+        if name.upper().startswith("SAGEBRIDGE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)

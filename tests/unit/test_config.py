@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ TOKEN = "s3cr3t-token-value"
 OTHER_TOKEN = "other-s3cr3t-value"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No SAGEBRIDGE_* from the outer environment and no stray ``.env`` in the working dir."""
-    for name in list(os.environ):
-        if name.upper().startswith("SAGEBRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def set_default_tenant(monkeypatch: pytest.MonkeyPatch) -> None:

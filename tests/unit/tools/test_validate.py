@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,7 @@ from service.cli import main
 from service.config import Settings, load_settings
 from service.tools.validate import validate_lines
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No SAGEBRIDGE_* from the outer environment and no stray ``.env``: validate needs none."""
-    for name in list(os.environ):
-        if name.upper().startswith("SAGEBRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture
