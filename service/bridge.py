@@ -18,8 +18,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -87,9 +88,7 @@ class Answering:
 
     def answer(self, results: Sequence[tuple[Consumed, Outcome]]) -> None:
         """Publish these outcomes (in the background: lanes must not block)."""
-        task = asyncio.create_task(self._answer(list(results)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._answer(list(results)))
 
     def dropped(self, tickets: Sequence[Consumed]) -> None:
         """Records given up unanswered (their partition was revoked): the new owner answers
@@ -99,7 +98,7 @@ class Answering:
             if ticket.generation == self.tracker.generation(ticket.partition):
                 self.tracker.dropped(ticket.partition, ticket.offset)
         self._closed(len(tickets))
-        self.answer([])
+        self._background(self._notify())
 
     def opened(self, count: int) -> None:
         """Records were consumed: pause fetching past the in-flight limit."""
@@ -122,6 +121,15 @@ class Answering:
             except TimeoutError:
                 return False
         return True
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._answered:
+            self._answered.notify_all()
 
     def _closed(self, count: int) -> None:
         if self.flow.answered(count) and not self.draining:
@@ -151,10 +159,8 @@ class Answering:
                 outcome_line(t.subject, o, now - t.received_at) for t, o in results
             )
             self._closed(len(results))
-        async with self._answered:
-            self._answered.notify_all()
-        if results:
             self._committer.wanted()
+        await self._notify()
 
 
 class Bridge:
