@@ -24,6 +24,8 @@ from service.tenants import TenantKey
 from service.tools.dead_letters import DeadLetter, describe
 
 POLL_MS = 500
+BATCH = 500
+"""Most letters handed out at once: bounds memory, and paces ``dlt replay``'s progress lines."""
 
 
 class MissingTopic(Exception):
@@ -75,7 +77,7 @@ class DeadLetterReader:
         await consumer.seek_to_beginning(*reading)
         ends: dict[TopicPartition, int] = {}
         while reading:
-            fetched = await consumer.getmany(*reading, timeout_ms=POLL_MS)
+            fetched = await consumer.getmany(*reading, timeout_ms=POLL_MS, max_records=BATCH)
             batch: list[DeadLetter] = []
             for tp in list(reading):
                 high = consumer.highwater(tp)
