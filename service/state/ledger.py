@@ -259,11 +259,12 @@ class Begun:
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     """An entry as an operator sees it (``ledger show``): ``in_doubt`` or ``delivered``, the
-    calls made, and how long it is kept. The entry holds no time of its own; its expiry is
-    renewed at each write, so it was last written one retention period before it expires."""
+    calls made (``None`` for an intent: written before its calls, it does not count them), and
+    how long it is kept. The entry holds no time of its own; its expiry is renewed at each
+    write, so it was last written one retention period before it expires."""
 
     state: str
-    attempts: int
+    attempts: int | None
     expires_in_s: float
 
 
@@ -429,8 +430,9 @@ class Ledger:
             (state, attempts), ttl_ms = await pipe.execute()
         if state is None:
             return None
-        shown = "delivered" if state == b"delivered" else "in_doubt"
-        return StoredEntry(shown, int(attempts or 0), max(0, ttl_ms) / 1000)
+        if state == b"delivered":
+            return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
+        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000)
 
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:
         """Settle an intent with the operator's verdict; the state found before (``"intent"``

@@ -64,8 +64,13 @@ async def show(
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=entry.expires_in_s)
     written = expires - timedelta(seconds=ledger.retention_s)
+    attempts = (
+        "attempts not counted in the ledger (see the dead letter's x-attempts)"
+        if entry.attempts is None
+        else f"{entry.attempts} attempt(s)"
+    )
     out.write(
-        f"{event_id} ({who}): {entry.state}, {entry.attempts} attempt(s), "
+        f"{event_id} ({who}): {entry.state}, {attempts}, "
         f"written {iso(min(written, now))}, kept until {iso(expires)}\n"
     )
     return 0
