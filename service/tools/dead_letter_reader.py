@@ -49,12 +49,15 @@ class DeadLetterReader:
             enable_auto_commit=False,
             client_id="sagebridge-dlt-reader",
         )
+        self.partitions: list[int] = []
+        """The topic's partitions, known once the reader is entered."""
 
     async def __aenter__(self) -> DeadLetterReader:
         try:
             await self._consumer.start()
             if self._topic not in await self._consumer.topics():
                 raise MissingTopic(f"the dead-letter topic {self._topic!r} does not exist")
+            self.partitions = sorted(self._consumer.partitions_for_topic(self._topic) or ())
         except BaseException:
             await self._consumer.stop()
             raise
@@ -71,8 +74,7 @@ class DeadLetterReader:
     async def batches(self) -> AsyncIterator[list[DeadLetter]]:
         """Every letter up to the ends, in fetched batches (in order within a partition)."""
         consumer = self._consumer
-        numbers = consumer.partitions_for_topic(self._topic) or set()
-        reading = [TopicPartition(self._topic, p) for p in sorted(numbers)]
+        reading = [TopicPartition(self._topic, p) for p in self.partitions]
         consumer.assign(reading)
         await consumer.seek_to_beginning(*reading)
         ends: dict[TopicPartition, int] = {}

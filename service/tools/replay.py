@@ -10,6 +10,10 @@ a second run with the same filters replays nothing, and replaying one stage leav
 of other stages as they were. The topic is read without a consumer group
 (:mod:`service.tools.dead_letter_reader`). ``--dry-run`` lists what would be replayed and
 records nothing.
+
+Versions before this one kept their progress as the committed offset of the consumer group
+``<SAGEBRIDGE_GROUP_ID>-dlt-replay``: letters below it were replayed by them and count as
+replayed here too, so an upgrade sends nothing twice. That group is only read, never moved.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service.config import Settings
 from service.errors import ToolError
@@ -80,9 +84,11 @@ async def replay_dead_letters(
                 if producer is not None:
                     await producer.start()
                 async with DeadLetterReader(settings) as reader:
+                    earlier = await _replayed_before(settings, reader.partitions)
                     async for batch in reader.batches():
                         tally.read += len(batch)
-                        for group in _by_partition(batch, chosen, to_topic, tally):
+                        fresh = [b for b in batch if b.offset >= earlier.get(b.partition, 0)]
+                        for group in _by_partition(fresh, chosen, to_topic, tally):
                             if limit is not None and tally.replayed >= limit:
                                 break
                             room = None if limit is None else limit - tally.replayed
@@ -98,6 +104,27 @@ async def replay_dead_letters(
     skipped = f", skipped {tally.skipped}" if tally.skipped else ""
     out.write(f"{verb} {tally.replayed} dead letter(s){skipped}\n")
     return 0
+
+
+async def _replayed_before(settings: Settings, partitions: list[int]) -> dict[int, int]:
+    """Per dead-letter partition, the offset below which earlier versions replayed everything
+    (their group's committed offset); read without joining the group."""
+    consumer = AIOKafkaConsumer(
+        **kafka_client_options(settings),
+        group_id=f"{settings.group_id}-dlt-replay",
+        enable_auto_commit=False,
+        client_id="sagebridge-dlt-replay",
+    )
+    try:
+        await consumer.start()
+        found = {}
+        for partition in partitions:
+            offset = await consumer.committed(TopicPartition(settings.dlt_topic, partition))
+            if offset:
+                found[partition] = int(offset)
+        return found
+    finally:
+        await consumer.stop()
 
 
 def _by_partition(

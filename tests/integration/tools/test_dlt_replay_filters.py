@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.dev.topics import Topics, create_topics
 from service.tools.dead_letters import iso
@@ -125,3 +126,29 @@ async def test_redis_unreachable_is_one_line(service_env: dict[str, str]) -> Non
     env = {**service_env, "SAGEBRIDGE_REDIS_URL": "redis://127.0.0.1:1/0"}
     ran = await sagebridge(env, "dlt", "replay", ok=False)
     assert len(ran.err.splitlines()) == 1 and "cannot reach Redis" in ran.err, ran.err
+
+
+async def test_letters_replayed_by_an_earlier_version_are_not_replayed_again(
+    letters: None,
+    service_env: dict[str, str],
+    kafka_bootstrap: str,
+    target: str,
+    topics: Topics,
+) -> None:
+    """Earlier versions kept their progress as the committed offset of ``<group>-dlt-replay``:
+    the first two letters were replayed by one of them."""
+    earlier = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topics.group}-dlt-replay",
+        enable_auto_commit=False,
+    )
+    await earlier.start()
+    try:
+        partition = TopicPartition(topics.dlt, 0)
+        earlier.assign([partition])
+        await earlier.commit({partition: 2})
+    finally:
+        await earlier.stop()
+    ran = await sagebridge(service_env, "dlt", "replay", "--to", target)
+    assert ran.out.splitlines()[-1] == "replayed 2 dead letter(s)"
+    assert await replayed_keys(kafka_bootstrap, target) == [b"inv-1", b"junk"]
