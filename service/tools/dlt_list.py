@@ -90,7 +90,7 @@ async def list_dead_letters(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Print the listing (0); :class:`ToolError` when Kafka cannot be read."""
+    """Print the listing (0); :class:`ToolError` when Kafka cannot be reached."""
     out = out or sys.stdout
     listing = Listing(limit)
     async with unreachable("dlt list", settings), DeadLetterReader(settings) as reader:

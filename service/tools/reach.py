@@ -30,7 +30,7 @@ async def unreachable(command: str, settings: Settings) -> AsyncIterator[None]:
         raise ToolError(f"{command}: {exc}") from None
     except KafkaError as exc:
         raise ToolError(
-            f"{command}: cannot read Kafka at {settings.kafka_bootstrap}: {_line(exc)}"
+            f"{command}: cannot reach Kafka at {settings.kafka_bootstrap}: {_line(exc)}"
         ) from None
     except RedisError as exc:
         raise ToolError(f"{command}: cannot reach Redis: {_line(exc)}") from None

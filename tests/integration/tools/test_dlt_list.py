@@ -99,7 +99,7 @@ async def test_listing_consumes_nothing(
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"SAGEBRIDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, "cannot read Kafka at"),
+        ({"SAGEBRIDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, "cannot reach Kafka at"),
         ({"SAGEBRIDGE_DLT_TOPIC": "no-such-dead-letter-topic"}, "does not exist"),
     ],
     ids=["kafka-unreachable", "no-such-topic"],
