@@ -10,6 +10,7 @@ callers catch exactly the class they mean:
 - :class:`StateError` means Redis no longer vouches for a transactional call: the lock's lease is
   gone, or Redis lost its data (see :mod:`service.state.epoch`).
 - :class:`NotAcknowledged` means Kafka did not confirm an answer in time.
+- :class:`ToolError` ends an operator's command with one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -61,3 +62,8 @@ class EpochMovedError(StateError):
 
 class NotAcknowledged(SagebridgeError):
     """Kafka did not acknowledge a reply or dead letter within the acknowledgement timeout."""
+
+
+class ToolError(SagebridgeError):
+    """An operator's command (``dlt``, ``ledger``) cannot do what was asked: Kafka or Redis is
+    unreachable, or the request is refused; ``str()`` is the one line the command prints."""

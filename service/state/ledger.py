@@ -12,6 +12,11 @@ Keyed by tenant and ``event_id``, each entry holds a fingerprint of the record (
 A call that was refused or never sent removes the intent, so fixed data can be replayed.
 Entries expire after the retention period.
 
+An operator settles an intent by hand after checking Sage (``sagebridge ledger resolve``):
+:meth:`Ledger.resolve` turns it into ``delivered`` (a replay is answered without a call) or
+removes it (a replay is sent). Only an intent can be resolved: a delivered entry is a fact the
+Cloud Connector stated, and an unknown one holds nothing to settle.
+
 An intent may carry a *claim*: a token its writer keeps while the record waits in memory. A
 ``begin`` whose reply was lost (Redis stalled past the client's timeout, then ran the script)
 leaves an intent for a call that was never made; the same writer retrying with its claim finds
@@ -171,6 +176,25 @@ return written
 )
 
 
+# The operator's verdict on an intent (``ledger resolve``). KEYS: the entry. ARGV: 'delivered'
+# or 'not_delivered', the retention. Only an intent is touched; returns the state found (nil for
+# no entry). A delivered verdict drops the claim, so a writer still holding it cannot overwrite.
+_RESOLVE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'intent' then
+  return state
+end
+if ARGV[1] == 'delivered' then
+  redis.call('HSET', KEYS[1], 'state', 'delivered')
+  redis.call('HDEL', KEYS[1], 'claim')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return state
+"""
+
+
 class EntryState(StrEnum):
     """What the ledger knew of an ``event_id`` when a record was begun."""
 
@@ -232,6 +256,18 @@ class Begun:
     previous_written: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as an operator sees it (``ledger show``): ``in_doubt`` or ``delivered``, the
+    calls made (``None`` for an intent: written before its calls, it does not count them), and
+    how long it is kept. The entry holds no time of its own; its expiry is renewed at each
+    write, so it was last written one retention period before it expires."""
+
+    state: str
+    attempts: int | None
+    expires_in_s: float
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """Stable digest of a record's content (key order does not matter)."""
     return hashlib.blake2b(
@@ -249,6 +285,8 @@ class Ledger:
         self._delivered_many = redis.register_script(_DELIVERED_MANY)
         self._serial_begin = redis.register_script(_SERIAL_BEGIN)
         self._settle = redis.register_script(_SETTLE)
+        self._resolve = redis.register_script(_RESOLVE)
+        self.retention_s = retention_s
 
     def _key(self, tenant: TenantKey, event_id: str) -> str:
         return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
@@ -382,3 +420,25 @@ class Ledger:
 
     async def delivered(self, tenant: TenantKey, event_id: str, digest: str, attempts: int) -> None:
         await self.delivered_many([(tenant, event_id, digest, attempts)])
+
+    async def look(self, tenant: TenantKey, event_id: str) -> StoredEntry | None:
+        """What the ledger holds for the event, or ``None``; reads only."""
+        entry_key = self._key(tenant, event_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(entry_key, "state", "attempts")
+            pipe.pttl(entry_key)
+            (state, attempts), ttl_ms = await pipe.execute()
+        if state is None:
+            return None
+        if state == b"delivered":
+            return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
+        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000)
+
+    async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:
+        """Settle an intent with the operator's verdict; the state found before (``"intent"``
+        when resolved, ``"delivered"`` or ``None`` when refused and nothing was written)."""
+        found = await self._resolve(
+            keys=[self._key(tenant, event_id)],
+            args=["delivered" if delivered else "not_delivered", self._retention_ms],
+        )
+        return found.decode() if isinstance(found, bytes) else found

@@ -475,3 +475,35 @@ def test_the_service_accepts_the_rendered_settings(
         assert settings.reply_topics == ("crm.*.replies",)
         beta = directory.tenants[("2002", "BETA")].reply_topics
         assert beta is not None and beta.matches("beta.x.answers") and not beta.matches("crm.a")
+
+
+def test_the_dashboard_shows_unknown_outcomes_and_dead_letters_by_stage(chart: Any) -> None:
+    """The runbook's panels exist, and every selector in the dashboard names labels the service
+    really exports on that metric (a typo would show an empty panel, not an error)."""
+    import re
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from service.ops.metrics import Metrics
+
+    labels_of: dict[str, set[str]] = {}
+    for metric in vars(Metrics()).values():
+        if isinstance(metric, MetricWrapperBase):
+            names = set(metric._labelnames)
+            for suffix in ("", "_total", "_sum", "_count"):
+                labels_of[metric._name + suffix] = names
+            labels_of[metric._name + "_bucket"] = names | {"le"}
+    cm = one(render(chart, EVERYTHING_ON), "ConfigMap", "-dashboard")
+    panels = json.loads(cm["data"]["sagebridge.json"])["panels"]
+    by_title = {p["title"]: " ".join(t["expr"] for t in p["targets"]) for p in panels}
+    assert 'sagebridge_dead_letters_total{stage="unknown_outcome"' in by_title["Unknown outcomes"]
+    assert 'stage="unknown_outcome"' in by_title["Unknown outcomes by type"]
+    assert (
+        "sum by (stage) (increase(sagebridge_dead_letters_total"
+        in by_title["Dead letters by stage"]
+    )
+    for expr in by_title.values():
+        for metric, selector in re.findall(r"(sagebridge_\w+)\{([^}]*)\}", expr):
+            named = set(re.findall(r"(\w+)\s*=~?", selector)) - {"namespace", "pod"}
+            assert metric in labels_of, f"{metric} is not exported"
+            assert named <= labels_of[metric], f"{metric} has no label {named - labels_of[metric]}"

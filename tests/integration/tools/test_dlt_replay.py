@@ -1,13 +1,10 @@
 """Fix and replay, against the real broker: an event for a tenant that is not configured yet
 is refused (stage ``route``) and dead-lettered; the operator adds the tenant and restarts;
 ``sagebridge dlt replay`` sends the dead letters back and they are delivered. A second replay
-sends nothing: progress is the committed offset of ``<group>-dlt-replay``."""
+sends nothing: each replayed letter is recorded in Redis (:mod:`service.state.replayed`)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +17,9 @@ from service.dev.sandbox.client import stored_records
 from service.dev.topics import Topics
 from service.tools.replay import replay_dead_letters
 from tests.conftest import TOKEN
+from tests.support.cli import sagebridge
 from tests.support.kafka import Collector
 
-REPO = Path(__file__).resolve().parents[3]
 BETA = {"customer": "2002", "company": "BETA"}
 BETA_TOKEN = "beta-token-c41e07"
 
@@ -36,22 +33,8 @@ def sandbox() -> Iterator[SandboxThread]:
 
 
 async def cli_replay(env: dict[str, str]) -> str:
-    """``python -m service dlt replay`` as an operator runs it (without blocking this loop,
-    where the service is running)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "dlt",
-        "replay",
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, output.decode()
-    return output.decode()
+    """``python -m service dlt replay`` as an operator runs it."""
+    return (await sagebridge(env, "dlt", "replay")).out
 
 
 async def test_fix_the_configuration_then_replay_delivers(
