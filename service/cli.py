@@ -1,4 +1,4 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay, asyncapi."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay, tenant, asyncapi."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TextIO
 from service.config import load_settings
 from service.errors import StartupError
 from service.ops import gc as gctuning
-from service.tenants import TenantDirectory, known_secrets
+from service.tenants import TenantDirectory, TenantKey, known_secrets, parse_tenant_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +104,23 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="to_topic", default=None)
     replay.set_defaults(handler=_dlt_replay)
 
+    tenant = commands.add_parser(
+        "tenant",
+        help="pause or resume calls to one Sage company, on every replica",
+        description="A paused tenant's records wait (no retries used, no dead letters) until "
+        "it is resumed; other tenants flow. The pause is kept in Redis and survives restarts.",
+    )
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    for action, text in (
+        ("pause", "every replica stops calling this tenant's Cloud Connector within a second"),
+        ("resume", "calls to this tenant start again"),
+    ):
+        command = tenant_commands.add_parser(action, help=text)
+        command.add_argument("tenant", type=_tenant_key, metavar="CUSTOMER/COMPANY")
+        command.set_defaults(handler=_tenant, action=action)
+    status = tenant_commands.add_parser("status", help="list the paused tenants")
+    status.set_defaults(handler=_tenant, action="status", tenant=None)
+
     asyncapi = commands.add_parser(
         "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
     )
@@ -191,6 +208,21 @@ def _dlt_replay(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     return asyncio.run(replay_dead_letters(settings, limit=args.limit, to_topic=args.to_topic))
+
+
+def _tenant_key(text: str) -> TenantKey:
+    try:
+        return parse_tenant_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tenant(args: argparse.Namespace) -> int:
+    from service.tools.tenant import tenant_command
+
+    return asyncio.run(
+        tenant_command(load_settings(), args.action, args.tenant, sys.stdout, sys.stderr)
+    )
 
 
 def _asyncapi(args: argparse.Namespace) -> int:

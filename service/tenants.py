@@ -32,6 +32,15 @@ class TenantKey(NamedTuple):
         return f"{self.customer}/{self.company}"
 
 
+def parse_tenant_key(text: str) -> TenantKey:
+    """``CUSTOMER/COMPANY`` as typed on a command line (split at the first ``/``); ValueError
+    if either part is empty."""
+    customer, slash, company = text.partition("/")
+    if not (slash and customer and company):
+        raise ValueError(f"{text!r} is not CUSTOMER/COMPANY")
+    return TenantKey(customer, company)
+
+
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A Sage customer + company this deployment may write to, and the token that may do it."""
