@@ -38,6 +38,7 @@ from service.kafka.consumer import GroupConsumer
 from service.kafka.crash_guard import CrashLoopGuard
 from service.kafka.epoch_watch import EpochWatch
 from service.kafka.security import kafka_client_options
+from service.kafka.startup import KafkaUnreachable, start_when_reachable
 from service.lanes.batch import BatchPolicy
 from service.lanes.breaker import Breakers, State
 from service.lanes.master_data import MasterData
@@ -197,7 +198,15 @@ class Service:
         await self.redis_answers.start()
         await self.pause_reads.start()
         await self.http.start()
-        await self.producer.start()
+        try:
+            await start_when_reachable(
+                self.producer.start,
+                bootstrap=self.settings.kafka_bootstrap,
+                wait_s=self.settings.startup_wait_s,
+            )
+        except KafkaUnreachable:
+            await self.close()
+            raise
         await self.watch.start()
         self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
 

@@ -20,6 +20,11 @@ from service.config import ENV_PREFIX, Settings, redis_passwords
 from service.errors import SettingsError
 from service.intake.topics import TopicPatterns, is_topic_pattern
 
+MIN_TOKEN_CHARS = 8
+"""Shorter tokens are refused at start-up: no real Cloud Connector token is that short, and every
+known token is masked wherever it occurs in a log line, so a token such as ``t`` would mangle the
+logs (every ``t`` masked) instead of protecting anything."""
+
 
 class TenantKey(NamedTuple):
     """A Sage company's name: what events, lanes, breakers, locks, the ledger, metrics and the
@@ -91,6 +96,7 @@ class TenantDirectory:
                     f"{ENV_PREFIX}{missing}: required when the default tenant is configured"
                 )
             assert settings.auth_token and settings.customer and settings.company
+            _refuse_short(token, f"{ENV_PREFIX}AUTH_TOKEN")
             default = Tenant(settings.customer, settings.company, settings.auth_token)
             tenants[default.key] = default
         if settings.tenants_file is not None:
@@ -120,9 +126,18 @@ def _read_tenants_file(path: Path) -> list[Tenant]:
         token = os.environ.get(entry["token_env"])
         if not token:
             raise SettingsError(f"{entry['token_env']}: not set (token of tenants entry {index})")
+        _refuse_short(token, f"{entry['token_env']} (token of tenants entry {index})")
         reply_topics = _tenant_reply_topics(entry.get("reply_topics"), f"{where}: entry {index}")
         tenants.append(Tenant(entry["customer"], entry["company"], SecretStr(token), reply_topics))
     return tenants
+
+
+def _refuse_short(token: str, where: str) -> None:
+    """SettingsError naming ``where`` (never the token) if ``token`` is too short to be real."""
+    if len(token) < MIN_TOKEN_CHARS:
+        raise SettingsError(
+            f"{where}: too short to be a real token (at least {MIN_TOKEN_CHARS} characters)"
+        )
 
 
 def _tenant_reply_topics(raw: Any, where: str) -> TopicPatterns | None:

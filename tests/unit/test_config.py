@@ -320,6 +320,27 @@ def test_empty_auth_token_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> 
         TenantDirectory.from_settings(load_settings())
 
 
+def test_a_token_too_short_to_be_real_is_refused_in_one_line_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_default_tenant(monkeypatch)
+    monkeypatch.setenv("SAGEBRIDGE_AUTH_TOKEN", "t")
+    with pytest.raises(SettingsError) as caught:
+        TenantDirectory.from_settings(load_settings())
+    assert str(caught.value) == (
+        "SAGEBRIDGE_AUTH_TOKEN: too short to be a real token (at least 8 characters)"
+    )
+    set_default_tenant(monkeypatch)
+    monkeypatch.setenv("GLOBEX_TOKEN", "s3cr3t")
+    path = write_tenants_file(
+        tmp_path,
+        "tenants:\n  - {customer: '2002', company: GLOBEX, token_env: GLOBEX_TOKEN}\n",
+    )
+    monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(path))
+    with pytest.raises(SettingsError, match=r"^GLOBEX_TOKEN \(token of tenants entry 0\): too"):
+        TenantDirectory.from_settings(load_settings())
+
+
 def test_tenants_file_adds_tenants_with_tokens_from_the_named_env_vars(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
