@@ -55,12 +55,13 @@ class Breaker:
             self.cooldown_s = 0.0
             self._set(State.CLOSED)
 
-    def failure(self) -> None:
-        """A retryable failure; may open (or re-open) the breaker."""
+    def failure(self, *, at_once: bool = False) -> None:
+        """A retryable failure; may open (or re-open) the breaker. ``at_once``: open it now,
+        whatever the count (a refused token fails every call until it is replaced)."""
         self._probe_granted_at = None
         self.failures += 1
         if self.state is State.HALF_OPEN or (
-            self.state is State.CLOSED and self.failures >= self.threshold
+            self.state is State.CLOSED and (at_once or self.failures >= self.threshold)
         ):
             self.cooldown_s = min(
                 self.max_cooldown_s, max(self.base_cooldown_s, self.cooldown_s * 2)

@@ -99,7 +99,8 @@ async def call_with_retries(
         if isinstance(result, (Delivered, Rejected)):
             breaker.success()
             return result
-        breaker.failure()  # an unknown outcome is a sign of trouble too
+        # An unknown outcome is a sign of trouble too; a refused token fails every call alike.
+        breaker.failure(at_once=isinstance(result, Retryable) and result.token_refused)
         if isinstance(result, Unknown) and not retries.retry_unknown:
             return result
         if breaker.is_open:
