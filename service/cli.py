@@ -116,7 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         ("resume", "calls to this tenant start again"),
     ):
         command = tenant_commands.add_parser(action, help=text)
-        command.add_argument("tenant", type=_tenant_key, metavar="CUSTOMER/COMPANY")
+        command.add_argument(
+            "tenant",
+            type=_tenant_key,
+            metavar="CUSTOMER/COMPANY",
+            help="a configured tenant, e.g. 1001/ACME",
+        )
         command.set_defaults(handler=_tenant, action=action)
     status = tenant_commands.add_parser("status", help="list the paused tenants")
     status.set_defaults(handler=_tenant, action="status", tenant=None)
