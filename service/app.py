@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import TopicPartition
 from faststream import FastStream
+from redis.exceptions import RedisError
 
 from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
@@ -28,16 +31,18 @@ from service.connector.lookup import already_in_sage
 from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
-from service.intake.routes import load_route_table
+from service.intake.routes import Route, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
 from service.kafka.crash_guard import CrashLoopGuard
 from service.kafka.epoch_watch import EpochWatch
 from service.kafka.security import kafka_client_options
+from service.kafka.startup import KafkaUnreachable, start_when_reachable
 from service.lanes.batch import BatchPolicy
 from service.lanes.breaker import Breakers, State
 from service.lanes.master_data import MasterData
+from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
 from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
 from service.offsets.committer import Committer
@@ -54,9 +59,13 @@ from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
+from service.state.pauses import PauseStore
 from service.tenants import Tenant, TenantDirectory, TenantKey, known_secrets
 
 log = logging.getLogger(__name__)
+
+PAUSE_READ_INTERVAL_S = 0.5
+"""How often each replica reads the paused tenants: a pause takes effect within a second."""
 
 
 class Service:
@@ -87,12 +96,16 @@ class Service:
         self.locks = TenantLocks(
             self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000, self.epoch
         )
+        self.pauses = PauseGate(on_change=self._pause_changed)
+        self.pause_store = PauseStore(self.redis, settings.redis_prefix)
+        self.pause_reads = PeriodicCheck(self._read_pauses, PAUSE_READ_INTERVAL_S)
         # The breaker must open before any record can use up its retry budget on an outage:
         # consecutive failures reach the threshold no later than one record's attempts do.
         self.breakers = Breakers(
             min(settings.breaker_threshold, settings.max_attempts),
             settings.breaker_cooldown_ms / 1000,
             on_change=self._breaker_changed,
+            pauses=self.pauses,
         )
         self.consumer = GroupConsumer()
         self.log_ends = LogEnds(kafka_client_options(settings))
@@ -128,9 +141,7 @@ class Service:
             ),
             self.breakers,
             ledger,
-            lambda tenant, route, record: already_in_sage(
-                self.connector.get, tenant, route, record
-            ),
+            self._lookup,
             answering.answer,
             on_dropped=answering.dropped,
             may_doubt=self.watch.may_doubt,
@@ -185,8 +196,17 @@ class Service:
 
     async def start(self) -> None:
         await self.redis_answers.start()
+        await self.pause_reads.start()
         await self.http.start()
-        await self.producer.start()
+        try:
+            await start_when_reachable(
+                self.producer.start,
+                bootstrap=self.settings.kafka_bootstrap,
+                wait_s=self.settings.startup_wait_s,
+            )
+        except KafkaUnreachable:
+            await self.close()
+            raise
         await self.watch.start()
         self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
 
@@ -205,13 +225,16 @@ class Service:
         await self.locks.aclose()
         self.crash_guard.close()
         await self.redis_answers.stop()
+        await self.pause_reads.stop()
         await self.redis.aclose()
         await self.http.stop()
 
     async def readiness(self) -> Readiness:
         """Ready when Redis answers (as of its last periodic check), the serial lane is not
         paused, no tenant's Connector breaker is open and the group assigned us (an empty
-        assignment counts: a spare replica is healthy, just idle)."""
+        assignment counts: a spare replica is healthy, just idle). A tenant an operator paused
+        is listed but leaves the replica ready: the pause is intended, and traffic for the
+        other tenants still needs this replica."""
         checks = {
             "kafka_assigned": self.bridge.assigned,
             "redis": self.redis_answers.latest,
@@ -220,7 +243,8 @@ class Service:
         }
         durability = self.redis_check.durability
         ledger = durability.as_dict() if durability is not None else {"durable": None}
-        return Readiness(all(checks.values()), checks, {"ledger": ledger})
+        paused = sorted(str(tenant) for tenant in self.pauses.tenants)
+        return Readiness(all(checks.values()), checks, {"ledger": ledger, "paused": paused})
 
     async def _doubtful(self, ticket: Consumed) -> bool:
         return await self.watch.doubtful(ticket.partition, ticket.offset)
@@ -239,6 +263,29 @@ class Service:
             return result
 
         return post
+
+    async def _lookup(self, tenant: Tenant, route: Route, record: Mapping[str, Any]) -> bool:
+        """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
+        await self.pauses.until_resumed(tenant.key)
+        return await already_in_sage(self.connector.get, tenant, route, record)
+
+    async def _read_pauses(self) -> bool:
+        """Refresh the paused tenants from Redis; while Redis is unreachable the last known
+        set stands (a pause must not lapse because Redis blinked)."""
+        try:
+            self.pauses.set_paused(await self.pause_store.paused())
+        except RedisError:
+            return False
+        return True
+
+    def _pause_changed(self, tenant: TenantKey, paused: bool) -> None:
+        self.metrics.tenant_paused.labels(*tenant).set(1 if paused else 0)
+        log.warning(
+            "tenant paused by an operator: no calls until it is resumed"
+            if paused
+            else "tenant resumed by an operator",
+            extra={"customer": tenant[0], "company": tenant[1]},
+        )
 
     def _breaker_changed(self, tenant: TenantKey, state: State) -> None:
         self.metrics.breaker_open.labels(*tenant).set(0 if state is State.CLOSED else 1)

@@ -1,4 +1,4 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt list/replay, ledger, asyncapi."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, asyncapi."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TextIO
 from service.config import load_settings
 from service.errors import StartupError, ToolError
 from service.ops import gc as gctuning
-from service.tenants import TenantDirectory, known_secrets
+from service.tenants import TenantDirectory, TenantKey, known_secrets, parse_tenant_key
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +102,28 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_dlt(commands)
     _add_ledger(commands)
+
+    tenant = commands.add_parser(
+        "tenant",
+        help="pause or resume calls to one Sage company, on every replica",
+        description="A paused tenant's records wait (no retries used, no dead letters) until "
+        "it is resumed; other tenants flow. The pause is kept in Redis and survives restarts.",
+    )
+    tenant_commands = tenant.add_subparsers(dest="tenant_command", required=True)
+    for action, text in (
+        ("pause", "every replica stops calling this tenant's Cloud Connector within a second"),
+        ("resume", "calls to this tenant start again"),
+    ):
+        command = tenant_commands.add_parser(action, help=text)
+        command.add_argument(
+            "tenant",
+            type=_tenant_key,
+            metavar="CUSTOMER/COMPANY",
+            help="a configured tenant, e.g. 1001/ACME",
+        )
+        command.set_defaults(handler=_tenant_command, action=action)
+    status = tenant_commands.add_parser("status", help="list the paused tenants")
+    status.set_defaults(handler=_tenant_command, action="status", tenant=None)
 
     asyncapi = commands.add_parser(
         "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
@@ -275,7 +297,7 @@ def _letter_filters(command: argparse.ArgumentParser) -> None:
         help="only this stage (repeatable)",
     )
     command.add_argument(
-        "--tenant", type=_tenant, default=None, metavar="C/CO", help="only this tenant"
+        "--tenant", type=_tenant_key, default=None, metavar="C/CO", help="only this tenant"
     )
     command.add_argument(
         "--since", type=_time, default=None, metavar="TIME", help="only letters from TIME on"
@@ -285,20 +307,11 @@ def _letter_filters(command: argparse.ArgumentParser) -> None:
 def _tenant_option(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--tenant",
-        type=_tenant,
+        type=_tenant_key,
         default=None,
         metavar="C/CO",
         help="CUSTOMER/COMPANY (default: the default tenant)",
     )
-
-
-def _tenant(text: str) -> object:
-    from service.tools.dead_letters import parse_tenant
-
-    try:
-        return parse_tenant(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _time(text: str) -> object:
@@ -364,6 +377,21 @@ def _ledger_resolve(args: argparse.Namespace) -> int:
 
     return asyncio.run(
         resolve(load_settings(), args.event_id, args.tenant, delivered=args.delivered)
+    )
+
+
+def _tenant_key(text: str) -> TenantKey:
+    try:
+        return parse_tenant_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tenant_command(args: argparse.Namespace) -> int:
+    from service.tools.tenant import tenant_command
+
+    return asyncio.run(
+        tenant_command(load_settings(), args.action, args.tenant, sys.stdout, sys.stderr)
     )
 
 

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     """Consecutive retryable failures that open a tenant's circuit breaker."""
     breaker_cooldown_ms: int = Field(1_000, ge=10)
     """First wait before probing an open breaker (doubles per failed probe, up to 30 s)."""
+    startup_wait_s: float = Field(120.0, gt=0)
+    """At start-up, how long to wait for Kafka to answer before giving up (exit 2)."""
     drain_timeout_s: float = Field(8.0, gt=0)
     """On SIGTERM, how long to wait for open records before exiting (the rest are replayed)."""
     lock_ttl_ms: int = Field(40_000, ge=100)

@@ -16,6 +16,8 @@ holds the tenant's lock.
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 
 from service.connector.results import (
@@ -27,6 +29,8 @@ from service.connector.results import (
     refused_redirect,
 )
 from service.tenants import Tenant
+
+log = logging.getLogger(__name__)
 
 
 class ConnectorClient:
@@ -56,12 +60,12 @@ class ConnectorClient:
     ) -> CallResult:
         """POST ``payload`` (a JSON object or array, already encoded) to ``endpoint``."""
         headers = _headers(tenant, json_body=True, fence=fence)
-        return await self._call("POST", endpoint, headers, data=payload)
+        return _told(tenant, await self._call("POST", endpoint, headers, data=payload))
 
     async def get(self, tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
         """The Connector's list GET (a read; never changes Sage)."""
         headers = _headers(tenant, json_body=False, fence=None)
-        return await self._call("GET", endpoint, headers, params=params)
+        return _told(tenant, await self._call("GET", endpoint, headers, params=params))
 
     async def _call(
         self,
@@ -96,8 +100,20 @@ class ConnectorClient:
             await self._session.close()
 
 
+def _told(tenant: Tenant, result: CallResult) -> CallResult:
+    """``result``, after one log line if it says the tenant's token was refused."""
+    if isinstance(result, Retryable) and result.token_refused:
+        log.error(
+            "the Cloud Connector refused this tenant's token (HTTP 401): its breaker opens and "
+            "its records wait, none dead-lettered; replace the token (a token_file is re-read "
+            "when it changes)",
+            extra={"customer": tenant.customer, "company": tenant.company, "reason": result.reason},
+        )
+    return result
+
+
 def _headers(tenant: Tenant, *, json_body: bool, fence: int | None) -> dict[str, str]:
-    headers = {"Auth-Token": tenant.token.get_secret_value()}
+    headers = {"Auth-Token": tenant.secret()}
     if json_body:
         headers["Content-Type"] = "application/json"
     headers["customer"] = tenant.customer

@@ -5,7 +5,10 @@
   names the offending record of an array, ``whole_call`` when the refusal is about the call
   itself (auth, headers, endpoint), so splitting the batch cannot help.
 * :class:`Retryable` — certainly not processed: the connection was refused before anything was
-  sent, HTTP 429, or HTTP 503 carrying the Connector's own ERROR envelope ("try later").
+  sent, HTTP 429, or HTTP 503 carrying the Connector's own ERROR envelope ("try later"), or
+  HTTP 401 with that envelope: the tenant's token was refused (``token_refused``). That is not
+  the records' fault: the lanes open the tenant's breaker at once and its records wait until a
+  call with its token (perhaps a rotated one) succeeds, instead of being dead-lettered.
 * :class:`Unknown` — the request was sent and no verdict came back: a timeout, a dropped
   connection, 500/502/504 (a proxy in front of the Connector answers those after Sage may have
   stored the record), or any answer without an envelope. Safe to resend for idempotent
@@ -48,6 +51,8 @@ class Rejected:
 @dataclass(frozen=True, slots=True)
 class Retryable:
     reason: str
+    token_refused: bool = False
+    """HTTP 401: the Connector refused the tenant's token; the breaker opens at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,8 @@ def classify(status: int, content: bytes) -> CallResult:
     refused = envelope is not None and envelope.get("response") == "ERROR"
     if status == 429 or (status == 503 and refused):
         return Retryable(detail)
+    if status == 401 and refused:
+        return Retryable(detail, token_refused=True)
     if envelope is None:
         return Unknown(f"HTTP {status} without a response envelope")
     if status >= 500:

@@ -38,9 +38,10 @@ def tansu_binary() -> Path:
     return binary
 
 
-def start_tansu(log_dir: Path | None = None) -> Process:
-    """A Tansu broker with in-memory storage on a free port; bootstrap ``127.0.0.1:<port>``."""
-    port = free_port()
+def start_tansu(log_dir: Path | None = None, port: int | None = None) -> Process:
+    """A Tansu broker with in-memory storage on a free port (or on ``port``, e.g. one a service
+    was told to wait for); bootstrap ``127.0.0.1:<port>``."""
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     argv = [
         str(tansu_binary()),

@@ -6,6 +6,10 @@ not stall the others. After ``threshold`` consecutive retryable failures (connec
 budget nor end up as dead letters — while the rest flow. After a cool-down one probe call is
 let through (half-open); success closes the breaker and everyone waiting goes, failure reopens
 it with a longer cool-down (doubling, capped).
+
+An operator's pause (:mod:`service.lanes.pause`) holds a tenant's calls the same way: the
+breakers are given the :class:`~service.lanes.pause.PauseGate`, and :meth:`Breaker.admit`
+waits while the tenant is paused, whatever the breaker's own state.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from service.lanes.pause import PauseGate
 from service.tenants import TenantKey
 
 
@@ -37,6 +42,9 @@ class Breaker:
     cooldown_s: float = 0.0
     opened_at: float = 0.0
     on_change: Callable[[State], None] | None = None
+    pauses: PauseGate | None = None
+    tenant: TenantKey | None = None
+    """With ``pauses``: whose pause holds this breaker's admissions."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _probe_granted_at: float | None = None
 
@@ -47,12 +55,13 @@ class Breaker:
             self.cooldown_s = 0.0
             self._set(State.CLOSED)
 
-    def failure(self) -> None:
-        """A retryable failure; may open (or re-open) the breaker."""
+    def failure(self, *, at_once: bool = False) -> None:
+        """A retryable failure; may open (or re-open) the breaker. ``at_once``: open it now,
+        whatever the count (a refused token fails every call until it is replaced)."""
         self._probe_granted_at = None
         self.failures += 1
         if self.state is State.HALF_OPEN or (
-            self.state is State.CLOSED and self.failures >= self.threshold
+            self.state is State.CLOSED and (at_once or self.failures >= self.threshold)
         ):
             self.cooldown_s = min(
                 self.max_cooldown_s, max(self.base_cooldown_s, self.cooldown_s * 2)
@@ -64,14 +73,26 @@ class Breaker:
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 
+    @property
+    def paused(self) -> bool:
+        """An operator paused this tenant: no call may start, whatever :attr:`state` says."""
+        return (
+            self.pauses is not None and self.tenant is not None and self.pauses.paused(self.tenant)
+        )
+
     async def admit(self) -> None:
         """Return when a call may be made: at once while closed; after the cool-down as the
         single probe; otherwise wait for the probe's verdict.
 
         A probe's grant lapses after one cool-down: whoever was admitted may end up making no
         call (the serial lane can find its record already in the ledger), and a verdict that
-        never comes must not keep the tenant waiting for ever."""
+        never comes must not keep the tenant waiting for ever. A paused tenant waits for its
+        resumption first."""
         while True:
+            if self.paused:
+                assert self.pauses is not None and self.tenant is not None
+                await self.pauses.until_resumed(self.tenant)
+                continue
             if self.state is State.CLOSED:
                 return
             now = time.monotonic()
@@ -107,8 +128,11 @@ class Breakers:
         threshold: int,
         cooldown_s: float,
         on_change: Callable[[TenantKey, State], None] = lambda tenant, state: None,
+        pauses: PauseGate | None = None,
     ) -> None:
-        """``on_change`` is told whenever a tenant's breaker changes state (metrics, logs)."""
+        """``on_change`` is told whenever a tenant's breaker changes state (metrics, logs);
+        ``pauses``, the operator's paused tenants, hold admissions too."""
+        self._pauses = pauses
         self._threshold = threshold
         self._cooldown_s = cooldown_s
         self._breakers: dict[TenantKey, Breaker] = {}
@@ -121,6 +145,8 @@ class Breakers:
                 self._threshold,
                 self._cooldown_s,
                 on_change=functools.partial(self._changed, tenant),
+                pauses=self._pauses,
+                tenant=tenant,
             )
         return breaker
 

@@ -81,14 +81,17 @@ async def call_with_retries(
     """Call until the Connector answers or ``retries`` say stop.
 
     ``None`` when no verdict came: ``attempt`` could not start a call (the caller's records
-    were withdrawn, its lease runs short), or the breaker opened and ``retries`` say not to wait
-    for it. ``made`` is the number of calls these records were already in (an earlier lock hold,
-    the array before it was split), so that :class:`GaveUp` reports the real count."""
+    were withdrawn, its lease runs short), or the breaker opened (or the tenant was paused) and
+    ``retries`` say not to wait for it. ``made`` is the number of calls these records were
+    already in (an earlier lock hold, the array before it was split), so that :class:`GaveUp`
+    reports the real count."""
     attempts = made
     failures = 0
     while True:
         if retries.wait_out_outage:
             await breaker.admit()
+        elif breaker.paused:
+            return None  # an operator's pause: the caller waits for it holding nothing
         result = await attempt()
         if result is None:
             return None
@@ -96,7 +99,8 @@ async def call_with_retries(
         if isinstance(result, (Delivered, Rejected)):
             breaker.success()
             return result
-        breaker.failure()  # an unknown outcome is a sign of trouble too
+        # An unknown outcome is a sign of trouble too; a refused token fails every call alike.
+        breaker.failure(at_once=isinstance(result, Retryable) and result.token_refused)
         if isinstance(result, Unknown) and not retries.retry_unknown:
             return result
         if breaker.is_open:

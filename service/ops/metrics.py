@@ -77,6 +77,12 @@ class Metrics:
             "noeviction, no Cluster); 0 if not, or not known yet.",
             registry=r,
         )
+        self.tenant_paused = Gauge(
+            "sagebridge_tenant_paused",
+            "1 while an operator has paused a tenant (sagebridge tenant pause).",
+            ["customer", "company"],
+            registry=r,
+        )
         self.serial_paused = Gauge(
             "sagebridge_serial_lane_paused",
             "1 while Redis is unreachable and the serial lane waits.",

@@ -143,14 +143,6 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def parse_tenant(text: str) -> TenantKey:
-    """``CUSTOMER/COMPANY`` (the company may not contain ``/``)."""
-    customer, slash, company = text.rpartition("/")
-    if not slash or not customer or not company:
-        raise ValueError(f"expected CUSTOMER/COMPANY, got {text!r}")
-    return TenantKey(customer, company)
-
-
 def iso(moment: datetime) -> str:
     """UTC, milliseconds, ``Z``: how the tools print a time."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

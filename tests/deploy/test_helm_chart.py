@@ -99,6 +99,8 @@ REDIS_WITH_PASSWORD = with_(
         "REDIS_URL": f"rediss://sagebridge:{REDIS_PASSWORD}@redis:6380/0",
     },
 )
+TOKEN_FILES = with_(EVERYTHING_ON, tenantTokenFiles={"enabled": True})
+TOKEN_FILES_EXISTING = with_(EXISTING_SECRET, tenantTokenFiles={"enabled": True})
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +144,8 @@ VARIANTS = {
     "existing": EXISTING_SECRET,
     "hpa": HPA,
     "redis-password": REDIS_WITH_PASSWORD,
+    "token-files": TOKEN_FILES,
+    "token-files-existing": TOKEN_FILES_EXISTING,
 }
 
 
@@ -324,6 +328,37 @@ def test_tenants_file_is_mounted_where_the_setting_points(chart: Any) -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     assert volume["configMap"]["name"] == tenants_cm["metadata"]["name"]
     assert config["SAGEBRIDGE_CUSTOMER"] == "1001" and config["SAGEBRIDGE_COMPANY"] == "ACME"
+
+
+@pytest.mark.parametrize("variant", ["token-files", "token-files-existing"])
+def test_tenant_tokens_can_be_mounted_as_files_that_update_in_place(
+    chart: Any, variant: str
+) -> None:
+    objects = render(chart, VARIANTS[variant])
+    tenants = yaml.safe_load(one(objects, "ConfigMap", "-tenants")["data"]["tenants.yaml"])
+    [beta] = tenants["tenants"]
+    assert "token_env" not in beta
+    token_file = Path(beta["token_file"])
+    assert token_file == Path("/etc/sagebridge/tenant-tokens/BETA_SAGE_TOKEN")
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "tenant-tokens")
+    assert mount["mountPath"] == str(token_file.parent) and mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount is never updated in place"
+    volume = next(v for v in pod["volumes"] if v["name"] == "tenant-tokens")
+    assert volume["secret"]["items"] == [{"key": "BETA_SAGE_TOKEN", "path": token_file.name}]
+    env_secrets = [
+        s["secretRef"]["name"] for s in container(objects)["envFrom"] if "secretRef" in s
+    ]
+    if variant == "token-files-existing":
+        assert volume["secret"]["secretName"] == "sagebridge-tokens"
+        assert not any(s in json.dumps(objects) for s in SECRETS)
+        return
+    files = one(objects, "Secret", "-tenant-tokens")
+    assert volume["secret"]["secretName"] == files["metadata"]["name"]
+    assert base64.b64decode(files["data"]["BETA_SAGE_TOKEN"]).decode() == BETA_TOKEN
+    assert files["metadata"]["name"] not in env_secrets, "not an env var: it would not rotate"
+    env_secret = one(objects, "Secret", "prod-sagebridge")
+    assert "BETA_SAGE_TOKEN" not in env_secret["data"], "a token change must not roll the pods"
 
 
 def test_kafka_tls_and_sasl_reach_the_settings(chart: Any) -> None:

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from service.config import load_settings
 from service.errors import SettingsError
 from service.intake.topics import is_valid_topic
-from service.tenants import Tenant, TenantDirectory, known_secrets
+from service.tenants import Tenant, TenantDirectory, TenantKey, known_secrets
 
 TOKEN = "s3cr3t-token-value"
 OTHER_TOKEN = "other-s3cr3t-value"
@@ -243,6 +243,40 @@ def test_every_known_secret_is_listed_for_masking(
     assert {TOKEN, OTHER_TOKEN, "sasl-secret", "p@ss", "p%40ss"} <= set(listed)
 
 
+def test_a_token_file_is_read_next_to_the_tenants_file_and_its_tokens_are_masked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "globex.token").write_text(OTHER_TOKEN + "\n")
+    tenants = write_tenants_file(
+        tmp_path, "tenants:\n  - {customer: '2', company: B, token_file: globex.token}\n"
+    )
+    monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(tenants))
+    settings = load_settings()
+    directory = TenantDirectory.from_settings(settings)
+    assert directory.tenants[TenantKey("2", "B")].secret() == OTHER_TOKEN
+    assert OTHER_TOKEN in set(known_secrets(settings, directory))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "{customer: '2', company: B, token_env: T, token_file: t.token}",
+        "{customer: '2', company: B}",
+        "{customer: '2', company: B, token_file: missing.token}",
+    ],
+    ids=["both", "neither", "missing-file"],
+)
+def test_a_tenant_needs_exactly_one_usable_token_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entry: str
+) -> None:
+    monkeypatch.setenv("T", OTHER_TOKEN)
+    tenants = write_tenants_file(tmp_path, f"tenants:\n  - {entry}\n")
+    monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(tenants))
+    with pytest.raises(SettingsError, match=r"^SAGEBRIDGE_TENANTS_FILE.*entry 0") as caught:
+        TenantDirectory.from_settings(load_settings())
+    assert "\n" not in str(caught.value)
+
+
 # --- tenants --------------------------------------------------------------------------------------
 
 
@@ -317,6 +351,27 @@ def test_empty_auth_token_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> 
     set_default_tenant(monkeypatch)
     monkeypatch.setenv("SAGEBRIDGE_AUTH_TOKEN", "")
     with pytest.raises(SettingsError, match=r"^SAGEBRIDGE_AUTH_TOKEN: "):
+        TenantDirectory.from_settings(load_settings())
+
+
+def test_a_token_too_short_to_be_real_is_refused_in_one_line_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_default_tenant(monkeypatch)
+    monkeypatch.setenv("SAGEBRIDGE_AUTH_TOKEN", "t")
+    with pytest.raises(SettingsError) as caught:
+        TenantDirectory.from_settings(load_settings())
+    assert str(caught.value) == (
+        "SAGEBRIDGE_AUTH_TOKEN: too short to be a real token (at least 8 characters)"
+    )
+    set_default_tenant(monkeypatch)
+    monkeypatch.setenv("GLOBEX_TOKEN", "s3cr3t")
+    path = write_tenants_file(
+        tmp_path,
+        "tenants:\n  - {customer: '2002', company: GLOBEX, token_env: GLOBEX_TOKEN}\n",
+    )
+    monkeypatch.setenv("SAGEBRIDGE_TENANTS_FILE", str(path))
+    with pytest.raises(SettingsError, match=r"^GLOBEX_TOKEN \(token of tenants entry 0\): too"):
         TenantDirectory.from_settings(load_settings())
 
 

@@ -71,6 +71,15 @@ the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}
 {{- if regexMatch "^[A-Za-z0-9+.-]+://[^/?#]*@|[?&]password=" (.Values.settings.REDIS_URL | default "" | toString) -}}true{{- end -}}
 {{- end -}}
 
+{{/* Where tenants' token files come from: existingSecret, or the chart's own Secret. */}}
+{{- define "sagebridge.tenantTokensSecretName" -}}
+{{- if .Values.existingSecret -}}
+{{- .Values.existingSecret -}}
+{{- else -}}
+{{- include "sagebridge.fullname" . -}}-tenant-tokens
+{{- end -}}
+{{- end -}}
+
 {{- define "sagebridge.tenantsMountPath" -}}/etc/sagebridge/tenants{{- end -}}
 
 {{/* Fail early on combinations that cannot work. */}}

@@ -71,5 +71,10 @@ def test_an_error_envelope_names_the_bad_record_of_an_array() -> None:
 
 
 def test_an_error_envelope_with_a_4xx_refuses_the_whole_call() -> None:
+    result = classify(400, body("ERROR", "missing header: customer"))
+    assert result == Rejected("HTTP 400: missing header: customer", whole_call=True)
+
+
+def test_a_refused_token_is_retryable_and_says_so() -> None:
     result = classify(401, body("ERROR", "missing or unknown Auth-Token"))
-    assert result == Rejected("HTTP 401: missing or unknown Auth-Token", whole_call=True)
+    assert result == Retryable("HTTP 401: missing or unknown Auth-Token", token_refused=True)

@@ -9,13 +9,12 @@ import orjson
 import pytest
 
 from service.answers.outcomes import Origin, Outcome, Stage, Subject, dead_letter_headers
-from service.tenants import TenantKey
+from service.tenants import TenantKey, parse_tenant_key
 from service.tools.dead_letters import (
     DeadLetter,
     LetterFilter,
     describe,
     iso,
-    parse_tenant,
     parse_time,
 )
 from service.tools.dlt_list import Listing
@@ -109,11 +108,11 @@ def test_times_are_iso_8601_and_utc_when_no_offset_is_given() -> None:
 
 
 def test_tenants_are_customer_slash_company() -> None:
-    assert parse_tenant("1001/ACME") == DEFAULT
-    assert parse_tenant("a/b/ACME") == TenantKey("a/b", "ACME")
+    assert parse_tenant_key("1001/ACME") == DEFAULT
+    assert parse_tenant_key("a/b/ACME") == TenantKey("a/b", "ACME")
     for bad in ("ACME", "/ACME", "1001/"):
         with pytest.raises(ValueError, match="expected CUSTOMER/COMPANY"):
-            parse_tenant(bad)
+            parse_tenant_key(bad)
 
 
 def test_a_listing_counts_everything_and_keeps_the_newest() -> None:
