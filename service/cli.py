@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check JSON-lines events offline")
     validate.add_argument("file", nargs="?", type=Path)
+    validate.add_argument(
+        "--explain", action="store_true", help="also print the record each valid event becomes"
+    )
     validate.set_defaults(handler=_validate)
 
     dlt = commands.add_parser("dlt", help="dead-letter tools")
@@ -176,14 +179,14 @@ def _validate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.file is None:
-        return validate_lines(sys.stdin, sys.stdout, settings)
+        return validate_lines(sys.stdin, sys.stdout, settings, args.explain)
     try:
         stream = args.file.open(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         print(f"sagebridge validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     with stream:
-        return validate_lines(stream, sys.stdout, settings)
+        return validate_lines(stream, sys.stdout, settings, args.explain)
 
 
 def _dlt_replay(args: argparse.Namespace) -> int:
