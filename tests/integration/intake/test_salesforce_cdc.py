@@ -5,6 +5,7 @@ sandbox over HTTP -> one reply per event."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,38 +53,38 @@ def bound(topics: Topics) -> str:
     return f"sf-{topics.events}"
 
 
-async def run(
+Send = Callable[..., Awaitable[dict[str, dict[str, Any]]]]
+
+
+@pytest.fixture
+def send(
     running_service: Any,
     crm_contracts: Path,
     kafka_bootstrap: str,
     topics: Topics,
     collector: Collector,
-    messages: list[Any],
-    *,
-    topic: str | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Produce ``messages``; the replies by event_id once there is one per message."""
-    await create_topics(kafka_bootstrap, [bound(topics)])
-    async with running_service(
-        contracts_dir=crm_contracts, input_topics=f"{topics.events},{bound(topics)}"
-    ):
-        await produce(kafka_bootstrap, topic or topics.events, messages)
-        replies = await collector.wait_for(topics.replies, len(messages))
-    return {r.json()["event_id"]: r.json() for r in replies}
+    sandbox: Any,
+) -> Send:
+    """``await send(messages, topic=None)``: the service runs with the Salesforce contracts
+    while ``messages`` are produced; the replies by event_id once there is one per message."""
+
+    async def run(messages: list[Any], *, topic: str | None = None) -> dict[str, dict[str, Any]]:
+        await create_topics(kafka_bootstrap, [bound(topics)])
+        async with running_service(
+            contracts_dir=crm_contracts, input_topics=f"{topics.events},{bound(topics)}"
+        ):
+            await produce(kafka_bootstrap, topic or topics.events, messages)
+            replies = await collector.wait_for(topics.replies, len(messages))
+        return {r.json()["event_id"]: r.json() for r in replies}
+
+    return run
 
 
-async def test_create_with_compound_fields_lands_mapped(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
-) -> None:
+async def test_create_with_compound_fields_lands_mapped(send: Send, sandbox: Any) -> None:
     payload = created_contact(
         JANE, ACCOUNT, Name={"Salutation": "Dr.", "FirstName": "Jane", "LastName": "Smith"}
     )
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [(JANE.encode(), envelope("sf-create", payload))],
     )
     reply = replies["sf-create"]
@@ -110,9 +111,7 @@ async def test_create_with_compound_fields_lands_mapped(
     }
 
 
-async def test_update_sends_the_keys_and_changed_fields_only(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
-) -> None:
+async def test_update_sends_the_keys_and_changed_fields_only(send: Send, sandbox: Any) -> None:
     payload = change_event(
         "UPDATE",
         [JANE],
@@ -121,12 +120,7 @@ async def test_update_sends_the_keys_and_changed_fields_only(
         MailingAddress={"City": "Salem"},
         LastModifiedDate="2026-12-01T13:00:00.000Z",
     )
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [(JANE.encode(), envelope("sf-update", payload))],
     )
     assert replies["sf-update"]["response"] == "SUCCESS"
@@ -141,17 +135,12 @@ async def test_update_sends_the_keys_and_changed_fields_only(
 
 
 async def test_several_record_ids_become_one_record_each_and_one_reply(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
+    send: Send, topics: Topics, collector: Collector, sandbox: Any
 ) -> None:
     payload = change_event(
         "UPDATE", [JANE, JOHN, ANNA], changed=["Title", "LastModifiedDate"], Title="Owner"
     )
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [
             (JANE.encode(), envelope("sf-many", payload)),
             (b"after", envelope("sf-after", created_contact(JOHN, ACCOUNT))),
@@ -176,21 +165,9 @@ async def test_several_record_ids_become_one_record_each_and_one_reply(
     ],
 )
 async def test_delete_and_gap_events_are_refused_and_dead_lettered(
-    change: str,
-    expected: str,
-    running_service,
-    crm_contracts: Path,
-    kafka_bootstrap: str,
-    topics: Topics,
-    collector,
-    sandbox,
+    change: str, expected: str, send: Send, topics: Topics, collector: Collector, sandbox: Any
 ) -> None:
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [(JANE.encode(), envelope("sf-refused", change_event(change, [JANE])))],
     )
     reply = replies["sf-refused"]
@@ -202,14 +179,9 @@ async def test_delete_and_gap_events_are_refused_and_dead_lettered(
 
 
 async def test_an_account_missing_from_the_cross_reference_is_a_validation_error(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
+    send: Send, topics: Topics, collector: Collector, sandbox: Any
 ) -> None:
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [(JANE.encode(), envelope("sf-no-account", created_contact(JANE, UNKNOWN_ACCOUNT)))],
     )
     reply = replies["sf-no-account"]
@@ -225,7 +197,7 @@ async def test_an_account_missing_from_the_cross_reference_is_a_validation_error
 
 
 async def test_accented_names_count_characters_at_the_length_limit(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
+    send: Send, sandbox: Any
 ) -> None:
     # 30 characters as Sage counts them, typed with combining accents (more code points).
     nfd = {"FirstName": "Anaïs-Éloïse", "LastName": "Lüdenscheid-Märkl"}
@@ -233,12 +205,7 @@ async def test_accented_names_count_characters_at_the_length_limit(
     over = {"FirstName": "Anaïs-Éloïse", "LastName": "Müller-Lüdenscheidt"}
     name = f"{at_limit['FirstName']} {at_limit['LastName']}"
     assert len(unicodedata.normalize("NFC", name)) == 30 and len(name) > 30
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [
             (ANNA.encode(), envelope("sf-at-limit", created_contact(ANNA, ACCOUNT, Name=at_limit))),
             (JOHN.encode(), envelope("sf-over", created_contact(JOHN, ACCOUNT, Name=over))),
@@ -252,18 +219,14 @@ async def test_accented_names_count_characters_at_the_length_limit(
     assert stored["record"]["ContactName"] == name  # as sent: never cut
 
 
-async def test_cloudevents_in_structured_and_binary_mode(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
-) -> None:
+async def test_cloudevents_in_structured_and_binary_mode(send: Send, sandbox: Any) -> None:
     messages = [
         (JANE.encode(), cloudevent("ce-structured", created_contact(JANE, ACCOUNT)), STRUCTURED),
         (JOHN.encode(), created_contact(JOHN, ACCOUNT), binary_headers("ce-binary")),
         (b"bad", b'{"specversion": "1.0", "type": "salesforce.contact.change"}', STRUCTURED),
         (b"bad-data", b"not json", binary_headers("ce-bad-data")),
     ]
-    replies = await run(
-        running_service, crm_contracts, kafka_bootstrap, topics, collector, messages
-    )
+    replies = await send(messages)
     assert replies["ce-structured"]["response"] == "SUCCESS"
     assert replies["ce-binary"]["response"] == "SUCCESS"
     assert replies[None]["stage"] == "parse"
@@ -273,16 +236,9 @@ async def test_cloudevents_in_structured_and_binary_mode(
     assert codes == {"JSMITH", "JDOE"}
 
 
-async def test_raw_payloads_on_a_bound_topic(
-    running_service, crm_contracts: Path, kafka_bootstrap: str, topics: Topics, collector, sandbox
-) -> None:
+async def test_raw_payloads_on_a_bound_topic(send: Send, topics: Topics, sandbox: Any) -> None:
     payload = created_contact(JANE, ACCOUNT, transaction="0002343d-9d90-e395", sequence=2)
-    replies = await run(
-        running_service,
-        crm_contracts,
-        kafka_bootstrap,
-        topics,
-        collector,
+    replies = await send(
         [(JANE.encode(), payload)],
         topic=bound(topics),
     )
