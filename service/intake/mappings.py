@@ -18,6 +18,8 @@ such as Salesforce Change Data Capture:
   than half a name sent.
 - ``refuse``: change types (``fnmatch`` patterns such as ``GAP_*``) refused with the given
   message.
+- ``diff_fields`` (optional): fields an update carries as a diff rather than the new value
+  (Salesforce, for long text); an element built from one is refused, never sent as the diff.
 
 A file that cannot work refuses start-up with one line (:class:`ContractFileError`): an element
 its contract does not have, a key it never fills, a declared truncation or a constant longer
@@ -69,6 +71,9 @@ class Changes:
     whole: frozenset[str]
     changed_only: frozenset[str]
     refuse: MappingOf[str, str]
+    diff_fields: Source | None = None
+    """Fields an update carries as a diff of the old value, not the value (Salesforce does
+    this for long text): an element built from one is refused, never sent as the diff."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,18 +118,23 @@ class Mapping:
                 "resend the records one by one",
             )
         changed: frozenset[str] | None = None
+        diffs: frozenset[str] = frozenset()
         if change in changes.changed_only:
-            fields = changes.changed_fields.value(ctx)
-            changed = frozenset(fields) if isinstance(fields, list) else frozenset()
-        return self._records(payload, list(dict.fromkeys(ids)), changed)
+            changed = _names(changes.changed_fields, ctx)
+            diffs = _names(changes.diff_fields, ctx)
+        return self._records(payload, list(dict.fromkeys(ids)), changed, diffs)
 
     def _records(
-        self, payload: MappingOf[str, Any], ids: list[str | None], changed: frozenset[str] | None
+        self,
+        payload: MappingOf[str, Any],
+        ids: list[str | None],
+        changed: frozenset[str] | None,
+        diffs: frozenset[str] = frozenset(),
     ) -> Mapped | Unmapped:
         records: list[tuple[str | None, dict[str, Any]]] = []
         errors: list[FieldError] = []
         for record_id in ids:
-            record, problems = self._record(Context(payload, record_id), changed)
+            record, problems = self._record(Context(payload, record_id), changed, diffs)
             records.append((record_id, record))
             errors.extend(problems)
         if errors:
@@ -134,7 +144,7 @@ class Mapping:
         return Mapped(records)
 
     def _record(
-        self, ctx: Context, changed: frozenset[str] | None
+        self, ctx: Context, changed: frozenset[str] | None, diffs: frozenset[str]
     ) -> tuple[dict[str, Any], list[FieldError]]:
         record: dict[str, Any] = {}
         errors: list[FieldError] = []
@@ -149,6 +159,13 @@ class Mapping:
                     untouched = [p for p in paths if p not in touched]
                     errors.append(_unmapped(name, _partial(touched, untouched)))
                     continue
+                if diffed := [p for p in touched if _touched(p, diffs)]:
+                    detail = (
+                        f"{', '.join(diffed)} came as a diff of the old value, not the value; "
+                        "re-read the record from the CRM and send it whole"
+                    )
+                    errors.append(_unmapped(name, detail))
+                    continue
             found = source.value(ctx)
             if isinstance(found, Missing):
                 if name in keys or found.lookup_failed:
@@ -157,6 +174,15 @@ class Mapping:
                 found = None
             record[name] = found
         return record, errors
+
+
+def _names(source: Source | None, ctx: Context) -> frozenset[str]:
+    found = source.value(ctx) if source is not None else None
+    return (
+        frozenset(n for n in found if isinstance(n, str))
+        if isinstance(found, list)
+        else frozenset()
+    )
 
 
 def _touched(path: str, changed: frozenset[str]) -> bool:
@@ -246,4 +272,5 @@ def _changes(raw: Any, tables: MappingOf[str, CrossReference], where: str) -> Ch
         frozenset(str(t) for t in raw["whole"]),
         frozenset(str(t) for t in raw["changed_only"]),
         {str(k): str(v) for k, v in refuse.items()},
+        compile_source(raw["diff_fields"], tables, where) if "diff_fields" in raw else None,
     )

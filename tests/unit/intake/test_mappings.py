@@ -97,6 +97,19 @@ def test_update_of_the_whole_name_rebuilds_it(mapping: Mapping) -> None:
     assert one(mapping.apply(payload))["ContactName"] == "Janet Jones"
 
 
+def test_update_of_a_field_sent_as_a_diff_is_refused_not_sent_as_the_diff(
+    mapping: Mapping,
+) -> None:
+    payload = change_event(
+        "UPDATE", [JANE], changed=["Description"], Description="@@ -1,3 +1,4 @@\n-old\n+new"
+    )
+    payload["ChangeEventHeader"]["diffFields"] = ["Description"]
+    result = mapping.apply(payload)
+    assert isinstance(result, Unmapped)
+    [error] = result.errors
+    assert error.field == "ContactNotes" and "came as a diff" in str(error.detail)
+
+
 def test_several_record_ids_make_one_record_each(mapping: Mapping) -> None:
     payload = change_event(
         "UPDATE", [JANE, JOHN], changed=["Title"], Title="Owner", AccountId=ACCOUNT
