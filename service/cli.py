@@ -1,4 +1,4 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay, asyncapi."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt replay, asyncapi, xref load."""
 
 from __future__ import annotations
 
@@ -107,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="to_topic", default=None)
     replay.set_defaults(handler=_dlt_replay)
 
+    xref = commands.add_parser("xref", help="cross-reference tables of CRM ids (mappings)")
+    xref_commands = xref.add_subparsers(dest="xref_command", required=True)
+    xref_load = xref_commands.add_parser(
+        "load", help="check a CSV as contracts/xref/TABLE.csv against the mappings, install it"
+    )
+    xref_load.add_argument("table", help="the table's name, e.g. salesforce_accounts")
+    xref_load.add_argument("file", type=Path, help="CSV: header row, CRM id in the first column")
+    xref_load.set_defaults(handler=_xref_load)
+
     asyncapi = commands.add_parser(
         "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
     )
@@ -187,6 +196,19 @@ def _validate(args: argparse.Namespace) -> int:
         return 2
     with stream:
         return validate_lines(stream, sys.stdout, settings, args.explain)
+
+
+def _xref_load(args: argparse.Namespace) -> int:
+    from service.tools.xref import load_table
+
+    if not args.table.isidentifier():
+        print(f"sagebridge xref load: bad table name {args.table!r}", file=sys.stderr)
+        return 2
+    try:
+        return load_table(load_settings().contracts_dir, args.table, args.file, sys.stdout)
+    except OSError as exc:
+        print(f"sagebridge xref load: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 def _dlt_replay(args: argparse.Namespace) -> int:

@@ -47,11 +47,12 @@ def load_cross_references(directory: Path) -> dict[str, CrossReference]:
     """
     tables: dict[str, CrossReference] = {}
     for path in sorted(directory.glob("*.csv")) if directory.is_dir() else ():
-        tables[path.stem] = _load(path)
+        tables[path.stem] = read_table(path)
     return tables
 
 
-def _load(path: Path) -> CrossReference:
+def read_table(path: Path, name: str | None = None) -> CrossReference:
+    """One table from ``path``, named ``name`` (default: the file's stem)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             lines = list(csv.reader(handle))
@@ -74,4 +75,4 @@ def _load(path: Path) -> CrossReference:
         rows[crm_id] = {
             name: cell.strip() for name, cell in zip(header[1:], cells[1:], strict=True)
         }
-    return CrossReference(path.stem, header[0], tuple(header[1:]), rows)
+    return CrossReference(name or path.stem, header[0], tuple(header[1:]), rows)
