@@ -4,28 +4,17 @@ mapping applied offline with the operator's cross-reference tables, the mapped r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from service.dev.salesforce import change_event, contracts_with_xref, created_contact, envelope
+from tests.support.command import sagebridge
 
 ACCOUNT, JANE, JOHN = "001Dn00000ACMEaIAG", "003Dn00000JANE1IAG", "003Dn00000JOHN2IAG"
 
 
 def validate(contracts: Path, feed: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
-    env["SAGEBRIDGE_CONTRACTS_DIR"] = str(contracts)
-    return subprocess.run(
-        [sys.executable, "-m", "service", "validate", *args, str(feed)],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=feed.parent,
-        timeout=60,
-    )
+    return sagebridge(contracts, "validate", *args, str(feed))
 
 
 def test_explain_shows_each_mapped_record_and_the_missing_look_up(tmp_path: Path) -> None:

@@ -3,28 +3,17 @@ contracts load with it, so a bad export can never stop the next start-up."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from service.dev.salesforce import contracts_with_xref
+from tests.support.command import sagebridge
 
 ACCOUNT = "001Dn00000ACMEaIAG"
 
 
 def xref_load(contracts: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGEBRIDGE_")}
-    env["SAGEBRIDGE_CONTRACTS_DIR"] = str(contracts)
-    return subprocess.run(
-        [sys.executable, "-m", "service", "xref", "load", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=contracts.parent,
-        timeout=60,
-    )
+    return sagebridge(contracts, "xref", "load", *args)
 
 
 def test_a_good_table_is_installed(tmp_path: Path) -> None:
