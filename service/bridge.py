@@ -19,11 +19,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from service.answers.joined import Joint, Part
 from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.intake.admit import Admitted, Intake, Refused
@@ -59,6 +60,9 @@ class Consumed:
     received_at: float
     generation: int
     """The partition's assignment it was consumed under (see :mod:`service.offsets.tracker`)."""
+    part_of: Part[Consumed] | None = None
+    """Set on one record of an event that stands for several: the event is answered once,
+    when all are (:mod:`service.answers.joined`)."""
 
 
 class Answering:
@@ -88,12 +92,17 @@ class Answering:
 
     def answer(self, results: Sequence[tuple[Consumed, Outcome]]) -> None:
         """Publish these outcomes (in the background: lanes must not block)."""
-        self._background(self._answer(list(results)))
+        self._background(self._answer(_joined(results)))
 
     def dropped(self, tickets: Sequence[Consumed]) -> None:
         """Records given up unanswered (their partition was revoked): the new owner answers
         them, so they stay uncommitted here. Their ledger intents stay too: an intent may be a
         crashed predecessor's trace of a call that did land, which the new owner looks up."""
+        tickets = [
+            t if t.part_of is None else t.part_of.joint.whole
+            for t in tickets
+            if t.part_of is None or t.part_of.joint.give_up()
+        ]
         for ticket in tickets:
             if ticket.generation == self.tracker.generation(ticket.partition):
                 self.tracker.dropped(ticket.partition, ticket.offset)
@@ -209,7 +218,7 @@ class Bridge:
                 partition = TopicPartition(record.topic, record.partition)  # one per run
                 generation = self._tracker.generation(partition)
             self._tracker.consumed(partition, record.offset)
-            decision = self._intake.admit(record.value)
+            decision = self._intake.admit(record.value, record.headers, record.topic)
             ticket = Consumed(
                 partition,
                 record.offset,
@@ -222,6 +231,8 @@ class Bridge:
             )
             if isinstance(decision, Refused):
                 refused.append((ticket, decision.outcome))
+            elif decision.parts:
+                master_data.extend(self._fan_out(ticket, decision))
             elif decision.route.lane is Lane.BATCH:
                 master_data.append((ticket, decision))
             else:
@@ -232,6 +243,20 @@ class Bridge:
             refused.extend(await self._master_data.submit(master_data))
         if refused:
             self._answering.answer(refused)
+
+    def _fan_out(self, ticket: Consumed, decision: Admitted) -> list[tuple[Consumed, Admitted]]:
+        """One ticket per record of an event that stands for several; master data returned
+        for the caller's ledger round trip, transactions submitted here."""
+        names = tuple(p.event.event_id.rpartition("/")[2] for p in decision.parts)
+        joint = Joint(ticket, names)
+        master_data: list[tuple[Consumed, Admitted]] = []
+        for index, part in enumerate(decision.parts):
+            child = replace(ticket, subject=part.subject, part_of=Part(joint, index))
+            if part.route.lane is Lane.BATCH:
+                master_data.append((child, part))
+            else:
+                self._serial.submit(Delivery.of(child, part))
+        return master_data
 
     def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Consumed, Outcome]]:
         """Records that stopped the service too often while being taken in: answered ERROR
@@ -304,6 +329,18 @@ class Bridge:
             self._consumer.pause(assigned)
         await self._watch.assigned(assigned)
         self.assigned = True
+
+
+def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed, Outcome]]:
+    """The outcomes to publish: a part's outcome only completes its event's."""
+    joined: list[tuple[Consumed, Outcome]] = []
+    for ticket, outcome in results:
+        part = ticket.part_of
+        if part is None:
+            joined.append((ticket, outcome))
+        elif (whole := part.joint.settle(part.index, outcome)) is not None:
+            joined.append((part.joint.whole, whole))
+    return joined
 
 
 def _answer_of(ticket: Consumed, outcome: Outcome) -> Answer:

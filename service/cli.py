@@ -1,4 +1,4 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, asyncapi."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, xref, asyncapi."""
 
 from __future__ import annotations
 
@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check JSON-lines events offline")
     validate.add_argument("file", nargs="?", type=Path)
+    validate.add_argument(
+        "--explain", action="store_true", help="also print the record each valid event becomes"
+    )
     validate.set_defaults(handler=_validate)
 
     _add_dlt(commands)
@@ -124,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=_tenant_command, action=action)
     status = tenant_commands.add_parser("status", help="list the paused tenants")
     status.set_defaults(handler=_tenant_command, action="status", tenant=None)
+
+    xref = commands.add_parser("xref", help="cross-reference tables of CRM ids (mappings)")
+    xref_commands = xref.add_subparsers(dest="xref_command", required=True)
+    xref_load = xref_commands.add_parser(
+        "load", help="check a CSV as contracts/xref/TABLE.csv against the mappings, install it"
+    )
+    xref_load.add_argument("table", help="the table's name, e.g. salesforce_accounts")
+    xref_load.add_argument("file", type=Path, help="CSV: header row, CRM id in the first column")
+    xref_load.set_defaults(handler=_xref_load)
 
     asyncapi = commands.add_parser(
         "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
@@ -270,14 +282,27 @@ def _validate(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     if args.file is None:
-        return validate_lines(sys.stdin, sys.stdout, settings)
+        return validate_lines(sys.stdin, sys.stdout, settings, args.explain)
     try:
         stream = args.file.open(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         print(f"sagebridge validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     with stream:
-        return validate_lines(stream, sys.stdout, settings)
+        return validate_lines(stream, sys.stdout, settings, args.explain)
+
+
+def _xref_load(args: argparse.Namespace) -> int:
+    from service.tools.xref import load_table
+
+    if not args.table.isidentifier():
+        print(f"sagebridge xref load: bad table name {args.table!r}", file=sys.stderr)
+        return 2
+    try:
+        return load_table(load_settings().contracts_dir, args.table, args.file, sys.stdout)
+    except OSError as exc:
+        print(f"sagebridge xref load: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 class _OneLineErrors(argparse.ArgumentParser):

@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 
 Message = tuple[bytes | None, bytes | dict[str, Any] | None]
 """(key, value) as produced; a dict value is encoded as JSON."""
+WithHeaders = tuple[bytes | None, bytes | dict[str, Any] | None, list[tuple[str, bytes]]]
+"""(key, value, headers): a record whose headers matter (a binary-mode CloudEvent)."""
 
 
 def event(
@@ -44,11 +46,12 @@ def contact(n: int, **fields: Any) -> dict[str, Any]:
 async def produce(
     bootstrap: str,
     topic: str,
-    messages: Iterable[Message],
+    messages: Iterable[Message | WithHeaders],
     *,
     max_request_size: int = 1_048_576,
 ) -> int:
-    """Send (key, value) pairs in order and wait until the broker has them all; the count."""
+    """Send (key, value[, headers]) in order and wait until the broker has them all; the
+    count."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size
     )
@@ -56,9 +59,10 @@ async def produce(
     count = 0
     try:
         futures = []
-        for key, value in messages:
+        for key, value, *headers in messages:
             raw = orjson.dumps(value) if isinstance(value, dict) else value
-            futures.append(await producer.send(topic, raw, key=key))
+            sent = await producer.send(topic, raw, key=key, headers=headers[0] if headers else None)
+            futures.append(sent)
             count += 1
         await asyncio.gather(*futures)
     finally:

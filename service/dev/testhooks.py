@@ -16,6 +16,7 @@ import signal
 from collections.abc import Mapping
 
 from service.intake.admit import Admitted, Intake, Refused
+from service.intake.cloudevents import Headers
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,12 @@ def sigkill_on_marker(intake: Intake, environ: Mapping[str, str] = os.environ) -
 class _SigkillOnMarker(Intake):
     marker: bytes = b""
 
-    def admit(self, value: bytes | None) -> Admitted | Refused:
+    def admit(
+        self, value: bytes | None, headers: Headers = (), topic: str | None = None
+    ) -> Admitted | Refused:
         if value is not None and self.marker in value:
             log.warning(
                 "test hook: SIGKILL while taking in a record", extra={"variable": SIGKILL_ON}
             )
             os.kill(os.getpid(), signal.SIGKILL)
-        return Intake.admit(self, value)
+        return Intake.admit(self, value, headers, topic)

@@ -1,5 +1,9 @@
-"""Intake: envelope -> tenant -> reply topic -> route -> contract check. Pure: bytes in, a
-decision out.
+"""Intake: envelope -> tenant -> reply topic -> route -> mapping -> contract check. Pure:
+bytes in, a decision out.
+
+The envelope is our own JSON, or a CloudEvent (:mod:`service.intake.cloudevents`), or on a
+topic bound to a route the CRM's raw payload. A route with a mapping builds the Sage record from
+the CRM's payload first (:mod:`service.intake.mappings`).
 
 Either the event is :class:`Admitted` (ready for its lane) or :class:`Refused` with the outcome
 to report. Refusals never reach the Cloud Connector, and the tenant used for a call is always
@@ -13,11 +17,13 @@ refused ``reply_to`` — it goes to the default reply topic.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.answers.outcomes import Outcome, Stage, Subject
-from service.intake.contracts import check_free_form, describe_errors
-from service.intake.envelope import Event, ParseFailure, parse_event
+from service.intake.cloudevents import Headers, cloudevent_mode, read_cloudevent
+from service.intake.contracts import FieldError, check_free_form, describe_errors
+from service.intake.envelope import Event, ParseFailure, parse_event, parse_payload
+from service.intake.mappings import Mapping, Unmapped
 from service.intake.routes import Route, RouteTable
 from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
@@ -29,6 +35,10 @@ class Admitted:
     route: Route
     tenant: Tenant
     identity: Hashable | None
+    parts: tuple[Admitted, ...] = ()
+    """An event that stands for several Sage records (a change to several CRM records at
+    once): one admitted record each, under ``<event_id>/<record id>``; the event itself is
+    answered once, when all of them are (see :mod:`service.answers.joined`)."""
 
     @property
     def reply_to(self) -> str | None:
@@ -59,8 +69,12 @@ class Intake:
     max_event_bytes: int
     reply_topics: ReplyTopics
 
-    def admit(self, value: bytes | None) -> Admitted | Refused:
-        parsed = parse_event(value, self.max_event_bytes)
+    def admit(
+        self, value: bytes | None, headers: Headers = (), topic: str | None = None
+    ) -> Admitted | Refused:
+        """Decide on one record: its value, and where its shape is told outside the value,
+        its headers (a CloudEvent in binary mode) and topic (one bound to a route)."""
+        parsed = self._read(value, headers, topic)
         if isinstance(parsed, ParseFailure):
             subject = Subject(parsed.event_id, parsed.correlation_id, parsed.type)
             return Refused(subject, Outcome.failure(Stage.PARSE, parsed.reason), None)
@@ -84,6 +98,8 @@ class Intake:
                 return Refused(subject, Outcome.failure(Stage.ROUTE, message), None)
         if route is None:
             return Refused(subject, self._no_route(event.type), event.reply_to)
+        if route.mapping is not None:
+            return self._mapped(event, route, route.mapping, tenant)
         contract = route.contract
         errors = contract.check(event.data) if contract is not None else check_free_form(event.data)
         if errors:
@@ -94,6 +110,45 @@ class Intake:
             return Refused(subject, outcome, event.reply_to)
         identity = contract.identity(event.data) if contract is not None else None
         return Admitted(event, route, tenant, identity)
+
+    def _read(
+        self, value: bytes | None, headers: Headers, topic: str | None
+    ) -> Event | ParseFailure:
+        bound = self.routes.bound(topic)
+        if bound is not None and bound.mapping is not None:
+            return parse_payload(value, self.max_event_bytes, bound.type, bound.mapping.event_id_of)
+        mode = cloudevent_mode(headers) if headers else None
+        if mode is not None:
+            return read_cloudevent(value, headers, mode, self.max_event_bytes)
+        return parse_event(value, self.max_event_bytes)
+
+    def _mapped(
+        self, event: Event, route: Route, mapping: Mapping, tenant: Tenant
+    ) -> Admitted | Refused:
+        """A CRM payload: mapped to Sage records, each checked against the route's contract."""
+        subject = Subject(
+            event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
+        )
+        mapped = mapping.apply(event.data)
+        if isinstance(mapped, Unmapped):
+            outcome = Outcome.failure(mapped.stage, mapped.message, mapped.errors)
+            return Refused(subject, outcome, event.reply_to)
+        contract = mapping.contract
+        errors: list[FieldError] = []
+        parts: list[Admitted] = []
+        several = len(mapped.records) > 1
+        for record_id, record in mapped.records:
+            errors.extend(contract.check(record))
+            event_id = f"{event.event_id}/{record_id}" if several else event.event_id
+            one = replace(event, event_id=event_id, data=record)
+            parts.append(Admitted(one, route, tenant, contract.identity(record)))
+        if errors:
+            unique = list(dict.fromkeys(errors))
+            outcome = Outcome.failure(Stage.VALIDATION, describe_errors(unique), unique)
+            return Refused(subject, outcome, event.reply_to)
+        if not several:
+            return parts[0]
+        return Admitted(event, route, tenant, None, tuple(parts))
 
     def _no_route(self, event_type: str) -> Outcome:
         known = ", ".join(sorted(self.routes.routes))

@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     CONTROL_CHARACTER = "control_character"
     TOO_DEEP = "too_deep"
     TOO_MANY_VALUES = "too_many_values"
+    UNMAPPED = "unmapped"
+    """A CRM mapping could not produce the element; ``detail`` names the CRM field and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class FieldError:
     code: ErrorCode
     limit: int | None = None
     actual: int | None = None
+    detail: str | None = None
+    """For :attr:`ErrorCode.UNMAPPED`: which CRM field or look-up failed, in words."""
 
     def describe(self) -> str:
         """A sentence an operator can act on: ``ContactName: at most 30 characters, got 41``."""
@@ -77,6 +81,8 @@ class FieldError:
                 return f"{self.field}: nested more than {self.limit} levels deep"
             case ErrorCode.TOO_MANY_VALUES:
                 return f"{self.field}: the record holds more than {self.limit} values"
+            case ErrorCode.UNMAPPED:
+                return f"{self.field}: {self.detail}"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"field": self.field, "code": str(self.code)}
@@ -84,6 +90,8 @@ class FieldError:
             out["limit"] = self.limit
         if self.actual is not None:
             out["actual"] = self.actual
+        if self.detail is not None:
+            out["detail"] = self.detail
         return out
 
 

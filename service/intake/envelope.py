@@ -6,6 +6,7 @@ that the caller turns into an ERROR reply (stage ``parse``) and a dead letter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,32 @@ def parse_event(value: bytes | None, max_bytes: int) -> Event | ParseFailure:
     if not isinstance(doc, dict):
         return ParseFailure(f"expected a JSON object, got {_json_kind(doc)}")
     return _shape(doc)
+
+
+def parse_payload(
+    value: bytes | None, max_bytes: int, event_type: str, event_id_of: Callable[[Any], str | None]
+) -> Event | ParseFailure:
+    """A CRM's raw payload, from a topic bound to the route ``event_type``: no envelope, so the
+    route's mapping says which payload fields make the ``event_id`` (``event_id_of``)."""
+    if value is None:
+        return ParseFailure("message has no value (tombstone)", type=event_type)
+    if len(value) > max_bytes:
+        return ParseFailure(
+            f"message is {len(value)} bytes, more than the limit of {max_bytes}", type=event_type
+        )
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return ParseFailure(f"not valid UTF-8 JSON: {_first_line(exc)}", type=event_type)
+    if not isinstance(doc, dict):
+        return ParseFailure(f"expected a JSON object, got {_json_kind(doc)}", type=event_type)
+    event_id = event_id_of(doc)
+    if event_id is None:
+        return ParseFailure(
+            f"event_id: the payload lacks the fields the {event_type} mapping makes it from",
+            type=event_type,
+        )
+    return Event(event_id, event_type, doc, event_id)
 
 
 def _shape(doc: dict[str, Any]) -> Event | ParseFailure:

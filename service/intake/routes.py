@@ -5,8 +5,8 @@ Adding a table or a route is adding a file under ``contracts/``; nothing here na
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping as MappingOf
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ import yaml
 
 from service.errors import ContractFileError
 from service.intake.contracts import Contract, load_contracts
+from service.intake.mappings import Mapping, load_mappings
+from service.intake.xref import load_cross_references
 
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 
@@ -33,18 +35,29 @@ class Route:
     endpoint: str
     contract: Contract | None
     """``None``: any JSON object is accepted (operator supplied no contract)."""
-    lookup: Mapping[str, str] | None = None
+    lookup: MappingOf[str, str] | None = None
     """Key element -> query parameter of the Connector's list GET, used to check whether a
     record cut off by a crash already reached Sage."""
+    mapping: Mapping | None = None
+    """How the Sage record is built from a CRM's own payload (``contracts/mappings/``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RouteTable:
-    routes: Mapping[str, Route]
-    contracts: Mapping[str, Contract]
+    routes: MappingOf[str, Route]
+    contracts: MappingOf[str, Contract]
+    topics: MappingOf[str, str] = field(default_factory=dict)
+    """Input topics bound to one route: their records are the CRM's raw payloads."""
 
     def get(self, event_type: str) -> Route | None:
         return self.routes.get(event_type)
+
+    def bound(self, topic: str | None) -> Route | None:
+        """The route a topic is bound to, if it is (its records carry no envelope)."""
+        if topic is None or not self.topics:
+            return None
+        event_type = self.topics.get(topic)
+        return None if event_type is None else self.routes.get(event_type)
 
     def by_endpoint(self, endpoint: str) -> Route | None:
         """The route serving ``endpoint``; the sandbox uses it to check what it receives."""
@@ -61,6 +74,9 @@ def load_route_table(directory: Path = DEFAULT_CONTRACTS_DIR) -> RouteTable:
     so a bad deployment fails at start-up rather than on the first event.
     """
     contracts = load_contracts(directory / "tables")
+    mappings = load_mappings(
+        directory / "mappings", contracts, load_cross_references(directory / "xref")
+    )
     path = directory / "routes.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -69,11 +85,37 @@ def load_route_table(directory: Path = DEFAULT_CONTRACTS_DIR) -> RouteTable:
     entries = raw.get("routes") if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise ContractFileError(f"{path}: expected 'routes:' mapping event type -> route")
-    routes = {str(t): _route(path, str(t), spec, contracts) for t, spec in entries.items()}
-    return RouteTable(routes=routes, contracts=contracts)
+    routes = {
+        str(t): _route(path, str(t), spec, contracts, mappings) for t, spec in entries.items()
+    }
+    return RouteTable(routes=routes, contracts=contracts, topics=_topics(path, raw, routes))
 
 
-def _route(path: Path, event_type: str, spec: Any, contracts: Mapping[str, Contract]) -> Route:
+def _topics(path: Path, raw: dict[str, Any], routes: MappingOf[str, Route]) -> dict[str, str]:
+    topics = raw.get("topics") or {}
+    if not isinstance(topics, dict):
+        raise ContractFileError(f"{path}: 'topics:' maps an input topic to a route")
+    for topic, event_type in topics.items():
+        route = routes.get(str(event_type))
+        if route is None or route.mapping is None:
+            raise ContractFileError(
+                f"{path}: topic {topic} is bound to {event_type!r}, which is not a route "
+                "with a mapping (a raw payload needs one to make its record and event_id)"
+            )
+        if not route.mapping.event_id:
+            raise ContractFileError(
+                f"{path}: topic {topic}: mapping {route.mapping.name} has no event_id"
+            )
+    return {str(t): str(r) for t, r in topics.items()}
+
+
+def _route(
+    path: Path,
+    event_type: str,
+    spec: Any,
+    contracts: MappingOf[str, Contract],
+    mappings: MappingOf[str, Mapping],
+) -> Route:
     if not isinstance(spec, dict):
         raise ContractFileError(f"{path}: route {event_type} must be a mapping")
     try:
@@ -106,4 +148,23 @@ def _route(path: Path, event_type: str, spec: Any, contracts: Mapping[str, Contr
                 f"{path}: route {event_type}: lookup must map exactly the keys {contract.keys}"
             )
         lookup = {str(k): str(v) for k, v in lookup.items()}
-    return Route(type=event_type, lane=lane, endpoint=endpoint, contract=contract, lookup=lookup)
+    mapping = None
+    if (mapping_name := spec.get("mapping")) is not None:
+        mapping = mappings.get(str(mapping_name))
+        if mapping is None:
+            raise ContractFileError(
+                f"{path}: route {event_type}: no mapping mappings/{mapping_name}.yaml"
+            )
+        if contract is None or mapping.contract.name != contract.name:
+            raise ContractFileError(
+                f"{path}: route {event_type}: mapping {mapping_name} builds "
+                f"{mapping.contract.name} records, the route's contract is {contract_name}"
+            )
+    return Route(
+        type=event_type,
+        lane=lane,
+        endpoint=endpoint,
+        contract=contract,
+        lookup=lookup,
+        mapping=mapping,
+    )

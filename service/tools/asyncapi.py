@@ -69,7 +69,8 @@ class InputEvent(BaseModel):
     )
     correlation_id: str | None = Field(None, description="Defaults to event_id.")
     data: dict[str, Any] = Field(
-        description="The record, keyed by Sage element names, checked against the contract."
+        description="The record, keyed by Sage element names, checked against the contract; "
+        "for a route with a mapping, the CRM's own payload (see contracts/mappings/)."
     )
 
 
@@ -82,6 +83,9 @@ class FieldError(BaseModel):
     code: ErrorCode
     limit: int | None = None
     actual: int | None = None
+    detail: str | None = Field(
+        None, description="unmapped only: which CRM field or look-up could not fill it."
+    )
 
 
 class Reply(BaseModel):

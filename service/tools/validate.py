@@ -6,7 +6,9 @@ the line it is on, before anything is sent. So each line goes through the servic
 the ERROR replies carry — and nothing here re-implements a rule.
 
 The one check left out is the tenant: offline there is no tenant configuration, so any tenant
-(or none) is accepted.
+(or none) is accepted. Mapped routes (a CRM's own payload, ``contracts/mappings/``) are mapped
+exactly as the service maps them, cross-reference tables included; ``--explain`` prints the
+Sage record each valid line becomes.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import io
 from typing import TextIO
 
+import orjson
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.intake.admit import Intake, Refused
+from service.intake.admit import Admitted, Intake, Refused
 from service.intake.routes import load_route_table
 from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
@@ -43,8 +46,10 @@ def offline_intake(settings: Settings) -> Intake:
     )
 
 
-def validate_lines(stream: TextIO, out: TextIO, settings: Settings) -> int:
-    """Print one line per problem and a summary; 1 if any event is invalid, else 0."""
+def validate_lines(stream: TextIO, out: TextIO, settings: Settings, explain: bool = False) -> int:
+    """Print one line per problem and a summary; 1 if any event is invalid, else 0. With
+    ``explain``, also each valid event's record as it would be sent (after its route's mapping,
+    one line per Sage record)."""
     intake = offline_intake(settings)
     events = invalid = 0
     for number, line in enumerate(_tolerant(stream), start=1):
@@ -52,7 +57,11 @@ def validate_lines(stream: TextIO, out: TextIO, settings: Settings) -> int:
         if not raw.strip():
             continue
         events += 1
-        problems = check_line(intake, raw)
+        decision = _decide(intake, raw)
+        problems = problems_of(decision)
+        if explain and isinstance(decision, Admitted):
+            for shown in explain_admitted(decision):
+                out.write(f"line {number}{shown}\n")
         if problems:
             invalid += 1
             for problem in problems:
@@ -63,9 +72,27 @@ def validate_lines(stream: TextIO, out: TextIO, settings: Settings) -> int:
 
 def check_line(intake: Intake, line: str) -> list[str]:
     """The problems of one line, each as ``" (event_id): message"`` (id left out if unknown)."""
+    return problems_of(_decide(intake, line))
+
+
+def explain_admitted(decision: Admitted) -> list[str]:
+    """What would be sent for an admitted event: ``" (event_id): /endpoint <- {record}"``,
+    one per Sage record (an event naming several CRM records makes several)."""
+    return [
+        f" ({part.event.event_id}): {part.route.endpoint} <- "
+        + orjson.dumps(part.event.data).decode()
+        for part in decision.parts or (decision,)
+    ]
+
+
+def _decide(intake: Intake, line: str) -> Admitted | Refused:
     # Undecodable bytes arrive as lone surrogates (errors="surrogateescape"): turning them back
     # into the original bytes lets the parser report them exactly as the service would.
-    decision = intake.admit(line.encode("utf-8", errors="surrogateescape"))
+    return intake.admit(line.encode("utf-8", errors="surrogateescape"))
+
+
+def problems_of(decision: Admitted | Refused) -> list[str]:
+    """A refusal's problems, each as ``" (event_id): message"`` (id left out if unknown)."""
     if not isinstance(decision, Refused):
         return []
     where = f" ({decision.subject.event_id})" if decision.subject.event_id else ""

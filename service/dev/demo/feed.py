@@ -43,6 +43,10 @@ class FeedEvent:
     value: bytes
     event_id: str | None
     """``None`` when the value is not JSON: its reply can carry no event_id."""
+    headers: tuple[tuple[str, bytes], ...] = ()
+    """Kafka headers (a binary-mode CloudEvent's attributes)."""
+    note: str = ""
+    """What the summary says about it (the Salesforce change events)."""
 
 
 @dataclass(frozen=True, slots=True)

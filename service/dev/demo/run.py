@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from service.config import Settings
+from service.dev.demo.crm_feed import salesforce_feed
 from service.dev.demo.feed import FeedEvent, sample_feed
 from service.dev.demo.stack import Stack, settings_for, start_stack
 from service.dev.demo.summary import summary_lines
@@ -21,6 +22,8 @@ from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import create_topics
 
 REPLY_DEADLINE_S = 120.0
+MIN_EVENTS_WITH_CRM = 20
+"""Fewer events are all from the sample feed; more include the Salesforce change events."""
 INPUT_PARTITIONS = 6
 
 
@@ -61,7 +64,8 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
             err.write(f"demo: sending {len(feed)} events to {settings.input_topics[0]}\n")
             progress = Progress(tally.total, err)
             started = progress.started
-            await produce(bootstrap, settings.input_topics[0], [(e.key, e.value) for e in feed])
+            records = [(e.key, e.value, list(e.headers)) for e in feed]
+            await produce(bootstrap, settings.input_topics[0], records)
             complete = await collect(
                 consumer, settings.dlt_topic, tally, progress, REPLY_DEADLINE_S
             )
@@ -94,7 +98,8 @@ def run_demo(events: int = 3000) -> int:
     if events < 1:
         err.write("sagebridge demo: --events must be at least 1\n")
         return 2
-    feed = sample_feed(events)
+    crm = salesforce_feed() if events >= MIN_EVENTS_WITH_CRM else []
+    feed = sample_feed(events - len(crm)) + crm
     with _quiet_logs(), contextlib.ExitStack() as exits:
         try:
             stack = start_stack(exits, err)

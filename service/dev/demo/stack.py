@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from service.config import Settings, load_settings, masked_redis_url
+from service.dev.demo.crm_feed import demo_contracts
 from service.dev.demo.feed import ACME, BETA
 from service.dev.devstack import redis_reachable, start_redis, start_tansu
 from service.dev.replicas import write_tenants_file
@@ -86,6 +87,7 @@ def settings_for(stack: Stack, exits: contextlib.ExitStack) -> Settings:
         kafka_idempotence=False,
         http_port=0,
         log_level="WARNING",  # the summary is the demo's output, not one line per event
+        contracts_dir=demo_contracts(stack.workdir),  # with the Salesforce look-up rows
     )
 
 

@@ -45,10 +45,29 @@ def summary_lines(
         row("violations", stats.get("violations", 0)),
         row("wall time", f"{wall_s:.1f}s", f"{len(feed) / max(wall_s, 1e-6):,.0f} events/s"),
     ]
+    lines += _salesforce_lines(feed, tally)
     examples = _examples(errors)
     if examples:
         lines += ["", "example ERROR replies:"]
         lines += ["  " + orjson.dumps(b).decode() for b in examples]
+    return lines
+
+
+def _salesforce_lines(feed: list[FeedEvent], tally: Tally) -> list[str]:
+    """Each Salesforce change event and what became of it: mapped and sent, or why not."""
+    crm = [e for e in feed if e.note]
+    if not crm:
+        return []
+    lines = ["", "Salesforce change events (contracts/mappings/salesforce_contact.yaml):"]
+    for sent in crm:
+        body = tally.replies.get(sent.event_id or "", {})
+        outcome = str(body.get("response", "no reply"))
+        if body.get("stage"):
+            message = str(body.get("message", ""))
+            outcome += f" {body['stage']}: " + (
+                message[:88] + "…" if len(message) > 90 else message
+            )
+        lines.append(f"  {sent.event_id}  {sent.note:<44}{outcome}")
     return lines
 
 
