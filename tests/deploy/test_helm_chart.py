@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from service.config import Settings
+from service.intake.routes import DEFAULT_CONTRACTS_DIR, load_route_table
 from service.tenants import TenantDirectory
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "sagebridge"
@@ -90,6 +92,12 @@ def with_(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return values
 
 
+XREF_TABLES = {
+    "salesforce_accounts": "AccountId,ARDivisionNo,CustomerNo\n001Ak00000AbCdEfGH,01,ACME\n",
+    "salesforce_contacts": "ContactId,ContactCode,ARDivisionNo,CustomerNo\n"
+    "003Ak00000XyZaBcDE,JSMITH,01,ACME\n",
+}
+WITH_XREF = with_(EVERYTHING_ON, crossReferences={"tables": XREF_TABLES})
 EXISTING_SECRET = with_(EVERYTHING_ON, existingSecret="sagebridge-tokens")
 HPA = with_(EVERYTHING_ON, keda={"enabled": False}, autoscaling={"enabled": True})
 REDIS_WITH_PASSWORD = with_(
@@ -542,3 +550,30 @@ def test_the_dashboard_shows_unknown_outcomes_and_dead_letters_by_stage(chart: A
             named = set(re.findall(r"(\w+)\s*=~?", selector)) - {"namespace", "pod"}
             assert metric in labels_of, f"{metric} is not exported"
             assert named <= labels_of[metric], f"{metric} has no label {named - labels_of[metric]}"
+
+
+def test_cross_reference_tables_are_mounted_over_the_shipped_ones(
+    chart: Any, tmp_path: Path
+) -> None:
+    """The tables land where the image's contracts read them, and a contracts directory holding
+    them passes the start-up check of every mapping."""
+    objects = render(chart, WITH_XREF)
+    tables = one(objects, "ConfigMap", "-xref")["data"]
+    assert tables == {f"{name}.csv": csv for name, csv in XREF_TABLES.items()}
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "xref")
+    assert mount["mountPath"] == "/app/contracts/xref" and mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == "xref")
+    assert volume["configMap"]["name"].endswith("-xref")
+    contracts = tmp_path / "contracts"
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, contracts)
+    for name, csv in tables.items():
+        (contracts / "xref" / name).write_text(csv, encoding="utf-8")
+    assert "salesforce.contact.change" in load_route_table(contracts).routes
+
+
+def test_an_existing_config_map_of_tables_is_mounted_instead(chart: Any) -> None:
+    objects = render(chart, with_(EVERYTHING_ON, crossReferences={"existingConfigMap": "mine"}))
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-xref")]
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert next(v for v in pod["volumes"] if v["name"] == "xref")["configMap"]["name"] == "mine"
