@@ -13,6 +13,7 @@ and moves the offsets (:mod:`service.offsets`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -20,7 +21,6 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from faststream import FastStream
-from redis.exceptions import RedisError
 
 from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
@@ -40,7 +40,7 @@ from service.kafka.epoch_watch import EpochWatch
 from service.kafka.security import kafka_client_options
 from service.kafka.startup import KafkaUnreachable, start_when_reachable
 from service.lanes.batch import BatchPolicy
-from service.lanes.breaker import Breakers, State
+from service.lanes.breaker import Breakers
 from service.lanes.master_data import MasterData
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
@@ -54,13 +54,14 @@ from service.ops.http_server import InLoopServer
 from service.ops.logs import OutcomeLog
 from service.ops.metrics import Metrics
 from service.ops.redis_check import RedisCheck
+from service.ops.tenant_states import TenantStates
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
 from service.state.pauses import PauseStore
-from service.tenants import Tenant, TenantDirectory, TenantKey, known_secrets
+from service.tenants import Tenant, TenantDirectory, known_secrets
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,18 @@ class Service:
         self.locks = TenantLocks(
             self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000, self.epoch
         )
-        self.pauses = PauseGate(on_change=self._pause_changed)
-        self.pause_store = PauseStore(self.redis, settings.redis_prefix)
-        self.pause_reads = PeriodicCheck(self._read_pauses, PAUSE_READ_INTERVAL_S)
+        tenant_states = TenantStates(self.metrics)
+        self.pauses = PauseGate(on_change=tenant_states.pause_changed)
+        pause_store = PauseStore(self.redis, settings.redis_prefix)
+        self.pause_reads = PeriodicCheck(
+            functools.partial(self.pauses.refresh, pause_store.paused), PAUSE_READ_INTERVAL_S
+        )
         # The breaker must open before any record can use up its retry budget on an outage:
         # consecutive failures reach the threshold no later than one record's attempts do.
         self.breakers = Breakers(
             min(settings.breaker_threshold, settings.max_attempts),
             settings.breaker_cooldown_ms / 1000,
-            on_change=self._breaker_changed,
+            on_change=tenant_states.breaker_changed,
             pauses=self.pauses,
         )
         self.consumer = GroupConsumer()
@@ -268,33 +272,6 @@ class Service:
         """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
         await self.pauses.until_resumed(tenant.key)
         return await already_in_sage(self.connector.get, tenant, route, record)
-
-    async def _read_pauses(self) -> bool:
-        """Refresh the paused tenants from Redis; while Redis is unreachable the last known
-        set stands (a pause must not lapse because Redis blinked)."""
-        try:
-            self.pauses.set_paused(await self.pause_store.paused())
-        except RedisError:
-            return False
-        return True
-
-    def _pause_changed(self, tenant: TenantKey, paused: bool) -> None:
-        self.metrics.tenant_paused.labels(*tenant).set(1 if paused else 0)
-        log.warning(
-            "tenant paused by an operator: no calls until it is resumed"
-            if paused
-            else "tenant resumed by an operator",
-            extra={"customer": tenant[0], "company": tenant[1]},
-        )
-
-    def _breaker_changed(self, tenant: TenantKey, state: State) -> None:
-        self.metrics.breaker_open.labels(*tenant).set(0 if state is State.CLOSED else 1)
-        level = logging.INFO if state is State.CLOSED else logging.WARNING
-        log.log(
-            level,
-            "connector breaker " + str(state),
-            extra={"customer": tenant[0], "company": tenant[1]},
-        )
 
 
 def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream, Service]:

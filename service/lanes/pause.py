@@ -11,7 +11,9 @@ and other tenants flow. A call already in flight when the pause arrives finishes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+
+from redis.exceptions import RedisError
 
 from service.tenants import TenantKey
 
@@ -52,3 +54,12 @@ class PauseGate:
             self._on_change(tenant, False)
         woken, self._changed = self._changed, asyncio.Event()
         woken.set()
+
+    async def refresh(self, read: Callable[[], Awaitable[Collection[TenantKey]]]) -> bool:
+        """Take the paused set from ``read`` (Redis); ``False`` if it could not be read, and
+        then the last known set stands: a pause must not lapse because Redis blinked."""
+        try:
+            self.set_paused(await read())
+        except RedisError:
+            return False
+        return True
