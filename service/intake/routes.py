@@ -137,8 +137,7 @@ def _arrays(path: Path, event_type: str, lane: Lane, spec: dict[str, Any]) -> tu
         )
     if not isinstance(batch_max, int) or isinstance(batch_max, bool) or batch_max < 1:
         raise ContractFileError(
-            f"{path}: route {event_type}: batch_max must be a whole number >= 1, "
-            f"got {batch_max!r}"
+            f"{path}: route {event_type}: batch_max must be a whole number >= 1, got {batch_max!r}"
         )
     if not isinstance(atomic, bool):
         raise ContractFileError(

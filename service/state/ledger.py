@@ -393,9 +393,7 @@ class Ledger:
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(records[0][0] if records else "")
         rows = reply[1]
-        return [
-            self._entry(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)
-        ]
+        return [self._entry(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
 
     async def settle(self, settlement: ResultToWrite, guard: Guard) -> bool:
         """Write a call's result on its own (when no next record's begin can carry it); clear
