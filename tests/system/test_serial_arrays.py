@@ -4,29 +4,16 @@ after its client died, as the real Connector does, and is the judge."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import yaml
-
+from service.dev.contracts import contracts_with_arrays
 from service.dev.events import produce
 from service.dev.sandbox.client import sandbox_get, sandbox_post
 from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import Topics
-from service.intake.routes import DEFAULT_CONTRACTS_DIR
 from tests.support.kafka import Collector
 from tests.support.waiting import until
 from tests.system.test_transactional_safety import ONE_COMPANY, assert_safe, invoices
-
-
-def contracts_with_arrays(directory: Path, batch_max: int) -> Path:
-    """The shipped contracts, with receivables sent in arrays of up to ``batch_max``."""
-    shutil.copytree(DEFAULT_CONTRACTS_DIR, directory)
-    routes_file = directory / "routes.yaml"
-    routes = yaml.safe_load(routes_file.read_text(encoding="utf-8"))
-    routes["routes"]["ar_invoice.create"]["batch_max"] = batch_max
-    routes_file.write_text(yaml.safe_dump(routes), encoding="utf-8")
-    return directory
 
 
 async def test_a_replica_killed_with_an_array_in_flight_leaves_exactly_that_array_in_doubt(
