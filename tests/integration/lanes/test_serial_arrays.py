@@ -4,7 +4,7 @@ HTTP (the real Connector client) and real Redis — what the sandbox stored is t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from service.answers.outcomes import Outcome, Stage
 from service.connector.client import ConnectorClient
+from service.connector.results import CallResult
 from service.dev.sandbox import SandboxThread
 from service.dev.sandbox.client import sandbox_post, stored_records
 from service.dev.sandbox.client import stats as sandbox_stats
@@ -69,7 +70,10 @@ async def array_lane(
     batch_max: int = 10,
     timeout_s: float = 5.0,
     settle_s: float = 0.0,
+    before_call: Callable[[int], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ArrayLane]:
+    """``before_call(n)`` runs before the lane's n-th call (1-based), to change the sandbox's
+    faults for exactly that call."""
     epoch = Epoch(redis, prefix, quarantine_s=30 + settle_s)
     await epoch.establish()
     locks = TenantLocks(redis, prefix, ttl_s=30, epoch=epoch)
@@ -82,8 +86,19 @@ async def array_lane(
         now = asyncio.get_running_loop().time()
         under_test.answered_at.update((ticket, now) for ticket, _ in pairs)
 
+    calls = 0
+
+    async def post(
+        tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
+    ) -> CallResult:
+        nonlocal calls
+        calls += 1
+        if before_call is not None:
+            await before_call(calls)
+        return await client.post(tenant, endpoint, payload, fence=fence)
+
     lane: SerialLane[str] = SerialLane(
-        client.post,
+        post,
         sink,
         locks,
         Ledger(redis, prefix, retention_s=60, epoch=epoch),
@@ -186,6 +201,37 @@ async def test_a_timeout_on_an_array_puts_every_record_in_doubt_and_the_tenant_w
     assert await invoice_numbers(sandbox) == ["INV0010", "INV0011"]
     stats = await sandbox_stats(sandbox)
     assert stats["calls"] == 2 and stats["violations"] == 0
+
+
+async def test_a_part_that_times_out_stops_the_split_and_the_rest_waits_the_settle_period(
+    redis: Redis, redis_prefix: str, sandbox: SandboxThread
+) -> None:
+    """An atomic refusal is being split and one part goes unanswered: that part's records are
+    in doubt, the parts not sent yet keep their place and go after the settle period."""
+
+    async def hang_the_second_call(number: int) -> None:
+        await sandbox_post(sandbox, "/_sandbox/faults", {"hang_rate": 1.0 if number == 2 else 0.0})
+
+    await sandbox_post(sandbox, "/_sandbox/faults", {"reject_marker": BAD})
+    async with array_lane(
+        redis,
+        redis_prefix,
+        sandbox,
+        atomic=True,
+        timeout_s=0.5,
+        settle_s=0.5,
+        before_call=hang_the_second_call,
+    ) as under_test:
+        answers = await under_test.run(range(10), bad=3)
+    in_doubt, bad, landed = range(3), range(3, 4), range(4, 10)
+    assert stages(answers, in_doubt) == [Stage.UNKNOWN_OUTCOME] * 3
+    assert stages(answers, bad) == [Stage.CONNECTOR]
+    assert stages(answers, landed) == [None] * 6
+    times = under_test.answered_at
+    assert times["inv-4"] - times["inv-0"] >= 0.5, "the rest went after the settle period"
+    assert await invoice_numbers(sandbox) == [f"INV{n:04d}" for n in landed]
+    # the array; 0-2 (hung); after the settle period 3-9 again; 3; 4-9
+    assert (await sandbox_stats(sandbox))["calls"] == 5
 
 
 @pytest.mark.parametrize("atomic", [True, False])
