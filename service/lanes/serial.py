@@ -40,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic
 
@@ -50,7 +51,7 @@ from service.config import LEASE_MARGIN_S
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
-from service.lanes.serial_array import ArrayRule, ArrayTurn
+from service.lanes.serial_array import ArrayRule, ArrayTurn, front_group, leave_queue
 from service.lanes.serial_hold import Bookkeeping, Hold
 from service.lanes.serial_turn import FencedPost, RecordTurn
 from service.state.ledger import Ledger
@@ -119,24 +120,13 @@ class SerialLane(Generic[T]):
         retries = Retries(
             policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
         )
-        call_margin_s = policy.call_timeout_s + LEASE_MARGIN_S
+        parts = (post, breakers, self._book, retries)
+        margin = policy.call_timeout_s + LEASE_MARGIN_S
         self._turn: RecordTurn[T] = RecordTurn(
-            post,
-            breakers,
-            self._book,
-            retries,
-            call_margin_s=call_margin_s,
-            doubtful=doubtful,
-            ledger_hit=on_ledger_hit,
+            *parts, call_margin_s=margin, doubtful=doubtful, ledger_hit=on_ledger_hit
         )
         self._array_turn: ArrayTurn[T] = ArrayTurn(
-            post,
-            breakers,
-            self._book,
-            retries,
-            call_margin_s=call_margin_s,
-            doubtful=doubtful,
-            ledger_hit=on_ledger_hit,
+            *parts, call_margin_s=margin, doubtful=doubtful, ledger_hit=on_ledger_hit
         )
         self._arrays = {e: r for e, r in (arrays or {}).items() if r.batch_max > 1}
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
@@ -275,11 +265,8 @@ class SerialLane(Generic[T]):
                 if not goes_on:
                     return
                 continue
-            self._current[key] = [delivery]
-            try:
+            with self._in_turn(key, [delivery]):
                 carry_on = await self._turn.take(hold, delivery)
-            finally:
-                self._current.pop(key, None)
             if carry_on is None:
                 return  # Redis trouble, lease lost, Connector down: nothing reached Sage
             queue.popleft()
@@ -293,23 +280,18 @@ class SerialLane(Generic[T]):
         """One array call for the queued records at the front that share the first one's
         endpoint (up to ``rule.batch_max``, in order); the served ones leave the queue, the
         rest keep their place. Returns how many were served and whether the hold goes on."""
-        endpoint = queue[0].endpoint
-        group: list[Delivery[T]] = []
-        for delivery in queue:
-            if len(group) == rule.batch_max or delivery.endpoint != endpoint:
-                break
-            if delivery.withdrawn:
-                break  # dropped when it reaches the front
-            group.append(delivery)
-        key = hold.lease.tenant
-        self._current[key] = group
-        try:
+        group = front_group(queue, rule.batch_max)
+        with self._in_turn(hold.lease.tenant, group):
             served, carry_on = await self._array_turn.take(hold, group, rule)
+        leave_queue(queue, group, served)
+        return len(served), carry_on
+
+    @contextmanager
+    def _in_turn(self, key: tuple[str, str], deliveries: list[Delivery[T]]) -> Iterator[None]:
+        """While ``deliveries`` are being begun or called: withdrawing marks them, never drops
+        them (see :meth:`withdraw`)."""
+        self._current[key] = deliveries
+        try:
+            yield
         finally:
             self._current.pop(key, None)
-        done = set(map(id, served))
-        kept = [delivery for delivery in group if id(delivery) not in done]
-        for _ in group:
-            queue.popleft()
-        queue.extendleft(reversed(kept))
-        return len(served), carry_on

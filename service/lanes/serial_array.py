@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
@@ -278,3 +278,29 @@ class ArrayTurn(Generic[T]):
             self._retries,
             made=max(ready.delivery.attempts for ready in part),
         )
+
+
+def front_group(queue: Iterable[Delivery[T]], batch_max: int) -> list[Delivery[T]]:
+    """The records one array call carries: those at the front of a tenant's queue that share
+    the first one's endpoint, up to ``batch_max``, in order (a withdrawn one ends the group:
+    it is dropped when it reaches the front)."""
+    group: list[Delivery[T]] = []
+    for delivery in queue:
+        if len(group) == batch_max or delivery.withdrawn:
+            break
+        if group and delivery.endpoint != group[0].endpoint:
+            break
+        group.append(delivery)
+    return group
+
+
+def leave_queue(
+    queue: deque[Delivery[T]], group: Sequence[Delivery[T]], served: Sequence[Delivery[T]]
+) -> None:
+    """Take ``group`` (the front of ``queue``) off the queue, but for the records not served,
+    which keep their place at the front, in order."""
+    done = set(map(id, served))
+    kept = [delivery for delivery in group if id(delivery) not in done]
+    for _ in group:
+        queue.popleft()
+    queue.extendleft(reversed(kept))
