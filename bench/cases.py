@@ -8,6 +8,9 @@ three serial cases at once):
 - ``per-record``: the same contacts with one Connector call per record (``BATCH_MAX`` 1);
 - ``serial-1r``, ``serial-3r``, ``serial-3r-2t``: the serial lane with 1 or 3 replicas and 1 or
   2 tenants, against a sandbox with a fixed latency;
+- ``latency``: the serial lane against a Connector at a realistic latency, one record per call
+  against arrays (:data:`LATENCY_CASES`, e.g. ``serial-200ms-array50-3r-3t``: 200 ms a call,
+  arrays of up to 50 invoices, 3 replicas, 3 companies); each can be named alone;
 - ``steady``: end-to-end latency at a steady rate below capacity;
 - ``memory``: the service's peak RSS after each of several equal bursts.
 
@@ -43,10 +46,65 @@ BATCH = "batch"
 PER_RECORD = "per-record"
 SERIAL = "serial"
 SERIAL_CASES = ("serial-1r", "serial-3r", "serial-3r-2t")
+LATENCY = "latency"
 STEADY = "steady"
 MEMORY = "memory"
 LOCK = "lock"
-CASES = (CEILING, BATCH, PER_RECORD, SERIAL, *SERIAL_CASES, STEADY, LOCK, MEMORY)
+
+
+@dataclass(frozen=True)
+class AtLatency:
+    """A serial case against a Connector answering in ``latency_ms``: ``array`` records per
+    call at most (1: one at a time), ``tenants`` companies, ``replicas`` service processes."""
+
+    latency_ms: int
+    array: int
+    tenants: int
+    replicas: int
+
+    @property
+    def key(self) -> str:
+        array = f"-array{self.array}" if self.array > 1 else ""
+        tenants = f"-{self.tenants}t" if self.tenants > 1 else ""
+        return f"{SERIAL}-{self.latency_ms}ms{array}-{self.replicas}r{tenants}"
+
+    @property
+    def ideal_per_s(self) -> float:
+        """The ceiling of one call at a time per company: 1/latency calls, each full."""
+        return 1000 / self.latency_ms * self.array * self.tenants
+
+
+LATENCY_CASES = (
+    AtLatency(50, 1, 1, 1),
+    AtLatency(50, 10, 1, 1),
+    AtLatency(50, 50, 1, 1),
+    AtLatency(200, 1, 1, 1),
+    AtLatency(200, 10, 1, 1),
+    AtLatency(200, 50, 1, 1),
+    AtLatency(50, 1, 1, 3),
+    AtLatency(50, 50, 1, 3),
+    AtLatency(200, 1, 3, 1),
+    AtLatency(200, 50, 3, 3),
+)
+"""Ten of the 24 combinations of latency (50, 200 ms), array (1, 10, 50), companies (1, 3) and
+replicas (1, 3), each about ten seconds of calls: the full latency x array square for one
+company on one replica (what arrays buy, the goals' own comparison); 3 replicas at 50 ms, where
+handing the lock between replicas costs the largest share of a call; 3 companies at 200 ms, one
+at a time (companies run side by side); and arrays of 50 with 3 companies on 3 replicas, the
+deployment the arrays are for. The other combinations repeat one of these effects."""
+LATENCY_KEYS = tuple(case.key for case in LATENCY_CASES)
+CASES = (
+    CEILING,
+    BATCH,
+    PER_RECORD,
+    SERIAL,
+    *SERIAL_CASES,
+    LATENCY,
+    *LATENCY_KEYS,
+    STEADY,
+    LOCK,
+    MEMORY,
+)
 """What ``--cases`` accepts."""
 SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
 """Run together in several rounds: the goals judge their ratios within a round."""
@@ -75,6 +133,8 @@ class Plan:
     handoff_seconds: float = 5.0
     batch_wait_ms: int = 200
     serial_latency_ms: int = 5
+    latency_case_s: float = 10.0
+    """Seconds of back-to-back calls per company each latency case sends, at the ideal."""
     floor_calls: int = 500
     burst: int = 200_000
     """Contacts per burst in the memory case; it sends :data:`BURSTS` of them."""
@@ -93,6 +153,7 @@ class Plan:
                 lock_iterations=200,
                 handoff_seconds=1.0,
                 floor_calls=50,
+                latency_case_s=0.5,
                 burst=burst or 1_000,
                 quick=True,
             )
@@ -151,6 +212,8 @@ class Setup:
     ideal_per_s: float | None = None
     bursts: int = 1
     """The feed is sent in this many equal bursts, each once the previous one is answered."""
+    serial_array: int = 1
+    """``batch_max`` of the AR invoice route (1: the shipped one-record-per-call route)."""
 
 
 async def run_case(stack: Stack, setup: Setup) -> CaseResult:
@@ -179,6 +242,8 @@ async def _start(
     sandbox = stack.start_sandbox(setup.sandbox_latency_ms)
     started.append(sandbox)
     env = stack.service_env(topics, sandbox, prefix, **setup.service_env)
+    if setup.serial_array > 1:
+        env["SAGEBRIDGE_CONTRACTS_DIR"] = str(stack.contracts_dir(setup.serial_array))
     replicas = [stack.start_service(env) for _ in range(setup.replicas)]
     started.extend(replicas)
     await asyncio.gather(*(replica.wait_ready(60.0) for replica in replicas))
@@ -384,6 +449,7 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                     ideal_per_s=per_tenant * tenants,
                 )
             )
+    chosen += _latency_setups(plan, cases)
     if STEADY in cases:
         steady = contacts[: int(plan.steady_rate * plan.steady_seconds)]
         if len(steady) < plan.steady_rate * plan.steady_seconds:
@@ -407,6 +473,31 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 bursts,
                 service_env=batch,
                 bursts=BURSTS,
+            )
+        )
+    return chosen
+
+
+def _latency_setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
+    """The :data:`LATENCY_CASES` selected by ``cases``, each sized to ``plan.latency_case_s``
+    of calls per company at its ideal."""
+    chosen = []
+    for case in LATENCY_CASES:
+        if LATENCY not in cases and case.key not in cases:
+            continue
+        calls = max(3, round(plan.latency_case_s * 1000 / case.latency_ms))
+        array = "one invoice per call" if case.array == 1 else f"arrays of {case.array}"
+        chosen.append(
+            Setup(
+                case.key,
+                f"serial lane, {array}, sandbox {case.latency_ms} ms, "
+                f"{case.replicas} replica{'s' * (case.replicas > 1)}, "
+                f"{case.tenants} compan{'ies' if case.tenants > 1 else 'y'}",
+                feed.invoices(calls * case.array * case.tenants, tenants=case.tenants),
+                replicas=case.replicas,
+                sandbox_latency_ms=case.latency_ms,
+                ideal_per_s=case.ideal_per_s,
+                serial_array=case.array,
             )
         )
     return chosen

@@ -19,10 +19,13 @@ from bench.cases import (
     BATCH,
     CASES,
     CEILING,
+    LATENCY,
+    LATENCY_KEYS,
     LOCK,
     MEMORY,
     PER_RECORD,
     SERIAL,
+    SERIAL_CASES,
     SIDE_BY_SIDE,
     STEADY,
     CallFloor,
@@ -37,7 +40,7 @@ from bench.cases import (
 from bench.lockbench import LockFigures, measure_locks
 from bench.stack import Stack
 
-ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, STEADY, LOCK, MEMORY))
+ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         "--cases",
         default=ALL_CASES,
         help=f"comma-separated subset of {ALL_CASES}; {SERIAL} runs "
-        + ", ".join(c for c in CASES if c.startswith(f"{SERIAL}-"))
+        + ", ".join(SERIAL_CASES)
+        + f", {LATENCY} runs "
+        + ", ".join(LATENCY_KEYS)
         + ", each of which can be named alone",
     )
     parser.add_argument(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from bench.stack import COMPANY_B, CUSTOMER_B
+from bench.stack import COMPANY_B, COMPANY_C, CUSTOMER_B, CUSTOMER_C
 from service.dev import events
 from service.dev.devstack import HoleGuard
 
@@ -56,12 +56,16 @@ def contacts(count: int, burst: int = 0) -> list[Message]:
 
 
 def invoices(count: int, tenants: int = 1) -> list[Message]:
-    """AR invoices; with ``tenants`` 2 every other one goes to the second tenant."""
+    """AR invoices, dealt in turn to the first ``tenants`` (1 to 3) tenants."""
     feed = []
+    others = [
+        {},
+        {"tenant": events.tenant(CUSTOMER_B, COMPANY_B)},
+        {"tenant": events.tenant(CUSTOMER_C, COMPANY_C)},
+    ]
     for n in range(count):
         data = {"InvoiceNo": f"INV{n:06d}", "CustomerNo": f"C{n % 500:05d}", "Amount": n}
-        second = {"tenant": events.tenant(CUSTOMER_B, COMPANY_B)} if tenants > 1 and n % 2 else {}
-        body = events.event(f"invoice-{n}", data, type="ar_invoice.create", **second)
+        body = events.event(f"invoice-{n}", data, type="ar_invoice.create", **others[n % tenants])
         feed.append((f"INV{n:06d}".encode(), orjson.dumps(body)))
     return feed
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from service.dev.contracts import contracts_with_arrays
 from service.dev.devstack import redis_reachable, start_redis, start_tansu
 from service.dev.processes import REPO, DevStackError, Process, spawn
 from service.dev.replicas import ServiceProcess, service_env, start_service, write_tenants_file
@@ -26,8 +27,10 @@ from service.dev.waiting import until
 
 TOKEN = "bench-token-6c1e"
 TOKEN_B = "bench-token-b-91d4"
+TOKEN_C = "bench-token-c-4a07"
 CUSTOMER, COMPANY = "1001", "ACME"
 CUSTOMER_B, COMPANY_B = "2002", "BETA"
+CUSTOMER_C, COMPANY_C = "3003", "GAMMA"
 STOP_S = 20.0
 """How long a case's process gets after SIGTERM (a replica drains) before it is killed."""
 
@@ -103,7 +106,7 @@ class Stack:
                 self.children.remove(child)
 
     def start_sandbox(self, latency_ms: int = 0) -> SandboxProcess:
-        sandbox = start_sandbox_process(self.log_dir, (TOKEN, TOKEN_B), latency_ms)
+        sandbox = start_sandbox_process(self.log_dir, (TOKEN, TOKEN_B, TOKEN_C), latency_ms)
         self.children.append(sandbox)
         return sandbox
 
@@ -111,7 +114,8 @@ class Stack:
         path = self.log_dir / "tenants.yaml"
         if not path.exists():
             beta = {"customer": CUSTOMER_B, "company": COMPANY_B, "token_env": "BENCH_TOKEN_B"}
-            write_tenants_file(path, beta)
+            gamma = {"customer": CUSTOMER_C, "company": COMPANY_C, "token_env": "BENCH_TOKEN_C"}
+            write_tenants_file(path, beta, gamma)
         return path
 
     def service_env(
@@ -131,8 +135,13 @@ class Stack:
             **settings,
             "SAGEBRIDGE_TENANTS_FILE": str(self.tenants_file()),
             "BENCH_TOKEN_B": TOKEN_B,
+            "BENCH_TOKEN_C": TOKEN_C,
             **overrides,
         }
+
+    def contracts_dir(self, batch_max: int) -> Path:
+        """The shipped contracts with AR invoices sent in arrays of up to ``batch_max``."""
+        return contracts_with_arrays(self.log_dir / f"contracts-array{batch_max}", batch_max)
 
     def start_service(self, env: dict[str, str]) -> ServiceProcess:
         service = start_service(env, self._log_path("service"))

@@ -31,7 +31,7 @@ from service.connector.lookup import already_in_sage
 from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
-from service.intake.routes import Route, load_route_table
+from service.intake.routes import Lane, Route, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
@@ -44,7 +44,7 @@ from service.lanes.breaker import Breakers
 from service.lanes.master_data import MasterData
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
-from service.lanes.serial import FencedPost, SerialLane, SerialPolicy
+from service.lanes.serial import ArrayRule, FencedPost, SerialLane, SerialPolicy
 from service.offsets.committer import Committer
 from service.offsets.flow import FlowControl
 from service.offsets.log_ends import LogEnds
@@ -170,6 +170,11 @@ class Service:
             doubtful=self._doubtful,
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
+            arrays={
+                route.endpoint: ArrayRule(route.batch_max, route.atomic_arrays)
+                for route in routes.routes.values()
+                if route.lane is Lane.SERIAL
+            },
         )
         serial = self.serial
         self.metrics.serial_paused.set_function(lambda: 0 if serial.redis_ok else 1)

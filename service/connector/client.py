@@ -9,16 +9,22 @@ No redirect is followed (:func:`~service.connector.results.refused_redirect`), a
 tenant's token is masked in every result's text (:func:`~service.connector.results.masked`).
 A transactional call carries the tenant lock's fence as ``X-Fencing-Token``.
 
-The client is aiohttp rather than httpx because its per-call client time is a fraction of
-httpx's (figure in bench/RESULTS.md), and the serial lane pays that on every record while it
-holds the tenant's lock.
+The client is ``httpx.AsyncClient`` over the ``httpx-aiohttp`` transport: httpx's interface with
+aiohttp's connection handling, which costs the client a fraction of httpx's own transport per
+call (figures in bench/RESULTS.md) — the serial lane pays that on every call while it holds the
+tenant's lock. That transport maps aiohttp's errors onto httpx's coarsely (a connection dropped
+mid-request becomes ``httpx.ConnectTimeout``), so whether a request was sent is judged by the
+aiohttp error it keeps as the cause, never by the httpx type alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from service.connector.results import (
     CallResult,
@@ -32,6 +38,18 @@ from service.tenants import Tenant
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
+"""At most this much of a call's timeout goes to getting a connection (nothing sent yet)."""
+
+_NOT_SENT = (
+    aiohttp.ClientConnectorError,  # refused, unreachable, DNS, TLS handshake
+    aiohttp.ConnectionTimeoutError,  # no connection (or no pooled one) in time
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+"""Failures before a byte of the request left: the record certainly did not reach Sage."""
+
 
 class ConnectorClient:
     """One pooled HTTP client for all tenants; each call carries its own tenant's headers.
@@ -42,25 +60,29 @@ class ConnectorClient:
 
     def __init__(self, base_url: str, timeout_s: float, *, max_connections: int = 64) -> None:
         self._base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout_s = timeout_s
+        connect_s = min(timeout_s, CONNECT_TIMEOUT_S)
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_s, pool=connect_s)
+        self._limits = httpx.Limits(max_connections=max_connections)
+        self._http: httpx.AsyncClient | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
-        """The session, made on first use so that it belongs to the running event loop."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
+    def _client(self) -> httpx.AsyncClient:
+        """The client, made on first use so that its pool belongs to the running event loop."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
                 timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                follow_redirects=False,
+                transport=AiohttpTransport(limits=self._limits, trust_env=False),
+                trust_env=False,
             )
-        return self._session
+        return self._http
 
     async def post(
         self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
     ) -> CallResult:
         """POST ``payload`` (a JSON object or array, already encoded) to ``endpoint``."""
         headers = _headers(tenant, json_body=True, fence=fence)
-        return _told(tenant, await self._call("POST", endpoint, headers, data=payload))
+        return _told(tenant, await self._call("POST", endpoint, headers, content=payload))
 
     async def get(self, tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
         """The Connector's list GET (a read; never changes Sage)."""
@@ -73,31 +95,39 @@ class ConnectorClient:
         endpoint: str,
         headers: dict[str, str],
         *,
-        data: bytes | None = None,
+        content: bytes | None = None,
         params: dict[str, str] | None = None,
     ) -> CallResult:
         try:
-            async with self._http().request(
-                method,
-                self._base_url + endpoint,
-                data=data,
-                params=params,
-                headers=headers,
-                allow_redirects=False,
-            ) as response:
-                redirect = refused_redirect(response.status, response.headers.get("Location"))
-                result = redirect or classify(response.status, await response.read())
-                return masked(result, headers["Auth-Token"])
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return Retryable(f"cannot connect to the Cloud Connector: {type(exc).__name__}")
-        except TimeoutError as exc:
-            return Unknown(f"no answer within the timeout ({type(exc).__name__})")
-        except aiohttp.ClientError as exc:
-            return Unknown(f"connection failed mid-request ({type(exc).__name__})")
+            async with asyncio.timeout(self._timeout_s):  # the whole call, not each read
+                response = await self._client().request(
+                    method,
+                    self._base_url + endpoint,
+                    content=content,
+                    params=params,
+                    headers=headers,
+                )
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
+            return _failure(exc)
+        redirect = refused_redirect(response.status_code, response.headers.get("Location"))
+        result = redirect or classify(response.status_code, response.content)
+        return masked(result, headers["Auth-Token"])
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+
+def _failure(exc: BaseException) -> Retryable | Unknown:
+    """Whether a failed call was sent, judged by the deepest error known (see the module
+    docstring): only a failure to connect proves nothing reached the Connector."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError | TimeoutError) else exc
+    name = type(cause).__name__
+    if isinstance(cause, _NOT_SENT):
+        return Retryable(f"cannot connect to the Cloud Connector: {name}")
+    if isinstance(cause, TimeoutError | httpx.TimeoutException):
+        return Unknown(f"no answer within the timeout ({name})")
+    return Unknown(f"connection failed mid-request ({name})")
 
 
 def _told(tenant: Tenant, result: CallResult) -> CallResult:

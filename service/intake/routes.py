@@ -40,6 +40,12 @@ class Route:
     record cut off by a crash already reached Sage."""
     mapping: Mapping | None = None
     """How the Sage record is built from a CRM's own payload (``contracts/mappings/``)."""
+    batch_max: int = 1
+    """Serial routes: most queued records one call carries, as one JSON array (1: one record
+    per call, sent as a JSON object)."""
+    atomic_arrays: bool = False
+    """Serial routes: a refused array stored none of its records, so it may be split and its
+    parts resent. Otherwise a refused array's records are all in doubt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,7 @@ def _route(
                 f"{path}: route {event_type}: mapping {mapping_name} builds "
                 f"{mapping.contract.name} records, the route's contract is {contract_name}"
             )
+    batch_max, atomic_arrays = _arrays(path, event_type, lane, spec)
     return Route(
         type=event_type,
         lane=lane,
@@ -167,4 +174,28 @@ def _route(
         contract=contract,
         lookup=lookup,
         mapping=mapping,
+        batch_max=batch_max,
+        atomic_arrays=atomic_arrays,
     )
+
+
+def _arrays(path: Path, event_type: str, lane: Lane, spec: dict[str, Any]) -> tuple[int, bool]:
+    """A serial route's ``batch_max`` (a whole number >= 1, default 1) and ``atomic_arrays``
+    (true or false, default false: a refused array is in doubt unless the operator knows
+    the Connector stores arrays all or nothing)."""
+    batch_max = spec.get("batch_max", 1)
+    atomic = spec.get("atomic_arrays", False)
+    if lane is not Lane.SERIAL and ("batch_max" in spec or "atomic_arrays" in spec):
+        raise ContractFileError(
+            f"{path}: route {event_type}: batch_max and atomic_arrays are for serial routes "
+            "(batch routes use SAGEBRIDGE_BATCH_MAX)"
+        )
+    if not isinstance(batch_max, int) or isinstance(batch_max, bool) or batch_max < 1:
+        raise ContractFileError(
+            f"{path}: route {event_type}: batch_max must be a whole number >= 1, got {batch_max!r}"
+        )
+    if not isinstance(atomic, bool):
+        raise ContractFileError(
+            f"{path}: route {event_type}: atomic_arrays must be true or false, got {atomic!r}"
+        )
+    return batch_max, atomic

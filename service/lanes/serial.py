@@ -26,9 +26,13 @@ A record that cannot be prepared (its fingerprint or encoding fails) is answered
 of its own; an unexpected error never stops the tenant's worker, so one record cannot hold up
 the invoices queued behind it.
 
+A route with ``batch_max`` > 1 (its :class:`ArrayRule`) sends up to that many queued records of
+one endpoint in one call, as one JSON array; still one call at a time per tenant
+(:mod:`service.lanes.serial_array`).
+
 This module schedules: one worker per tenant, the tenant lock's holds. One record's turn under a
-hold is :mod:`service.lanes.serial_turn`; the ledger writes, answers and lock release of a hold
-are :mod:`service.lanes.serial_hold`.
+hold is :mod:`service.lanes.serial_turn`, one array's :mod:`service.lanes.serial_array`; the
+ledger writes, answers and lock release of a hold are :mod:`service.lanes.serial_hold`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic
 
@@ -46,12 +51,13 @@ from service.config import LEASE_MARGIN_S
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
+from service.lanes.serial_array import ArrayRule, ArrayTurn, front_group, leave_queue
 from service.lanes.serial_hold import Bookkeeping, Hold
 from service.lanes.serial_turn import FencedPost, RecordTurn
 from service.state.ledger import Ledger
 from service.state.locks import Lease, TenantLocks
 
-__all__ = ["FencedPost", "SerialLane", "SerialPolicy"]
+__all__ = ["ArrayRule", "FencedPost", "SerialLane", "SerialPolicy"]
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +96,15 @@ class SerialLane(Generic[T]):
         doubtful: Callable[[T], Awaitable[bool]] = _never_doubtful,
         on_lock_wait: Callable[[float], None] = lambda seconds: None,
         on_ledger_hit: Callable[[], None] = lambda: None,
+        arrays: Mapping[str, ArrayRule] | None = None,
     ) -> None:
         """``on_dropped`` receives tickets this lane gave up without an answer (withdrawn, or
         answered meanwhile by another replica); ``doubtful`` says whether a record the ledger
         does not know may have been sent before Redis lost its data. For metrics:
         ``on_lock_wait`` gets the seconds each lock acquisition waited, ``on_ledger_hit`` is
-        told of each redelivery answered from the ledger without a call."""
+        told of each redelivery answered from the ledger without a call. ``arrays``: the array
+        rule of each endpoint whose route sets ``batch_max`` (any other endpoint sends one
+        record per call)."""
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
@@ -108,19 +117,20 @@ class SerialLane(Generic[T]):
             settle_s=policy.settle_s,
             redis_retry_s=policy.redis_retry_s,
         )
-        self._turn: RecordTurn[T] = RecordTurn(
-            post,
-            breakers,
-            self._book,
-            Retries(
-                policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
-            ),
-            call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
-            doubtful=doubtful,
-            ledger_hit=on_ledger_hit,
+        retries = Retries(
+            policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
         )
+        parts = (post, breakers, self._book, retries)
+        margin = policy.call_timeout_s + LEASE_MARGIN_S
+        self._turn: RecordTurn[T] = RecordTurn(
+            *parts, call_margin_s=margin, doubtful=doubtful, ledger_hit=on_ledger_hit
+        )
+        self._array_turn: ArrayTurn[T] = ArrayTurn(
+            *parts, call_margin_s=margin, doubtful=doubtful, ledger_hit=on_ledger_hit
+        )
+        self._arrays = {e: r for e, r in (arrays or {}).items() if r.batch_max > 1}
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
-        self._current: dict[tuple[str, str], Delivery[T]] = {}
+        self._current: dict[tuple[str, str], list[Delivery[T]]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -143,13 +153,13 @@ class SerialLane(Generic[T]):
         revoked): those not begun are dropped now; one being begun is dropped before its call
         starts, its intent withdrawn. One already inside a call finishes and is answered."""
         for key, queue in self._queues.items():
-            current = self._current.get(key)
+            current = self._current.get(key, [])
             dropped: list[T] = []
             kept: deque[Delivery[T]] = deque()
             for delivery in queue:
                 if not unwanted(delivery.ticket):
                     kept.append(delivery)
-                elif delivery is current:
+                elif delivery in current:  # being begun or in a call
                     delivery.withdrawn = True
                     kept.append(delivery)
                 else:
@@ -248,14 +258,40 @@ class SerialLane(Generic[T]):
                 queue.popleft()
                 self._on_dropped([delivery.ticket])
                 continue
-            self._current[key] = delivery
-            try:
+            rule = self._arrays.get(delivery.endpoint)
+            if rule is not None:
+                carried, goes_on = await self._take_array(hold, queue, rule)
+                served += carried
+                if not goes_on:
+                    return
+                continue
+            with self._in_turn(key, [delivery]):
                 carry_on = await self._turn.take(hold, delivery)
-            finally:
-                self._current.pop(key, None)
             if carry_on is None:
                 return  # Redis trouble, lease lost, Connector down: nothing reached Sage
             queue.popleft()
             served += 1
             if not carry_on:
                 return
+
+    async def _take_array(
+        self, hold: Hold[T], queue: deque[Delivery[T]], rule: ArrayRule
+    ) -> tuple[int, bool]:
+        """One array call for the queued records at the front that share the first one's
+        endpoint (up to ``rule.batch_max``, in order); the served ones leave the queue, the
+        rest keep their place. Returns how many were served and whether the hold goes on."""
+        group = front_group(queue, rule.batch_max)
+        with self._in_turn(hold.lease.tenant, group):
+            served, carry_on = await self._array_turn.take(hold, group, rule)
+        leave_queue(queue, group, served)
+        return len(served), carry_on
+
+    @contextmanager
+    def _in_turn(self, key: tuple[str, str], deliveries: list[Delivery[T]]) -> Iterator[None]:
+        """While ``deliveries`` are being begun or called: withdrawing marks them, never drops
+        them (see :meth:`withdraw`)."""
+        self._current[key] = deliveries
+        try:
+            yield
+        finally:
+            self._current.pop(key, None)

@@ -15,10 +15,10 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Generic
+from typing import Generic, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -29,6 +29,8 @@ from service.state.ledger import Guard, Ledger, LedgerEntry, ResultToWrite
 from service.state.locks import Lease, TenantLocks, process_token
 
 log = logging.getLogger("service.lanes.serial")  # one logger for the whole serial lane
+
+Written = TypeVar("Written")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,43 +80,54 @@ class Bookkeeping(Generic[T]):
     async def begin(self, hold: Hold[T], delivery: Delivery[T], digest: str) -> LedgerEntry | None:
         """The guarded ledger begin; writes the previous record's result and sends its answer.
         ``None`` if it could not run (Redis down, lease lost, epoch moved): nothing written."""
-        if not delivery.claim:
-            delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
-        lease = hold.lease
+        self._claim(delivery)
         previous = hold.unrecorded
-        sent = time.monotonic()
-        try:
-            begun = await self._ledger.begin_guarded(
-                self._guard(hold),
+        begun = await self._under_lease(
+            hold,
+            lambda guard: self._ledger.begin_guarded(
+                guard,
                 delivery.tenant.key,
                 delivery.event_id,
                 digest,
                 claim=delivery.claim,
                 after=previous.settlement if previous is not None else None,
-            )
-        except RedisError as exc:  # nothing was sent; the previous write is redone
-            await self.redis_down("ledger", exc)
+            ),
+        )
+        if begun is None:
             return None
-        except (LeaseLost, EpochMovedError):
-            lease.lost = True
-            log.error(
-                "tenant lock lost before a call; re-acquiring", extra={"tenant": lease.tenant}
-            )
-            return None
-        self.redis_ok = True
-        lease.valid_until = max(lease.valid_until, sent + self._locks.ttl_ms / 1000)
         if previous is not None:
             hold.unrecorded = None
             self._deliver_unrecorded(previous, begun.previous_written)
         return begun.entry
 
+    async def begin_array(
+        self, hold: Hold[T], deliveries: Sequence[Delivery[T]], digests: Sequence[str]
+    ) -> list[LedgerEntry] | None:
+        """The guarded begin of every record of one array call, in one step (the hold's last
+        one-record result, if any, is written first). ``None`` if it could not run: nothing
+        written."""
+        await self.record_last(hold)
+        for delivery in deliveries:
+            self._claim(delivery)
+        tenant = deliveries[0].tenant.key
+        pairs = zip(deliveries, digests, strict=True)
+        records = [(d.event_id, digest, d.claim) for d, digest in pairs]
+        return await self._under_lease(
+            hold, lambda guard: self._ledger.begin_guarded_many(guard, tenant, records)
+        )
+
     async def settle(self, settlement: ResultToWrite, hold: Hold[T]) -> bool:
         """Record a result after the call. Redis trouble here means retry the write, never the
         call: the outcome is known, only its bookkeeping is pending. Never raises RedisError.
         ``False`` if another process had reported the record in doubt meanwhile."""
+        [written] = await self.settle_many([settlement], hold)
+        return written
+
+    async def settle_many(self, settlements: list[ResultToWrite], hold: Hold[T]) -> list[bool]:
+        """:meth:`settle` for the records of one array call, in one step."""
         while True:
             try:
-                written = await self._ledger.settle(settlement, self._guard(hold))
+                written = await self._ledger.settle_many(settlements, self._guard(hold))
             except RedisError as exc:
                 await self.redis_down("ledger write", exc)
                 continue
@@ -171,6 +184,37 @@ class Bookkeeping(Generic[T]):
                 extra={"event_id": unrecorded.settlement.event_id},
             )
             self._on_dropped([ticket])
+
+    def deliver_after_write(self, unrecorded: Unrecorded[T], written: bool) -> None:
+        """Send an answer whose ledger write has run: dropped if another process had
+        reported the record in doubt meanwhile (its verdict stands)."""
+        self._deliver_unrecorded(unrecorded, written)
+
+    def _claim(self, delivery: Delivery[T]) -> None:
+        if not delivery.claim:
+            delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
+
+    async def _under_lease(
+        self, hold: Hold[T], step: Callable[[Guard], Awaitable[Written]]
+    ) -> Written | None:
+        """Run a guarded begin; the lease is renewed by it. ``None`` if it could not run
+        (Redis down, lease lost, epoch moved): nothing was written, nothing is to be sent."""
+        lease = hold.lease
+        sent = time.monotonic()
+        try:
+            done = await step(self._guard(hold))
+        except RedisError as exc:  # nothing was sent; the previous write is redone
+            await self.redis_down("ledger", exc)
+            return None
+        except (LeaseLost, EpochMovedError):
+            lease.lost = True
+            log.error(
+                "tenant lock lost before a call; re-acquiring", extra={"tenant": lease.tenant}
+            )
+            return None
+        self.redis_ok = True
+        lease.valid_until = max(lease.valid_until, sent + self._locks.ttl_ms / 1000)
+        return done
 
     def _guard(self, hold: Hold[T]) -> Guard:
         lease = hold.lease

@@ -77,7 +77,7 @@ class RecordTurn(Generic[T]):
             digest = fingerprint(delivery.record)
             payload = orjson.dumps(delivery.record)
         except Exception as exc:  # nothing was sent: the record's own problem, answered alone
-            self._book.answer(delivery, _cannot_prepare(exc))
+            self._book.answer(delivery, cannot_prepare(exc))
             return True
         begun = await self._book.begin(hold, delivery, digest)
         if begun is None:
@@ -89,10 +89,10 @@ class RecordTurn(Generic[T]):
             self._book.answer(delivery, known)
             return True
         if begun.state is EntryState.IN_DOUBT:
-            self._book.answer(delivery, _unknown(IN_DOUBT_MESSAGE, begun.attempts))
+            self._book.answer(delivery, unknown_outcome(IN_DOUBT_MESSAGE, begun.attempts))
             return True
         if await self._doubtful(delivery.ticket):  # new to a ledger that lost data?
-            self._book.answer(delivery, _unknown(LEDGER_LOST_MESSAGE, delivery.attempts))
+            self._book.answer(delivery, unknown_outcome(LEDGER_LOST_MESSAGE, delivery.attempts))
             return True
         hold.settled = False  # a call is about to be made
         try:
@@ -129,7 +129,7 @@ class RecordTurn(Generic[T]):
         if isinstance(result, Unknown):
             self._book.answer(
                 delivery,
-                _unknown(
+                unknown_outcome(
                     f"{result.reason}; the record may or may not be in Sage — not resent",
                     delivery.attempts,
                 ),
@@ -170,11 +170,13 @@ class RecordTurn(Generic[T]):
         )
 
 
-def _unknown(message: str, attempts: int) -> Outcome:
+def unknown_outcome(message: str, attempts: int) -> Outcome:
+    """An ``unknown_outcome`` answer: sent, no verdict, never resent."""
     return Outcome.failure(Stage.UNKNOWN_OUTCOME, message, attempts=attempts)
 
 
-def _cannot_prepare(exc: Exception) -> Outcome:
+def cannot_prepare(exc: Exception) -> Outcome:
+    """The answer for a record that cannot be encoded: nothing was sent."""
     return Outcome.failure(
         Stage.VALIDATION,
         f"the record cannot be encoded for the Cloud Connector ({type(exc).__name__}: {exc}); "

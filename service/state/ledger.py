@@ -156,17 +156,58 @@ return {'begun', previous, found}
 """
 )
 
-# A call's result on its own (no next record to carry it). KEYS: lock, calling, entry.
-# ARGV: owner, settled ('1'/'0'), retention, result ('' withdraw, else attempts), fingerprint,
-# claim. The calling marker is cleared only by the lock's owner. Returns 1 written, 0 superseded.
+# An array's begin under its tenant's lease, in one atomic step: steps 1, 2, 4 and 5 of
+# _SERIAL_BEGIN for every record of the array (no previous result rides on it: an array's
+# results are written as soon as its call ends, by _SETTLE). The calling marker is set when any
+# record is to be sent.
+# KEYS: epoch, quarantine, lock, calling, then each record's entry.
+# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, settled ('1'/'0'),
+# retention, then each record's claim and fingerprint (ARGV[7 + 2i], ARGV[8 + 2i]).
+# Returns an epoch verdict, {'lost'}, or {'begun', {found or false, one per record}}.
+_SERIAL_BEGIN_MANY = (
+    EPOCH_CHECK_LUA
+    + _STEPS
+    + """
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then
+  return {'lost'}
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+if ARGV[7] == '1' then
+  redis.call('DEL', KEYS[4])
+end
+local found = {}
+local sending = false
+for i = 5, #KEYS do
+  local n = i - 4
+  found[n] = begin(KEYS[i], ARGV[8 + 2 * n], ARGV[7 + 2 * n], ARGV[8])
+  if not found[n] then
+    sending = true
+  end
+end
+if sending then
+  redis.call('SET', KEYS[4], ARGV[6])
+end
+return {'begun', found}
+"""
+)
+
+# Calls' results on their own (no next record's begin carries them). KEYS: lock, calling, then
+# each record's entry. ARGV: owner, settled ('1'/'0'), retention, then for each entry its
+# result ('' withdraw, else attempts: delivered), fingerprint and claim (ARGV[1 + 3i] ...).
+# The calling marker is cleared only by the lock's owner. Returns 1 written or 0 superseded,
+# one per entry.
 _SETTLE = (
     _STEPS
     + """
-local written
-if ARGV[4] == '' then
-  written = withdraw(KEYS[3], ARGV[6])
-else
-  written = delivered(KEYS[3], ARGV[5], ARGV[4], ARGV[3], ARGV[6])
+local written = {}
+for i = 3, #KEYS do
+  local n = i - 2
+  local result, digest, claim = ARGV[1 + 3 * n], ARGV[2 + 3 * n], ARGV[3 + 3 * n]
+  if result == '' then
+    written[n] = withdraw(KEYS[i], claim)
+  else
+    written[n] = delivered(KEYS[i], digest, result, ARGV[3], claim)
+  end
 end
 if ARGV[2] == '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
@@ -284,6 +325,7 @@ class Ledger:
         self._begin_many = redis.register_script(_BEGIN_MANY)
         self._delivered_many = redis.register_script(_DELIVERED_MANY)
         self._serial_begin = redis.register_script(_SERIAL_BEGIN)
+        self._serial_begin_many = redis.register_script(_SERIAL_BEGIN_MANY)
         self._settle = redis.register_script(_SETTLE)
         self._resolve = redis.register_script(_RESOLVE)
         self.retention_s = retention_s
@@ -355,26 +397,69 @@ class Ledger:
             raise LeaseLost(event_id)
         return Begun(self._entry(reply[2], digest), previous_written=bool(reply[1]))
 
+    async def begin_guarded_many(
+        self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str, str]]
+    ) -> list[LedgerEntry]:
+        """:meth:`begin_guarded` for the records of one array call, each (event_id, digest,
+        claim), in one step under the tenant's lease (see ``_SERIAL_BEGIN_MANY``): raises
+        :class:`LeaseLost` or :class:`EpochMovedError`, having written nothing, if the lease or
+        the epoch is not what the caller holds. No previous result rides on it: the caller
+        writes an array's results with :meth:`settle_many` as soon as its call ends."""
+        args: list[str | int] = [
+            *self._epoch.script_args(),
+            guard.owner,
+            guard.ttl_ms,
+            guard.fence,
+            "1" if guard.settled else "0",
+            self._retention_ms,
+        ]
+        for _, digest, claim in records:
+            args += [claim, digest]
+        reply: Any = await self._serial_begin_many(
+            keys=[
+                *self._epoch.script_keys(),
+                guard.keys.lock,
+                guard.keys.calling,
+                *(self._key(tenant, event_id) for event_id, _, _ in records),
+            ],
+            args=args,
+        )
+        found = moved(reply)
+        if found is not None:
+            self._epoch.adopt(found)
+            raise EpochMovedError(found.epoch)
+        if reply[0] in (b"lost", "lost"):
+            raise LeaseLost(records[0][0] if records else "")
+        rows = reply[1]
+        return [self._entry(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
+
     async def settle(self, settlement: ResultToWrite, guard: Guard) -> bool:
         """Write a call's result on its own (when no next record's begin can carry it); clear
         the calling marker if ``guard.settled`` and the lease is still the caller's. ``False``
         if the entry was superseded (another process reported it in doubt meanwhile)."""
+        [written] = await self.settle_many([settlement], guard)
+        return written
+
+    async def settle_many(self, settlements: list[ResultToWrite], guard: Guard) -> list[bool]:
+        """:meth:`settle` for the records of one array call, in one step: one ``written`` per
+        settlement, in order."""
+        args: list[str | int] = [
+            guard.owner,
+            "1" if guard.settled else "0",
+            self._retention_ms,
+        ]
+        for settlement in settlements:
+            result = settlement.attempts if settlement.delivered else ""
+            args += [result, settlement.digest, settlement.claim]
         written = await self._settle(
             keys=[
                 guard.keys.lock,
                 guard.keys.calling,
-                self._key(settlement.tenant, settlement.event_id),
+                *(self._key(s.tenant, s.event_id) for s in settlements),
             ],
-            args=[
-                guard.owner,
-                "1" if guard.settled else "0",
-                self._retention_ms,
-                settlement.attempts if settlement.delivered else "",
-                settlement.digest,
-                settlement.claim,
-            ],
+            args=args,
         )
-        return bool(written)
+        return [bool(w) for w in written]
 
     async def begin_many(
         self, keys: list[tuple[TenantKey, str, str]], *, claim: str = ""

@@ -19,6 +19,18 @@ PIPELINE_CASES = (
     "steady",
     "memory",
 )
+LATENCY_CASES = (
+    "serial-50ms-1r",
+    "serial-50ms-array10-1r",
+    "serial-50ms-array50-1r",
+    "serial-200ms-1r",
+    "serial-200ms-array10-1r",
+    "serial-200ms-array50-1r",
+    "serial-50ms-3r",
+    "serial-50ms-array50-3r",
+    "serial-200ms-1r-3t",
+    "serial-200ms-array50-3r-3t",
+)
 GOALS = "Goals"
 GOAL_AREAS = ("batch lane", "latency", "serial lane", "memory", "tenant lock")
 PIPELINE_FIGURES = 9  # events, seconds, events/s, calls, p50, p99, RSS, CPU cores, status
@@ -41,9 +53,10 @@ def table_rows(text: str, first_cell: str) -> list[list[str]]:
     return rows
 
 
-def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+def quick_bench(out: Path, *args: str) -> tuple[str, str]:
+    """``python -m bench --quick ARGS --out OUT``: its stdout and the RESULTS.md it wrote."""
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--rounds", "2", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", *args, "--out", str(out)],
         cwd=REPO,
         check=False,
         capture_output=True,
@@ -51,11 +64,13 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         timeout=240,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
-    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return run.stdout, (out / "RESULTS.md").read_text(encoding="utf-8")
 
+
+def assert_cases_reported(stdout: str, results: str, keys: tuple[str, ...]) -> None:
     cases = section(results, "Cases")
-    for case in PIPELINE_CASES:
+    for case in keys:
         rows = table_rows(cases, case)
         assert len(rows) == 1, f"case {case} missing from RESULTS.md"
         _, _title, *figures = rows[0]
@@ -64,7 +79,28 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         assert all(NUMBER.match(n) for n in numbers), f"case {case}: {numbers}"
         assert re.fullmatch(r"[\d.]+/([\d.]+|-)/[\d.]+/[\d.]+", cores), f"case {case}: {cores}"
         assert status == "ok", f"case {case}: {status}"
-        assert case in run.stdout  # printed as it finished
+        assert case in stdout  # printed as it finished
+
+
+def test_quick_benchmark_at_realistic_latency_reports_every_case_and_its_goals(
+    tmp_path: Path,
+) -> None:
+    stdout, results = quick_bench(tmp_path, "--cases", "latency")
+    assert_cases_reported(stdout, results, LATENCY_CASES)
+    goals_text = section(results, GOALS)
+    goals = table_rows(goals_text, "serial lane")
+    whats = [goal[1] for goal in goals]
+    assert any(w.startswith("(serial-50ms-1r) one invoice per call at 50 ms") for w in whats)
+    assert any(w.startswith("(serial-50ms-3r) one invoice per call at 50 ms") for w in whats)
+    assert any(w.startswith("(serial-50ms-array50-1r) arrays of 50 against") for w in whats)
+    assert all(g[-1] in ("met", "**missed**") for g in goals), goals
+
+
+def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    stdout, results = quick_bench(
+        tmp_path, "--rounds", "2", "--cases", "ceiling,batch,per-record,serial,steady,lock,memory"
+    )
+    assert_cases_reported(stdout, results, PIPELINE_CASES)
 
     for figure in ("lock overhead", "lock hand-off"):
         rows = table_rows(section(results, "Tenant lock (lock)"), figure)

@@ -19,7 +19,8 @@ Order of handling a business call, chosen so each answer means one thing:
    progress (an overlap is a violation) until it ends at the server, whatever its client does;
 4. latency, slow processing, hang, injected 500, injected ERROR envelope;
 5. overlap → ERROR; contract and ``reject_marker`` checks → ERROR naming the first bad record;
-6. SUCCESS: every record is stored (an array is all or nothing) — or, with ``store_then_fail``,
+6. SUCCESS: every record is stored (an array is all or nothing, unless ``partial_arrays`` is on:
+   then a refused array keeps the records before the bad one) — or, with ``store_then_fail``,
    stored and then answered 500/502/504.
 """
 
@@ -250,14 +251,19 @@ class Sandbox:
             return 200, error("sandbox: injected ERROR envelope")
         if violation:
             return 200, error("sandbox: concurrent call to a transactional endpoint")
-        bad = self._first_bad_record(route, records)
-        if bad is not None:
-            self.store.rejected_records += 1
-            return 200, error(bad)
-        if self.store.generation != generation:
-            return 503, error("sandbox: reset while the call was in progress")
         numbered = route.lane is Lane.SERIAL
         keys = route.contract.keys if route.contract is not None else ()
+        bad = self._first_bad_record(route, records)
+        if bad is not None:
+            index, problem = bad
+            self.store.rejected_records += 1
+            if self.faults.partial_arrays and index and self.store.generation == generation:
+                self.store.accept(
+                    call.endpoint, call.tenant, call.number, records[:index], numbered, keys
+                )
+            return 200, error(problem)
+        if self.store.generation != generation:
+            return 503, error("sandbox: reset while the call was in progress")
         numbers = self.store.accept(
             call.endpoint, call.tenant, call.number, records, numbered, keys
         )
@@ -269,18 +275,20 @@ class Sandbox:
             answer["record_numbers"] = numbers
         return 200, answer
 
-    def _first_bad_record(self, route: SageRoute, records: list[dict[str, Any]]) -> str | None:
-        """``record {index}: {problem}`` for the first refused record, or ``None``."""
+    def _first_bad_record(
+        self, route: SageRoute, records: list[dict[str, Any]]
+    ) -> tuple[int, str] | None:
+        """The first refused record's index and ``record {index}: {problem}``, or ``None``."""
         contract, marker = route.contract, self.faults.reject_marker
         for index, record in enumerate(records):
             if contract is not None:
                 errors = contract.check(record)
                 if errors:
-                    return f"record {index}: {errors[0].describe()}"
+                    return index, f"record {index}: {errors[0].describe()}"
             if marker is not None:
                 for name, value in record.items():
                     if isinstance(value, str) and value == marker:
-                        return f"record {index}: {name}: rejected by Sage"
+                        return index, f"record {index}: {name}: rejected by Sage"
         return None
 
 

@@ -53,6 +53,10 @@ class Faults:
     """Refuse a transactional call whose ``X-Fencing-Token`` is lower than one already seen for
     its tenant. Off by default, because the real Cloud Connector ignores the header: mutual
     exclusion must be proven without the server's help."""
+    partial_arrays: bool = False
+    """A refused array stores the records before the first bad one, then answers ERROR, as a
+    Connector that writes an array row by row without a transaction does. Off: an array is
+    stored all or nothing."""
     reject_marker: str | None = None
     """A record with a string field exactly equal to this is refused, naming record and field."""
     down: bool = False
@@ -111,6 +115,6 @@ def _validate(key: str, value: Any) -> str | None:
     elif key == "reject_marker":
         if value is not None and (not isinstance(value, str) or not value):
             return f"expected a non-empty string or null, got {value!r}"
-    elif key in ("down", "check_fencing") and not isinstance(value, bool):
+    elif key in ("down", "check_fencing", "partial_arrays") and not isinstance(value, bool):
         return f"expected true or false, got {value!r}"
     return None

@@ -165,6 +165,17 @@ def test_array_is_all_or_nothing(client: httpx.Client) -> None:
     assert stats(client)["rejected_records"] == 1
 
 
+def test_partial_arrays_keep_the_records_before_the_bad_one(client: httpx.Client) -> None:
+    """A Connector that writes an array row by row: a refused array has stored part of it."""
+    set_faults(client, partial_arrays=True, reject_marker="REJECT-ME")
+    records = [{"InvoiceNo": f"I{n}", "Memo": "REJECT-ME" if n == 3 else ""} for n in range(6)]
+    body = client.post(RECEIVABLE, json=records, headers=HEADERS).json()
+    assert body == {"response": "ERROR", "message": "record 3: Memo: rejected by Sage"}
+    kept = stored(client, RECEIVABLE)
+    assert [r["record"]["InvoiceNo"] for r in kept] == ["I0", "I1", "I2"]
+    assert [r["record_number"] for r in kept] == [1, 2, 3]
+
+
 def test_reject_marker_refuses_a_record_the_contract_accepts(client: httpx.Client) -> None:
     set_faults(client, reject_marker="REJECT-ME")
     records = [contact("A"), contact("B", City="REJECT-ME")]

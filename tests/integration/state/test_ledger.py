@@ -185,3 +185,33 @@ async def test_a_result_whose_first_write_landed_unseen_is_still_ours(
     refused = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
     assert await ledger.settle(refused, held) is True
     assert await ledger.settle(refused, held) is True  # withdrawn already: still ours
+
+
+async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """Every record of an array call has its intent before the call, and its result after it,
+    each in one script under the lease."""
+    ledger, locks, lease = await leased(redis, redis_prefix)
+    held = guard(locks, lease)
+    await ledger.delivered(TENANT, "inv-0", "d0", attempts=1)
+    begun = await ledger.begin_guarded_many(
+        held, TENANT, [("inv-0", "d0", "c0"), ("inv-1", "d1", "c1"), ("inv-2", "d2", "c2")]
+    )
+    assert [e.state for e in begun] == [EntryState.DELIVERED, EntryState.NEW, EntryState.NEW]
+    assert await redis.get(locks.keys(TENANT).calling) == str(lease.fence).encode()
+    again = await ledger.begin_guarded_many(held, TENANT, [("inv-1", "d1", "c1")])
+    assert [e.state for e in again] == [EntryState.NEW], "its own claim goes ahead"
+    results = [
+        ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1"),
+        ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2"),
+    ]
+    assert await ledger.settle_many(results, held) == [True, True]
+    assert await redis.exists(locks.keys(TENANT).calling) == 0
+    assert (await ledger.begin(TENANT, "inv-1", "d1")).state is EntryState.DELIVERED
+    assert (await ledger.begin(TENANT, "inv-2", "d2")).state is EntryState.NEW
+
+    await redis.delete(locks.keys(TENANT).lock)  # expired, or taken by another replica
+    with pytest.raises(LeaseLost):
+        await ledger.begin_guarded_many(held, TENANT, [("inv-9", "d9", "c9")])
+    assert await redis.exists(f"{redis_prefix}:ledger:1001:ACME:inv-9") == 0

@@ -1,0 +1,30 @@
+"""A copy of the shipped contracts with some serial routes sending arrays: for tests and the
+benchmark, which start the service with ``SAGEBRIDGE_CONTRACTS_DIR`` pointing at it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from service.intake.routes import DEFAULT_CONTRACTS_DIR
+
+
+def contracts_with_arrays(
+    directory: Path,
+    batch_max: int,
+    *,
+    atomic: bool = False,
+    types: Iterable[str] = ("ar_invoice.create",),
+) -> Path:
+    """``directory`` (created) holding the shipped contracts, with the routes of ``types``
+    carrying up to ``batch_max`` records per call (``atomic_arrays: atomic``)."""
+    shutil.copytree(DEFAULT_CONTRACTS_DIR, directory, dirs_exist_ok=True)
+    routes_file = directory / "routes.yaml"
+    routes = yaml.safe_load(routes_file.read_text(encoding="utf-8"))
+    for event_type in types:
+        routes["routes"][event_type].update(batch_max=batch_max, atomic_arrays=atomic)
+    routes_file.write_text(yaml.safe_dump(routes, sort_keys=False), encoding="utf-8")
+    return directory
