@@ -19,11 +19,12 @@ from types import TracebackType
 
 from service.dev.contracts import contracts_with_arrays
 from service.dev.devstack import redis_reachable, start_redis, start_tansu
-from service.dev.processes import REPO, DevStackError, Process, spawn
+from service.dev.processes import REPO, Process, spawn
 from service.dev.replicas import ServiceProcess, service_env, start_service, write_tenants_file
 from service.dev.sandbox.process import SandboxProcess, start_sandbox_process
 from service.dev.topics import Topics
 from service.dev.waiting import until
+from service.errors import DevStackError
 
 TOKEN = "bench-token-6c1e"
 TOKEN_B = "bench-token-b-91d4"

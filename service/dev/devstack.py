@@ -15,7 +15,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from service.dev.processes import DevStackError, Process, free_port, spawn_listening
+from service.dev.processes import Process, free_port, spawn_listening
+from service.errors import DevStackError
 
 
 class _Record(Protocol):

@@ -16,13 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.errors import DevStackError
+
 REPO = Path(__file__).resolve().parents[2]
 """Where ``python -m service`` is run from, as a developer runs it."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class DevStackError(RuntimeError):
-    """A local component could not be started; the message says what to install or set."""
 
 
 def free_port() -> int:

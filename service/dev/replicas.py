@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from service.dev.processes import REPO, DevStackError, Process, free_port, launch
+from service.dev.processes import REPO, Process, free_port, launch
 from service.dev.topics import Topics
 from service.dev.waiting import until
+from service.errors import DevStackError
 
 DRAIN_S = 20.0
 """How long a replica gets to drain after SIGTERM before it is killed."""

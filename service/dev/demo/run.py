@@ -17,9 +17,9 @@ from service.dev.demo.stack import Stack, settings_for, start_stack
 from service.dev.demo.summary import summary_lines
 from service.dev.demo.tally import Progress, Tally, collect
 from service.dev.events import produce
-from service.dev.processes import DevStackError
 from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import create_topics
+from service.errors import DevStackError
 
 REPLY_DEADLINE_S = 120.0
 MIN_EVENTS_WITH_CRM = 20

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.dev.sandbox.faults import FaultsError
 from service.dev.sandbox.responses import error, json_response
+from service.errors import FaultsError
 
 if TYPE_CHECKING:
     from service.dev.sandbox.app import Sandbox

@@ -16,11 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from service.errors import FaultsError
+
 STORE_THEN_FAIL_STATUSES = (500, 502, 504)
-
-
-class FaultsError(ValueError):
-    """A faults update named an unknown field or gave a value of the wrong type or range."""
 
 
 @dataclass(slots=True)
