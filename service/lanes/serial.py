@@ -250,7 +250,7 @@ class SerialLane(Generic[T]):
                 continue
             self._current[key] = delivery
             try:
-                carry_on = await self._turn.take(hold, delivery)
+                carry_on = await delivery.traced(self._turn.take(hold, delivery))
             finally:
                 self._current.pop(key, None)
             if carry_on is None:
