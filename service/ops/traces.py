@@ -38,6 +38,8 @@ from service.errors import SettingsError
 
 INSTRUMENTATION_NAME = "sagebridge"
 DEFAULT_SERVICE_NAME = "sagebridge"
+HTTP_INSTRUMENTORS = ("aiohttp-client", "httpx")
+"""OpenTelemetry's own instrumentation of the client libraries the Connector client may use."""
 _OTLP_OVER = {"http/protobuf": "otlp_proto_http", "grpc": "otlp_proto_grpc"}
 
 
@@ -222,10 +224,16 @@ def _exporter(name: str) -> Any:
 
 
 def _http_instrumentors() -> list[_Instrumentor]:
-    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-    return [AioHttpClientInstrumentor(), HTTPXClientInstrumentor()]
+    """The instrumentation of each HTTP client library that is installed (an instrumentation
+    package imports the library it instruments)."""
+    found: list[_Instrumentor] = []
+    for name in HTTP_INSTRUMENTORS:
+        for entry in entry_points(group="opentelemetry_instrumentor", name=name):
+            try:
+                found.append(entry.load()())
+            except ImportError:
+                continue
+    return found
 
 
 @contextmanager
