@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 from service.dev.events import contact, event, produce
 from service.dev.topics import Topics
 from service.ops.traces import Tracing
+from tests.conftest import TOKEN
 from tests.support.kafka import Collector, Received
 from tests.support.waiting import until
 
@@ -106,6 +107,7 @@ async def test_a_traceparent_is_continued_through_the_serial_lane_to_the_reply(
     [publish] = named(spans, "publish ")
     assert publish.kind is SpanKind.PRODUCER and parent_id(publish) == span_id(process)
     assert reply_trace(reply) == (int(TRACE, 16), span_id(publish))
+    assert TOKEN not in "".join(s.to_json() for s in exporter.get_finished_spans())
 
 
 async def test_a_batch_call_is_one_span_linked_to_each_record(
