@@ -115,6 +115,9 @@ class Tracing:
         self._provider = provider
         self._tracer: Tracer = trace.NoOpTracer()
         self._instrumentors: list[_Instrumentor] = []
+        self._fields = frozenset(propagate.get_global_textmap().fields)
+        """The headers the configured propagators read (``traceparent``, ``tracestate``,
+        ``baggage`` by default): the only ones decoded, however many a record has."""
         if provider is None:
             return
         self._tracer = provider.get_tracer(INSTRUMENTATION_NAME)
@@ -146,7 +149,7 @@ class Tracing:
         carrier = {
             name.lower(): value.decode("utf-8", "replace")
             for name, value in headers
-            if value is not None
+            if value is not None and name.lower() in self._fields
         }
         parent = propagate.extract(carrier)
         span = self._tracer.start_span(
