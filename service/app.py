@@ -55,6 +55,7 @@ from service.ops.logs import OutcomeLog
 from service.ops.metrics import Metrics
 from service.ops.redis_check import RedisCheck
 from service.ops.tenant_states import TenantStates
+from service.ops.traces import RecordTrace, Tracing
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
@@ -72,13 +73,18 @@ PAUSE_READ_INTERVAL_S = 0.5
 class Service:
     """Everything ``sagebridge run`` starts and stops, and what ``/readyz`` reports."""
 
-    def __init__(self, settings: Settings, tenants: TenantDirectory) -> None:
+    def __init__(
+        self, settings: Settings, tenants: TenantDirectory, tracing: Tracing | None = None
+    ) -> None:
+        """``tracing`` defaults to what the standard ``OTEL_*`` variables ask for (off when
+        none is set); it is set up before the Connector client, whose calls it instruments."""
         self.settings = settings
         routes = load_route_table(settings.contracts_dir)
         intake = Intake(
             routes, tenants, settings.max_event_bytes, ReplyTopics.from_settings(settings)
         )
         self.metrics = Metrics(known_types=routes.routes)
+        self.tracing = Tracing.from_environment() if tracing is None else tracing
         self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
@@ -152,6 +158,8 @@ class Service:
             doubtful=self._doubtful,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
             on_call=self.metrics.batch_size.observe,
+            trace_of=_trace_of,
+            call_span=self.tracing.call_span,
         )
         self.serial: SerialLane[Consumed] = SerialLane(
             self._timed_post("serial"),
@@ -195,6 +203,7 @@ class Service:
             self.consumer,
             drain_timeout_s=settings.drain_timeout_s,
             call_timeout_s=settings.http_timeout_s,
+            tracing=self.tracing,
         )
         self.redis_check = RedisCheck(self.redis, self.watch.check, self.metrics)
         self.redis_answers = PeriodicCheck(self.redis_check)
@@ -237,6 +246,7 @@ class Service:
         await self.pause_reads.stop()
         await self.redis.aclose()
         await self.http.stop()
+        self.tracing.close()
 
     async def readiness(self) -> Readiness:
         """Ready when Redis answers (as of its last periodic check), the serial lane is not
@@ -279,11 +289,17 @@ class Service:
         return await already_in_sage(self.connector.get, tenant, route, record)
 
 
-def create_app(settings: Settings, tenants: TenantDirectory) -> tuple[FastStream, Service]:
+def _trace_of(ticket: Consumed) -> RecordTrace | None:
+    return ticket.trace
+
+
+def create_app(
+    settings: Settings, tenants: TenantDirectory, *, tracing: Tracing | None = None
+) -> tuple[FastStream, Service]:
     """Build the FastStream application and the service behind it (not started); call inside
-    a running event loop (aiokafka clients bind to it)."""
+    a running event loop (aiokafka clients bind to it). ``tracing``: see :class:`Service`."""
     broker = subscriber.make_broker(settings)
-    service = Service(settings, tenants)
+    service = Service(settings, tenants, tracing)
     subscriber.declare(broker, settings, service.consumer, service.bridge, service.bridge.on_poll)
     app = FastStream(
         broker,

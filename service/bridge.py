@@ -40,6 +40,7 @@ from service.offsets.flow import FlowControl
 from service.offsets.tracker import OffsetTracker
 from service.ops.logs import OutcomeLog, outcome_line
 from service.ops.metrics import Metrics
+from service.ops.traces import Publishing, RecordTrace, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Consumed:
     part_of: Part[Consumed] | None = None
     """Set on one record of an event that stands for several: the event is answered once,
     when all are (:mod:`service.answers.joined`)."""
+    trace: RecordTrace | None = None
+    """The trace its event continues (:mod:`service.ops.traces`); ``None`` when untraced."""
 
 
 class Answering:
@@ -157,7 +160,10 @@ class Answering:
             self._closed(withheld)
             results = current
         if results:
-            await self._publisher.publish([_answer_of(t, o) for t, o in results])
+            publishing: list[Publishing] = []
+            await self._publisher.publish([_answer_of(t, o, publishing) for t, o in results])
+            for span in publishing:
+                span.end()
             now = time.monotonic()
             counted: Counter[tuple[str, bool, str]] = Counter()
             for ticket, outcome in results:
@@ -189,7 +195,10 @@ class Bridge:
         *,
         drain_timeout_s: float,
         call_timeout_s: float,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing`` (when enabled) starts each record's trace (:mod:`service.ops.traces`)."""
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._intake = intake
         self._default_reply_topic = default_reply_topic
         self._crash_guard = crash_guard
@@ -218,6 +227,11 @@ class Bridge:
                 partition = TopicPartition(record.topic, record.partition)  # one per run
                 generation = self._tracker.generation(partition)
             self._tracker.consumed(partition, record.offset)
+            trace = None
+            if self._tracing is not None:
+                trace = self._tracing.consumed(
+                    record.topic, record.partition, record.offset, record.headers
+                )
             decision = self._intake.admit(record.value, record.headers, record.topic)
             ticket = Consumed(
                 partition,
@@ -228,7 +242,10 @@ class Bridge:
                 decision.reply_to or self._default_reply_topic,
                 now,
                 generation,
+                trace=trace,
             )
+            if trace is not None:
+                trace.taken_in(decision.subject.event_id, decision.subject.type)
             if isinstance(decision, Refused):
                 refused.append((ticket, decision.outcome))
             elif decision.parts:
@@ -236,7 +253,7 @@ class Bridge:
             elif decision.route.lane is Lane.BATCH:
                 master_data.append((ticket, decision))
             else:
-                self._serial.submit(Delivery.of(ticket, decision))
+                self._serial.submit(Delivery.of(ticket, decision, trace))
         refused.extend(self._condemned(take_in.condemned, now))
         self._answering.opened(len(records))
         if master_data:
@@ -255,7 +272,7 @@ class Bridge:
             if part.route.lane is Lane.BATCH:
                 master_data.append((child, part))
             else:
-                self._serial.submit(Delivery.of(child, part))
+                self._serial.submit(Delivery.of(child, part, ticket.trace))
         return master_data
 
     def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Consumed, Outcome]]:
@@ -343,6 +360,13 @@ def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed,
     return joined
 
 
-def _answer_of(ticket: Consumed, outcome: Outcome) -> Answer:
+def _answer_of(ticket: Consumed, outcome: Outcome, publishing: list[Publishing]) -> Answer:
+    """The answer to publish; a traced ticket's reply span is started and added to
+    ``publishing``, for the caller to end once Kafka has acknowledged it."""
     origin = Origin(ticket.partition.topic, ticket.partition.partition, ticket.offset)
-    return Answer(ticket.subject, outcome, ticket.reply_topic, ticket.key, ticket.value, origin)
+    answer = Answer(ticket.subject, outcome, ticket.reply_topic, ticket.key, ticket.value, origin)
+    if ticket.trace is not None:
+        span = ticket.trace.publishing(ticket.reply_topic)
+        publishing.append(span)
+        answer.headers = span.headers
+    return answer

@@ -104,17 +104,18 @@ ServiceFactory = Callable[..., Any]
 
 @pytest.fixture
 def running_service(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServiceFactory:
-    """``async with running_service(**overrides) as bridge:`` — the service in this process."""
+    """``async with running_service(**overrides) as bridge:`` — the service in this process
+    (``tracing=`` a :class:`~service.ops.traces.Tracing` instead of the ``OTEL_*`` one)."""
     from service.app import create_app
     from service.config import load_settings
     from service.tenants import TenantDirectory
 
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Any]:
+    async def start(*, tracing: Any = None, **overrides: Any) -> AsyncIterator[Any]:
         for name, value in service_env.items():
             monkeypatch.setenv(name, value)
         settings = load_settings(**overrides)
-        app, bridge = create_app(settings, TenantDirectory.from_settings(settings))
+        app, bridge = create_app(settings, TenantDirectory.from_settings(settings), tracing=tracing)
         await app.start()
         try:
             yield bridge

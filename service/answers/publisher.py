@@ -48,6 +48,8 @@ class Answer:
     key: bytes | None
     value: bytes | None
     origin: Origin
+    headers: Sequence[tuple[str, bytes]] = ()
+    """Carried on the reply and the dead letter alike: the trace's ``traceparent``."""
 
 
 @dataclass(slots=True)
@@ -93,7 +95,7 @@ class OutcomePublisher:
                     answer.reply_topic,
                     reply_body(answer.subject, answer.outcome),
                     answer.key,
-                    [("correlation_id", correlation)],
+                    [("correlation_id", correlation), *answer.headers],
                     redirectable=answer.reply_topic != self._default_reply_topic,
                 )
             )
@@ -102,7 +104,10 @@ class OutcomePublisher:
                     self._dlt_topic,
                     answer.value,
                     answer.key,
-                    dead_letter_headers(answer.subject, answer.outcome, answer.origin),
+                    [
+                        *dead_letter_headers(answer.subject, answer.outcome, answer.origin),
+                        *answer.headers,
+                    ],
                     redirectable=False,
                 )
                 if len(answer.value or b"") > self._max_value_bytes:

@@ -7,15 +7,18 @@ neither knows where records came from (Kafka) or where outcomes go.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from service.answers.outcomes import Outcome
 from service.intake.admit import Admitted
+from service.ops.traces import RecordTrace
 from service.tenants import Tenant
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(slots=True, eq=False)
@@ -39,9 +42,11 @@ class Delivery(Generic[T]):
     """The serial lane's token on this record's ledger intent (see :mod:`service.state.ledger`)."""
     withdrawn: bool = False
     """Its partition was revoked while it was being begun: no call is to start for it."""
+    trace: RecordTrace | None = None
+    """The trace its event continues (:mod:`service.ops.traces`); ``None`` when untraced."""
 
     @classmethod
-    def of(cls, ticket: T, admitted: Admitted) -> Delivery[T]:
+    def of(cls, ticket: T, admitted: Admitted, trace: RecordTrace | None = None) -> Delivery[T]:
         """The delivery of an event intake admitted."""
         return cls(
             ticket,
@@ -50,7 +55,26 @@ class Delivery(Generic[T]):
             admitted.event.data,
             identity=admitted.identity,
             event_id=admitted.event.event_id,
+            trace=trace,
         )
+
+    async def traced(self, work: Awaitable[R]) -> R:
+        """Await ``work`` inside this delivery's trace, so the HTTP client's instrumentation
+        makes its call span a child of the event's."""
+        if self.trace is None:
+            return await work
+        with self.trace.current():
+            return await work
+
+
+CallSpan = Callable[[str, Sequence[RecordTrace]], AbstractContextManager[object]]
+"""Opens the span of one Connector call to an endpoint for the traced records it carries
+(:meth:`service.ops.traces.Tracing.call_span`)."""
+
+
+def untraced(endpoint: str, records: Sequence[RecordTrace]) -> AbstractContextManager[object]:
+    """The :data:`CallSpan` of a service that does not trace."""
+    return nullcontext()
 
 
 Sink = Callable[[Sequence[tuple[T, Outcome]]], None]

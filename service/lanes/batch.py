@@ -27,7 +27,7 @@ import orjson
 
 from service.answers.outcomes import Outcome, Stage
 from service.connector.results import CallResult, Delivered, Rejected, Retryable, Unknown
-from service.lanes import Delivery, Sink, T
+from service.lanes import CallSpan, Delivery, Sink, T, untraced
 from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
 from service.lanes.retry import Backoff, Concluded, Retries, call_with_retries
@@ -122,9 +122,11 @@ class BatchLane(Generic[T]):
         *,
         on_dropped: Callable[[Sequence[T]], None] = lambda tickets: None,
         on_call: Callable[[int], None] = lambda size: None,
+        call_span: CallSpan = untraced,
     ) -> None:
         """``on_dropped`` receives the tickets of withdrawn records, given up unanswered;
-        ``on_call`` the array size of every call (metrics)."""
+        ``on_call`` the array size of every call (metrics); ``call_span`` opens each call's
+        trace span."""
         self._post = post
         self._breakers = breakers
         self._sink = sink
@@ -141,6 +143,7 @@ class BatchLane(Generic[T]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._on_call = on_call
+        self._call_span = call_span
 
     def submit(self, delivery: Delivery[T]) -> None:
         """Queue one record; never blocks. Its outcome reaches the sink later."""
@@ -279,7 +282,9 @@ class BatchLane(Generic[T]):
             for delivery in batch:
                 delivery.attempts += 1
             self._on_call(len(batch))
-            return await self._post(buffer.tenant, buffer.endpoint, payload)
+            traces = [delivery.trace for delivery in batch if delivery.trace is not None]
+            with self._call_span(buffer.endpoint, traces):
+                return await self._post(buffer.tenant, buffer.endpoint, payload)
 
         def retrying(failures: int, result: Retryable | Unknown, delay: float) -> None:
             log.warning(

@@ -32,10 +32,11 @@ from redis.exceptions import RedisError
 from service.answers.outcomes import Outcome
 from service.intake.admit import Admitted
 from service.intake.routes import Route
-from service.lanes import Delivery, Sink, T
+from service.lanes import CallSpan, Delivery, Sink, T, untraced
 from service.lanes.batch import BatchLane, BatchPolicy, Post
 from service.lanes.breaker import Breakers
 from service.lanes.verdicts import answered_by_ledger
+from service.ops.traces import RecordTrace
 from service.state.ledger import EntryState, Ledger, LedgerEntry, fingerprint
 from service.tenants import Tenant, TenantKey
 
@@ -70,11 +71,14 @@ class MasterData(Generic[T]):
         doubtful: Callable[[T], Awaitable[bool]],
         on_ledger_hit: Callable[[], None],
         on_call: Callable[[int], None],
+        trace_of: Callable[[T], RecordTrace | None] = lambda ticket: None,
+        call_span: CallSpan = untraced,
     ) -> None:
         """``may_doubt`` says whether Redis has lost data at all (checked once per poll);
         ``doubtful`` whether a record the ledger does not know may have been sent before.
         For metrics: ``on_ledger_hit`` is told of each record answered without a call,
-        ``on_call`` gets the array size of every call."""
+        ``on_call`` gets the array size of every call. For traces: ``trace_of`` is a ticket's
+        trace, ``call_span`` opens each call's span (:mod:`service.ops.traces`)."""
         self._ledger = ledger
         self._lookup = lookup
         self._sink = sink
@@ -82,8 +86,15 @@ class MasterData(Generic[T]):
         self._may_doubt = may_doubt
         self._doubtful = doubtful
         self._on_ledger_hit = on_ledger_hit
+        self._trace_of = trace_of
         self.lane: BatchLane[Recorded[T]] = BatchLane(
-            post, self._answered, policy, breakers, on_dropped=self._dropped, on_call=on_call
+            post,
+            self._answered,
+            policy,
+            breakers,
+            on_dropped=self._dropped,
+            on_call=on_call,
+            call_span=call_span,
         )
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,7 +117,7 @@ class MasterData(Generic[T]):
             if doubt and found.state is EntryState.NEW and await self._doubtful(ticket):
                 entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up first
             if entry.state is EntryState.NEW:
-                self.lane.submit(Delivery.of(record, admitted))
+                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
             elif entry.state is EntryState.IN_DOUBT:
                 in_doubt.append((record, admitted, entry))
             else:
@@ -153,7 +164,7 @@ class MasterData(Generic[T]):
                 self._on_ledger_hit()
                 answered.append((record.ticket, Outcome.success(entry.attempts)))
             else:
-                self.lane.submit(Delivery.of(record, admitted))
+                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
         log.info(
             "reconciled master data left in doubt",
             extra={"already_in_sage": len(answered), "sent_again": len(items) - len(answered)},

@@ -266,7 +266,7 @@ class SerialLane(Generic[T]):
                     return
                 continue
             with self._in_turn(key, [delivery]):
-                carry_on = await self._turn.take(hold, delivery)
+                carry_on = await delivery.traced(self._turn.take(hold, delivery))
             if carry_on is None:
                 return  # Redis trouble, lease lost, Connector down: nothing reached Sage
             queue.popleft()

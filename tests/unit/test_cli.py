@@ -33,6 +33,7 @@ def run_service(**settings: str) -> subprocess.CompletedProcess[str]:
         ("SAGEBRIDGE_BATCH_MAX", "lots"),
         ("SAGEBRIDGE_REPLY_TOPIC", "bad topic!"),
         ("SAGEBRIDGE_HTTP_TIMEOUT_S", "-1"),
+        ("OTEL_TRACES_EXPORTER", "zipkin"),  # not installed: traces could not go anywhere
     ],
 )
 def test_run_with_a_bad_setting_exits_with_one_line_naming_it(variable: str, value: str) -> None:
