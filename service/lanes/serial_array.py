@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
@@ -37,14 +37,13 @@ import orjson
 from service.answers.outcomes import Outcome, Stage
 from service.connector.results import CallResult, Delivered, Rejected, Unknown
 from service.lanes import Delivery, T
-from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
-from service.lanes.retry import Concluded, Retries, call_with_retries
-from service.lanes.serial_hold import Bookkeeping, Hold, Unrecorded
+from service.lanes.retry import Concluded, call_with_retries
+from service.lanes.serial_hold import Hold, Unrecorded
 from service.lanes.serial_turn import (
     IN_DOUBT_MESSAGE,
     LEDGER_LOST_MESSAGE,
-    FencedPost,
+    Turn,
     cannot_prepare,
     unknown_outcome,
 )
@@ -86,27 +85,8 @@ class _Verdicts(Generic[T]):
     """A call may still be running at the Connector: the settle period follows."""
 
 
-class ArrayTurn(Generic[T]):
+class ArrayTurn(Turn[T]):
     """Serves up to ``batch_max`` records in one call under a hold (see the module docstring)."""
-
-    def __init__(
-        self,
-        post: FencedPost,
-        breakers: Breakers,
-        book: Bookkeeping[T],
-        retries: Retries,
-        *,
-        call_margin_s: float,
-        doubtful: Callable[[T], Awaitable[bool]],
-        ledger_hit: Callable[[], None],
-    ) -> None:
-        self._post = post
-        self._breakers = breakers
-        self._book = book
-        self._retries = retries
-        self._call_margin_s = call_margin_s
-        self._doubtful = doubtful
-        self._ledger_hit = ledger_hit
 
     async def take(
         self, hold: Hold[T], group: Sequence[Delivery[T]], rule: ArrayRule

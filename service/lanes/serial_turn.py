@@ -45,8 +45,8 @@ class FencedPost(Protocol):
     ) -> Awaitable[CallResult]: ...
 
 
-class RecordTurn(Generic[T]):
-    """Serves one record at a time under a hold (see the module docstring)."""
+class Turn(Generic[T]):
+    """What serving records under a hold needs, whether one per call or an array per call."""
 
     def __init__(
         self,
@@ -69,6 +69,10 @@ class RecordTurn(Generic[T]):
         self._call_margin_s = call_margin_s
         self._doubtful = doubtful
         self._ledger_hit = ledger_hit
+
+
+class RecordTurn(Turn[T]):
+    """Serves one record at a time under a hold (see the module docstring)."""
 
     async def take(self, hold: Hold[T], delivery: Delivery[T]) -> bool | None:
         """One record: ``True`` served, go on; ``False`` served, end the hold; ``None`` not

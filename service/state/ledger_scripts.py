@@ -89,6 +89,16 @@ return #KEYS
 """
 )
 
+# Every transactional begin runs under the tenant's lease: KEYS[3] is the lock, ARGV[4] the
+# owner, ARGV[5] the TTL in ms. A lock that is no longer the caller's ends the script with
+# {'lost'} before anything is written; otherwise the lease is renewed in the same step.
+LEASE_RENEW = """
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then
+  return {'lost'}
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+"""
+
 # A transactional record's begin, under its tenant's lease, in one atomic step:
 # 1. the epoch is the one the caller knows (else the verdict of EPOCH_LUA);
 # 2. the lease is still the caller's ({'lost'} otherwise), and is renewed;
@@ -104,11 +114,8 @@ return #KEYS
 SERIAL_BEGIN = (
     EPOCH_CHECK_LUA
     + STEPS
+    + LEASE_RENEW
     + """
-if redis.call('GET', KEYS[3]) ~= ARGV[4] then
-  return {'lost'}
-end
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
 local previous = 1
 if ARGV[9] == '' then
   previous = withdraw(KEYS[5], ARGV[11])
@@ -137,11 +144,8 @@ return {'begun', previous, found}
 SERIAL_BEGIN_MANY = (
     EPOCH_CHECK_LUA
     + STEPS
+    + LEASE_RENEW
     + """
-if redis.call('GET', KEYS[3]) ~= ARGV[4] then
-  return {'lost'}
-end
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
 if ARGV[7] == '1' then
   redis.call('DEL', KEYS[4])
 end

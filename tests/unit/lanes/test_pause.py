@@ -9,6 +9,7 @@ from service.lanes.breaker import Breakers
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff, Retries, call_with_retries
 from service.tenants import TenantKey
+from tests.support.waiting import throughout
 
 ACME, BETA = TenantKey("1001", "ACME"), TenantKey("2002", "BETA")
 
@@ -20,9 +21,11 @@ async def test_admission_waits_while_paused_and_other_tenants_pass() -> None:
     gate.set_paused({BETA})
     waiting = asyncio.create_task(breakers.for_tenant(BETA).admit())
     await asyncio.wait_for(breakers.for_tenant(ACME).admit(), 1)
-    for _ in range(10):  # give the paused admission every chance to (wrongly) finish
-        await asyncio.sleep(0)
-    assert not waiting.done()
+
+    async def still_waiting() -> bool:
+        return not waiting.done()
+
+    await throughout(still_waiting, 0.2, "the paused tenant's admission waiting")
     assert breakers.open_tenants() == [], "a pause is not an outage"
     gate.set_paused(set())
     await asyncio.wait_for(waiting, 1)
