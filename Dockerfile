@@ -2,7 +2,8 @@
 # sagebridge image: `docker build -t sagebridge .`, then `docker run sagebridge` (= `sagebridge run`).
 #
 # Stage 1 builds the sagebridge wheel and installs it, with its runtime dependencies only, into a
-# virtualenv. Stage 2 copies that virtualenv onto a clean slim base: no compiler, no build
+# virtualenv, at exactly the versions in constraints.txt (exported from uv.lock: the versions CI
+# tested). Stage 2 copies that virtualenv onto a clean slim base: no compiler, no build
 # tools, no dev extra (pytest, ruff, mypy never reach the image).
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -10,11 +11,11 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY service ./service
 RUN python -m pip wheel --no-deps --wheel-dir /dist . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /dist/sagebridge-*.whl
+ && /opt/venv/bin/pip install --constraint constraints.txt /dist/sagebridge-*.whl
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A wheel install has no contracts/ beside the package (they live at the repo root), so the

@@ -297,7 +297,7 @@ class TenantLocks:
                 return
             if self._pubsub is not None:
                 with suppress(Exception):
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await self._pubsub.aclose()
             self._pubsub = self._redis.pubsub()
             await self._pubsub.psubscribe(key(self._prefix, "released", "*"))
             self._listener = asyncio.create_task(self._listen(self._pubsub))
@@ -324,4 +324,4 @@ class TenantLocks:
                 await self._listener
         if self._pubsub is not None:
             with suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()
