@@ -43,7 +43,10 @@ def locked(path: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    """`installed_matches_lock.py LOCK [--report]`: with --report, list the differences (what a
+    `--latest` install resolved beyond the lock) and exit 0."""
     pins = locked(Path(argv[1]))
+    report = "--report" in argv[2:]
     installed = {canonical(d.metadata["Name"]): d.version for d in distributions()}
     problems = [
         f"{name}=={version} is installed but the lock says {pins.get(name, 'nothing')}"
@@ -55,6 +58,11 @@ def main(argv: list[str]) -> int:
         for name, version in sorted(pins.items())
         if name not in installed
     ]
+    if report:
+        for problem in problems:
+            print(f"   {problem}")
+        print(f"   {len(problems)} differences from the lock")
+        return 0
     for problem in problems:
         print(f"ci: {problem}", file=sys.stderr)
     if problems:
