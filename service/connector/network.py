@@ -14,7 +14,8 @@ the variable (:class:`~service.errors.SettingsError`), instead of every call lat
 * Proxy: the standard variables, as curl and Python's urllib read them — ``https_proxy`` /
   ``HTTPS_PROXY`` for an ``https://`` Connector, ``http_proxy`` / ``HTTP_PROXY`` for
   ``http://``, the lower-case name first; ``no_proxy`` / ``NO_PROXY`` (comma-separated host
-  names, domain suffixes, ``host:port``, ``*``) bypasses it. The HTTP client's own reading of
+  names, domain suffixes, ``host:port``, ``*``) bypasses it, and so does this machine
+  (``localhost``, loopback addresses). The HTTP client's own reading of
   the environment stays off (``trust_env=False``), so nothing else in it (``.netrc``,
   ``SSL_CERT_FILE``) changes what the client does behind the operator's back.
 """
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from service.config import is_loopback
 from service.errors import SettingsError
 
 CA_FILE = "SAGEBRIDGE_CONNECTOR_CA_FILE"
@@ -95,12 +97,13 @@ def ssl_context(
 
 
 def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
-    """The proxy the standard variables name for ``url``, or ``None`` (none set, or
-    ``NO_PROXY`` matches its host)."""
+    """The proxy the standard variables name for ``url``, or ``None``: none set, ``NO_PROXY``
+    matches its host, or the host is this machine (as Go's HTTP client does: a proxy cannot
+    reach our loopback, and a shell's ``HTTP_PROXY`` must not divert the local sandbox)."""
     parts = urlsplit(url)
     scheme, host = parts.scheme, parts.hostname or ""
     name, proxy = _first(environ, f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
-    if not proxy:
+    if not proxy or is_loopback(host):
         return None
     no_proxy = _first(environ, "no_proxy", "NO_PROXY")[1]
     if no_proxy:

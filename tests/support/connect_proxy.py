@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class ConnectProxy:
+    hosts: dict[str, str] = field(default_factory=dict)
+    """Names only the proxy can resolve (host → address): the client never looks them up."""
     tunnels: list[str] = field(default_factory=list)
     """``host:port`` of every CONNECT, in order."""
     requests: list[bytes] = field(default_factory=list)
@@ -28,7 +30,8 @@ class ConnectProxy:
                 return
             self.tunnels.append(target)
             host, _, port = target.rpartition(":")
-            upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+            address = self.hosts.get(host, host)
+            upstream_reader, upstream_writer = await asyncio.open_connection(address, int(port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
             await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
@@ -51,9 +54,9 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 
 
 @asynccontextmanager
-async def connect_proxy() -> AsyncIterator[tuple[ConnectProxy, str]]:
+async def connect_proxy(hosts: dict[str, str]) -> AsyncIterator[tuple[ConnectProxy, str]]:
     """A running proxy on a free port of 127.0.0.1, and its ``http://`` URL."""
-    proxy = ConnectProxy()
+    proxy = ConnectProxy(hosts)
     server = await asyncio.start_server(proxy._handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:

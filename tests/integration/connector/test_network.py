@@ -22,6 +22,10 @@ from tests.conftest import COMPANY, CUSTOMER, TOKEN
 from tests.support.connect_proxy import connect_proxy
 
 TENANT = Tenant(CUSTOMER, COMPANY, SecretStr(TOKEN))
+BEHIND_PROXY = "connector.corp.test"
+"""The Connector's name on the far side of the proxy: only the proxy resolves it (to the
+sandbox), as on a network where the client has no DNS for the outside. This machine's own
+names (``localhost``) never go through a proxy."""
 CONTACT = b'{"ARDivisionNo": "01", "CustomerNo": "ABC", "ContactCode": "C1", "ContactName": "J"}'
 
 
@@ -30,7 +34,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A corporate CA, the Connector's certificate from it, and a client CA with one client."""
     folder = tmp_path_factory.mktemp("pki")
     corporate, clients = trustme.CA(), trustme.CA()
-    server = corporate.issue_cert("localhost", "127.0.0.1")
+    server = corporate.issue_cert("localhost", "127.0.0.1", BEHIND_PROXY)
     client = clients.issue_cert("sagebridge@example.com")
     paths = {
         "ca": folder / "corporate-ca.pem",
@@ -145,26 +149,39 @@ async def test_https_proxy_carries_the_call_through_a_connect_tunnel(
     tls_sandbox: SandboxThread, pki: dict[str, Path]
 ) -> None:
     """The proxy sees where the tunnel goes, and nothing else: no token, no record."""
-    url = tls_sandbox.url.replace("127.0.0.1", "localhost")
-    async with connect_proxy() as (proxy, proxy_url):
-        chosen = network(
-            url, {"HTTPS_PROXY": proxy_url, "NO_PROXY": "example.com"}, ca_file=pki["ca"]
-        )
-        result = await post_contact(url, chosen)
+    url = f"https://{BEHIND_PROXY}:{tls_sandbox.port}"
+    async with connect_proxy({BEHIND_PROXY: "127.0.0.1"}) as (proxy, proxy_url):
+        environ = {"HTTPS_PROXY": proxy_url, "NO_PROXY": "example.com"}
+        result = await post_contact(url, network(url, environ, ca_file=pki["ca"]))
     assert isinstance(result, Delivered), result
-    assert proxy.tunnels == [f"localhost:{tls_sandbox.port}"]
+    assert proxy.tunnels == [f"{BEHIND_PROXY}:{tls_sandbox.port}"]
     assert all(TOKEN.encode() not in said for said in proxy.requests)
     assert len(tls_sandbox.sandbox.store.calls) == 1
 
 
-@pytest.mark.parametrize("no_proxy", ["localhost", ".localhost,example.com", "*"])
+@pytest.mark.parametrize("no_proxy", [BEHIND_PROXY, ".corp.test,example.com", "corp.test", "*"])
 async def test_no_proxy_that_matches_the_connector_goes_direct(
     tls_sandbox: SandboxThread, pki: dict[str, Path], no_proxy: str
 ) -> None:
-    url = tls_sandbox.url.replace("127.0.0.1", "localhost")
-    async with connect_proxy() as (proxy, proxy_url):
+    """Direct, the client must resolve the name itself, and here it cannot: the call fails
+    before anything is sent, and the proxy saw no tunnel."""
+    url = f"https://{BEHIND_PROXY}:{tls_sandbox.port}"
+    async with connect_proxy({BEHIND_PROXY: "127.0.0.1"}) as (proxy, proxy_url):
         environ = {"https_proxy": proxy_url, "no_proxy": no_proxy}
         result = await post_contact(url, network(url, environ, ca_file=pki["ca"]))
+    assert isinstance(result, Retryable) and "cannot connect" in result.reason, result
+    assert proxy.tunnels == []
+    assert tls_sandbox.sandbox.store.calls == []
+
+
+async def test_this_machine_is_reached_directly_whatever_the_proxy_variables_say(
+    tls_sandbox: SandboxThread, pki: dict[str, Path]
+) -> None:
+    url = tls_sandbox.url.replace("127.0.0.1", "localhost")
+    async with connect_proxy({}) as (proxy, proxy_url):
+        result = await post_contact(
+            url, network(url, {"HTTPS_PROXY": proxy_url}, ca_file=pki["ca"])
+        )
     assert isinstance(result, Delivered), result
     assert proxy.tunnels == []
 

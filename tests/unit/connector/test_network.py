@@ -77,7 +77,12 @@ def test_the_standard_variables_choose_the_proxy(
 
 
 def test_a_plain_http_connector_uses_http_proxy() -> None:
-    assert proxy_for("http://127.0.0.1:8080", {"HTTP_PROXY": PROXY}) == PROXY
+    assert proxy_for("http://connector.corp.example", {"HTTP_PROXY": PROXY}) == PROXY
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "https://localhost:8443", "http://[::1]"])
+def test_this_machine_is_never_reached_through_a_proxy(url: str) -> None:
+    assert proxy_for(url, {"HTTP_PROXY": PROXY, "HTTPS_PROXY": PROXY}) is None
 
 
 def test_a_proxy_that_is_not_a_url_names_its_variable_and_hides_its_password() -> None:
