@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from service.bridge import Answering, Bridge, Consumed
 from service.config import Settings
 from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
+from service.connector.network import connector_network
 from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
@@ -85,7 +87,21 @@ class Service:
         )
         self.metrics = Metrics(known_types=routes.routes)
         self.tracing = Tracing.from_environment() if tracing is None else tracing
-        self.connector = ConnectorClient(settings.connector_url, settings.http_timeout_s)
+        network = connector_network(
+            settings.connector_url,
+            ca_file=settings.connector_ca_file,
+            client_cert=settings.connector_client_cert,
+            client_key=settings.connector_client_key,
+            environ=os.environ,
+        )
+        if network.proxy is not None or network.ssl_context is not None:
+            log.info("Cloud Connector calls use %s", network.shown())
+        self.connector = ConnectorClient(
+            settings.connector_url,
+            settings.http_timeout_s,
+            retry_after_max_s=settings.retry_after_max_s,
+            network=network,
+        )
         self.redis = connect_redis(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )

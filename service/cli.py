@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="T",
         help="accepted Auth-Token; T or T=CUSTOMER/COMPANY (repeatable)",
     )
+    sandbox.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate")
+    sandbox.add_argument("--tls-key", type=Path, help="the certificate's key, if not in it")
+    sandbox.add_argument(
+        "--tls-client-ca", type=Path, help="require client certificates signed by this CA"
+    )
     sandbox.set_defaults(handler=_sandbox)
 
     demo = commands.add_parser("demo", help="the whole pipeline on this machine, with a summary")
@@ -266,6 +271,9 @@ def _sandbox(args: argparse.Namespace) -> int:
             store_then_fail_status=args.store_then_fail_status,
             check_fencing=args.check_fencing,
             tokens=tuple(args.tokens or ("sandbox-token",)),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
         )
     )
     return 0

@@ -112,6 +112,25 @@ class Settings(BaseSettings):
     reply_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     """Allow-list of ``reply_to`` topics, ``*`` wildcards; unset: any topic not always refused
     (see :mod:`service.intake.topics`)."""
+    # -- the Connector's edges (issue 22): Retry-After, its TLS and the network in front --
+    retry_after_max_s: float = Field(60.0, ge=0, le=3600)
+    """Longest ``Retry-After`` (on a 429 or 503) obeyed before the next attempt; a longer one
+    is cut to this, so a server's hint cannot park a tenant for hours."""
+    connector_ca_file: Path | None = None
+    """CA bundle that replaces the default trust for the Connector's TLS (a corporate CA, a
+    TLS-inspecting proxy); read at start-up."""
+    connector_client_cert: Path | None = None
+    """Client certificate (PEM; may hold its key too) shown to the Connector."""
+    connector_client_key: Path | None = None
+    """The client certificate's key (unencrypted PEM), when not in the certificate file."""
+
+    @field_validator("connector_ca_file", "connector_client_cert", "connector_client_key")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"

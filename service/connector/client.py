@@ -26,7 +26,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from service.connector.network import CA_FILE, ConnectorNetwork
 from service.connector.results import (
+    RETRY_AFTER_MAX_S,
     CallResult,
     Retryable,
     Unknown,
@@ -44,6 +46,7 @@ CONNECT_TIMEOUT_S = 10.0
 _NOT_SENT = (
     aiohttp.ClientConnectorError,  # refused, unreachable, DNS, TLS handshake
     aiohttp.ConnectionTimeoutError,  # no connection (or no pooled one) in time
+    aiohttp.ClientHttpProxyError,  # the proxy refused the tunnel: nothing reached the Connector
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
@@ -58,9 +61,21 @@ class ConnectorClient:
     against at most 10 s of it and end as :class:`Retryable` (nothing was sent); a timeout
     after that is :class:`Unknown`."""
 
-    def __init__(self, base_url: str, timeout_s: float, *, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        *,
+        max_connections: int = 64,
+        retry_after_max_s: float = RETRY_AFTER_MAX_S,
+        network: ConnectorNetwork | None = None,
+    ) -> None:
+        """``retry_after_max_s`` caps a ``Retry-After`` the Connector asks for; ``network``
+        is the TLS trust, client certificate and proxy (:mod:`service.connector.network`)."""
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
+        self._retry_after_max_s = retry_after_max_s
+        self._network = network or ConnectorNetwork()
         connect_s = min(timeout_s, CONNECT_TIMEOUT_S)
         self._timeout = httpx.Timeout(timeout_s, connect=connect_s, pool=connect_s)
         self._limits = httpx.Limits(max_connections=max_connections)
@@ -69,10 +84,17 @@ class ConnectorClient:
     def _client(self) -> httpx.AsyncClient:
         """The client, made on first use so that its pool belongs to the running event loop."""
         if self._http is None:
+            network = self._network
+            transport = AiohttpTransport(
+                verify=network.ssl_context if network.ssl_context is not None else True,
+                proxy=httpx.Proxy(network.proxy) if network.proxy is not None else None,
+                limits=self._limits,
+                trust_env=False,
+            )
             self._http = httpx.AsyncClient(
                 timeout=self._timeout,
                 follow_redirects=False,
-                transport=AiohttpTransport(limits=self._limits, trust_env=False),
+                transport=transport,
                 trust_env=False,
             )
         return self._http
@@ -110,7 +132,12 @@ class ConnectorClient:
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
             return _failure(exc)
         redirect = refused_redirect(response.status_code, response.headers.get("Location"))
-        result = redirect or classify(response.status_code, response.content)
+        result = redirect or classify(
+            response.status_code,
+            response.content,
+            retry_after=response.headers.get("Retry-After"),
+            retry_after_max_s=self._retry_after_max_s,
+        )
         return masked(result, headers["Auth-Token"])
 
     async def aclose(self) -> None:
@@ -123,6 +150,13 @@ def _failure(exc: BaseException) -> Retryable | Unknown:
     docstring): only a failure to connect proves nothing reached the Connector."""
     cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError | TimeoutError) else exc
     name = type(cause).__name__
+    if isinstance(cause, aiohttp.ClientConnectorCertificateError):
+        error = cause.certificate_error
+        detail = getattr(error, "verify_message", None) or type(error).__name__
+        return Retryable(
+            f"cannot connect to the Cloud Connector: its TLS certificate is not trusted "
+            f"({detail}); {CA_FILE} names the CA bundle to trust"
+        )
     if isinstance(cause, _NOT_SENT):
         return Retryable(f"cannot connect to the Cloud Connector: {name}")
     if isinstance(cause, TimeoutError | httpx.TimeoutException):
@@ -133,10 +167,15 @@ def _failure(exc: BaseException) -> Retryable | Unknown:
 def _told(tenant: Tenant, result: CallResult) -> CallResult:
     """``result``, after one log line if it says the tenant's token was refused."""
     if isinstance(result, Retryable) and result.token_refused:
+        who = (
+            "a gateway in front of the Cloud Connector refused this tenant's token (HTTP 401/403 "
+            "without an envelope)"
+            if result.gateway
+            else "the Cloud Connector refused this tenant's token (HTTP 401)"
+        )
         log.error(
-            "the Cloud Connector refused this tenant's token (HTTP 401): its breaker opens and "
-            "its records wait, none dead-lettered; replace the token (a token_file is re-read "
-            "when it changes)",
+            f"{who}: its breaker opens and its records wait, none dead-lettered; replace the "
+            "token (a token_file is re-read when it changes), or fix the gateway",
             extra={"customer": tenant.customer, "company": tenant.company, "reason": result.reason},
         )
     return result

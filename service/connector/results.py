@@ -3,12 +3,19 @@
 * :class:`Delivered` — ``{"response": "SUCCESS"}``.
 * :class:`Rejected` — the Connector answered ERROR. ``record_index`` is set when the message
   names the offending record of an array, ``whole_call`` when the refusal is about the call
-  itself (auth, headers, endpoint), so splitting the batch cannot help.
+  itself, so splitting the batch cannot help. Only the front door's statuses say that (see
+  :data:`FRONT_DOOR`: token, endpoint, method, media type, size): nothing was processed. Any
+  other 4xx with an ERROR envelope (400, 409, 422, ...) is judged as the same envelope with a
+  200 would be — a refusal of records, which for an array the Connector does not store all or
+  nothing may follow rows it already stored (the serial lane's ``atomic_arrays``).
 * :class:`Retryable` — certainly not processed: the connection was refused before anything was
   sent, HTTP 429, or HTTP 503 carrying the Connector's own ERROR envelope ("try later"), or
-  HTTP 401 with that envelope: the tenant's token was refused (``token_refused``). That is not
-  the records' fault: the lanes open the tenant's breaker at once and its records wait until a
-  call with its token (perhaps a rotated one) succeeds, instead of being dead-lettered.
+  a refused token (``token_refused``): HTTP 401 with that envelope, or a 401/403 without one —
+  a gateway in front of the Connector turned the token away before anything was processed.
+  That is not the records' fault: the lanes open the tenant's breaker at once and its records
+  wait until a call with its token (perhaps a rotated one) succeeds, instead of being
+  dead-lettered. A 429 or 503 may carry ``Retry-After`` (RFC 9110 §10.2.3): the next attempt
+  waits at least that long (``retry_after_s``, capped by the caller's bound).
 * :class:`Unknown` — the request was sent and no verdict came back: a timeout, a dropped
   connection, 500/502/504 (a proxy in front of the Connector answers those after Sage may have
   stored the record), or any answer without an envelope. Safe to resend for idempotent
@@ -26,6 +33,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +43,14 @@ import orjson
 from service.ops.redaction import MASK
 
 _RECORD_INDEX = re.compile(r"^record (\d+):")
+
+FRONT_DOOR = frozenset({401, 403, 404, 405, 406, 407, 411, 413, 414, 415, 431})
+"""4xx statuses that refuse a call before any record is looked at: authentication, an unknown
+endpoint or method, a media type or size the server will not take. Nothing was processed."""
+
+RETRY_AFTER_MAX_S = 60.0
+"""The longest ``Retry-After`` obeyed unless the caller gives its own bound
+(``SAGEBRIDGE_RETRY_AFTER_MAX_S``): a server's hint must not park a tenant for hours."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +69,13 @@ class Rejected:
 class Retryable:
     reason: str
     token_refused: bool = False
-    """HTTP 401: the Connector refused the tenant's token; the breaker opens at once."""
+    """The tenant's token was refused (the Connector's 401, or a gateway's 401/403 without an
+    envelope); the breaker opens at once."""
+    gateway: bool = False
+    """The refusal came without the Connector's envelope: from a gateway in front of it."""
+    retry_after_s: float | None = None
+    """The server's ``Retry-After``, in seconds from the answer, already capped: the next
+    attempt waits at least this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +86,38 @@ class Unknown:
 CallResult = Delivered | Rejected | Retryable | Unknown
 
 
-def classify(status: int, content: bytes) -> CallResult:
+def classify(
+    status: int,
+    content: bytes,
+    *,
+    retry_after: str | None = None,
+    retry_after_max_s: float = RETRY_AFTER_MAX_S,
+    now: datetime | None = None,
+) -> CallResult:
     """Map an HTTP answer to a :data:`CallResult`.
 
     Only what proves the request was not processed is :class:`Retryable`; every other failure
     after sending is :class:`Unknown`, because the real Connector (or a proxy before it) can
-    fail an answer after Sage stored the record."""
+    fail an answer after Sage stored the record. ``retry_after`` is the answer's
+    ``Retry-After`` header, read (against ``now``, for its date form) only for a retryable
+    429 or 503."""
     envelope = _envelope(content)
     detail = f"HTTP {status}"
     if envelope is not None and envelope.get("message"):
         detail += f": {envelope['message']}"
     refused = envelope is not None and envelope.get("response") == "ERROR"
     if status == 429 or (status == 503 and refused):
-        return Retryable(detail)
+        wait = retry_after_seconds(retry_after, cap_s=retry_after_max_s, now=now)
+        return Retryable(detail, retry_after_s=wait)
     if status == 401 and refused:
         return Retryable(detail, token_refused=True)
+    if status in (401, 403) and envelope is None:
+        return Retryable(
+            f"HTTP {status} without a response envelope: a gateway in front of the Cloud "
+            "Connector refused the token; nothing was processed",
+            token_refused=True,
+            gateway=True,
+        )
     if envelope is None:
         return Unknown(f"HTTP {status} without a response envelope")
     if status >= 500:
@@ -85,10 +125,32 @@ def classify(status: int, content: bytes) -> CallResult:
     if envelope.get("response") == "SUCCESS" and 200 <= status < 300:
         return Delivered(envelope)
     message = str(envelope.get("message") or "Cloud Connector answered ERROR")
-    if status >= 400:
+    if status in FRONT_DOOR:
         return Rejected(f"HTTP {status}: {message}", whole_call=True)
     match = _RECORD_INDEX.match(message)
-    return Rejected(message, record_index=int(match.group(1)) if match else None)
+    index = int(match.group(1)) if match else None
+    return Rejected(f"HTTP {status}: {message}" if status >= 400 else message, index)
+
+
+def retry_after_seconds(
+    value: str | None, *, cap_s: float = RETRY_AFTER_MAX_S, now: datetime | None = None
+) -> float | None:
+    """Seconds a ``Retry-After`` value asks for (RFC 9110 §10.2.3: delay-seconds or an
+    HTTP-date), at most ``cap_s``; ``None`` when absent or unreadable (the backoff alone then
+    decides). A date in the past asks for no wait."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return min(float(text), cap_s)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" or an obsolete form: HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), cap_s)
 
 
 def refused_redirect(status: int, location: str | None) -> Rejected | None:

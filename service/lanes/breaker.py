@@ -55,9 +55,11 @@ class Breaker:
             self.cooldown_s = 0.0
             self._set(State.CLOSED)
 
-    def failure(self, *, at_once: bool = False) -> None:
+    def failure(self, *, at_once: bool = False, not_before_s: float | None = None) -> None:
         """A retryable failure; may open (or re-open) the breaker. ``at_once``: open it now,
-        whatever the count (a refused token fails every call until it is replaced)."""
+        whatever the count (a refused token fails every call until it is replaced);
+        ``not_before_s``: the server's ``Retry-After``, which an opening's cool-down lasts at
+        least, so the probe does not come before the server said it would take calls."""
         self._probe_granted_at = None
         self.failures += 1
         if self.state is State.HALF_OPEN or (
@@ -66,6 +68,7 @@ class Breaker:
             self.cooldown_s = min(
                 self.max_cooldown_s, max(self.base_cooldown_s, self.cooldown_s * 2)
             )
+            self.cooldown_s = max(self.cooldown_s, not_before_s or 0.0)
             self.opened_at = time.monotonic()
             self._set(State.OPEN)
 

@@ -1,11 +1,13 @@
 """Calling the Cloud Connector until it answers: the one breaker-aware retry loop of both lanes.
 
 A failed call is retried after an exponential backoff with full jitter (replicas that failed
-together do not retry together), up to ``max_attempts`` failures while the tenant's Connector
-is deemed healthy. A failure that finds the tenant's breaker open is not the record's fault and
-uses none of that budget: the loop waits for the breaker, or, for a caller that must not wait
-while holding the tenant's lock, ends without a verdict. Every answer counts for the breaker
-(:class:`Delivered` or :class:`Rejected` as a success, anything else as a failure).
+together do not retry together), or after the server's ``Retry-After`` if that is longer (a 429
+or 503 says when it will take calls again; the client caps it), up to ``max_attempts`` failures
+while the tenant's Connector is deemed healthy. A failure that finds the tenant's breaker open
+is not the record's fault and uses none of that budget: the loop waits for the breaker, or, for
+a caller that must not wait while holding the tenant's lock, ends without a verdict. Every
+answer counts for the breaker (:class:`Delivered` or :class:`Rejected` as a success, anything
+else as a failure).
 
 The lanes differ in what may be sent again: an :class:`Unknown` outcome may have been processed,
 so it is retried for idempotent upserts (master data) and never for transactions.
@@ -100,7 +102,11 @@ async def call_with_retries(
             breaker.success()
             return result
         # An unknown outcome is a sign of trouble too; a refused token fails every call alike.
-        breaker.failure(at_once=isinstance(result, Retryable) and result.token_refused)
+        told_wait = result.retry_after_s if isinstance(result, Retryable) else None
+        breaker.failure(
+            at_once=isinstance(result, Retryable) and result.token_refused,
+            not_before_s=told_wait,
+        )
         if isinstance(result, Unknown) and not retries.retry_unknown:
             return result
         if breaker.is_open:
@@ -110,7 +116,7 @@ async def call_with_retries(
         failures += 1
         if failures >= retries.max_attempts:
             return GaveUp(attempts, result)
-        delay = retries.backoff.delay(failures)
+        delay = max(retries.backoff.delay(failures), told_wait or 0.0)
         if on_retry is not None:
             on_retry(failures, result, delay)
         await asyncio.sleep(delay)

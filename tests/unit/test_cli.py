@@ -34,6 +34,9 @@ def run_service(**settings: str) -> subprocess.CompletedProcess[str]:
         ("SAGEBRIDGE_REPLY_TOPIC", "bad topic!"),
         ("SAGEBRIDGE_HTTP_TIMEOUT_S", "-1"),
         ("OTEL_TRACES_EXPORTER", "zipkin"),  # not installed: traces could not go anywhere
+        ("SAGEBRIDGE_CONNECTOR_CA_FILE", "/nonexistent/corporate-ca.pem"),
+        ("SAGEBRIDGE_CONNECTOR_CA_FILE", __file__),  # there, but no certificate in it
+        ("SAGEBRIDGE_CONNECTOR_CLIENT_CERT", __file__),
     ],
 )
 def test_run_with_a_bad_setting_exits_with_one_line_naming_it(variable: str, value: str) -> None:

@@ -12,7 +12,9 @@ after the records were stored, as a proxy in front of the Connector can.
 
 Order of handling a business call, chosen so each answer means one thing:
 
-1. unknown endpoint → 404; ``down`` fault → 503 (nothing behind the Connector answers);
+0. the ``gateway_401`` fault: a gateway in front of the Connector refuses the call (plain 401);
+1. unknown endpoint → 404; ``throttle_count`` → 429/503 with ``Retry-After``; ``down`` fault
+   → 503 (nothing behind the Connector answers);
 2. headers (401 token, 400 customer/company, 403 token bound elsewhere, 400 Content-Type) and
    the body's JSON shape (400) — the Connector's front door, before Sage is involved;
 3. with ``check_fencing``, a stale fencing number → ERROR; a transactional call now counts as in
@@ -29,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -67,6 +70,10 @@ class _Call:
     array: bool = False
     lookup: bool = False
     """A read (``GET``): counted under ``lookups``, not as a call that could write."""
+    received_s: float = field(default_factory=time.monotonic)
+    """When the request arrived, on this machine's monotonic clock: tests measure the gaps
+    between calls (a ``Retry-After`` obeyed) from the server's side, without sleeping."""
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def tenant(self) -> TenantKey:
@@ -86,6 +93,7 @@ class _Call:
             "outcome": payload.get("response", "ERROR"),
             "status": status,
             "message": payload.get("message"),
+            "received_s": self.received_s,
         }
 
 
@@ -156,13 +164,28 @@ class Sandbox:
             if await request.is_disconnected():
                 self.store.abandoned += 1  # finished for nobody: its client had given up
         if isinstance(payload, bytes):
-            return Response(payload, status_code=status, media_type="text/html")
-        return json_response(status, payload)
+            media = "text/html" if payload.startswith(b"<") else "text/plain"
+            return Response(
+                payload, status_code=status, media_type=media, headers=call.reply_headers
+            )
+        response = json_response(status, payload)
+        response.headers.update(call.reply_headers)
+        return response
 
     async def _respond(self, request: Request, call: _Call, generation: int) -> CallResponse:
+        if self.faults.gateway_401 > 0:
+            self.faults.gateway_401 -= 1
+            self.store.injected["gateway_401"] += 1
+            return 401, b"401 Unauthorized: token rejected by the gateway"
         route = self.routes.get(call.endpoint)
         if route is None:
             return 404, error(f"sandbox: no endpoint {call.endpoint}")
+        if self.faults.throttle_count > 0:
+            self.faults.throttle_count -= 1
+            self.store.injected["throttle"] += 1
+            if self.faults.retry_after is not None:
+                call.reply_headers["Retry-After"] = self.faults.retry_after
+            return self.faults.throttle_status, error("sandbox: throttled, try later")
         if request.method == "GET" and route.lane is not Lane.SERIAL:
             return self._lookup(request, call, route)
         if request.method != "POST":
@@ -261,7 +284,7 @@ class Sandbox:
                 self.store.accept(
                     call.endpoint, call.tenant, call.number, records[:index], numbered, keys
                 )
-            return 200, error(problem)
+            return self.faults.refusal_status, error(problem)
         if self.store.generation != generation:
             return 503, error("sandbox: reset while the call was in progress")
         numbers = self.store.accept(

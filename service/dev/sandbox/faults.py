@@ -19,6 +19,8 @@ from typing import Any
 from service.errors import FaultsError
 
 STORE_THEN_FAIL_STATUSES = (500, 502, 504)
+THROTTLE_STATUSES = (429, 503)
+REFUSAL_STATUSES = (200, 400, 409, 422)
 
 
 @dataclass(slots=True)
@@ -59,6 +61,20 @@ class Faults:
     """A record with a string field exactly equal to this is refused, naming record and field."""
     down: bool = False
     """Answer 503 to every business call: the Connector cannot reach the Sage server."""
+    refusal_status: int = 200
+    """HTTP status of the ERROR envelope that refuses a record (contract, ``reject_marker``):
+    200 as the seed shows, or a 4xx (400, 409, 422) as a Connector may answer."""
+    gateway_401: int = 0
+    """The next this many business calls are answered by a gateway in front of the Connector:
+    HTTP 401 with a plain-text body, no envelope; nothing reaches the Connector."""
+    throttle_count: int = 0
+    """The next this many business calls are answered ``throttle_status`` with an ERROR
+    envelope (and ``retry_after``, if set); nothing is processed."""
+    throttle_status: int = 429
+    """429 (too many requests) or 503 (try later)."""
+    retry_after: str | None = None
+    """The ``Retry-After`` header of a throttled answer, as sent: delay-seconds or an
+    HTTP-date (RFC 9110 §10.2.3)."""
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` all or nothing; raise :class:`FaultsError` listing every problem.
@@ -98,7 +114,19 @@ def _is_number(value: Any) -> bool:
 
 def _validate(key: str, value: Any) -> str | None:
     """Why ``value`` cannot be fault ``key``, or ``None`` if it can."""
-    if key in ("latency_ms", "slow_ms"):
+    if key in ("gateway_401", "throttle_count"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"expected a whole number of calls >= 0, got {value!r}"
+    elif key == "throttle_status":
+        if value not in THROTTLE_STATUSES or isinstance(value, bool):
+            return f"expected one of {', '.join(map(str, THROTTLE_STATUSES))}, got {value!r}"
+    elif key == "refusal_status":
+        if value not in REFUSAL_STATUSES or isinstance(value, bool):
+            return f"expected one of {', '.join(map(str, REFUSAL_STATUSES))}, got {value!r}"
+    elif key == "retry_after":
+        if value is not None and (not isinstance(value, str) or not value.isprintable()):
+            return f"expected a header value (text) or null, got {value!r}"
+    elif key in ("latency_ms", "slow_ms"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"expected a whole number of milliseconds >= 0, got {value!r}"
     elif key == "store_then_fail_status":

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -46,6 +48,27 @@ class SandboxOptions:
     contracts_dir: Path = DEFAULT_CONTRACTS_DIR
     seed: int | None = None
     """Seed for fault randomness, so a rate below 1 gives the same sequence on every run."""
+    tls_cert: Path | None = None
+    """Serve HTTPS with this certificate (PEM; ``tls_key`` its key, if not in the same file):
+    the Connector behind a corporate CA, for tests of the client's trust settings."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """Require a client certificate signed by this CA (mutual TLS)."""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
+
+    def tls_config(self) -> dict[str, Any]:
+        """uvicorn's TLS settings for these options (none for plain HTTP)."""
+        if self.tls_cert is None:
+            return {}
+        return {
+            "ssl_certfile": str(self.tls_cert),
+            "ssl_keyfile": str(self.tls_key) if self.tls_key is not None else None,
+            "ssl_ca_certs": str(self.tls_client_ca) if self.tls_client_ca is not None else None,
+            "ssl_cert_reqs": ssl.CERT_REQUIRED if self.tls_client_ca is not None else ssl.CERT_NONE,
+        }
 
 
 def serve(options: SandboxOptions) -> None:
@@ -57,6 +80,7 @@ def serve(options: SandboxOptions) -> None:
         port=options.port,
         log_level="warning",
         access_log=False,
+        **options.tls_config(),
     )
 
 
@@ -91,7 +115,7 @@ class SandboxThread:
         self._socket = bind_tcp(self.options.host, self.options.port)
         self.port: int = self._socket.getsockname()[1]
         host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{self.options.scheme}://{host}:{self.port}"
         ready = threading.Event()
         config = uvicorn.Config(
             self.app,
@@ -100,6 +124,7 @@ class SandboxThread:
             log_config=None,  # leave the host process's logging alone
             lifespan="off",
             timeout_graceful_shutdown=5,
+            **self.options.tls_config(),
         )
         self._server = _Server(config, ready)
         self._failure: BaseException | None = None

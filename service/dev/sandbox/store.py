@@ -16,7 +16,16 @@ from service.tenants import TenantKey
 
 """(customer, company): the unit the Cloud Connector serialises transactional calls on."""
 
-INJECTED_KINDS = ("down", "fail", "error", "hang", "slow", "store_then_fail")
+INJECTED_KINDS = (
+    "down",
+    "fail",
+    "error",
+    "hang",
+    "slow",
+    "store_then_fail",
+    "gateway_401",
+    "throttle",
+)
 
 
 @dataclass(slots=True)

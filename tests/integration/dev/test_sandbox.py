@@ -210,6 +210,47 @@ def test_down_answers_503(client: httpx.Client) -> None:
     assert response.json()["response"] == "ERROR"
 
 
+def test_a_gateway_refuses_the_next_calls_in_plain_text_before_the_connector(
+    client: httpx.Client,
+) -> None:
+    set_faults(client, gateway_401=2)
+    answers = [client.post(CONTACTS, json=contact(), headers=HEADERS) for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 200]
+    assert answers[0].headers["content-type"].startswith("text/plain")
+    assert not answers[0].text.startswith("{")
+    assert len(stored(client)) == 1 and stats(client)["injected"]["gateway_401"] == 2
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_throttled_call_says_when_to_come_back(client: httpx.Client, status: int) -> None:
+    when = "Mon, 07 Dec 2026 08:00:12 GMT"
+    set_faults(client, throttle_count=1, throttle_status=status, retry_after=when)
+    first = client.post(CONTACTS, json=contact(), headers=HEADERS)
+    second = client.post(CONTACTS, json=contact(), headers=HEADERS)
+    assert (first.status_code, first.headers["retry-after"]) == (status, when)
+    assert first.json()["response"] == "ERROR"
+    assert second.status_code == 200 and "retry-after" not in second.headers
+    logged = client.get("/_sandbox/calls").json()["calls"]
+    assert logged[0]["received_s"] <= logged[1]["received_s"]
+
+
+def test_a_refused_record_can_be_answered_with_a_4xx(client: httpx.Client) -> None:
+    set_faults(client, reject_marker="REJECT-ME", refusal_status=422)
+    response = client.post(
+        CONTACTS, json=[contact(), contact(ContactName="REJECT-ME")], headers=HEADERS
+    )
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("record 1: ")
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [{"gateway_401": -1}, {"throttle_status": 500}, {"refusal_status": 500}, {"retry_after": 3}],
+)
+def test_new_faults_refuse_bad_values(client: httpx.Client, faults: dict[str, Any]) -> None:
+    assert client.post("/_sandbox/faults", json=faults).status_code == 400
+
+
 def test_faults_update_rejects_unknown_keys_and_changes_nothing(client: httpx.Client) -> None:
     before = client.get("/_sandbox/faults").json()
     response = client.post("/_sandbox/faults", json={"fail_rate": 1.0, "fial_rate": 1.0})

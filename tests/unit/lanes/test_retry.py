@@ -109,3 +109,26 @@ async def test_no_call_started_means_no_verdict_and_nothing_counted() -> None:
     assert result is None
     assert retrying == [1]
     assert breaker.failures == 1, "only the call made counts"
+
+
+async def test_a_retry_waits_at_least_as_long_as_the_server_asked() -> None:
+    """The backoff (here none) gives way to a longer ``Retry-After``; a shorter one changes
+    nothing. The delay is read where the loop reports it, before it sleeps."""
+    delays: list[float] = []
+    connector = Connector(
+        Retryable("429", retry_after_s=0.2), Retryable("503", retry_after_s=0.0), Delivered({})
+    )
+    result = await call_with_retries(
+        connector,
+        Breaker(threshold=5, base_cooldown_s=0.0),
+        serial_like(max_attempts=5),
+        on_retry=lambda failures, last, delay: delays.append(delay),
+    )
+    assert result == Delivered({})
+    assert delays == [0.2, 0.0]
+
+
+def test_a_breaker_opened_by_a_throttled_call_probes_no_sooner_than_the_server_asked() -> None:
+    breaker = Breaker(threshold=1, base_cooldown_s=0.05)
+    breaker.failure(not_before_s=7.0)
+    assert breaker.is_open and breaker.cooldown_s == 7.0
