@@ -123,23 +123,27 @@ class Mapping:
         record: dict[str, Any] | None = None
         for compound in self.compounds:
             nested = payload.get(compound.field)
-            if nested is not None and type(nested) is not dict:
-                return _wrong_shape(
-                    f"{compound.field}: expected an object, found {kind_of(nested)}"
-                )
             flat = {
                 component: payload[name]
                 for component, name in compound.components.items()
                 if payload.get(name) is not None
             }
+            # The Confluent connector declares Name a string beside the flattened components;
+            # any other non-object here is a payload of another shape.
+            if (
+                nested is not None
+                and type(nested) is not dict
+                and not (flat and type(nested) is str)
+            ):
+                return _wrong_shape(
+                    f"{compound.field}: expected an object, found {kind_of(nested)}"
+                )
             if not flat:
                 continue
             if record is None:
                 record = dict(payload)
-            record[compound.field] = {
-                **flat,
-                **{k: v for k, v in (nested or {}).items() if v is not None},
-            }
+            given = nested if type(nested) is dict else {}
+            record[compound.field] = {**flat, **{k: v for k, v in given.items() if v is not None}}
         return payload if record is None else record
 
     def event_id_of(self, payload: MappingOf[str, Any]) -> str | None:
