@@ -13,7 +13,7 @@ Endpoints and answer shapes follow Confluent's Schema Registry API reference:
 
 For tests, ``POST /_registry/outage`` ``{"down": true|false}`` makes every other endpoint
 answer HTTP 503 (a registry that is down), and ``GET /_registry/requests`` counts the
-``GET /schemas/ids`` requests served.
+``GET /schemas/ids`` requests received, refused ones included.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def build_app() -> Starlette:
 
     def available(handler: Any) -> Any:
         async def guarded(request: Request) -> Response:
+            if request.url.path.startswith("/schemas/ids/"):
+                store.id_requests += 1  # answered or not: a test sees the reader ask again
             if store.down:
                 return _error(503, 50003, "the registry is down (development outage)")
             response: Response = await handler(request)
@@ -83,7 +85,6 @@ def build_app() -> Starlette:
         return guarded
 
     async def schema_by_id(request: Request) -> Response:
-        store.id_requests += 1
         schema_id = int(request.path_params["id"])
         if not 0 < schema_id <= len(store.schemas):
             return _error(404, SCHEMA_NOT_FOUND, f"Schema {schema_id} not found")

@@ -171,13 +171,20 @@ async def test_a_registry_that_is_down_is_waited_for_and_nothing_is_dead_lettere
         ):
             await produce(kafka_bootstrap, bound(topics), [(JANE.encode(), value)])
             # Asked, refused, asked again: the record waits for the registry.
-            while (await control.get("/_registry/requests")).json()["schema_id_requests"] < 3:
-                pass
+            await wait_until_asked(control, times=3)
             assert collector.messages[topics.replies] == []
             await control.post("/_registry/outage", json={"down": False})
             [reply] = await collector.wait_for(topics.replies, 1)
     assert reply.json()["response"] == "SUCCESS", reply.json()
     assert collector.messages[topics.dlt] == []
+
+
+async def wait_until_asked(control: httpx.AsyncClient, times: int) -> None:
+    """Until the registry has been asked for a schema ``times`` times (refusals included)."""
+    for _ in range(10_000):
+        if (await control.get("/_registry/requests")).json()["schema_id_requests"] >= times:
+            return
+    raise AssertionError(f"the registry was not asked {times} times")
 
 
 async def test_bad_input_is_refused_with_a_dead_letter_and_the_consumer_goes_on(
