@@ -33,6 +33,7 @@ from service.connector.network import connector_network
 from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
+from service.intake.envelope import NO_SCHEMAS
 from service.intake.routes import Lane, Route, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
@@ -58,6 +59,7 @@ from service.ops.metrics import Metrics
 from service.ops.redis_check import RedisCheck
 from service.ops.tenant_states import TenantStates
 from service.ops.traces import RecordTrace, Tracing
+from service.registry import RegistryClient, SchemaCache
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
@@ -82,8 +84,24 @@ class Service:
         none is set); it is set up before the Connector client, whose calls it instruments."""
         self.settings = settings
         routes = load_route_table(settings.contracts_dir)
+        self.registry: RegistryClient | None = None
+        schemas: SchemaCache | None = None
+        if settings.schema_registry_url is not None:
+            password = settings.schema_registry_password
+            self.registry = RegistryClient(
+                settings.schema_registry_url,
+                user=settings.schema_registry_user,
+                password=password.get_secret_value() if password is not None else None,
+                timeout_s=settings.http_timeout_s,
+            )
+            schemas = SchemaCache(self.registry)
         intake = Intake(
-            routes, tenants, settings.max_event_bytes, ReplyTopics.from_settings(settings)
+            routes,
+            tenants,
+            settings.max_event_bytes,
+            ReplyTopics.from_settings(settings),
+            schemas.book if schemas is not None else NO_SCHEMAS,
+            settings.max_record_ids,
         )
         self.metrics = Metrics(known_types=routes.routes)
         self.tracing = Tracing.from_environment() if tracing is None else tracing
@@ -220,6 +238,7 @@ class Service:
             drain_timeout_s=settings.drain_timeout_s,
             call_timeout_s=settings.http_timeout_s,
             tracing=self.tracing,
+            schemas=schemas,
         )
         self.redis_check = RedisCheck(self.redis, self.watch.check, self.metrics)
         self.redis_answers = PeriodicCheck(self.redis_check)
@@ -256,6 +275,8 @@ class Service:
         await self.log_ends.aclose()
         await self.producer.stop()
         await self.connector.aclose()
+        if self.registry is not None:
+            await self.registry.aclose()
         await self.locks.aclose()
         self.crash_guard.close()
         await self.redis_answers.stop()

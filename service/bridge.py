@@ -18,9 +18,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
 
@@ -29,6 +29,7 @@ from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.intake.admit import Admitted, Intake, Refused
 from service.intake.routes import Lane
+from service.intake.wire import schema_ids
 from service.kafka.consumer import GroupConsumer
 from service.kafka.crash_guard import Condemned, CrashLoopGuard
 from service.kafka.epoch_watch import EpochWatch
@@ -43,6 +44,14 @@ from service.ops.metrics import Metrics
 from service.ops.traces import Publishing, RecordTrace, Tracing
 
 log = logging.getLogger(__name__)
+
+
+class SchemaPrefetch(Protocol):
+    """Fetches Schema Registry schemas by id before intake reads the values naming them
+    (:class:`service.registry.SchemaCache`)."""
+
+    async def ensure(self, schema_ids: Collection[int]) -> None: ...
+
 
 REVOKE_WAIT_S = 30.0
 
@@ -196,8 +205,12 @@ class Bridge:
         drain_timeout_s: float,
         call_timeout_s: float,
         tracing: Tracing | None = None,
+        schemas: SchemaPrefetch | None = None,
     ) -> None:
-        """``tracing`` (when enabled) starts each record's trace (:mod:`service.ops.traces`)."""
+        """``tracing`` (when enabled) starts each record's trace (:mod:`service.ops.traces`).
+        ``schemas`` (with a Schema Registry) fetches the schemas a poll's values name before
+        intake reads them; it waits while the registry is down."""
+        self._schemas = schemas
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._intake = intake
         self._default_reply_topic = default_reply_topic
@@ -217,6 +230,8 @@ class Bridge:
     async def on_poll(self, records: tuple[ConsumerRecord, ...]) -> None:
         """Admit every record of a poll and hand the good ones to their lane."""
         take_in = await self._crash_guard.begin(records)  # marks the poll: see its module
+        if self._schemas is not None and (ids := schema_ids(r.value for r in take_in.records)):
+            await self._schemas.ensure(ids)
         now = time.monotonic()
         refused: list[tuple[Consumed, Outcome]] = []
         master_data: list[tuple[Consumed, Admitted]] = []

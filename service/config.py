@@ -131,6 +131,15 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a readable file")
         return value
 
+    max_record_ids: int = Field(1_000, ge=1, le=100_000)
+    """Most CRM records one change event may stand for (Salesforce merges one change to many
+    records into one event); an event naming more is refused whole, at ``validation``."""
+    schema_registry_url: str | None = None
+    """A Confluent-compatible Schema Registry: values in its wire format are decoded with the
+    schema it names (:mod:`service.registry`). Unset: such values are refused at ``parse``."""
+    schema_registry_user: str | None = None
+    schema_registry_password: SecretStr | None = None
+    """Basic-auth credentials for the registry (Confluent Cloud: API key and secret)."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -158,6 +167,21 @@ class Settings(BaseSettings):
             if not is_topic_pattern(pattern):
                 raise ValueError(f"{pattern!r} is not a topic name with '*' wildcards")
         return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError(
+                "put the credentials in SAGEBRIDGE_SCHEMA_REGISTRY_USER and _PASSWORD, "
+                "not in the URL (a URL is printed; the password would be too)"
+            )
+        return value.strip().rstrip("/")
 
     @field_validator("connector_url")
     @classmethod

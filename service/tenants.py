@@ -210,6 +210,8 @@ def known_secrets(settings: Settings, tenants: TenantDirectory) -> SecretSet:
         found.add(tenant.token.get_secret_value())
     if settings.kafka_sasl_password is not None:
         found.add(settings.kafka_sasl_password.get_secret_value())
+    if settings.schema_registry_password is not None:
+        found.add(settings.schema_registry_password.get_secret_value())
     for password in redis_passwords(settings.redis_url):
         found.add(password)
     return found

@@ -22,6 +22,10 @@ from service.answers.outcomes import Outcome, Stage
 T = TypeVar("T")
 
 
+MAX_LISTED = 10
+"""Failed records a joint message names; the rest are counted (the reply's size is bounded)."""
+
+
 @dataclass(eq=False, slots=True)
 class Joint(Generic[T]):
     """The parts of one event, and the ticket of the event itself (``whole``)."""
@@ -58,8 +62,10 @@ class Joint(Generic[T]):
         first = unknown[0] if unknown else failed[0][1]
         assert first.stage is not None
         message = f"{len(failed)} of {len(self.names)} records not delivered: " + "; ".join(
-            f"{name}: {outcome.message}" for name, outcome in failed
+            f"{name}: {outcome.message}" for name, outcome in failed[:MAX_LISTED]
         )
+        if len(failed) > MAX_LISTED:
+            message += f"; and {len(failed) - MAX_LISTED} more"
         errors = [e for _, outcome in failed for e in outcome.errors]
         return Outcome.failure(first.stage, message, errors, attempts)
 

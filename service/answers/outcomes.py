@@ -84,11 +84,19 @@ class Subject:
     endpoint: str | None = None
 
 
+MAX_REPLY_ERRORS = 100
+"""Field errors a reply lists; past it, ``errors_omitted`` counts the rest."""
+MAX_MESSAGE_CHARS = 4_000
+"""Characters of ``message`` a reply carries; past it, the rest is counted."""
+
+
 def reply_body(subject: Subject, outcome: Outcome) -> bytes:
-    """The reply value, shaped as SPEC shows."""
+    """The reply value, shaped as SPEC shows. Bounded whatever the event: the first
+    :data:`MAX_REPLY_ERRORS` errors and :data:`MAX_MESSAGE_CHARS` of the message, the rest
+    counted, so a reply always fits the broker's limit and carries its verdict."""
     body: dict[str, Any] = {"response": "SUCCESS" if outcome.ok else "ERROR"}
     if not outcome.ok:
-        body["message"] = outcome.message
+        body["message"] = bounded_message(outcome.message or "")
     body["event_id"] = subject.event_id
     body["correlation_id"] = subject.correlation_id
     body["type"] = subject.type
@@ -98,9 +106,18 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
         body["endpoint"] = subject.endpoint
     if not outcome.ok:
         body["stage"] = str(outcome.stage)
-        body["errors"] = [error.as_dict() for error in outcome.errors]
+        body["errors"] = [error.as_dict() for error in outcome.errors[:MAX_REPLY_ERRORS]]
+        if len(outcome.errors) > MAX_REPLY_ERRORS:
+            body["errors_omitted"] = len(outcome.errors) - MAX_REPLY_ERRORS
     body["attempts"] = outcome.attempts
     return orjson.dumps(body)
+
+
+def bounded_message(text: str) -> str:
+    """``text`` cut to :data:`MAX_MESSAGE_CHARS`, saying how much was left out."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[:MAX_MESSAGE_CHARS]}… ({len(text) - MAX_MESSAGE_CHARS} more characters)"
 
 
 @dataclass(slots=True)

@@ -75,6 +75,44 @@ def created_contact(record_id: str, account_id: str, **fields: Any) -> dict[str,
     return change_event("CREATE", [record_id], **body)
 
 
+def flattened(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload in the Confluent Salesforce CDC source connector's shape: the compound
+    fields' components at the top level (``FirstName``, ``MailingCity``), ``Name`` null and
+    the address struct without ``StateCode``/``CountryCode`` (see
+    tests/fixtures/salesforce/README.md for the published record this follows)."""
+    out = dict(payload)
+    name, address = out.pop("Name", None) or {}, out.pop("MailingAddress", None) or {}
+    out.update({k: name.get(k) for k in ("Salutation", "FirstName", "LastName")}, Name=None)
+    street, city = address.get("Street"), address.get("City")
+    state = address.get("StateCode") or address.get("State")
+    country = address.get("CountryCode") or address.get("Country")
+    postal = address.get("PostalCode")
+    out.update(
+        MailingStreet=street,
+        MailingCity=city,
+        MailingState=state,
+        MailingPostalCode=postal,
+        MailingCountry=country,
+        MailingAddress={
+            "Street": street,
+            "City": city,
+            "State": state,
+            "PostalCode": postal,
+            "Country": country,
+        },
+    )
+    return out
+
+
+def connect_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as Kafka Connect's JsonConverter writes it with ``schemas.enable=true`` (its
+    default): a ``schema`` beside the ``payload``. Only the payload is read."""
+    return {
+        "schema": {"type": "struct", "optional": False, "name": "sagebridge.demo.Envelope"},
+        "payload": value,
+    }
+
+
 def envelope(event_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     """The payload inside our own envelope, for an input topic shared with other events."""
     return {"event_id": event_id, "type": CONTACT_TYPE, "data": payload}

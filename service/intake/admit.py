@@ -17,15 +17,16 @@ refused ``reply_to`` — it goes to the default reply topic.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from service.answers.outcomes import Outcome, Stage, Subject
 from service.intake.cloudevents import Headers, cloudevent_mode, read_cloudevent
 from service.intake.contracts import FieldError, check_free_form, describe_errors
-from service.intake.envelope import Event, ParseFailure, parse_event, parse_payload
-from service.intake.mappings import Mapping, Unmapped
+from service.intake.envelope import NO_SCHEMAS, Event, ParseFailure, parse_event, parse_payload
+from service.intake.mappings import DEFAULT_MAX_RECORD_IDS, Mapping, Unmapped
 from service.intake.routes import Route, RouteTable
 from service.intake.topics import ReplyTopics
+from service.intake.wire import SchemaBook
 from service.tenants import Tenant, TenantDirectory
 
 
@@ -68,6 +69,11 @@ class Intake:
     tenants: TenantDirectory
     max_event_bytes: int
     reply_topics: ReplyTopics
+    schemas: SchemaBook = field(default_factory=lambda: NO_SCHEMAS)
+    """Schema Registry schemas by id, fetched before each poll is taken in
+    (:mod:`service.registry.cache`); read here, never fetched."""
+    max_record_ids: int = DEFAULT_MAX_RECORD_IDS
+    """Most CRM records one event may stand for (``SAGEBRIDGE_MAX_RECORD_IDS``)."""
 
     def admit(
         self, value: bytes | None, headers: Headers = (), topic: str | None = None
@@ -116,11 +122,13 @@ class Intake:
     ) -> Event | ParseFailure:
         bound = self.routes.bound(topic)
         if bound is not None and bound.mapping is not None:
-            return parse_payload(value, self.max_event_bytes, bound.type, bound.mapping.event_id_of)
+            return parse_payload(
+                value, self.max_event_bytes, bound.type, bound.mapping.event_id_of, self.schemas
+            )
         mode = cloudevent_mode(headers) if headers else None
         if mode is not None:
             return read_cloudevent(value, headers, mode, self.max_event_bytes)
-        return parse_event(value, self.max_event_bytes)
+        return parse_event(value, self.max_event_bytes, self.schemas)
 
     def _mapped(
         self, event: Event, route: Route, mapping: Mapping, tenant: Tenant
@@ -129,7 +137,7 @@ class Intake:
         subject = Subject(
             event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
         )
-        mapped = mapping.apply(event.data)
+        mapped = mapping.apply(event.data, self.max_record_ids)
         if isinstance(mapped, Unmapped):
             outcome = Outcome.failure(mapped.stage, mapped.message, mapped.errors)
             return Refused(subject, outcome, event.reply_to)

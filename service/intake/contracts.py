@@ -50,7 +50,8 @@ class FieldError:
     limit: int | None = None
     actual: int | None = None
     detail: str | None = None
-    """For :attr:`ErrorCode.UNMAPPED`: which CRM field or look-up failed, in words."""
+    """For :attr:`ErrorCode.UNMAPPED`: which CRM field or look-up failed, in words; for
+    :attr:`ErrorCode.WRONG_TYPE` from a mapping: the payload path and what was found there."""
 
     def describe(self) -> str:
         """A sentence an operator can act on: ``ContactName: at most 30 characters, got 41``."""
@@ -71,7 +72,7 @@ class FieldError:
             case ErrorCode.UNKNOWN_FIELD:
                 return f"{self.field}: not an element of this table"
             case ErrorCode.WRONG_TYPE:
-                return f"{self.field}: wrong JSON type for this element"
+                return f"{self.field}: {self.detail or 'wrong JSON type for this element'}"
             case ErrorCode.CONTROL_CHARACTER:
                 return (
                     f"{self.field}: control character at position {self.actual} "

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
-
-import orjson
 
 from service.intake.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
 from service.intake.topics import is_valid_topic
+from service.intake.wire import SchemaBook, Undecodable, decode, json_kind
+
+NO_SCHEMAS: SchemaBook = MappingProxyType({})
+"""No Schema Registry: a wire-format value is refused, naming the setting that is missing."""
 
 
 @dataclass(slots=True)
@@ -41,38 +44,34 @@ class ParseFailure:
     type: str | None = None
 
 
-def parse_event(value: bytes | None, max_bytes: int) -> Event | ParseFailure:
-    """Decode and shape-check one event value (the data fields are checked later, by contract)."""
-    if value is None:
-        return ParseFailure("message has no value (tombstone)")
-    if len(value) > max_bytes:
-        return ParseFailure(f"message is {len(value)} bytes, more than the limit of {max_bytes}")
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return ParseFailure(f"not valid UTF-8 JSON: {_first_line(exc)}")
+def parse_event(
+    value: bytes | None, max_bytes: int, schemas: SchemaBook = NO_SCHEMAS
+) -> Event | ParseFailure:
+    """Decode and shape-check one event value (the data fields are checked later, by contract).
+    The value may be our JSON envelope, or that envelope in Connect JSON or through the Schema
+    Registry (:mod:`service.intake.wire`)."""
+    doc = _document(value, max_bytes, schemas)
+    if isinstance(doc, ParseFailure):
+        return doc
     if not isinstance(doc, dict):
-        return ParseFailure(f"expected a JSON object, got {_json_kind(doc)}")
+        return ParseFailure(f"expected a JSON object, got {json_kind(doc)}")
     return _shape(doc)
 
 
 def parse_payload(
-    value: bytes | None, max_bytes: int, event_type: str, event_id_of: Callable[[Any], str | None]
+    value: bytes | None,
+    max_bytes: int,
+    event_type: str,
+    event_id_of: Callable[[Any], str | None],
+    schemas: SchemaBook = NO_SCHEMAS,
 ) -> Event | ParseFailure:
     """A CRM's raw payload, from a topic bound to the route ``event_type``: no envelope, so the
     route's mapping says which payload fields make the ``event_id`` (``event_id_of``)."""
-    if value is None:
-        return ParseFailure("message has no value (tombstone)", type=event_type)
-    if len(value) > max_bytes:
-        return ParseFailure(
-            f"message is {len(value)} bytes, more than the limit of {max_bytes}", type=event_type
-        )
-    try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        return ParseFailure(f"not valid UTF-8 JSON: {_first_line(exc)}", type=event_type)
+    doc = _document(value, max_bytes, schemas)
+    if isinstance(doc, ParseFailure):
+        return ParseFailure(doc.reason, type=event_type)
     if not isinstance(doc, dict):
-        return ParseFailure(f"expected a JSON object, got {_json_kind(doc)}", type=event_type)
+        return ParseFailure(f"expected a JSON object, got {json_kind(doc)}", type=event_type)
     event_id = event_id_of(doc)
     if event_id is None:
         return ParseFailure(
@@ -80,6 +79,17 @@ def parse_payload(
             type=event_type,
         )
     return Event(event_id, event_type, doc, event_id)
+
+
+def _document(value: bytes | None, max_bytes: int, schemas: SchemaBook) -> Any | ParseFailure:
+    if value is None:
+        return ParseFailure("message has no value (tombstone)")
+    if len(value) > max_bytes:
+        return ParseFailure(f"message is {len(value)} bytes, more than the limit of {max_bytes}")
+    doc = decode(value, schemas)
+    if isinstance(doc, Undecodable):
+        return ParseFailure(doc.reason)
+    return doc
 
 
 def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
@@ -121,7 +131,7 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
     if good_type is None:
         return fail("type: control characters are not allowed")
     if not isinstance(data, dict):
-        return fail(f"data: required, a JSON object, got {_json_kind(data)}")
+        return fail(f"data: required, a JSON object, got {json_kind(data)}")
     if reply_to is not None and good_reply is None:
         return fail("reply_to: not a valid Kafka topic name")
     if correlation_id is not None and good_corr is None:
@@ -157,15 +167,3 @@ def _id_ok(text: str) -> bool:
 
 def _type_ok(text: str) -> bool:
     return 0 < len(text) <= MAX_TYPE_CHARS and text.isprintable()
-
-
-def _json_kind(doc: Any) -> str:
-    if doc is None:
-        return "null"
-    return {list: "an array", str: "a string", bool: "a boolean", dict: "an object"}.get(
-        type(doc), "a number"
-    )
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200]

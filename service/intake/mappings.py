@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,16 @@ import yaml
 
 from service.answers.outcomes import Stage
 from service.errors import ContractFileError
-from service.intake.contracts import Contract, ErrorCode, FieldError
+from service.intake.contracts import Contract, ErrorCode, FieldError, describe_errors
 from service.intake.limits import MAX_ID_CHARS
-from service.intake.mapping_sources import Context, Missing, Source, compile_source
+from service.intake.mapping_sources import (
+    Context,
+    Missing,
+    Source,
+    compile_source,
+    kind_of,
+    touched,
+)
 from service.intake.xref import CrossReference
 
 
@@ -76,6 +84,22 @@ class Changes:
     this for long text): an element built from one is refused, never sent as the diff."""
 
 
+DEFAULT_MAX_RECORD_IDS = 1_000
+"""Most CRM records one event may stand for (``SAGEBRIDGE_MAX_RECORD_IDS``). Salesforce merges
+one change to many records in one event; each becomes a Sage record, a ledger entry and a line
+of a possible ERROR, so an event naming more is refused whole, before any of that is made."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compound:
+    """A compound field (Salesforce's ``Name``, ``MailingAddress``) and the top-level names of
+    its components when a producer flattens it (the Confluent Salesforce CDC source connector
+    writes ``FirstName``, ``MailingCity`` beside a null ``Name``): component -> flat name."""
+
+    field: str
+    components: MappingOf[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Mapping:
     name: str
@@ -85,6 +109,42 @@ class Mapping:
     """Payload fields whose values, joined by ``-``, make the ``event_id`` of a raw payload
     (a record on a topic bound to this route carries no envelope)."""
     changes: Changes | None = None
+    compounds: tuple[Compound, ...] = ()
+    aliases: MappingOf[str, str] = dataclass_field(default_factory=dict)
+    """Flat name -> compound path (``LastName`` -> ``Name.LastName``), for header field lists."""
+
+    def crm_record(self, payload: MappingOf[str, Any]) -> MappingOf[str, Any] | Unmapped:
+        """The CRM payload in one shape, whichever its producer wrote: compound fields nested
+        (Salesforce's own event) whether they came nested or flattened. This is the record the
+        Sage record is built from (:meth:`sage_records`); a record image can be merged into
+        it in between."""
+        if not self.compounds:
+            return payload
+        record: dict[str, Any] | None = None
+        for compound in self.compounds:
+            nested = payload.get(compound.field)
+            flat = {
+                component: payload[name]
+                for component, name in compound.components.items()
+                if payload.get(name) is not None
+            }
+            # The Confluent connector declares Name a string beside the flattened components;
+            # any other non-object here is a payload of another shape.
+            if (
+                nested is not None
+                and type(nested) is not dict
+                and not (flat and type(nested) is str)
+            ):
+                return _wrong_shape(
+                    f"{compound.field}: expected an object, found {kind_of(nested)}"
+                )
+            if not flat:
+                continue
+            if record is None:
+                record = dict(payload)
+            given = nested if type(nested) is dict else {}
+            record[compound.field] = {**flat, **{k: v for k, v in given.items() if v is not None}}
+        return payload if record is None else record
 
     def event_id_of(self, payload: MappingOf[str, Any]) -> str | None:
         """The ``event_id`` of a raw payload, or ``None`` if its fields are absent."""
@@ -95,7 +155,19 @@ class Mapping:
         text = "-".join(str(p) for p in parts)
         return text if len(text) <= MAX_ID_CHARS and text.isprintable() else None
 
-    def apply(self, payload: MappingOf[str, Any]) -> Mapped | Unmapped:
+    def apply(
+        self, payload: MappingOf[str, Any], max_record_ids: int = DEFAULT_MAX_RECORD_IDS
+    ) -> Mapped | Unmapped:
+        """CRM payload -> CRM record (:meth:`crm_record`) -> Sage records."""
+        record = self.crm_record(payload)
+        if isinstance(record, Unmapped):
+            return record
+        return self.sage_records(record, max_record_ids)
+
+    def sage_records(
+        self, payload: MappingOf[str, Any], max_record_ids: int = DEFAULT_MAX_RECORD_IDS
+    ) -> Mapped | Unmapped:
+        """The Sage records a CRM record (in :meth:`crm_record`'s shape) stands for."""
         if self.changes is None:
             return self._records(payload, [None], None)
         changes, ctx = self.changes, Context(payload, None)
@@ -109,8 +181,23 @@ class Mapping:
             known = ", ".join(sorted(changes.whole | changes.changed_only))
             return Unmapped(Stage.ROUTE, f"change type {change}: not handled (handled: {known})")
         ids = changes.record_ids.value(ctx)
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
-            return Unmapped(Stage.VALIDATION, f"{self.name}: record ids: a non-empty list needed")
+        if not isinstance(ids, list) or not ids:
+            found = ids.reason if isinstance(ids, Missing) else f"found {kind_of(ids)}"
+            return Unmapped(
+                Stage.VALIDATION, f"{self.name}: record ids: a non-empty list needed, {found}"
+            )
+        if len(ids) > max_record_ids:
+            return Unmapped(
+                Stage.VALIDATION,
+                f"{self.name}: record ids: {len(ids)}, more than the {max_record_ids} one event "
+                "may stand for (SAGEBRIDGE_MAX_RECORD_IDS); send the records in smaller changes",
+            )
+        bad = [i for i in ids if not (isinstance(i, str) and i)]
+        if bad:
+            return Unmapped(
+                Stage.VALIDATION,
+                f"{self.name}: record ids: each must be non-empty text, found {kind_of(bad[0])}",
+            )
         if wild := [i for i in ids if "*" in i]:
             return Unmapped(
                 Stage.ROUTE,
@@ -120,8 +207,8 @@ class Mapping:
         changed: frozenset[str] | None = None
         diffs: frozenset[str] = frozenset()
         if change in changes.changed_only:
-            changed = _names(changes.changed_fields, ctx)
-            diffs = _names(changes.diff_fields, ctx)
+            changed = _names(changes.changed_fields, ctx, self.aliases)
+            diffs = _names(changes.diff_fields, ctx, self.aliases)
         return self._records(payload, list(dict.fromkeys(ids)), changed, diffs)
 
     def _records(
@@ -139,9 +226,12 @@ class Mapping:
             errors.extend(problems)
         if errors:
             unique = list(dict.fromkeys(errors))
-            text = "; ".join(e.describe() for e in unique[:10])
-            return Unmapped(Stage.VALIDATION, text, tuple(unique))
+            return Unmapped(Stage.VALIDATION, describe_errors(unique), tuple(unique))
         return Mapped(records)
+
+    def _is_text(self, name: str) -> bool:
+        element = self.contract.elements.get(name)
+        return element is not None and element.max_chars is not None
 
     def _record(
         self, ctx: Context, changed: frozenset[str] | None, diffs: frozenset[str]
@@ -151,15 +241,13 @@ class Mapping:
         keys = self.contract.keys
         for name, source in self.elements.items():
             if changed is not None and name not in keys:
-                paths = source.paths()
-                touched = [p for p in paths if _touched(p, changed)]
-                if not touched:
+                lacking = source.needs(changed)
+                if lacking is None:
                     continue  # not changed: Sage keeps its value
-                if len(touched) < len(paths):
-                    untouched = [p for p in paths if p not in touched]
-                    errors.append(_unmapped(name, _partial(touched, untouched)))
+                if lacking:
+                    errors.append(_unmapped(name, _partial(source, changed, lacking)))
                     continue
-                if diffed := [p for p in touched if _touched(p, diffs)]:
+                if diffed := [p for p in source.paths() if touched(p, diffs)]:
                     detail = (
                         f"{', '.join(diffed)} came as a diff of the old value, not the value; "
                         "re-read the record from the CRM and send it whole"
@@ -168,32 +256,50 @@ class Mapping:
                     continue
             found = source.value(ctx)
             if isinstance(found, Missing):
-                if name in keys or found.lookup_failed:
-                    errors.append(_unmapped(name, found.reason))
+                if name in keys or found.fatal:
+                    code = ErrorCode.WRONG_TYPE if found.wrong_shape else ErrorCode.UNMAPPED
+                    errors.append(FieldError(name, code, detail=found.reason))
                     continue
                 found = None
+            elif (wrong := _wrong_type(name, source, found, self._is_text(name))) is not None:
+                errors.append(wrong)
+                continue
             record[name] = found
         return record, errors
 
 
-def _names(source: Source | None, ctx: Context) -> frozenset[str]:
+def _wrong_type(name: str, source: Source, value: Any, text: bool) -> FieldError | None:
+    """A found value that cannot fill element ``name``: an object or array (the element holds
+    one value), or a number or boolean where ``text`` belongs."""
+    where = source.paths()[0] if source.paths() else name
+    if type(value) in (dict, list):
+        detail = f"{where}: expected a single value, found {kind_of(value)}"
+    elif text and type(value) is not str:
+        detail = f"{where}: expected text, found {kind_of(value)}"
+    else:
+        return None
+    return FieldError(name, ErrorCode.WRONG_TYPE, detail=detail)
+
+
+def _wrong_shape(detail: str) -> Unmapped:
+    field = detail.partition(":")[0]
+    error = FieldError(field, ErrorCode.WRONG_TYPE, detail=detail.partition(": ")[2])
+    return Unmapped(Stage.VALIDATION, error.describe(), (error,))
+
+
+def _names(source: Source | None, ctx: Context, aliases: MappingOf[str, str]) -> frozenset[str]:
+    """Field names from the header (changed, diffed), a flattened name as its compound path."""
     found = source.value(ctx) if source is not None else None
+    if not isinstance(found, list):
+        return frozenset()
+    return frozenset(aliases.get(n, n) for n in found if isinstance(n, str))
+
+
+def _partial(source: Source, changed: frozenset[str], lacking: tuple[str, ...]) -> str:
+    changes = [p for p in source.paths() if touched(p, changed)]
     return (
-        frozenset(n for n in found if isinstance(n, str))
-        if isinstance(found, list)
-        else frozenset()
-    )
-
-
-def _touched(path: str, changed: frozenset[str]) -> bool:
-    """Whether an UPDATE's changed fields (``Phone``, ``Name.LastName``) include ``path``."""
-    return any(path == c or path.startswith(c + ".") or c.startswith(path + ".") for c in changed)
-
-
-def _partial(touched: list[str], untouched: list[str]) -> str:
-    return (
-        f"built from {', '.join(touched + untouched)}, but this update changes only "
-        f"{', '.join(touched)}; it cannot be rebuilt without {', '.join(untouched)}"
+        f"built from {', '.join(changes + list(lacking))}, but this update changes only "
+        f"{', '.join(changes)}; it cannot be rebuilt without {', '.join(lacking)}"
     )
 
 
@@ -252,7 +358,29 @@ def _mapping(
         raise ContractFileError(f"{where}: event_id is a list of sources")
     ids = tuple(compile_source(s, tables, f"{where}: event_id") for s in event_id)
     changes = _changes(raw.get("changes"), tables, where)
-    return Mapping(path.stem, contract, elements, ids, changes)
+    compounds = _compounds(raw.get("compound"), where)
+    aliases = {
+        flat: f"{c.field}.{component}"
+        for c in compounds
+        for component, flat in c.components.items()
+    }
+    return Mapping(path.stem, contract, elements, ids, changes, compounds, aliases)
+
+
+def _compounds(raw: Any, where: str) -> tuple[Compound, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not all(
+        isinstance(c, dict) and all(isinstance(v, str) for v in c.values()) for c in raw.values()
+    ):
+        raise ContractFileError(
+            f"{where}: compound maps a field to {{component: flattened name}}, "
+            "e.g. Name: {FirstName: FirstName}"
+        )
+    return tuple(
+        Compound(str(name), {str(k): v for k, v in components.items()})
+        for name, components in raw.items()
+    )
 
 
 def _changes(raw: Any, tables: MappingOf[str, CrossReference], where: str) -> Changes | None:

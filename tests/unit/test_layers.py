@@ -77,6 +77,7 @@ def test_only_the_wiring_reaches_both_kafka_and_the_connector() -> None:
     [
         ("service.intake", KAFKA | HTTP_CLIENTS | REDIS),
         ("service.connector", KAFKA | REDIS),
+        ("service.registry", KAFKA | REDIS),
         ("service.state", KAFKA | HTTP_CLIENTS),
         ("service.lanes", KAFKA | HTTP_CLIENTS),
         ("service.answers", HTTP_CLIENTS | REDIS),

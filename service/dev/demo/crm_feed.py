@@ -14,9 +14,11 @@ from service.dev.salesforce import (
     binary_headers,
     change_event,
     cloudevent,
+    connect_json,
     contracts_with_xref,
     created_contact,
     envelope,
+    flattened,
 )
 
 ACCOUNTS = [("001Dn00000SUMMTIAG", "01", "SUMMIT01"), ("001Dn00000HARBRIAG", "01", "HARBOR07")]
@@ -35,9 +37,10 @@ def demo_contracts(workdir: Path) -> Path:
 
 
 def salesforce_feed() -> list[FeedEvent]:
-    """Seven change events: five that land (one for two records at once, two as CloudEvents,
-    one name with accents) and two refused (an account nobody mapped, a delete). Each is
-    keyed by its Salesforce record id, so changes to one contact keep their order."""
+    """Eight change events: six that land (one for two records at once, two as CloudEvents,
+    one name with accents, one as Kafka Connect JSON with schemas in the Confluent connector's
+    flattened shape) and two refused (an account nobody mapped, a delete). Each is keyed by
+    its Salesforce record id, so changes to one contact keep their order."""
     jane, anna, wei = (c[0] for c in CONTACTS)
     summit, harbor = ACCOUNTS[0][0], ACCOUNTS[1][0]
     renamed = {"FirstName": "Anaïs", "LastName": "Müller"}
@@ -71,6 +74,12 @@ def salesforce_feed() -> list[FeedEvent]:
             refused=True,
         ),
         _event("DELETE", wei, envelope("sf-007", change_event("DELETE", [wei])), refused=True),
+        _event(
+            "CREATE as Connect JSON, compound fields flattened (the Confluent connector's shape)",
+            wei,
+            connect_json(envelope("sf-008", flattened(created_contact(wei, harbor)))),
+            event_id="sf-008",
+        ),
     ]
 
 

@@ -15,9 +15,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
+from starlette.applications import Starlette
 
 from service.dev.sandbox.app import Sandbox, build_app
 from service.intake.routes import DEFAULT_CONTRACTS_DIR
@@ -100,35 +101,42 @@ class _Server(uvicorn.Server):
             self.ready.set()
 
 
-class SandboxThread:
-    """The sandbox on a background daemon thread with its own event loop.
+class AppThread:
+    """An ASGI app served on a background daemon thread with its own event loop: the sandbox,
+    and the development Schema Registry (:mod:`service.dev.registry`).
 
     The socket is bound *before* the thread starts, so :attr:`port` is known at once and nothing
     can take the port between choosing and serving; :meth:`start` returns only once uvicorn is
     accepting connections.
     """
 
-    def __init__(self, options: SandboxOptions | None = None) -> None:
-        self.options = options if options is not None else SandboxOptions(port=0)
-        self.app = build_app(self.options)
-        self.sandbox: Sandbox = self.app.state.sandbox
-        self._socket = bind_tcp(self.options.host, self.options.port)
+    def __init__(
+        self,
+        app: Starlette,
+        host: str,
+        port: int,
+        name: str,
+        scheme: str = "http",
+        tls: dict[str, Any] | None = None,
+    ) -> None:
+        self._socket = bind_tcp(host, port)
         self.port: int = self._socket.getsockname()[1]
-        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
-        self.url = f"{self.options.scheme}://{host}:{self.port}"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{shown}:{self.port}"
+        self._name = name
         ready = threading.Event()
         config = uvicorn.Config(
-            self.app,
+            app,
             log_level="warning",
             access_log=False,
             log_config=None,  # leave the host process's logging alone
             lifespan="off",
             timeout_graceful_shutdown=5,
-            **self.options.tls_config(),
+            **(tls or {}),
         )
         self._server = _Server(config, ready)
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"sandbox:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}:{self.port}", daemon=True)
 
     def _run(self) -> None:
         try:
@@ -138,26 +146,29 @@ class SandboxThread:
         finally:
             self._server.ready.set()
 
-    def start(self) -> SandboxThread:
+    def start(self) -> Self:
         """Start serving; raise if uvicorn is not accepting connections within the deadline."""
         self._thread.start()
         if not self._server.ready.wait(START_TIMEOUT_S) or not self._server.started:
             self.stop()
-            raise RuntimeError(f"sandbox did not start on {self.url}: {self._failure!r}")
+            raise RuntimeError(f"{self._name} did not start on {self.url}: {self._failure!r}")
         return self
 
+    def before_stop(self) -> None:
+        """Runs on the server's loop as :meth:`stop` begins (the sandbox releases hung requests)."""
+
     def stop(self) -> None:
-        """Release hung requests, ask uvicorn to exit, and wait for the thread; idempotent."""
+        """Ask uvicorn to exit and wait for the thread; idempotent."""
         loop = self._server.loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closed since the check
-                loop.call_soon_threadsafe(self.sandbox.release_hangs)
+                loop.call_soon_threadsafe(self.before_stop)
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(STOP_TIMEOUT_S)
         self._socket.close()
 
-    def __enter__(self) -> SandboxThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -167,3 +178,23 @@ class SandboxThread:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class SandboxThread(AppThread):
+    """The sandbox on a background thread (see :class:`AppThread`)."""
+
+    def __init__(self, options: SandboxOptions | None = None) -> None:
+        self.options = options if options is not None else SandboxOptions(port=0)
+        self.app = build_app(self.options)
+        self.sandbox: Sandbox = self.app.state.sandbox
+        super().__init__(
+            self.app,
+            self.options.host,
+            self.options.port,
+            "sandbox",
+            scheme=self.options.scheme,
+            tls=self.options.tls_config(),
+        )
+
+    def before_stop(self) -> None:
+        self.sandbox.release_hangs()

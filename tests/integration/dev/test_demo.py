@@ -66,7 +66,7 @@ def test_demo_answers_every_event_and_cleans_up() -> None:
     assert "example ERROR replies:" in summary
     # Salesforce change events mapped by the shipped mapping: what landed, and why not.
     assert "Salesforce change events (contracts/mappings/salesforce_contact.yaml):" in summary
-    for event_id in ("sf-001", "sf-002", "sf-003", "sf-004", "sf-005"):
+    for event_id in ("sf-001", "sf-002", "sf-003", "sf-004", "sf-005", "sf-008"):
         assert re.search(rf"^  {event_id} .*SUCCESS$", summary, re.MULTILINE), output
     assert re.search(r"^  sf-006 .*ERROR validation: ARDivisionNo: AccountId", summary, re.M)
     assert re.search(r"^  sf-007 .*ERROR route: change type DELETE: not sent", summary, re.M)
