@@ -82,8 +82,7 @@ class Console:
     async def replay(self, request: Request) -> Response:
         form = await checked_form(request)
         query = letter_query(form)
-        count = await self._sources.replay(query.chosen)
-        ids = tuple(sorted(query.chosen.event_ids))
+        count, ids = await self._sources.replay(query.chosen)
         described = ", ".join(f"{k}={v}" for k, v in query.typed.items() if v) or "all letters"
         done = action(
             request.state.user,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from redis.asyncio import Redis
 
 from service.config import Settings
@@ -40,6 +40,8 @@ from service.tools.reach import unreachable
 from service.tools.replay import replay_dead_letters
 
 REDIS_TIMEOUT_S = 5.0
+MAX_AUDITED_IDS = 1000
+"""Most event_ids a replay's audit record names."""
 _NOT_IN_LEDGER = "the ledger does not know it"
 """``ledger show``'s words for an event it has no entry for."""
 _REPLAYED = re.compile(r"^replayed (\d+) dead letter\(s\)", re.MULTILINE)
@@ -127,13 +129,16 @@ class Sources:
                     return letter
         return None
 
-    async def replay(self, chosen: LetterFilter) -> int:
+    async def replay(self, chosen: LetterFilter) -> tuple[int, tuple[str, ...]]:
         """``dlt replay`` with these filters: how many letters this call replayed (a letter
-        replayed before, from any tab or terminal, is not counted or sent again)."""
+        replayed before, from any tab or terminal, is not counted or sent again), and the
+        event_ids the filters matched (the newest :data:`MAX_AUDITED_IDS`), for the audit."""
+        matched = await self.letters(chosen, MAX_AUDITED_IDS)
+        ids = tuple(sorted({letter.event_id for letter in matched.newest if letter.event_id}))
         out = io.StringIO()
         await replay_dead_letters(self._settings, letters=chosen, out=out)
         counted = _REPLAYED.findall(out.getvalue())
-        return int(counted[-1]) if counted else 0
+        return (int(counted[-1]) if counted else 0), ids
 
     # The ledger -----------------------------------------------------------------------------
 
@@ -174,30 +179,33 @@ class Sources:
 
     async def backlog(self) -> int | None:
         """Records on the input topics the service's group has not committed yet (every
-        tenant's together: they share the topics); ``None`` when Kafka cannot say."""
+        tenant's together: they share the topics); ``None`` when Kafka cannot say. The group's
+        offsets are read as ``dlt replay`` reads its own: without joining the group."""
         options = kafka_client_options(self._settings)
-        admin = AIOKafkaAdminClient(**options)
-        ends = LogEnds(options)
-        async with unreachable("backlog", self._settings):
-            await admin.start()
-            try:
-                committed = await admin.list_consumer_group_offsets(self._settings.group_id)
-                described = await admin.describe_topics(list(self._settings.input_topics))
-                partitions = [
-                    TopicPartition(topic["topic"], p["partition"])
-                    for topic in described
-                    for p in topic["partitions"]
-                ]
-                found = await ends.of(partitions, within_s=REDIS_TIMEOUT_S)
-            finally:
-                await admin.close()
-                await ends.aclose()
-        if any(end == UNKNOWN_END for end in found.values()):
-            return None
-        return sum(
-            max(0, end - (committed[tp].offset if tp in committed else 0))
-            for tp, end in found.items()
+        consumer = AIOKafkaConsumer(
+            **options,
+            group_id=self._settings.group_id,
+            enable_auto_commit=False,
+            client_id="sagebridge-console",
         )
+        ends = LogEnds(options)
+        try:
+            await consumer.start()
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in self._settings.input_topics
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            committed = {tp: await consumer.committed(tp) or 0 for tp in partitions}
+            found = await ends.of(partitions, within_s=REDIS_TIMEOUT_S)
+        except KafkaError:
+            return None
+        finally:
+            await consumer.stop()
+            await ends.aclose()
+        if not partitions or any(end == UNKNOWN_END for end in found.values()):
+            return None
+        return sum(max(0, found[tp] - committed[tp]) for tp in partitions)
 
     async def letters_by_stage(self, since: timedelta) -> dict[str, Counter[str]]:
         """Per tenant, its dead letters by stage over the last ``since``."""
