@@ -47,7 +47,7 @@ def create_console(
         pages,
         Sessions(console.session_hours * 3600),
         password=PasswordCheck(password) if password else None,
-        proxy_header=console.trusted_proxy_header,
+        proxy_header=console.trusted_proxy_header or None,
     )
     handlers = Console(pages, Sources(settings, tenants, console.audit_topic), console.max_letters)
 
