@@ -21,6 +21,8 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 """scrypt's cost: the parameters RFC 7914 gives for interactive sign-ins."""
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 60.0
+SWEEP_AT = 1000
+"""Sessions held before expired ones are swept out (they are otherwise dropped when used)."""
 
 
 class PasswordCheck:
@@ -77,6 +79,9 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
 
     def open(self, user: str | None) -> tuple[str, Session]:
+        if len(self._by_id) >= SWEEP_AT:
+            now = time.monotonic()
+            self._by_id = {k: s for k, s in self._by_id.items() if s.expires >= now}
         sid = secrets.token_urlsafe(32)
         session = Session(user, secrets.token_urlsafe(32), time.monotonic() + self._lifetime_s)
         self._by_id[sid] = session

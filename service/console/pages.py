@@ -74,9 +74,7 @@ class Console:
                 "No such dead letter",
                 f"Nothing at partition {partition}, offset {offset}.",
             )
-        replies = []
-        if found.event_id:
-            replies = (await self._sources.history(found.event_id)).replies
+        replies = await self._sources.replies(found.event_id) if found.event_id else []
         return self._page(request, "letter.html", letter=found, replies=replies)
 
     async def replay(self, request: Request) -> Response:

@@ -251,6 +251,15 @@ class Sources:
                     found.append(done)
         return found
 
+    async def replies(self, event_id: str) -> list[Found]:
+        """The replies on the default reply topic to ``event_id``."""
+        async with unreachable("replies", self._settings):
+            return [
+                _found(record)
+                async for record in self._topic(self._settings.reply_topic)
+                if _reply_of(record.value) == event_id
+            ]
+
     async def history(self, event_id: str) -> History:
         """Everything the topics, the ledger and the audit topic hold of ``event_id``."""
         records: list[Found] = []
@@ -263,11 +272,7 @@ class Sources:
                     if isinstance(event, Event) and event.event_id == event_id:
                         records.append(_found(record))
                         tenants.add(self._tenant_of(event))
-            replies = [
-                _found(record)
-                async for record in self._topic(self._settings.reply_topic)
-                if _reply_of(record.value) == event_id
-            ]
+            replies = await self.replies(event_id)
             letters = [
                 letter
                 async for letter in self._topic(self._settings.dlt_topic)

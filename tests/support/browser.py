@@ -18,10 +18,14 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DESKTOP, PHONE = (1280, 900), (390, 844)
+PAGE_TIMEOUT_S = 60
+"""Longest a page may take to answer (a replay reads the whole dead-letter topic)."""
 T = TypeVar("T")
 
 
@@ -40,7 +44,9 @@ def start_chromium() -> WebDriver:
         f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
     ):
         options.add_argument(argument)
-    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    return driver
 
 
 class Browser:
@@ -75,9 +81,14 @@ class Browser:
         """Click the button whose text starts with ``label``; the next page's text."""
 
         def step() -> None:
+            page = self.driver.find_element(By.TAG_NAME, "html")
             buttons = self.driver.find_elements(By.CSS_SELECTOR, f"{within} button".strip())
             [button] = [b for b in buttons if b.text.startswith(label)][:1]
             button.click()
+            # The form's answer is a new document: wait for the old one to go, then for the new.
+            wait = WebDriverWait(self.driver, PAGE_TIMEOUT_S)
+            wait.until(expected_conditions.staleness_of(page))
+            wait.until(expected_conditions.presence_of_element_located((By.TAG_NAME, "body")))
 
         await self._run(step)
         return await self.text()

@@ -68,6 +68,11 @@ def console(console_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser(chromium: WebDriver, console: str) -> Browser:
+    """One tab, no cookies: each test starts signed out."""
+    for extra in chromium.window_handles[1:]:
+        chromium.switch_to.window(extra)
+        chromium.close()
+    chromium.switch_to.window(chromium.window_handles[0])
     chromium.delete_all_cookies()
     return Browser(chromium, console)
 
