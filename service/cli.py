@@ -1,4 +1,5 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, xref, asyncapi."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, xref, asyncapi,
+console."""
 
 from __future__ import annotations
 
@@ -147,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     asyncapi.add_argument("--out", type=Path, default=None, help="write it to FILE instead")
     asyncapi.set_defaults(handler=_asyncapi)
+
+    console = commands.add_parser(
+        "console", help="serve the operators' web console (SAGEBRIDGE_CONSOLE_* settings)"
+    )
+    console.set_defaults(handler=_console)
     return parser
 
 
@@ -436,6 +442,13 @@ def _asyncapi(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    from service.console.app import serve
+
+    serve()
     return 0
 
 

@@ -577,3 +577,118 @@ def test_an_existing_config_map_of_tables_is_mounted_instead(chart: Any) -> None
     assert not [o for o in objects if o["metadata"]["name"].endswith("-xref")]
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert next(v for v in pod["volumes"] if v["name"] == "xref")["configMap"]["name"] == "mine"
+
+
+CONSOLE_PASSWORD = "console-pass-6b2f0d"
+PROXY_PEERS = [{"podSelector": {"matchLabels": {"app": "oauth2-proxy"}}}]
+CONSOLE_VARIANTS = {
+    "console-password": with_(
+        EVERYTHING_ON, console={"enabled": True, "password": CONSOLE_PASSWORD}
+    ),
+    "console-proxy": with_(
+        EVERYTHING_ON,
+        console={
+            "enabled": True,
+            "trustedProxyHeader": "X-Forwarded-Email",
+            "ingressFrom": PROXY_PEERS,
+        },
+    ),
+    "console-existing-secret": with_(
+        TOKEN_FILES,
+        console={"enabled": True, "existingSecret": "ops-console", "existingSecretKey": "pw"},
+    ),
+}
+
+
+def console_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    [only] = one(objects, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("variant", CONSOLE_VARIANTS)
+def test_the_console_renders_valid_kubernetes(chart: Any, variant: str) -> None:
+    values = CONSOLE_VARIANTS[variant]
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+    assert not [m for m in report["messages"] if m["severity"] >= 2] and not report["errors"]
+    for manifest in render(chart, values):
+        assert manifest["metadata"]["namespace"] == "integrations"
+        if manifest["apiVersion"] not in CRD_API_VERSIONS:
+            kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+
+
+def test_the_console_is_off_by_default(chart: Any) -> None:
+    for values in (None, EVERYTHING_ON):
+        names = [o["metadata"]["name"] for o in render(chart, values)]
+        assert not [n for n in names if n.endswith("-console")]
+
+
+def test_the_console_runs_apart_from_the_service(chart: Any) -> None:
+    objects = render(chart, CONSOLE_VARIANTS["console-password"])
+    console = one(objects, "Deployment", "-console")
+    pod_labels = console["spec"]["template"]["metadata"]["labels"]
+    service_selector = one(objects, "Service", "prod-sagebridge")["spec"]["selector"]
+    assert not service_selector.items() <= pod_labels.items(), "the service must not route to it"
+    assert console["spec"]["replicas"] == 1, "sessions live in one process's memory"
+    assert one(objects, "Service", "-console")["spec"]["selector"].items() <= pod_labels.items()
+    container = console_container(objects)
+    assert container["args"] == ["console"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "console"}
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["args"] == ["console"] and container_args_of_service(objects) == ["run"]
+
+
+def container_args_of_service(objects: list[dict[str, Any]]) -> list[str]:
+    [service] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "prod-sagebridge"
+    ]
+    return list(service["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_console_password_lives_in_a_secret(chart: Any) -> None:
+    objects = render(chart, CONSOLE_VARIANTS["console-password"])
+    secret = one(objects, "Secret", "-console")
+    assert base64.b64decode(secret["data"]["password"]).decode() == CONSOLE_PASSWORD
+    env = env_of(console_container(objects))
+    assert env["SAGEBRIDGE_CONSOLE_PASSWORD"] == {
+        "secretKeyRef": {"name": "prod-sagebridge-console", "key": "password"}
+    }
+    assert "SAGEBRIDGE_CONSOLE_TRUSTED_PROXY_HEADER" not in env
+    plain = [o for o in objects if o["kind"] != "Secret"]
+    assert CONSOLE_PASSWORD not in json.dumps(plain)
+
+    own = render(chart, CONSOLE_VARIANTS["console-existing-secret"])
+    assert not [
+        o for o in own if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-console")
+    ]
+    assert env_of(console_container(own))["SAGEBRIDGE_CONSOLE_PASSWORD"] == {
+        "secretKeyRef": {"name": "ops-console", "key": "pw"}
+    }
+
+
+def test_behind_a_proxy_the_console_takes_its_header_and_only_its_traffic(chart: Any) -> None:
+    objects = render(chart, CONSOLE_VARIANTS["console-proxy"])
+    env = env_of(console_container(objects))
+    assert env["SAGEBRIDGE_CONSOLE_TRUSTED_PROXY_HEADER"] == "X-Forwarded-Email"
+    assert "SAGEBRIDGE_CONSOLE_PASSWORD" not in env
+    assert env["SAGEBRIDGE_AUDIT_TOPIC"] == "sage.audit"
+    policy = one(objects, "NetworkPolicy", "-console")
+    [ingress] = policy["spec"]["ingress"]
+    assert ingress == {"ports": [{"port": 8090, "protocol": "TCP"}], "from": PROXY_PEERS}
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert egress_ports == {53, 9093, 6379}, "DNS, Kafka, Redis: never a Cloud Connector"
+
+
+def test_the_console_needs_exactly_one_way_to_sign_in(chart: Any) -> None:
+    with pytest.raises(helm.HelmError, match="refuses to start without a way to sign in"):
+        render(chart, with_(EVERYTHING_ON, console={"enabled": True}))
+    both = {"enabled": True, "password": "p", "trustedProxyHeader": "X-User"}
+    with pytest.raises(helm.HelmError, match="not both"):
+        render(chart, with_(EVERYTHING_ON, console=both))

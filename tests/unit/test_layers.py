@@ -82,6 +82,8 @@ def test_only_the_wiring_reaches_both_kafka_and_the_connector() -> None:
         ("service.lanes", KAFKA | HTTP_CLIENTS),
         ("service.answers", HTTP_CLIENTS | REDIS),
         ("service.offsets", HTTP_CLIENTS | REDIS),
+        # The operators' console reads Kafka and Redis; it never calls a Cloud Connector.
+        ("service.console", HTTP_CLIENTS),
     ],
 )
 def test_each_folder_reaches_only_its_side(folder: str, forbidden: set[str]) -> None:
@@ -91,3 +93,15 @@ def test_each_folder_reaches_only_its_side(folder: str, forbidden: set[str]) -> 
         if (name == folder or name.startswith(folder + ".")) and libraries(name) & forbidden
     }
     assert offending == {}
+
+
+def test_only_the_command_line_starts_the_console() -> None:
+    """The console is its own process: the data plane never imports it (and so never serves
+    its pages), only ``sagebridge console`` does."""
+    importers = sorted(
+        name
+        for name in MODULES
+        if not name.startswith("service.console")
+        and any(i.startswith("service.console") for i in direct_imports(name))
+    )
+    assert importers == ["service.cli"]

@@ -102,3 +102,29 @@ the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}
 {{- fail "defaultTenant needs both customer and company (or neither)" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The console's pods: labels of their own, so the service's Deployment, Service and
+NetworkPolicy never select them. */}}
+{{- define "sagebridge.consoleSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "sagebridge.name" . }}-console
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: console
+{{- end -}}
+
+{{- define "sagebridge.consoleLabels" -}}
+helm.sh/chart: {{ include "sagebridge.chart" . }}
+{{ include "sagebridge.consoleSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sagebridge
+{{- end -}}
+
+{{/* Exactly one way to sign in to the console, or the chart refuses to render. */}}
+{{- define "sagebridge.consoleSignIn" -}}
+{{- $password := or .Values.console.password .Values.console.existingSecret -}}
+{{- if and $password .Values.console.trustedProxyHeader -}}
+{{- fail "console: set a password (password or existingSecret) or trustedProxyHeader, not both" -}}
+{{- else if not (or $password .Values.console.trustedProxyHeader) -}}
+{{- fail "console: set password, existingSecret or trustedProxyHeader: the console refuses to start without a way to sign in" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,60 @@
+"""Every console page at desktop (1280 px) and phone (390 px) widths, with something on it, saved
+to docs/console/ for the docs (and for a person to look at: layout is judged by eye)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.dev.events import event, produce
+from service.dev.sandbox.client import sandbox_post
+from service.dev.topics import Topics
+from tests.integration.console.conftest import OPERATOR, PASSWORD
+from tests.integration.tools import letters
+from tests.support.browser import DESKTOP, PHONE, Browser
+from tests.support.kafka import Collector
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "console"
+PAGES = {
+    "overview": "/",
+    "dead-letters": "/letters",
+    "dead-letter": "/letters/0/0",
+    "in-doubt": "/in-doubt",
+    "event-history": "/events?event_id=inv-1",
+    "tenants": "/tenants",
+}
+
+
+async def test_each_page_at_desktop_and_phone_widths(
+    running_service,
+    browser: Browser,
+    kafka_bootstrap: str,
+    topics: Topics,
+    collector: Collector,
+    sandbox,
+) -> None:
+    await letters.write(kafka_bootstrap, topics.dlt, topics.events, letters.sample())
+    await sandbox_post(sandbox, "/_sandbox/faults", {"store_then_fail_rate": 1.0})
+    async with running_service():
+        invoice = {"InvoiceNo": "INV000001", "CustomerNo": "ABC", "Amount": 101}
+        await produce(
+            kafka_bootstrap,
+            topics.events,
+            [(b"inv-1", event("inv-1", invoice, type="ar_invoice.create"))],
+        )
+        await collector.wait_for(topics.replies, 1)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    await browser.open("/login")
+    await browser.screenshot(DOCS / "sign-in-phone.png", PHONE)
+    await browser.sign_in(OPERATOR, PASSWORD)
+    for name, path in PAGES.items():
+        page = await browser.open(path)
+        assert "Something went wrong" not in page and "Cannot" not in page, (name, page)
+        for width, size in (("desktop", DESKTOP), ("phone", PHONE)):
+            await browser.screenshot(DOCS / f"{name}-{width}.png", size)
+            overflow = browser.driver.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{name} at {width} width scrolls sideways"
+    assert sorted(p.name for p in DOCS.glob("*.png")) == sorted(
+        [f"{n}-{w}.png" for n in PAGES for w in ("desktop", "phone")] + ["sign-in-phone.png"]
+    )
