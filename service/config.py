@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     reply_topics: Annotated[tuple[str, ...] | None, NoDecode] = None
     """Allow-list of ``reply_to`` topics, ``*`` wildcards; unset: any topic not always refused
     (see :mod:`service.intake.topics`)."""
+    image_ttl_s: int = Field(400 * 24 * 3600, ge=3600)
+    """How long a record image is kept after its last change (or seed): a contact edited once
+    a year keeps its image, one never changed again goes, and so do ids a hostile producer
+    invented."""
+    image_max_bytes: int = Field(131_072, ge=1_024)
+    """Largest record image kept (the mapped fields as JSON); a change that would make one
+    bigger is refused (``validation``) and the image dropped. Capped at
+    SAGEBRIDGE_MAX_EVENT_BYTES."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -191,6 +199,11 @@ class Settings(BaseSettings):
                 "under a lease that outlasts its timeout"
             )
         return self
+
+    @property
+    def image_bound(self) -> int:
+        """The image size bound in force: an image is rebuilt into one event's record."""
+        return min(self.image_max_bytes, self.max_event_bytes)
 
 
 def is_loopback(host: str) -> bool:

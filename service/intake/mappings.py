@@ -39,6 +39,7 @@ import yaml
 from service.answers.outcomes import Stage
 from service.errors import ContractFileError
 from service.intake.contracts import Contract, ErrorCode, FieldError
+from service.intake.image_rules import ImageRules, load_image_rules
 from service.intake.limits import MAX_ID_CHARS
 from service.intake.mapping_sources import Context, Missing, Source, compile_source
 from service.intake.xref import CrossReference
@@ -85,6 +86,8 @@ class Mapping:
     """Payload fields whose values, joined by ``-``, make the ``event_id`` of a raw payload
     (a record on a topic bound to this route carries no envelope)."""
     changes: Changes | None = None
+    image: ImageRules | None = None
+    """Keep each record's last image and build from it (:mod:`service.intake.images`)."""
 
     def event_id_of(self, payload: MappingOf[str, Any]) -> str | None:
         """The ``event_id`` of a raw payload, or ``None`` if its fields are absent."""
@@ -252,7 +255,10 @@ def _mapping(
         raise ContractFileError(f"{where}: event_id is a list of sources")
     ids = tuple(compile_source(s, tables, f"{where}: event_id") for s in event_id)
     changes = _changes(raw.get("changes"), tables, where)
-    return Mapping(path.stem, contract, elements, ids, changes)
+    paths = [p for source in elements.values() for p in source.paths()]
+    feed = (changes.record_ids, changes.changed_fields) if changes is not None else None
+    image = load_image_rules(raw.get("image"), paths, feed, tables, where)
+    return Mapping(path.stem, contract, elements, ids, changes, image)
 
 
 def _changes(raw: Any, tables: MappingOf[str, CrossReference], where: str) -> Changes | None:
