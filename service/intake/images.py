@@ -27,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingOf
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -124,13 +125,18 @@ def _one(
         if not book.available:
             book.put(key, None)  # whatever is stored misses this change
         alone = mapping.apply(_with(payload, rules.record_ids, [record_id]))
-        if isinstance(alone, Unmapped) and _needs_image(mapping, changed):
+        partial = _half_changed(mapping, changed)
+        if isinstance(alone, Unmapped) and partial:
             why = "no image of record" if book.available else "record images unavailable for"
             hint = (
                 f"{why} {record_id} to rebuild it from: load the CRM's current records with "
                 f"`sagebridge crm seed {mapping.name} FILE`, then replay this event"
             )
-            return Unmapped(alone.stage, f"{alone.message}; {hint}", alone.errors)
+            errors = tuple(
+                replace(e, detail=f"{e.detail}; {hint}") if e.field in partial else e
+                for e in alone.errors
+            )
+            return Unmapped(alone.stage, "; ".join(e.describe() for e in errors[:10]), errors)
         return alone
     if image is None or newer(order, image):
         merged = (
@@ -212,14 +218,15 @@ def _rebuilt(mapping: Mapping, changed: frozenset[str], unknown: frozenset[str])
     return changed | extra
 
 
-def _needs_image(mapping: Mapping, changed: frozenset[str]) -> bool:
-    """Whether an UPDATE changes only some of an element's fields."""
+def _half_changed(mapping: Mapping, changed: frozenset[str]) -> frozenset[str]:
+    """The elements an UPDATE changes only some fields of (they need an image)."""
+    found: set[str] = set()
     for name, source in mapping.elements.items():
         paths = source.paths()
         touched = [p for p in paths if _touches(p, changed)]
         if name not in mapping.contract.keys and touched and len(touched) < len(paths):
-            return True
-    return False
+            found.add(name)
+    return frozenset(found)
 
 
 def _touches(path: str, names: Iterable[str]) -> bool:
