@@ -13,12 +13,15 @@ Options (all optional; ``image: true`` takes the defaults)::
       order: [ChangeEventHeader.commitTimestamp, ...] # the change's place in the record's history
       drop: [DELETE, "GAP_*"]                         # change types that drop the image
       seed_id: Id                                     # `crm seed`: the column with the record id
+      seed_order: LastModifiedDate                    # `crm seed`: when the row was last changed
       compound:                                       # `crm seed`: flattened export columns
         Name: {FirstName: FirstName, LastName: LastName}
 
 ``order`` makes replays harmless: an image remembers the order of the change it is at, and a
 change that is not newer is not merged (see :func:`newer`). Without it, changes merge in the
-order they arrive, which Kafka keeps per record id but a dead-letter replay does not.
+order they arrive, which Kafka keeps per record id but a dead-letter replay does not. A seeded
+image is at ``(seed_order in epoch milliseconds,)``: a change committed in that millisecond or
+later is newer (a shorter tuple sorts first), one from before it is not.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from service.errors import ContractFileError
@@ -50,6 +54,8 @@ class ImageRules:
     order: tuple[Source, ...] = ()
     drop: tuple[str, ...] = ("DELETE", "GAP_*")
     seed_id: str = "Id"
+    seed_order: str | None = None
+    """The export column saying when a row was last changed (ISO 8601 or epoch ms)."""
     compound: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Image field -> component -> the export column a flattened export carries it in."""
 
@@ -110,7 +116,7 @@ def load_image_rules(
         raw = {}
     if not isinstance(raw, dict):
         raise ContractFileError(f"{where}: true, or a mapping of image options")
-    if extra := set(raw) - {"nulled_fields", "order", "drop", "seed_id", "compound"}:
+    if extra := set(raw) - {"nulled_fields", "order", "drop", "seed_id", "seed_order", "compound"}:
         raise ContractFileError(f"{where}: unknown {sorted(extra)}")
     if changes is None:
         raise ContractFileError(f"{where}: needs a change feed (changes:) to merge")
@@ -134,8 +140,25 @@ def load_image_rules(
         tuple(compile_source(s, tables, where) for s in order),
         tuple(str(d) for d in raw.get("drop", ("DELETE", "GAP_*"))),
         str(raw.get("seed_id", "Id")),
+        str(raw["seed_order"]) if raw.get("seed_order") else None,
         {str(k): {str(c): str(col) for c, col in v.items()} for k, v in compound.items()},
     )
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A time as CDC's ``commitTimestamp`` has it (epoch milliseconds): from epoch milliseconds
+    or ISO 8601 text as Data Loader writes it (``2026-12-01T12:00:00.000Z``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def _dotted(source: Source, where: str) -> str:

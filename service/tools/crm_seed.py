@@ -36,7 +36,7 @@ import orjson
 
 from service.config import Settings
 from service.errors import ImagesUnavailable, ToolError
-from service.intake.image_rules import Image, ImageKey, ImageRules
+from service.intake.image_rules import Image, ImageKey, ImageRules, epoch_ms
 from service.intake.images import image_bytes
 from service.intake.routes import load_route_table
 from service.state.client import connect as connect_redis
@@ -67,6 +67,7 @@ class Columns:
 
     def __init__(self, rules: ImageRules) -> None:
         self.seed_id = rules.seed_id.lower()
+        self.seed_order = rules.seed_order.lower() if rules.seed_order else None
         self._plain = {f.lower(): f for f in rules.fields if f not in rules.compound}
         self._nested = {f.lower(): f for f in rules.compound}
         self._flat = {
@@ -75,17 +76,21 @@ class Columns:
             for component, column in components.items()
         }
 
-    def image(self, row: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        """The row's record id and image fields (empty text is null, and left out)."""
+    def image(self, row: Mapping[str, Any]) -> tuple[str | None, Image]:
+        """The row's record id and image (empty text is null, and left out), at the row's
+        last change when the export says (``image.seed_order``)."""
         record_id: str | None = None
         fields: dict[str, Any] = {}
+        at: int | None = None
         for column, value in row.items():
             if value is None or value == "" or not isinstance(column, str):
                 continue
             name = column.lower()
             if name == self.seed_id:
                 record_id = str(value)
-            elif name in self._plain:
+            elif name == self.seed_order:
+                at = epoch_ms(value)
+            if name in self._plain:
                 fields[self._plain[name]] = value
             elif name in self._flat:
                 field_name, component = self._flat[name]
@@ -94,7 +99,7 @@ class Columns:
                 parts = {k: v for k, v in value.items() if v not in (None, "")}
                 if parts:
                     fields.setdefault(self._nested[name], {}).update(parts)
-        return record_id, fields
+        return record_id, Image(fields, None if at is None else (at,))
 
 
 def read_rows(stream: TextIO, path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
@@ -238,11 +243,10 @@ async def _load(
         if isinstance(row, str):
             count.skip(number, row)
             continue
-        record_id, fields = columns.image(row)
+        record_id, image = columns.image(row)
         if record_id is None:
             count.skip(number, f"no {rules.seed_id} column value")
             continue
-        image = Image(fields)
         if (size := image_bytes(image)) > max_bytes:
             count.skip(number, f"{record_id}: image of {size} bytes, over {max_bytes}")
             continue
