@@ -90,3 +90,14 @@ def test_each_folder_reaches_only_its_side(folder: str, forbidden: set[str]) -> 
         if (name == folder or name.startswith(folder + ".")) and libraries(name) & forbidden
     }
     assert offending == {}
+
+
+def test_intake_is_handed_its_stores_never_imports_them() -> None:
+    """Intake stays pure: the image step reaches Redis only through the store it is given
+    (:mod:`service.intake.image_step`), so no intake module imports the state layer."""
+    offending = {
+        name: sorted(i for i in direct_imports(name) if i.startswith("service.state"))
+        for name in MODULES
+        if name.startswith("service.intake")
+    }
+    assert {k: v for k, v in offending.items() if v} == {}
