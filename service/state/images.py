@@ -17,7 +17,6 @@ Redis's own errors become :class:`~service.errors.ImagesUnavailable`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -60,9 +59,35 @@ def decode(raw: bytes | None, epoch: str | None) -> Image | None:
     )
 
 
+# KEYS: the images. ARGV: ttl s, "1" to keep existing images, then one value per key ("" to
+# delete). One command for a whole batch: redis-py's per-command pipeline costs dominate
+# otherwise (bench/RESULTS.md, seed). Returns how many images were written.
+_WRITE = """
+local written = 0
+for i, name in ipairs(KEYS) do
+  local value = ARGV[i + 2]
+  if value == '' then
+    redis.call('DEL', name)
+  elseif ARGV[2] == '1' then
+    if redis.call('SET', name, value, 'EX', ARGV[1], 'NX') then
+      written = written + 1
+    end
+  else
+    redis.call('SET', name, value, 'EX', ARGV[1])
+    written = written + 1
+  end
+end
+return written
+"""
+
+
 class ImageStore:
+    """Images under the epoch, one JSON string each; many keys per script, so (like the
+    ledger) it expects a standalone Redis or a proxy that keeps them together."""
+
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
         self._redis = redis
+        self._write = redis.register_script(_WRITE)
         self._prefix = prefix
         self._epoch_key = key(prefix, "epoch")
         self.ttl_s = ttl_s
@@ -87,24 +112,19 @@ class ImageStore:
     async def write_many(
         self, epoch: str, changed: Mapping[ImageKey, Image | None], *, only_new: bool = False
     ) -> int:
-        """Write ``changed`` (``None``: delete) under ``epoch``, in one round trip; with
+        """Write ``changed`` (``None``: delete) under ``epoch``, in one command; with
         ``only_new`` an existing image is kept. Returns how many were written."""
         if not changed:
             return 0
+        values = [b"" if image is None else encode(image, epoch) for image in changed.values()]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for image_key, image in changed.items():
-                    name = self.key(image_key)
-                    if image is None:
-                        pipe.delete(name)
-                    else:
-                        pipe.set(name, encode(image, epoch), ex=self.ttl_s, nx=only_new)
-                replies: list[Any] = await pipe.execute()
+            written = await self._write(
+                keys=[self.key(k) for k in changed],
+                args=[self.ttl_s, "1" if only_new else "0", *values],
+            )
         except RedisError as exc:
             raise ImagesUnavailable(type(exc).__name__) from None
-        return sum(
-            1 for image, reply in zip(changed.values(), replies, strict=True) if image and reply
-        )
+        return int(written)
 
     async def epoch(self) -> str | None:
         """The epoch in Redis now (``None``: none established)."""
