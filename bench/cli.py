@@ -38,9 +38,18 @@ from bench.cases import (
     wants_serial,
 )
 from bench.lockbench import LockFigures, measure_locks
+from bench.seedbench import (
+    QUICK_SEED_ROWS,
+    SEED,
+    SEED_ROWS,
+    SeedFigures,
+    measure_seed,
+    seed_lines,
+    seed_markdown,
+)
 from bench.stack import Stack
 
-ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY))
+ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, SEED))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,6 +106,7 @@ async def _run(
     results: list[CaseResult],
     floors: list[CallFloor],
     runs: list[dict[str, CaseResult]],
+    seeds: list[SeedFigures],
 ) -> LockFigures | None:
     """The side-by-side cases ``rounds`` times over into ``runs``; ``results`` gets the median
     round's and then every other case's result."""
@@ -113,6 +123,11 @@ async def _run(
         results.extend(report.Rounds(runs).median_round().values())
     for setup in setups(plan, [k for k in cases if k not in SIDE_BY_SIDE]):
         results.append(await _measure(stack, setup))
+    if SEED in cases:
+        rows = QUICK_SEED_ROWS if plan.quick else SEED_ROWS
+        seeds.append(await measure_seed(stack.redis_url, rows))
+        for text in seed_lines(seeds[-1]):
+            print(text, flush=True)
     if LOCK not in cases:
         return None
     figures = await measure_locks(stack.redis_url, plan.lock_iterations, plan.handoff_seconds)
@@ -138,7 +153,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cases = {c.strip() for c in args.cases.split(",") if c.strip()}
-    unknown = cases - set(CASES)
+    unknown = cases - {*CASES, SEED}
     if unknown:
         print(f"bench: unknown case(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -158,9 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[CaseResult] = []
     floors: list[CallFloor] = []
     runs: list[dict[str, CaseResult]] = []
+    seeds: list[SeedFigures] = []
     try:
         with Stack() as stack:
-            locks = asyncio.run(_run(stack, plan, cases, rounds, results, floors, runs))
+            locks = asyncio.run(_run(stack, plan, cases, rounds, results, floors, runs, seeds))
     except KeyboardInterrupt:
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # the interrupted main task
         print("bench: interrupted; every process it started has been stopped", file=sys.stderr)
@@ -168,12 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     chart_path = args.out / "results.png"
-    report.chart(results, chart_path, f"sagebridge benchmark, {date} ({host['nproc']} cores)")
+    if results:  # a run of only the lock or seed case has no events/s to chart
+        report.chart(results, chart_path, f"sagebridge benchmark, {date} ({host['nproc']} cores)")
     floor = floors[0] if floors else None
     side_by_side = report.Rounds(runs)
     text = report.markdown(
         results, locks, floor, plan, command, date, host, chart_path.name, side_by_side
     )
+    for figures in seeds:
+        text += "\n" + "\n".join(seed_markdown(figures))
     (args.out / "RESULTS.md").write_text(text, encoding="utf-8")
     print()
     for goal in report.goals({r.key: r for r in results}, locks, plan, side_by_side):

@@ -34,6 +34,7 @@ from service.connector.results import CallResult
 from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
+from service.intake.image_step import ImageStep
 from service.intake.routes import Lane, Route, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
@@ -63,6 +64,7 @@ from service.registry import RegistryClient, SchemaCache
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
+from service.state.images import ImageStore
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
 from service.state.pauses import PauseStore
@@ -225,8 +227,10 @@ class Service:
             settings.crash_loop_limit,
             register=tracker.consumed,
         )
+        taking_in = sigkill_on_marker(intake)  # a test hook, off unless its variable is set
+        images = ImageStore(self.redis, settings.redis_prefix, settings.image_ttl_s)
         self.bridge = Bridge(
-            sigkill_on_marker(intake),  # a test hook, off unless its variable is set
+            taking_in,
             settings.reply_topic,
             self.crash_guard,
             self.master_data,
@@ -235,6 +239,7 @@ class Service:
             self.committer,
             self.watch,
             self.consumer,
+            ImageStep(taking_in, images, settings.image_bound),
             drain_timeout_s=settings.drain_timeout_s,
             call_timeout_s=settings.http_timeout_s,
             tracing=self.tracing,

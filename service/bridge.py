@@ -27,7 +27,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from service.answers.joined import Joint, Part
 from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
-from service.intake.admit import Admitted, Intake, Refused
+from service.intake.admit import Admitted, Imaging, Intake, Refused
+from service.intake.image_step import ImageStep
 from service.intake.routes import Lane
 from service.intake.wire import schema_ids
 from service.kafka.consumer import GroupConsumer
@@ -201,6 +202,7 @@ class Bridge:
         committer: Committer,
         watch: EpochWatch,
         consumer: GroupConsumer,
+        images: ImageStep,
         *,
         drain_timeout_s: float,
         call_timeout_s: float,
@@ -209,7 +211,8 @@ class Bridge:
     ) -> None:
         """``tracing`` (when enabled) starts each record's trace (:mod:`service.ops.traces`).
         ``schemas`` (with a Schema Registry) fetches the schemas a poll's values name before
-        intake reads them; it waits while the registry is down."""
+        intake reads them; it waits while the registry is down. ``images`` reads and writes
+        record images for the events that need them."""
         self._schemas = schemas
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._intake = intake
@@ -222,19 +225,21 @@ class Bridge:
         self._committer = committer
         self._watch = watch
         self._consumer = consumer
+        self._images = images
         self._drain_timeout_s = drain_timeout_s
         self._revoke_wait_s = max(REVOKE_WAIT_S, call_timeout_s + 5)
         self.assigned = False
         """Whether the group has assigned us (an empty assignment counts); ``/readyz``."""
 
     async def on_poll(self, records: tuple[ConsumerRecord, ...]) -> None:
-        """Admit every record of a poll and hand the good ones to their lane."""
+        """Admit every record of a poll and hand the good ones to their lane. Events whose
+        mapping keeps record images wait for one image step for the whole poll
+        (:mod:`service.intake.image_step`), then go on in poll order."""
         take_in = await self._crash_guard.begin(records)  # marks the poll: see its module
         if self._schemas is not None and (ids := schema_ids(r.value for r in take_in.records)):
             await self._schemas.ensure(ids)
         now = time.monotonic()
-        refused: list[tuple[Consumed, Outcome]] = []
-        master_data: list[tuple[Consumed, Admitted]] = []
+        taken: list[tuple[Consumed, Admitted | Refused | Imaging]] = []
         partition = TopicPartition("", -1)
         generation = 0
         for record in take_in.records:
@@ -261,14 +266,24 @@ class Bridge:
             )
             if trace is not None:
                 trace.taken_in(decision.subject.event_id, decision.subject.type)
+            taken.append((ticket, decision))
+        stopped = [d for _, d in taken if isinstance(d, Imaging)]
+        if stopped:
+            finished = iter(await self._images.resolve(stopped))
+            taken = [(t, next(finished) if isinstance(d, Imaging) else d) for t, d in taken]
+        refused: list[tuple[Consumed, Outcome]] = []
+        master_data: list[tuple[Consumed, Admitted]] = []
+        for ticket, decision in taken:
             if isinstance(decision, Refused):
                 refused.append((ticket, decision.outcome))
+            elif isinstance(decision, Imaging):
+                raise AssertionError("resolved above")
             elif decision.parts:
                 master_data.extend(self._fan_out(ticket, decision))
             elif decision.route.lane is Lane.BATCH:
                 master_data.append((ticket, decision))
             else:
-                self._serial.submit(Delivery.of(ticket, decision, trace))
+                self._serial.submit(Delivery.of(ticket, decision, ticket.trace))
         refused.extend(self._condemned(take_in.condemned, now))
         self._answering.opened(len(records))
         if master_data:

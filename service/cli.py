@@ -1,5 +1,5 @@
-"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, xref, asyncapi,
-console."""
+"""``sagebridge`` commands: run, sandbox, demo, validate, dlt, ledger, tenant, xref, crm,
+asyncapi, console."""
 
 from __future__ import annotations
 
@@ -143,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     xref_load.add_argument("file", type=Path, help="CSV: header row, CRM id in the first column")
     xref_load.set_defaults(handler=_xref_load)
 
+    _add_crm(commands)
+
     asyncapi = commands.add_parser(
         "asyncapi", help="print the AsyncAPI document of the channels (for these settings)"
     )
@@ -154,6 +156,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     console.set_defaults(handler=_console)
     return parser
+
+
+def _add_crm(commands: Any) -> None:
+    crm = commands.add_parser("crm", help="CRM record images (mappings with `image:`)")
+    crm_commands = crm.add_subparsers(dest="crm_command", required=True)
+    crm_seed = crm_commands.add_parser(
+        "seed",
+        help="load a CRM export (Data Loader CSV or JSON lines) as record images; sends nothing",
+    )
+    crm_seed.add_argument("mapping", help="a mapping with images, e.g. salesforce_contact")
+    crm_seed.add_argument("file", type=Path, help="CSV (header of API field names) or .jsonl")
+    crm_seed.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite existing images (default: keep them, they may hold later changes)",
+    )
+    crm_seed.set_defaults(handler=_crm_seed)
 
 
 def _add_dlt(commands: Any) -> None:
@@ -292,18 +311,35 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from service.tools.stored_images import stored_images
     from service.tools.validate import validate_lines
 
     settings = load_settings()
+    images = stored_images(settings)
     if args.file is None:
-        return validate_lines(sys.stdin, sys.stdout, settings, args.explain)
+        return validate_lines(sys.stdin, sys.stdout, settings, args.explain, images)
     try:
         stream = args.file.open(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
         print(f"sagebridge validate: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     with stream:
-        return validate_lines(stream, sys.stdout, settings, args.explain)
+        return validate_lines(stream, sys.stdout, settings, args.explain, images)
+
+
+def _crm_seed(args: argparse.Namespace) -> int:
+    from service.tools.crm_seed import seed
+
+    return asyncio.run(
+        seed(
+            load_settings(),
+            args.mapping,
+            args.file,
+            replace=args.replace,
+            out=sys.stdout,
+            progress_to=sys.stderr,
+        )
+    )
 
 
 def _xref_load(args: argparse.Namespace) -> int:

@@ -140,6 +140,14 @@ class Settings(BaseSettings):
     schema_registry_user: str | None = None
     schema_registry_password: SecretStr | None = None
     """Basic-auth credentials for the registry (Confluent Cloud: API key and secret)."""
+    image_ttl_s: int = Field(400 * 24 * 3600, ge=3600)
+    """How long a record image is kept after its last change (or seed): a contact edited once
+    a year keeps its image, one never changed again goes, and so do ids a hostile producer
+    invented."""
+    image_max_bytes: int = Field(131_072, ge=1_024)
+    """Largest record image kept (the mapped fields as JSON); a change that would make one
+    bigger is refused (``validation``) and the image dropped. Capped at
+    SAGEBRIDGE_MAX_EVENT_BYTES."""
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
@@ -234,6 +242,11 @@ class Settings(BaseSettings):
                 "under a lease that outlasts its timeout"
             )
         return self
+
+    @property
+    def image_bound(self) -> int:
+        """The image size bound in force: an image is rebuilt into one event's record."""
+        return min(self.image_max_bytes, self.max_event_bytes)
 
 
 def is_loopback(host: str) -> bool:

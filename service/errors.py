@@ -67,3 +67,8 @@ class NotAcknowledged(SagebridgeError):
 class ToolError(SagebridgeError):
     """An operator's command (``dlt``, ``ledger``) cannot do what was asked: Kafka or Redis is
     unreachable, or the request is refused; ``str()`` is the one line the command prints."""
+
+
+class ImagesUnavailable(StateError):
+    """Redis could not be read or written for record images (:mod:`service.state.images`):
+    an UPDATE that needs an image is refused, never built without one."""

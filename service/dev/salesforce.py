@@ -12,6 +12,7 @@ copy of ``contracts/`` so a test or the demo never edits the shipped files.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,10 @@ from service.intake.routes import DEFAULT_CONTRACTS_DIR
 CONTACT_TOPIC = "salesforce.ContactChangeEvent"
 CONTACT_TYPE = "salesforce.contact.change"
 
+_COMMITS = itertools.count(11590000123)
+"""Commit numbers rise with every change made here, as Salesforce's do (record images merge
+only changes after the one they are at)."""
+
 
 def change_event(
     change_type: str,
@@ -33,9 +38,11 @@ def change_event(
     changed: Sequence[str] = (),
     transaction: str | None = None,
     sequence: int = 1,
+    nulled: Sequence[str] = (),
     **fields: Any,
 ) -> dict[str, Any]:
-    """A ContactChangeEvent payload; ``fields`` are the record's (``Name={...}``, ``Phone=``)."""
+    """A ContactChangeEvent payload; ``fields`` are the record's (``Name={...}``, ``Phone=``),
+    ``nulled`` the fields an UPDATE set to null (``nulledFields``)."""
     header = {
         "entityName": "Contact",
         "recordIds": list(record_ids),
@@ -44,11 +51,11 @@ def change_event(
         "transactionKey": transaction or str(uuid.uuid4()),
         "sequenceNumber": sequence,
         "commitTimestamp": 1764590400000,
-        "commitNumber": 11590000123,
+        "commitNumber": next(_COMMITS),
         "commitUser": "005Dn000003XkTmIAK",
         "changedFields": list(changed),
         "diffFields": [],
-        "nulledFields": [],
+        "nulledFields": list(nulled),
     }
     return {"ChangeEventHeader": header, **fields}
 

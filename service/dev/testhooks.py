@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from service.intake.admit import Admitted, Intake, Refused
+from service.intake.admit import Admitted, Imaging, Intake, Refused
 from service.intake.cloudevents import Headers
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class _SigkillOnMarker(Intake):
 
     def admit(
         self, value: bytes | None, headers: Headers = (), topic: str | None = None
-    ) -> Admitted | Refused:
+    ) -> Admitted | Refused | Imaging:
         if value is not None and self.marker in value:
             log.warning(
                 "test hook: SIGKILL while taking in a record", extra={"variable": SIGKILL_ON}

@@ -23,7 +23,9 @@ from service.answers.outcomes import Outcome, Stage, Subject
 from service.intake.cloudevents import Headers, cloudevent_mode, read_cloudevent
 from service.intake.contracts import FieldError, check_free_form, describe_errors
 from service.intake.envelope import NO_SCHEMAS, Event, ParseFailure, parse_event, parse_payload
-from service.intake.mappings import DEFAULT_MAX_RECORD_IDS, Mapping, Unmapped
+from service.intake.image_rules import ImageKey
+from service.intake.images import image_keys
+from service.intake.mappings import DEFAULT_MAX_RECORD_IDS, Mapped, Mapping, Unmapped
 from service.intake.routes import Route, RouteTable
 from service.intake.topics import ReplyTopics
 from service.intake.wire import SchemaBook
@@ -40,6 +42,33 @@ class Admitted:
     """An event that stands for several Sage records (a change to several CRM records at
     once): one admitted record each, under ``<event_id>/<record id>``; the event itself is
     answered once, when all of them are (see :mod:`service.answers.joined`)."""
+
+    @property
+    def reply_to(self) -> str | None:
+        return self.event.reply_to
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(
+            self.event.event_id,
+            self.event.correlation_id,
+            self.event.type,
+            self.tenant.key,
+            self.route.endpoint,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Imaging:
+    """Taken in up to its mapping, which keeps record images: the image step
+    (:mod:`service.intake.image_step`) reads ``keys``, merges and builds, and hands the result
+    to :meth:`Intake.finish`."""
+
+    event: Event
+    route: Route
+    tenant: Tenant
+    mapping: Mapping
+    keys: tuple[ImageKey, ...]
 
     @property
     def reply_to(self) -> str | None:
@@ -77,9 +106,10 @@ class Intake:
 
     def admit(
         self, value: bytes | None, headers: Headers = (), topic: str | None = None
-    ) -> Admitted | Refused:
-        """Decide on one record: its value, and where its shape is told outside the value,
-        its headers (a CloudEvent in binary mode) and topic (one bound to a route)."""
+    ) -> Admitted | Refused | Imaging:
+        """Decide on one record (or stop it for the image step): its value, and where its
+        shape is told outside the value, its headers (a CloudEvent in binary mode) and topic
+        (one bound to a route)."""
         parsed = self._read(value, headers, topic)
         if isinstance(parsed, ParseFailure):
             subject = Subject(parsed.event_id, parsed.correlation_id, parsed.type)
@@ -104,8 +134,13 @@ class Intake:
                 return Refused(subject, Outcome.failure(Stage.ROUTE, message), None)
         if route is None:
             return Refused(subject, self._no_route(event.type), event.reply_to)
+        if route.mapping is not None and route.mapping.image is not None:
+            keys = tuple(image_keys(route.mapping, event.data))
+            if len(keys) <= self.max_record_ids:  # past it, refused below without images
+                return Imaging(event, route, tenant, route.mapping, keys)
         if route.mapping is not None:
-            return self._mapped(event, route, route.mapping, tenant)
+            mapped = route.mapping.apply(event.data, self.max_record_ids)
+            return self._mapped(event, route, route.mapping, tenant, mapped)
         contract = route.contract
         errors = contract.check(event.data) if contract is not None else check_free_form(event.data)
         if errors:
@@ -130,14 +165,22 @@ class Intake:
             return read_cloudevent(value, headers, mode, self.max_event_bytes)
         return parse_event(value, self.max_event_bytes, self.schemas)
 
+    def finish(self, stopped: Imaging, mapped: Mapped | Unmapped) -> Admitted | Refused:
+        """Decide on an event stopped for the image step, with the records it built."""
+        return self._mapped(stopped.event, stopped.route, stopped.mapping, stopped.tenant, mapped)
+
     def _mapped(
-        self, event: Event, route: Route, mapping: Mapping, tenant: Tenant
+        self,
+        event: Event,
+        route: Route,
+        mapping: Mapping,
+        tenant: Tenant,
+        mapped: Mapped | Unmapped,
     ) -> Admitted | Refused:
-        """A CRM payload: mapped to Sage records, each checked against the route's contract."""
+        """A CRM payload mapped to Sage records, each checked against the route's contract."""
         subject = Subject(
             event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint
         )
-        mapped = mapping.apply(event.data, self.max_record_ids)
         if isinstance(mapped, Unmapped):
             outcome = Outcome.failure(mapped.stage, mapped.message, mapped.errors)
             return Refused(subject, outcome, event.reply_to)

@@ -40,6 +40,7 @@ import yaml
 from service.answers.outcomes import Stage
 from service.errors import ContractFileError
 from service.intake.contracts import Contract, ErrorCode, FieldError, describe_errors
+from service.intake.image_rules import ImageRules, load_image_rules
 from service.intake.limits import MAX_ID_CHARS
 from service.intake.mapping_sources import (
     Context,
@@ -112,6 +113,9 @@ class Mapping:
     compounds: tuple[Compound, ...] = ()
     aliases: MappingOf[str, str] = dataclass_field(default_factory=dict)
     """Flat name -> compound path (``LastName`` -> ``Name.LastName``), for header field lists."""
+
+    image: ImageRules | None = None
+    """Keep each record's last image and build from it (:mod:`service.intake.images`)."""
 
     def crm_record(self, payload: MappingOf[str, Any]) -> MappingOf[str, Any] | Unmapped:
         """The CRM payload in one shape, whichever its producer wrote: compound fields nested
@@ -364,7 +368,10 @@ def _mapping(
         for c in compounds
         for component, flat in c.components.items()
     }
-    return Mapping(path.stem, contract, elements, ids, changes, compounds, aliases)
+    paths = [p for source in elements.values() for p in source.paths()]
+    feed = (changes.record_ids, changes.changed_fields) if changes is not None else None
+    image = load_image_rules(raw.get("image"), paths, feed, tables, where)
+    return Mapping(path.stem, contract, elements, ids, changes, compounds, aliases, image)
 
 
 def _compounds(raw: Any, where: str) -> tuple[Compound, ...]:

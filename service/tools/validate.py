@@ -9,23 +9,37 @@ The one check left out is the tenant: offline there is no tenant configuration, 
 (or none) is accepted. Mapped routes (a CRM's own payload, ``contracts/mappings/``) are mapped
 exactly as the service maps them, cross-reference tables included; ``--explain`` prints the
 Sage record each valid line becomes.
+
+A mapping that keeps record images (``image:``) builds an UPDATE from its record's image. Here
+images are read from Redis when it answers (read-only: nothing is written) and merged in memory
+line by line, so a file holding a CREATE and then an UPDATE checks as the service would take
+them; ``--explain`` prints the image each such event was merged onto. When Redis does not
+answer, every record starts without an image (as after a loss of Redis data) and the run says
+so once.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import orjson
 from pydantic import SecretStr
 
 from service.config import Settings
-from service.intake.admit import Admitted, Intake, Refused
+from service.intake.admit import Admitted, Imaging, Intake, Refused
+from service.intake.image_rules import Image, ImageKey
+from service.intake.images import ImageBook, build
+from service.intake.mapping_sources import Context
 from service.intake.routes import load_route_table
 from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
 
 OFFLINE = "offline"
+
+ImageReader = Callable[[Sequence[ImageKey]], dict[ImageKey, Image | None] | None]
+"""Reads stored images (``None``: the store does not answer)."""
 
 
 class _AnyTenant(TenantDirectory):
@@ -46,18 +60,36 @@ def offline_intake(settings: Settings) -> Intake:
     )
 
 
-def validate_lines(stream: TextIO, out: TextIO, settings: Settings, explain: bool = False) -> int:
+def validate_lines(
+    stream: TextIO,
+    out: TextIO,
+    settings: Settings,
+    explain: bool = False,
+    images: ImageReader | None = None,
+) -> int:
     """Print one line per problem and a summary; 1 if any event is invalid, else 0. With
     ``explain``, also each valid event's record as it would be sent (after its route's mapping,
-    one line per Sage record)."""
+    one line per Sage record), and the image an event was merged onto. ``images`` reads stored
+    record images (none are used without it)."""
     intake = offline_intake(settings)
+    book = _Images(images, out)
     events = invalid = 0
     for number, line in enumerate(_tolerant(stream), start=1):
         raw = line.rstrip("\r\n")
         if not raw.strip():
             continue
         events += 1
-        decision = _decide(intake, raw)
+        taken = _take_in(intake, raw)
+        if isinstance(taken, Imaging):
+            onto = book.before(taken.keys)
+            decision = intake.finish(
+                taken, build(taken.mapping, taken.event.data, book.book, settings.image_bound)
+            )
+            if explain and _is_update(taken):
+                for (_, record_id), image in onto.items():
+                    out.write(f"line {number}{_image_line(taken, record_id, image)}\n")
+        else:
+            decision = taken
         problems = problems_of(decision)
         if explain and isinstance(decision, Admitted):
             for shown in explain_admitted(decision):
@@ -70,9 +102,62 @@ def validate_lines(stream: TextIO, out: TextIO, settings: Settings, explain: boo
     return 1 if invalid else 0
 
 
+class _Images:
+    """The images a run has seen: read once from the store, then merged in memory."""
+
+    def __init__(self, reader: ImageReader | None, out: TextIO) -> None:
+        self._reader = reader
+        self._out = out
+        self._read: set[ImageKey] = set()
+        self.book = ImageBook({})
+
+    def before(self, keys: Sequence[ImageKey]) -> dict[ImageKey, Image | None]:
+        """The images ``keys`` have now (read from the store the first time they are seen)."""
+        if unread := [k for k in keys if k not in self._read]:
+            found = self._reader(unread) if self._reader is not None else {}
+            if found is None:
+                self._out.write(
+                    "record images: Redis does not answer; events are checked as if no record "
+                    "had an image\n"
+                )
+                self._reader = None
+                found = {}
+            self._read.update(unread)
+            for key in unread:
+                if key not in self.book.changed:
+                    self.book.put(key, found.get(key))
+            self.book.changed.clear()  # nothing is ever written
+        return {k: self.book.get(k) for k in keys}
+
+
+def _is_update(taken: Imaging) -> bool:
+    """Whether the event is a change that carries only changed fields (merged onto an image)."""
+    changes = taken.mapping.changes
+    if changes is None:
+        return False
+    change = changes.type.value(Context(taken.event.data, None))
+    return isinstance(change, str) and change in changes.changed_only
+
+
+def _image_line(taken: Imaging, record_id: str, image: Image | None) -> str:
+    where = f" ({taken.event.event_id}): image of {taken.mapping.name} {record_id}"
+    if image is None:
+        return f"{where}: none"
+    at = "" if image.order is None else f" at {list(image.order)}"
+    return f"{where}{at}: " + orjson.dumps(image.fields, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def check_line(intake: Intake, line: str) -> list[str]:
-    """The problems of one line, each as ``" (event_id): message"`` (id left out if unknown)."""
-    return problems_of(_decide(intake, line))
+    """The problems of one line, each as ``" (event_id): message"`` (id left out if unknown);
+    a line that needs record images is checked as if its records had none."""
+    taken = _take_in(intake, line)
+    if isinstance(taken, Imaging):
+        return problems_of(
+            intake.finish(
+                taken, build(taken.mapping, taken.event.data, ImageBook({}), intake.max_event_bytes)
+            )
+        )
+    return problems_of(taken)
 
 
 def explain_admitted(decision: Admitted) -> list[str]:
@@ -85,7 +170,7 @@ def explain_admitted(decision: Admitted) -> list[str]:
     ]
 
 
-def _decide(intake: Intake, line: str) -> Admitted | Refused:
+def _take_in(intake: Intake, line: str) -> Admitted | Refused | Imaging:
     # Undecodable bytes arrive as lone surrogates (errors="surrogateescape"): turning them back
     # into the original bytes lets the parser report them exactly as the service would.
     return intake.admit(line.encode("utf-8", errors="surrogateescape"))

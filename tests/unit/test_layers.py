@@ -105,3 +105,14 @@ def test_only_the_command_line_starts_the_console() -> None:
         and any(i.startswith("service.console") for i in direct_imports(name))
     )
     assert importers == ["service.cli"]
+
+
+def test_intake_is_handed_its_stores_never_imports_them() -> None:
+    """Intake stays pure: the image step reaches Redis only through the store it is given
+    (:mod:`service.intake.image_step`), so no intake module imports the state layer."""
+    offending = {
+        name: sorted(i for i in direct_imports(name) if i.startswith("service.state"))
+        for name in MODULES
+        if name.startswith("service.intake")
+    }
+    assert {k: v for k, v in offending.items() if v} == {}

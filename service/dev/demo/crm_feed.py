@@ -36,22 +36,28 @@ def demo_contracts(workdir: Path) -> Path:
     return contracts_with_xref(workdir, ACCOUNTS, CONTACTS)
 
 
+NAME_CHANGE = "sf-008"
+"""The last-name UPDATE: its ContactName is rebuilt from the record's image."""
+
+
 def salesforce_feed() -> list[FeedEvent]:
-    """Eight change events: six that land (one for two records at once, two as CloudEvents,
-    one name with accents, one as Kafka Connect JSON with schemas in the Confluent connector's
-    flattened shape) and two refused (an account nobody mapped, a delete). Each is keyed by
-    its Salesforce record id, so changes to one contact keep their order."""
+    """Nine change events: seven that land (one for two records at once, two as CloudEvents,
+    one name with accents, a last-name change rebuilt from the record's image, one as Kafka
+    Connect JSON with schemas in the Confluent connector's flattened shape) and two refused (an
+    account nobody mapped, a delete). Each is keyed by its Salesforce record id, so changes to
+    one contact keep their order; they are made in that order too, as their commit numbers
+    rise (an image merges only changes after the one it is at)."""
     jane, anna, wei = (c[0] for c in CONTACTS)
     summit, harbor = ACCOUNTS[0][0], ACCOUNTS[1][0]
     renamed = {"FirstName": "Anaïs", "LastName": "Müller"}
+    created = created_contact(jane, summit)
     phone = change_event("UPDATE", [jane], changed=["Phone"], Phone="(503) 555-0199")
     both = change_event("UPDATE", [jane, anna], changed=["Title"], Title="Owner")
+    last_name = change_event(
+        "UPDATE", [jane], changed=["Name.LastName", "LastModifiedDate"], Name={"LastName": "Birch"}
+    )
     return [
-        _event(
-            "CREATE with Name and MailingAddress",
-            jane,
-            envelope("sf-001", created_contact(jane, summit)),
-        ),
+        _event("CREATE with Name and MailingAddress", jane, envelope("sf-001", created)),
         _event("UPDATE of Phone only", jane, envelope("sf-002", phone)),
         _event("UPDATE of two records at once", jane, envelope("sf-003", both)),
         _event(
@@ -74,13 +80,27 @@ def salesforce_feed() -> list[FeedEvent]:
             refused=True,
         ),
         _event("DELETE", wei, envelope("sf-007", change_event("DELETE", [wei])), refused=True),
+        _event("UPDATE of the last name only", jane, envelope(NAME_CHANGE, last_name)),
         _event(
             "CREATE as Connect JSON, compound fields flattened (the Confluent connector's shape)",
             wei,
-            connect_json(envelope("sf-008", flattened(created_contact(wei, harbor)))),
-            event_id="sf-008",
+            connect_json(envelope("sf-009", flattened(created_contact(wei, harbor)))),
+            event_id="sf-009",
         ),
     ]
+
+
+def name_change_line(records: list[dict[str, Any]]) -> str:
+    """What Sage received for the last-name UPDATE (the sandbox's records, in order)."""
+    code = CONTACTS[0][1]
+    sent = [r["record"] for r in records if r["record"].get("ContactCode") == code]
+    last = sent[-1] if sent else None
+    if last is None or "Birch" not in str(last.get("ContactName")):
+        return f"  {NAME_CHANGE}  the last-name change did not reach Sage"
+    return (
+        f"  {NAME_CHANGE}  Sage received {orjson.dumps(last).decode()} "
+        "(ContactName rebuilt from the record's image; untouched elements left out)"
+    )
 
 
 def _event(

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from service.config import Settings
-from service.dev.demo.crm_feed import salesforce_feed
+from service.dev.demo.crm_feed import name_change_line, salesforce_feed
 from service.dev.demo.feed import FeedEvent, sample_feed
 from service.dev.demo.stack import Stack, settings_for, start_stack
 from service.dev.demo.summary import summary_lines
 from service.dev.demo.tally import Progress, Tally, collect
 from service.dev.events import produce
 from service.dev.sandbox.client import stats as sandbox_stats
+from service.dev.sandbox.client import stored_records
 from service.dev.topics import create_topics
 from service.errors import DevStackError
 
@@ -77,6 +78,8 @@ async def _pipeline(settings: Settings, stack: Stack, feed: list[FeedEvent], err
         await consumer.stop()
     stats = await sandbox_stats(stack.sandbox)
     print("\n".join(summary_lines(feed, tally, stats, wall_s)))
+    if any(e.note for e in feed):
+        print(name_change_line(await stored_records(stack.sandbox, "/customerContacts")))
     if not complete:
         _report_missing(tally, err)
         return 1

@@ -66,10 +66,13 @@ def test_demo_answers_every_event_and_cleans_up() -> None:
     assert "example ERROR replies:" in summary
     # Salesforce change events mapped by the shipped mapping: what landed, and why not.
     assert "Salesforce change events (contracts/mappings/salesforce_contact.yaml):" in summary
-    for event_id in ("sf-001", "sf-002", "sf-003", "sf-004", "sf-005", "sf-008"):
+    for event_id in ("sf-001", "sf-002", "sf-003", "sf-004", "sf-005", "sf-009"):
         assert re.search(rf"^  {event_id} .*SUCCESS$", summary, re.MULTILINE), output
     assert re.search(r"^  sf-006 .*ERROR validation: ARDivisionNo: AccountId", summary, re.M)
     assert re.search(r"^  sf-007 .*ERROR route: change type DELETE: not sent", summary, re.M)
+    # The last-name change: sent with the ContactName rebuilt from the record's image.
+    assert re.search(r"^  sf-008 .*SUCCESS$", summary, re.MULTILINE), output
+    assert '"ContactCode":"SFJSMITH","ContactName":"Jane Birch"}' in summary, output
     # Not a terminal here: progress is a few plain lines on stderr, no carriage returns.
     assert "\r" not in result.stderr
     assert "event delivered" not in result.stderr, "the demo shows a summary, not a log flood"

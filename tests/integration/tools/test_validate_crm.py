@@ -37,16 +37,20 @@ def test_explain_shows_each_mapped_record_and_the_missing_look_up(tmp_path: Path
     lines = done.stdout.splitlines()
     assert lines[0].startswith('line 1 (sf-1): /customerContacts <- {"ARDivisionNo":"01",')
     assert '"ContactName":"Jane Smith"' in lines[0]
-    assert lines[1] == (
+    # The UPDATE shows the image it was merged onto: JANE's from line 1, none for JOHN.
+    assert lines[1].startswith(f"line 2 (sf-2): image of salesforce_contact {JANE} at [")
+    assert '"Name":{"FirstName":"Jane","LastName":"Smith","Salutation":"Ms."}' in lines[1]
+    assert lines[2] == f"line 2 (sf-2): image of salesforce_contact {JOHN}: none"
+    assert lines[3] == (
         f"line 2 (sf-2/{JANE}): /customerContacts <- "
         '{"ARDivisionNo":"01","CustomerNo":"ACME","ContactCode":"JSMITH","TelephoneNo1":"555"}'
     )
-    assert lines[2].startswith(f"line 2 (sf-2/{JOHN}): /customerContacts <- ")
-    assert lines[3] == (
+    assert lines[4].startswith(f"line 2 (sf-2/{JOHN}): /customerContacts <- ")
+    assert lines[5] == (
         "line 3 (sf-3): ARDivisionNo: AccountId '001Dn00000NOPEaIAG' is not in look-up "
         "table salesforce_accounts [unmapped]"
     )
-    assert lines[5].startswith("line 4 (sf-4): change type DELETE: not sent")
+    assert lines[7].startswith("line 4 (sf-4): change type DELETE: not sent")
     assert lines[-1] == "4 events, 2 invalid"
 
     quiet = validate(contracts, feed)

@@ -24,6 +24,7 @@ from service.intake.admit import Admitted, Intake, Refused
 from service.intake.routes import load_route_table
 from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
+from tests.support.images import WithoutImages
 
 ACCOUNT, JANE, JOHN = "001Dn00000ACMEaIAG", "003Dn00000JANE1IAG", "003Dn00000JOHN2IAG"
 STRUCTURED = [("content-type", b"application/cloudevents+json")]
@@ -37,7 +38,7 @@ def intake(tmp_path: Path) -> Intake:
         contacts=[(JANE, "JSMITH", "01", "ACME"), (JOHN, "JDOE", "01", "ACME")],
     )
     default = Tenant("1001", "ACME", SecretStr("t"))
-    return Intake(
+    return WithoutImages(
         load_route_table(contracts),
         TenantDirectory({default.key: default}, default),
         1_000_000,

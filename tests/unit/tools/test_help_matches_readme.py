@@ -27,6 +27,8 @@ def documented(command: str) -> set[str]:
         "sagebridge dlt replay",
         "sagebridge ledger show",
         "sagebridge ledger resolve",
+        "sagebridge crm seed",
+        "sagebridge validate",
     ],
 )
 def test_help_offers_the_documented_options(
