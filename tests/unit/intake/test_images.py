@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.dev.salesforce import change_event, contracts_with_xref, created_contact
+from service.dev.salesforce import change_event, contracts_with_xref, created_contact, flattened
 from service.intake.image_rules import Image
 from service.intake.images import ImageBook, build
 from service.intake.mappings import Mapped, Mapping, Unmapped
@@ -126,3 +126,21 @@ def test_an_unreadable_store_drops_what_it_would_have_kept(mapping: Mapping) -> 
     book = ImageBook({}, available=False)
     record(build(mapping, created_contact(JANE, ACCOUNT), book, 1 << 20))
     assert book.changed == {KEY: None}
+
+
+def test_the_confluent_connectors_flattened_changes_merge_like_salesforces_own(
+    mapping: Mapping,
+) -> None:
+    """The Confluent Salesforce CDC source connector flattens compound fields (`Name` null,
+    `FirstName`/`LastName` at the top; tests/fixtures/salesforce/README.md) and its header's
+    changedFields name the flat field: a CREATE and then a last-name UPDATE in that shape
+    build the same image and the same rebuilt ContactName as Salesforce's nested shape."""
+    book = ImageBook({})
+    record(build(mapping, flattened(created_contact(JANE, ACCOUNT)), book, 1 << 20))
+    change = flattened(update(changed=["LastName"], Name={"LastName": "Birch"}))
+    built = record(build(mapping, change, book, 1 << 20))
+    assert built == {**KEYS, "ContactName": "Jane Birch"}
+    image = book.get(KEY)
+    assert image is not None
+    assert image.fields["Name"]["FirstName"] == "Jane"
+    assert image.fields["Name"]["LastName"] == "Birch"
