@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from service.intake.crash_loop import Death, DeathCounts, Mark
 from service.state.keys import key
 from service.state.locks import process_token
+from service.state.unavailable import redis_failures, speaks_state
 
 EXPIRY_MS = 24 * 3600 * 1000
 """Marks and death counts outlive any restart back-off; a record that kills the process again
@@ -123,6 +124,7 @@ class MarkStore:
             key(self._prefix, "takein", topic, number), key(self._prefix, "deaths", topic, number)
         )
 
+    @speaks_state
     async def begin(
         self, serial: str, polls: Sequence[tuple[Keys, int, int]]
     ) -> list[Found | None]:
@@ -138,6 +140,7 @@ class MarkStore:
             for reply in replies
         ]
 
+    @speaks_state
     async def take_over(
         self, keys: Keys, serial: str, first: int, last: int, death: Death | None
     ) -> DeathCounts:
@@ -160,11 +163,13 @@ class MarkStore:
         self, keys: Keys, serial: str, first: int, last: int, rest: list[str | int]
     ) -> None:
         fields = ["owner", self.owner, "serial", serial, "first", first, "last", last, *rest]
-        pipe = self._blocking.pipeline(transaction=False)
-        pipe.hset(keys.mark, items=fields)
-        pipe.pexpire(keys.mark, EXPIRY_MS)
-        pipe.execute()
+        with redis_failures():
+            pipe = self._blocking.pipeline(transaction=False)
+            pipe.hset(keys.mark, items=fields)
+            pipe.pexpire(keys.mark, EXPIRY_MS)
+            pipe.execute()
 
+    @speaks_state
     async def release(self, marks: Sequence[tuple[Keys, str]]) -> None:
         """Remove each mark still holding the serial this process last wrote to it."""
         await self._release(

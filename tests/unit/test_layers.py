@@ -90,3 +90,15 @@ def test_each_folder_reaches_only_its_side(folder: str, forbidden: set[str]) -> 
         if (name == folder or name.startswith(folder + ".")) and libraries(name) & forbidden
     }
     assert offending == {}
+
+
+@pytest.mark.parametrize("folder", ["service.lanes"])
+def test_the_lanes_hear_of_redis_only_through_state(folder: str) -> None:
+    """``state/`` raises its own errors (:class:`~service.errors.StateUnavailable`), so the
+    lanes' logic runs against in-memory stand-ins: no lane module imports redis itself."""
+    offending = {
+        name: sorted(i for i in direct_imports(name) if i.split(".")[0] in REDIS)
+        for name in MODULES
+        if name.startswith(folder + ".")
+    }
+    assert {name: found for name, found in offending.items() if found} == {}

@@ -16,19 +16,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from redis.exceptions import RedisError
-
 from service.answers.outcomes import Outcome
-from service.errors import EpochMovedError, LeaseLost
+from service.errors import EpochMovedError, LeaseLost, StateUnavailable
 from service.lanes import Delivery, Sink, T
-from service.state.ledger import Guard, Ledger, LedgerEntry, ResultToWrite
-from service.state.locks import Lease, TenantLocks, process_token
+from service.state.ledger import Ledger, LedgerEntry, ResultToWrite
+from service.state.locks import Guard, Lease, TenantLocks, process_token
 
 log = logging.getLogger("service.lanes.serial")
 
@@ -104,8 +101,8 @@ class Bookkeeping(Generic[T]):
 
     async def release(self, lease: Lease, *, quiet: bool) -> None:
         # On Redis trouble the lock expires by itself; nobody else can take it meanwhile.
-        with suppress(RedisError):
-            await self.locks.release(lease, settled=quiet)
+        with suppress(StateUnavailable):
+            await self.locks.release(lease, quiet=quiet)
 
 
 class Hold(Generic[T]):
@@ -203,8 +200,8 @@ class Hold(Generic[T]):
         call. One ``False`` per record another process had reported in doubt meanwhile."""
         while True:
             try:
-                written = await self._books.ledger.settle_many(results, self._guard())
-            except RedisError as exc:
+                written = await self._books.ledger.write_results(results, self._guard())
+            except StateUnavailable as exc:
                 await self._books.redis_down("ledger write", exc)
                 continue
             self._books.redis_ok = True
@@ -223,24 +220,20 @@ class Hold(Generic[T]):
         await self._books.release(self._lease, quiet=self._quiet and self._lease.usable())
 
     async def _guarded(self, step: Callable[[Guard], Awaitable[Done]]) -> Done | None:
-        """Run a guarded begin; the lease is renewed by it. ``None`` if it could not run."""
-        lease = self._lease
-        sent = time.monotonic()
+        """Run a ledger step under the lease (the locks renew or lose it). ``None`` if it could
+        not run (Redis down, lease lost, epoch moved): nothing was written."""
         try:
-            done = await step(self._guard())
-        except RedisError as exc:  # nothing was sent; the pending write is redone
+            done = await self._books.locks.under_lease(self._lease, step, quiet=self._quiet)
+        except StateUnavailable as exc:  # nothing was sent; the pending write is redone
             await self._books.redis_down("ledger", exc)
             return None
         except (LeaseLost, EpochMovedError):
-            lease.lost = True
             log.error(
-                "tenant lock lost before a call; re-acquiring", extra={"tenant": lease.tenant}
+                "tenant lock lost before a call; re-acquiring", extra={"tenant": self._lease.tenant}
             )
             return None
         self._books.redis_ok = True
-        lease.valid_until = max(lease.valid_until, sent + self._books.locks.ttl_ms / 1000)
         return done
 
     def _guard(self) -> Guard:
-        lease, locks = self._lease, self._books.locks
-        return Guard(locks.keys(lease.tenant), lease.owner, locks.ttl_ms, lease.fence, self._quiet)
+        return self._books.locks.guard(self._lease, quiet=self._quiet)

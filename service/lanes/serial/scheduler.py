@@ -34,9 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic
 
-from redis.exceptions import RedisError
-
 from service.config import LEASE_MARGIN_S
+from service.errors import StateUnavailable
 from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
@@ -193,7 +192,7 @@ class SerialLane(Generic[T]):
             started = loop.time()
             try:
                 lease = await self._locks.acquire(tenant, self._policy.lock_wait_s)
-            except RedisError as exc:
+            except StateUnavailable as exc:
                 await self._books.redis_down("acquire", exc)
                 continue
             self._books.redis_ok = True

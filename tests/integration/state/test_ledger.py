@@ -7,13 +7,12 @@ import signal
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from service.dev.devstack import start_redis
-from service.errors import EpochMovedError, LeaseLost
+from service.errors import EpochMovedError, LeaseLost, StateUnavailable
 from service.state.epoch import Epoch
-from service.state.ledger import EntryState, Guard, Ledger, ResultToWrite
-from service.state.locks import Lease, TenantLocks
+from service.state.ledger import EntryState, Ledger, ResultToWrite
+from service.state.locks import Guard, Lease, TenantLocks
 from tests.support.waiting import until
 
 TENANT = ("1001", "ACME")
@@ -34,8 +33,8 @@ async def leased(redis: Redis, prefix: str) -> tuple[Ledger, TenantLocks, Lease]
     return Ledger(redis, prefix, retention_s=60, epoch=epoch), locks, lease
 
 
-def guard(locks: TenantLocks, lease: Lease, settled: bool = True) -> Guard:
-    return Guard(locks.keys(TENANT), lease.owner, locks.ttl_ms, lease.fence, settled)
+def guard(locks: TenantLocks, lease: Lease, quiet: bool = True) -> Guard:
+    return locks.guard(lease, quiet=quiet)
 
 
 @pytest.fixture
@@ -74,7 +73,7 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
         await ledger.begin(TENANT, "warm-up", "d0")  # script loaded before the stall
         os.kill(private.popen.pid, signal.SIGSTOP)
         try:
-            with pytest.raises(RedisError):
+            with pytest.raises(StateUnavailable):
                 await ledger.begin(TENANT, "inv-2", "d2", claim="mine")
         finally:
             os.kill(private.popen.pid, signal.SIGCONT)
@@ -144,15 +143,15 @@ async def test_a_record_reported_in_doubt_by_another_replica_keeps_that_verdict(
         EntryState.IN_DOUBT
     )
     late = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(late, guard(locks, lease)) is False
+    assert await ledger.write_result(late, guard(locks, lease)) is False
     assert (await successor.begin(TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
     # Its own result is written while nobody else has looked — even into an emptied ledger.
     await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-2", "d2", claim="stopped")
     own = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(own, guard(locks, lease)) is True
+    assert await ledger.write_result(own, guard(locks, lease)) is True
     await redis.delete(f"{redis_prefix}:ledger:1001:ACME:inv-3")
     gone = ResultToWrite(TENANT, "inv-3", "d3", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(gone, guard(locks, lease)) is True
+    assert await ledger.write_result(gone, guard(locks, lease)) is True
 
 
 async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
@@ -181,10 +180,10 @@ async def test_a_result_whose_first_write_landed_unseen_is_still_ours(
     await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="c1")
     done = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1")
     await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="c2", after=done)  # "lost"
-    assert await ledger.settle(done, held) is True
+    assert await ledger.write_result(done, held) is True
     refused = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
-    assert await ledger.settle(refused, held) is True
-    assert await ledger.settle(refused, held) is True  # withdrawn already: still ours
+    assert await ledger.write_result(refused, held) is True
+    assert await ledger.write_result(refused, held) is True  # withdrawn already: still ours
 
 
 async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
@@ -206,7 +205,7 @@ async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
         ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1"),
         ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2"),
     ]
-    assert await ledger.settle_many(results, held) == [True, True]
+    assert await ledger.write_results(results, held) == [True, True]
     assert await redis.exists(locks.keys(TENANT).calling) == 0
     assert (await ledger.begin(TENANT, "inv-1", "d1")).state is EntryState.DELIVERED
     assert (await ledger.begin(TENANT, "inv-2", "d2")).state is EntryState.NEW
