@@ -118,6 +118,18 @@ def fingerprint(record: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+def entry_from(found: Any, digest: str) -> LedgerEntry:
+    """What a ``begin`` step found ({state, fingerprint, attempts}, or nothing), as an entry."""
+    if not found:
+        return _NEW
+    state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
+    if seen_digest != digest:
+        return LedgerEntry(EntryState.CONFLICT)
+    if state == "delivered":
+        return LedgerEntry(EntryState.DELIVERED, int(attempts or 0))
+    return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
+
+
 class Ledger:
     def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
         self._redis = redis
@@ -199,7 +211,7 @@ class Ledger:
             raise EpochMovedError(found.epoch)
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(event_id)
-        return Begun(self._entry(reply[2], digest), previous_written=bool(reply[1]))
+        return Begun(entry_from(reply[2], digest), previous_written=bool(reply[1]))
 
     @speaks_state
     async def begin_guarded_many(
@@ -236,7 +248,7 @@ class Ledger:
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(records[0][0] if records else "")
         rows = reply[1]
-        return [self._entry(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
+        return [entry_from(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
 
     @speaks_state
     async def write_result(self, result: ResultToWrite, guard: Guard) -> bool:
@@ -283,17 +295,7 @@ class Ledger:
             keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
             args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
         )
-        return [self._entry(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
-
-    def _entry(self, found: Any, digest: str) -> LedgerEntry:
-        if not found:
-            return _NEW
-        state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
-        if seen_digest != digest:
-            return LedgerEntry(EntryState.CONFLICT)
-        if state == "delivered":
-            return LedgerEntry(EntryState.DELIVERED, int(attempts or 0))
-        return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
+        return [entry_from(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
 
     @speaks_state
     async def delivered_many(self, entries: list[tuple[TenantKey, str, str, int]]) -> None:

@@ -186,7 +186,37 @@ class Guard:
     quiet: bool
 
 
-class TenantLocks:
+class LeaseOwner:
+    """How a lease is checked by a ledger script, renewed by it, or lost: one copy, for the
+    Redis-backed :class:`TenantLocks` and any stand-in that keeps its contract. A subclass
+    says where the lock lives (:meth:`keys`) and how long a lease lasts (``ttl_ms``)."""
+
+    ttl_ms: int
+
+    def keys(self, tenant: TenantKey) -> LeaseKeys:
+        raise NotImplementedError
+
+    def guard(self, lease: Lease, *, quiet: bool) -> Guard:
+        """The lease as a ledger script checks (and renews) it."""
+        return Guard(self.keys(lease.tenant), lease.owner, self.ttl_ms, lease.fence, quiet)
+
+    async def under_lease(
+        self, lease: Lease, step: Callable[[Guard], Awaitable[Done]], *, quiet: bool
+    ) -> Done:
+        """Run a ledger step whose script checks and renews the lease (``begin`` under the
+        lock): the lease is extended from when the step was sent, or lost if the step raised
+        :class:`LeaseLost` or :class:`EpochMovedError` (both re-raised)."""
+        sent = time.monotonic()
+        try:
+            done = await step(self.guard(lease, quiet=quiet))
+        except (LeaseLost, EpochMovedError):
+            lease._lose()
+            raise
+        lease._extend(sent + self.ttl_ms / 1000)
+        return done
+
+
+class TenantLocks(LeaseOwner):
     """Lock factory for one deployment (all keys under ``prefix``)."""
 
     def __init__(
@@ -213,26 +243,8 @@ class TenantLocks:
         self._on_wait = on_wait
 
     def keys(self, tenant: TenantKey) -> LeaseKeys:
+        """Where the tenant's lock and calling marker live."""
         return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
-
-    def guard(self, lease: Lease, *, quiet: bool) -> Guard:
-        """The lease as a ledger script checks (and renews) it."""
-        return Guard(self.keys(lease.tenant), lease.owner, self.ttl_ms, lease.fence, quiet)
-
-    async def under_lease(
-        self, lease: Lease, step: Callable[[Guard], Awaitable[Done]], *, quiet: bool
-    ) -> Done:
-        """Run a ledger step whose script checks and renews the lease (``begin`` under the
-        lock): the lease is extended from when the step was sent, or lost if the step raised
-        :class:`LeaseLost` or :class:`EpochMovedError` (both re-raised)."""
-        sent = time.monotonic()
-        try:
-            done = await step(self.guard(lease, quiet=quiet))
-        except (LeaseLost, EpochMovedError):
-            lease._lose()
-            raise
-        lease._extend(sent + self.ttl_ms / 1000)
-        return done
 
     def _fence_key(self, tenant: TenantKey) -> str:
         return key(self._prefix, "fence", *tenant)
@@ -327,10 +339,6 @@ class TenantLocks:
             return True
         lease._lose()
         return False
-
-    def lose(self, lease: Lease) -> None:
-        """Mark ``lease`` lost: something outside the locks found the lock gone."""
-        lease._lose()
 
     @asynccontextmanager
     async def kept_alive(self, lease: Lease) -> AsyncIterator[Lease]:

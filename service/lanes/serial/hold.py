@@ -24,8 +24,9 @@ from typing import Generic, TypeVar
 from service.answers.outcomes import Outcome
 from service.errors import EpochMovedError, LeaseLost, StateUnavailable
 from service.lanes import Delivery, Sink, T
-from service.state.ledger import Ledger, LedgerEntry, ResultToWrite
-from service.state.locks import Guard, Lease, TenantLocks, process_token
+from service.lanes.serial.ports import SerialLedger, SerialLocks
+from service.state.ledger import LedgerEntry, ResultToWrite
+from service.state.locks import Guard, Lease, process_token
 
 log = logging.getLogger("service.lanes.serial")
 
@@ -47,8 +48,8 @@ class Bookkeeping(Generic[T]):
 
     def __init__(
         self,
-        ledger: Ledger,
-        locks: TenantLocks,
+        ledger: SerialLedger,
+        locks: SerialLocks,
         sink: Sink[T],
         on_dropped: Callable[[Sequence[T]], None],
         *,

@@ -40,9 +40,9 @@ from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
 from service.lanes.serial.hold import Bookkeeping, Hold
+from service.lanes.serial.ports import SerialLedger, SerialLocks
 from service.lanes.serial.turn import ArrayRule, FencedPost, Turn
-from service.state.ledger import Ledger
-from service.state.locks import Lease, TenantLocks
+from service.state.locks import Lease
 
 log = logging.getLogger("service.lanes.serial")
 
@@ -70,8 +70,8 @@ class SerialLane(Generic[T]):
         self,
         post: FencedPost,
         sink: Sink[T],
-        locks: TenantLocks,
-        ledger: Ledger,
+        locks: SerialLocks,
+        ledger: SerialLedger,
         policy: SerialPolicy,
         breakers: Breakers,
         *,
