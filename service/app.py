@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -29,7 +29,6 @@ from service.config import Settings
 from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
 from service.connector.results import CallResult
-from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
 from service.intake.routes import Lane, Route, load_route_table
 from service.intake.topics import ReplyTopics
@@ -74,10 +73,16 @@ class Service:
     """Everything ``sagebridge run`` starts and stops, and what ``/readyz`` reports."""
 
     def __init__(
-        self, settings: Settings, tenants: TenantDirectory, tracing: Tracing | None = None
+        self,
+        settings: Settings,
+        tenants: TenantDirectory,
+        tracing: Tracing | None = None,
+        wrap_intake: Callable[[Intake], Intake] = lambda intake: intake,
     ) -> None:
         """``tracing`` defaults to what the standard ``OTEL_*`` variables ask for (off when
-        none is set); it is set up before the Connector client, whose calls it instruments."""
+        none is set); it is set up before the Connector client, whose calls it instruments.
+        ``wrap_intake``: where a test hook is handed in (the command line passes the ones of
+        :mod:`service.dev.testhooks`, each off unless its variable is set)."""
         self.settings = settings
         routes = load_route_table(settings.contracts_dir)
         intake = Intake(
@@ -192,7 +197,7 @@ class Service:
             register=tracker.consumed,
         )
         self.bridge = Bridge(
-            sigkill_on_marker(intake),  # a test hook, off unless its variable is set
+            wrap_intake(intake),
             settings.reply_topic,
             self.crash_guard,
             self.master_data,
@@ -294,12 +299,17 @@ def _trace_of(ticket: Consumed) -> RecordTrace | None:
 
 
 def create_app(
-    settings: Settings, tenants: TenantDirectory, *, tracing: Tracing | None = None
+    settings: Settings,
+    tenants: TenantDirectory,
+    *,
+    tracing: Tracing | None = None,
+    wrap_intake: Callable[[Intake], Intake] = lambda intake: intake,
 ) -> tuple[FastStream, Service]:
     """Build the FastStream application and the service behind it (not started); call inside
-    a running event loop (aiokafka clients bind to it). ``tracing``: see :class:`Service`."""
+    a running event loop (aiokafka clients bind to it). ``tracing``, ``wrap_intake``: see
+    :class:`Service`."""
     broker = subscriber.make_broker(settings)
-    service = Service(settings, tenants, tracing)
+    service = Service(settings, tenants, tracing, wrap_intake)
     subscriber.declare(broker, settings, service.consumer, service.bridge, service.bridge.on_poll)
     app = FastStream(
         broker,

@@ -220,6 +220,7 @@ def _add_ledger(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from service.app import create_app
+    from service.dev.testhooks import sigkill_on_marker  # off unless its variable is set
     from service.ops import logs
 
     settings = load_settings()
@@ -227,7 +228,8 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, secrets=known_secrets(settings, tenants))
 
     async def serve() -> None:
-        app, _ = create_app(settings, tenants)  # aiokafka clients must be built inside the loop
+        # aiokafka clients must be built inside the loop
+        app, _ = create_app(settings, tenants, wrap_intake=sigkill_on_marker)
         collecting = asyncio.create_task(gctuning.collect_periodically(), name="sagebridge-gc")
         try:
             await app.run()

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from service.intake.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
-from service.intake.topics import is_valid_topic
+from service.topic_names import is_valid_topic
 
 
 @dataclass(slots=True)

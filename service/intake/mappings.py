@@ -38,7 +38,8 @@ import yaml
 
 from service.answers.outcomes import Stage
 from service.errors import ContractFileError
-from service.intake.contracts import Contract, ErrorCode, FieldError
+from service.field_errors import ErrorCode, FieldError
+from service.intake.contracts import Contract
 from service.intake.limits import MAX_ID_CHARS
 from service.intake.mapping_sources import Context, Missing, Source, compile_source
 from service.intake.xref import CrossReference

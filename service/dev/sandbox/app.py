@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from service.dev.sandbox.control import control_routes
 from service.dev.sandbox.faults import Faults
 from service.dev.sandbox.responses import CallResponse, error, json_response
 from service.dev.sandbox.store import Store
@@ -48,9 +45,9 @@ from service.intake.routes import Route as SageRoute
 from service.tenants import TenantKey
 
 if TYPE_CHECKING:
-    from service.dev.sandbox.server import SandboxOptions
+    from service.dev.sandbox.options import SandboxOptions
 
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass(slots=True)
@@ -322,16 +319,3 @@ def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool] | str:
         if not isinstance(item, dict):
             return f"sandbox: array item {index} is not a JSON object"
     return body, True
-
-
-def build_app(options: SandboxOptions) -> Starlette:
-    """A Starlette app emulating the Connector; ``app.state.sandbox`` is its :class:`Sandbox`."""
-    sandbox = Sandbox(options)
-    app = Starlette(
-        routes=[
-            *control_routes(sandbox),
-            Route("/{path:path}", sandbox.business, methods=_ALL_METHODS),
-        ]
-    )
-    app.state.sandbox = sandbox
-    return app

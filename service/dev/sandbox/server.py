@@ -11,41 +11,19 @@ import asyncio
 import contextlib
 import socket
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
 
-from service.dev.sandbox.app import Sandbox, build_app
-from service.intake.routes import DEFAULT_CONTRACTS_DIR
+from service.dev.sandbox.app import ALL_METHODS, Sandbox
+from service.dev.sandbox.control import control_routes
+from service.dev.sandbox.options import SandboxOptions
 from service.ops.http_server import bind_tcp
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class SandboxOptions:
-    """Start-up settings; the fault fields are the initial faults (changeable at run time)."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    """0 picks a free port (see :attr:`SandboxThread.port`)."""
-    latency_ms: int = 0
-    fail_rate: float = 0.0
-    error_rate: float = 0.0
-    hang_rate: float = 0.0
-    slow_rate: float = 0.0
-    slow_ms: int = 0
-    store_then_fail_rate: float = 0.0
-    store_then_fail_status: int = 502
-    check_fencing: bool = False
-    tokens: tuple[str, ...] = ("sandbox-token",)
-    """``"TOKEN"`` (any tenant) or ``"TOKEN=CUSTOMER/COMPANY"`` (that tenant only)."""
-    contracts_dir: Path = DEFAULT_CONTRACTS_DIR
-    seed: int | None = None
-    """Seed for fault randomness, so a rate below 1 gives the same sequence on every run."""
 
 
 def serve(options: SandboxOptions) -> None:
@@ -142,3 +120,16 @@ class SandboxThread:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def build_app(options: SandboxOptions) -> Starlette:
+    """A Starlette app emulating the Connector; ``app.state.sandbox`` is its :class:`Sandbox`."""
+    sandbox = Sandbox(options)
+    app = Starlette(
+        routes=[
+            *control_routes(sandbox),
+            Route("/{path:path}", sandbox.business, methods=ALL_METHODS),
+        ]
+    )
+    app.state.sandbox = sandbox
+    return app
