@@ -30,7 +30,7 @@ from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
 from service.connector.results import CallResult
 from service.intake.admit import Intake
-from service.intake.routes import Lane, Route, load_route_table
+from service.intake.routes import Lane, Route, RouteTable, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
@@ -171,26 +171,15 @@ class Service:
             answering.answer,
             self.locks,
             ledger,
-            SerialPolicy(
-                settings.lock_wait_ms / 1000,
-                settings.max_attempts,
-                backoff,
-                call_timeout_s=settings.http_timeout_s,
-                settle_s=settings.settle_after_unknown_s,
-            ),
+            _serial_policy(settings, backoff),
             self.breakers,
             on_dropped=answering.dropped,
             doubtful=self._doubtful,
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
-            arrays={
-                route.endpoint: ArrayRule(route.batch_max, route.atomic_arrays)
-                for route in routes.routes.values()
-                if route.lane is Lane.SERIAL
-            },
+            arrays=_array_rules(routes),
         )
-        serial = self.serial
-        self.metrics.serial_paused.set_function(lambda: 0 if serial.redis_ok else 1)
+        self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(
             MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
             settings.crash_loop_limit,
@@ -274,24 +263,46 @@ class Service:
         return await self.watch.doubtful(ticket.partition, ticket.offset)
 
     def _timed_post(self, lane: str) -> FencedPost:
-        connector, latency = self.connector, self.metrics.connector_latency
-
-        async def post(
-            tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
-        ) -> CallResult:
-            started = time.perf_counter()
-            result = await connector.post(tenant, endpoint, payload, fence=fence)
-            latency.labels(lane, endpoint, type(result).__name__).observe(
-                time.perf_counter() - started
-            )
-            return result
-
-        return post
+        return timed_post(self.connector, self.metrics, lane)
 
     async def _lookup(self, tenant: Tenant, route: Route, record: Mapping[str, Any]) -> bool:
         """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
         await self.pauses.until_resumed(tenant.key)
         return await already_in_sage(self.connector.get, tenant, route, record)
+
+
+def timed_post(connector: ConnectorClient, metrics: Metrics, lane: str) -> FencedPost:
+    """The Connector's post, its latency observed per lane, endpoint and result."""
+    latency = metrics.connector_latency
+
+    async def post(
+        tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
+    ) -> CallResult:
+        started = time.perf_counter()
+        result = await connector.post(tenant, endpoint, payload, fence=fence)
+        latency.labels(lane, endpoint, type(result).__name__).observe(time.perf_counter() - started)
+        return result
+
+    return post
+
+
+def _serial_policy(settings: Settings, backoff: Backoff) -> SerialPolicy:
+    return SerialPolicy(
+        settings.lock_wait_ms / 1000,
+        settings.max_attempts,
+        backoff,
+        call_timeout_s=settings.http_timeout_s,
+        settle_s=settings.settle_after_unknown_s,
+    )
+
+
+def _array_rules(routes: RouteTable) -> dict[str, ArrayRule]:
+    """The array rule of each serial route (``batch_max``, ``atomic_arrays``)."""
+    return {
+        route.endpoint: ArrayRule(route.batch_max, route.atomic_arrays)
+        for route in routes.routes.values()
+        if route.lane is Lane.SERIAL
+    }
 
 
 def _trace_of(ticket: Consumed) -> RecordTrace | None:

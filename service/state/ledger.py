@@ -148,20 +148,6 @@ class Ledger:
         return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
 
     @speaks_state
-    async def begin(
-        self,
-        tenant: TenantKey,
-        event_id: str,
-        digest: str,
-        *,
-        claim: str = "",
-    ) -> LedgerEntry:
-        """Look the event up; if unknown (or an intent under ``claim``), record the intent to
-        send it (one atomic step)."""
-        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
-        return entry
-
-    @speaks_state
     async def begin_guarded(
         self,
         guard: Guard,
@@ -172,7 +158,7 @@ class Ledger:
         claim: str,
         after: ResultToWrite | None = None,
     ) -> Begun:
-        """:meth:`begin` for a transactional record, under its tenant's lease (see
+        """:meth:`begin_many` for one transactional record, under its tenant's lease (see
         ``SERIAL_BEGIN``): raises :class:`LeaseLost` or :class:`EpochMovedError`, having
         written nothing, if the lease or the epoch is not what the caller holds.
 
@@ -251,17 +237,11 @@ class Ledger:
         return [entry_from(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
 
     @speaks_state
-    async def write_result(self, result: ResultToWrite, guard: Guard) -> bool:
-        """Write a call's result on its own (when no next record's begin can carry it); clear
-        the calling marker if ``guard.quiet`` and the lease is still the caller's. ``False``
-        if the entry was superseded (another process reported it in doubt meanwhile)."""
-        [written] = await self.write_results([result], guard)
-        return written
-
-    @speaks_state
     async def write_results(self, results: list[ResultToWrite], guard: Guard) -> list[bool]:
-        """:meth:`write_result` for the records of one array call, in one step: one ``written`` per
-        result, in order."""
+        """Write calls' results on their own (when no next record's begin carries them), in one
+        step; clear the calling marker if ``guard.quiet`` and the lease is still the caller's.
+        One ``written`` per result, in order: ``False`` if the entry was superseded (another
+        process reported it in doubt meanwhile)."""
         args: list[str | int] = [
             guard.owner,
             "1" if guard.quiet else "0",
@@ -284,8 +264,9 @@ class Ledger:
     async def begin_many(
         self, keys: list[tuple[TenantKey, str, str]], *, claim: str = ""
     ) -> list[LedgerEntry]:
-        """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
-        event gets its intent written, so a crash before its answer leaves a trace.
+        """Look each (tenant, event_id, digest) up and, if it is unknown (or an intent under
+        ``claim``), write its intent, all in one command: a crash before its answer leaves a
+        trace.
 
         One script over many keys: on Redis Cluster the keys would have to share a slot, so
         the ledger expects a standalone Redis (or a proxy that keeps them together)."""
@@ -314,10 +295,6 @@ class Ledger:
         """Forget intents of (tenant, event_id) whose records were refused: fixed data may come
         again under the same ``event_id``."""
         await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
-
-    @speaks_state
-    async def delivered(self, tenant: TenantKey, event_id: str, digest: str, attempts: int) -> None:
-        await self.delivered_many([(tenant, event_id, digest, attempts)])
 
     @speaks_state
     async def look(self, tenant: TenantKey, event_id: str) -> StoredEntry | None:

@@ -86,6 +86,26 @@ class _Call:
         }
 
 
+def initial_faults(options: SandboxOptions) -> Faults:
+    """The faults asked for at start-up; through ``update()``, so a bad flag fails at start-up
+    with the same message as the API."""
+    faults = Faults()
+    faults.update(
+        {
+            "latency_ms": options.latency_ms,
+            "fail_rate": options.fail_rate,
+            "error_rate": options.error_rate,
+            "hang_rate": options.hang_rate,
+            "slow_rate": options.slow_rate,
+            "slow_ms": options.slow_ms,
+            "store_then_fail_rate": options.store_then_fail_rate,
+            "store_then_fail_status": options.store_then_fail_status,
+            "check_fencing": options.check_fencing,
+        }
+    )
+    return faults
+
+
 class Sandbox:
     """State and handlers of one sandbox app; every handler runs on the server's event loop."""
 
@@ -93,21 +113,7 @@ class Sandbox:
         table = load_route_table(options.contracts_dir)
         self.routes: dict[str, SageRoute] = {r.endpoint: r for r in table.routes.values()}
         self.front_door = FrontDoor(parse_token_specs(options.tokens))
-        self.initial_faults = Faults()
-        # Through update(), so a bad flag fails at start-up with the same message as the API.
-        self.initial_faults.update(
-            {
-                "latency_ms": options.latency_ms,
-                "fail_rate": options.fail_rate,
-                "error_rate": options.error_rate,
-                "hang_rate": options.hang_rate,
-                "slow_rate": options.slow_rate,
-                "slow_ms": options.slow_ms,
-                "store_then_fail_rate": options.store_then_fail_rate,
-                "store_then_fail_status": options.store_then_fail_status,
-                "check_fencing": options.check_fencing,
-            }
-        )
+        self.initial_faults = initial_faults(options)
         self.faults = self.initial_faults.copy()
         self.store = Store()
         self.rng = random.Random(options.seed)
