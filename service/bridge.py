@@ -216,7 +216,7 @@ class Bridge:
 
     async def on_poll(self, records: tuple[ConsumerRecord, ...]) -> None:
         """Admit every record of a poll and hand the good ones to their lane."""
-        take_in = await self._crash_guard.begin(records)  # marks the poll: see its module
+        take_in = await self._crash_guard.mark_poll(records)  # marks the poll: see its module
         now = time.monotonic()
         refused: list[tuple[Consumed, Outcome]] = []
         master_data: list[tuple[Consumed, Admitted]] = []
@@ -355,7 +355,7 @@ def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed,
         part = ticket.part_of
         if part is None:
             joined.append((ticket, outcome))
-        elif (whole := part.joint.settle(part.index, outcome)) is not None:
+        elif (whole := part.joint.note(part.index, outcome)) is not None:
             joined.append((part.joint.whole, whole))
     return joined
 

@@ -99,7 +99,7 @@ class CrashLoopGuard:
         self._idle: asyncio.TimerHandle | None = None
         self._releasing: set[asyncio.Task[None]] = set()
 
-    async def begin(self, records: Sequence[ConsumerRecord]) -> TakeIn:
+    async def mark_poll(self, records: Sequence[ConsumerRecord]) -> TakeIn:
         """Mark the poll's partitions; say how to take its records in."""
         if not records or time.monotonic() < self._open_until:
             return TakeIn(records)
@@ -108,7 +108,7 @@ class CrashLoopGuard:
         serial = str(self._serial)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_S):
-                found = await self._store.begin(
+                found = await self._store.mark(
                     serial, [(self._keys_of(p), first, last) for p, (first, last) in spans.items()]
                 )
         except (StateUnavailable, TimeoutError) as exc:

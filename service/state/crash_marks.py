@@ -100,7 +100,7 @@ class Keys:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What :meth:`MarkStore.begin` brought back for a partition."""
+    """What :meth:`MarkStore.mark` brought back for a partition."""
 
     left: Mark | None
     """Another process's mark (not overwritten yet)."""
@@ -125,9 +125,7 @@ class MarkStore:
         )
 
     @speaks_state
-    async def begin(
-        self, serial: str, polls: Sequence[tuple[Keys, int, int]]
-    ) -> list[Found | None]:
+    async def mark(self, serial: str, polls: Sequence[tuple[Keys, int, int]]) -> list[Found | None]:
         """Mark each partition's ``first..last`` as being taken in (one round trip)."""
         keys: list[str] = []
         args: list[Any] = [self.owner, serial, EXPIRY_MS]

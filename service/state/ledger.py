@@ -312,7 +312,7 @@ class Ledger:
 
     @speaks_state
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:
-        """Settle an intent with the operator's verdict; the state found before (``"intent"``
+        """Resolve an intent with the operator's verdict; the state found before (``"intent"``
         when resolved, ``"delivered"`` or ``None`` when refused and nothing was written)."""
         found = await self._resolve(
             keys=[self._key(tenant, event_id)],

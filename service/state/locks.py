@@ -14,7 +14,7 @@ that make that discipline hold:
   before anyone else can take the lock. Renewal runs every third of the TTL during a hold, and
   every ledger ``begin`` renews too (it checks ownership in the same script);
 * a **calling marker** per tenant, set when a call is about to be made and cleared only by a
-  holder whose call's outcome is settled (answered, or followed by the settle period). A lock
+  holder whose call's outcome is known (answered, or followed by the settle period). A lock
   granted while the marker is set comes with ``occupied``: an earlier holder died, stalled or
   lost its lease while a call of its may still be running at the Connector, so the new holder
   waits the settle period before its first call;
@@ -313,7 +313,7 @@ class TenantLocks(LeaseOwner):
     async def release(self, lease: Lease, *, quiet: bool) -> bool:
         """Release if still ours; ``False`` means it had expired (or been taken) meanwhile.
         ``quiet``: no call made under this lease can still be running at the Connector, so
-        the calling marker goes too. Otherwise the next holder waits the quiet period."""
+        the calling marker goes too. Otherwise the next holder waits the settle period."""
         keys = self.keys(lease.tenant)
         released = await self._release(
             keys=[keys.lock, keys.calling],

@@ -53,12 +53,12 @@ class Bookkeeping(Generic[T]):
         sink: Sink[T],
         on_dropped: Callable[[Sequence[T]], None],
         *,
-        quiet_s: float,
+        settle_s: float,
         redis_retry_s: float,
     ) -> None:
         self.ledger = ledger
         self.locks = locks
-        self.quiet_s = quiet_s
+        self.settle_s = settle_s
         self._sink = sink
         self._on_dropped = on_dropped
         self._redis_retry_s = redis_retry_s
@@ -133,16 +133,16 @@ class Hold(Generic[T]):
         return tuple(self._pending)
 
     async def wait_out_earlier_call(self) -> None:
-        """A lock granted while an earlier holder's call may still run: no call for the quiet
+        """A lock granted while an earlier holder's call may still run: no call for the settle
         period, the lock kept (and renewed)."""
         if self._quiet:
             return
         log.warning(
             "an earlier holder's call may still be running at the Cloud Connector; waiting the "
-            "quiet period before calling",
-            extra={"tenant": self._lease.tenant, "settle_s": self._books.quiet_s},
+            "settle period before calling",
+            extra={"tenant": self._lease.tenant, "settle_s": self._books.settle_s},
         )
-        await asyncio.sleep(self._books.quiet_s)
+        await asyncio.sleep(self._books.settle_s)
         self._quiet = True
 
     def call_starting(self) -> None:
@@ -156,14 +156,14 @@ class Hold(Generic[T]):
         """Known results, to be written by the next begin or before the release."""
         self._pending.extend(results)
 
-    async def wait_quiet_period(self) -> None:
-        """After an unknown outcome: no call for the quiet period, the lock kept (and renewed).
+    async def wait_settle_period(self) -> None:
+        """After an unknown outcome: no call for the settle period, the lock kept (and renewed).
         A lease lost meanwhile leaves the hold loud: the next holder waits too."""
         log.warning(
-            "unknown outcome: no call for this tenant during the quiet period",
-            extra={"tenant": self._lease.tenant, "settle_s": self._books.quiet_s},
+            "unknown outcome: no call for this tenant during the settle period",
+            extra={"tenant": self._lease.tenant, "settle_s": self._books.settle_s},
         )
-        await asyncio.sleep(self._books.quiet_s)
+        await asyncio.sleep(self._books.settle_s)
         self._quiet = self._lease.usable()
 
     async def begin(

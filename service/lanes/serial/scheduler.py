@@ -57,7 +57,7 @@ class SerialPolicy:
     call_timeout_s: float
     """The Connector client's timeout: a call ends (at the client) within this."""
     settle_s: float
-    """The quiet period: how long the Connector may go on with a call after its client gave up."""
+    """The settle period: how long the Connector may go on with a call after its client gave up."""
     redis_retry_s: float = 0.5
     hold_records: int = 50
     """Most records delivered under one acquisition of a tenant lock."""
@@ -97,7 +97,7 @@ class SerialLane(Generic[T]):
             locks,
             sink,
             on_dropped,
-            quiet_s=policy.settle_s,
+            settle_s=policy.settle_s,
             redis_retry_s=policy.redis_retry_s,
         )
         retries = Retries(

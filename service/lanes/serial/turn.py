@@ -13,7 +13,7 @@ bottom: prepare, ask the ledger, call, conclude.
   timeout plus a margin. A lone record goes as a JSON object.
 * **Conclude.** A timeout, a dropped connection, 500/502/504 or an answer without an envelope
   puts every record of the call in doubt (``unknown_outcome``, answered at once, never resent),
-  followed by the quiet period, because the Connector may still be storing them. A known result
+  followed by the settle period, because the Connector may still be storing them. A known result
   waits for its ledger write (:class:`~service.lanes.serial.hold.Pending`). A record not sent
   this time has its intent withdrawn and stays queued.
 
@@ -101,7 +101,7 @@ class _Verdicts(Generic[T]):
     in_doubt: list[tuple[_Ready[T], Outcome]] = field(default_factory=list)
     """Sent without a verdict: answered at once, the intent left in place."""
     may_run: bool = False
-    """A call may still be running at the Connector: the quiet period follows."""
+    """A call may still be running at the Connector: the settle period follows."""
 
     def seen(self) -> set[int]:
         return (
@@ -269,7 +269,7 @@ class Turn(Generic[T]):
     async def _conclude(self, hold: Hold[T], verdicts: _Verdicts[T]) -> list[Delivery[T]]:
         """Answer the records in doubt at once; the known results wait for their ledger write;
         the intents of records not sent are withdrawn now (a record still ours stays queued);
-        then the quiet period if a call may still be running. Returns the records done."""
+        then the settle period if a call may still be running. Returns the records done."""
         books = hold.books
         done: list[Delivery[T]] = []
         for ready, outcome in verdicts.in_doubt:
@@ -292,8 +292,8 @@ class Turn(Generic[T]):
                     books.drop(ready.delivery.ticket)
                     done.append(ready.delivery)
         if verdicts.may_run:
-            await hold.write_pending()  # the known results are not kept waiting a quiet period
-            await hold.wait_quiet_period()
+            await hold.write_pending()  # the known results are not kept waiting a settle period
+            await hold.wait_settle_period()
         return done
 
 

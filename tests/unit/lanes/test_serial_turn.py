@@ -44,7 +44,7 @@ class Stage_:
         self.ledger = MemoryLedger(self.store)
         self.books: Bookkeeping[str] = Bookkeeping(
             self.ledger, self.locks, self.answered.extend, self.dropped.extend,
-            quiet_s=0.0, redis_retry_s=0.0,
+            settle_s=0.0, redis_retry_s=0.0,
         )  # fmt: skip
         self.turn: Turn[str] = Turn(
             self._post,
@@ -132,7 +132,7 @@ async def test_an_unknown_outcome_is_answered_at_once_never_resent_and_ends_the_
     await hold.release()
     redelivered = Stage_([], store=stage.store)  # another process after the crash
     later = await redelivered.hold()
-    assert later.lease.occupied is False, "the quiet period ran, so the marker went"
+    assert later.lease.occupied is False, "the settle period ran, so the marker went"
     await redelivered.take(later, [invoice(1)])
     assert redelivered.calls == [] and stages(redelivered.answered) == {"inv-1": "unknown_outcome"}
 
