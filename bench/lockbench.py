@@ -53,13 +53,13 @@ async def _overhead(redis_url: str, prefix: str, iterations: int) -> list[float]
         for _ in range(min(100, iterations)):  # warm up: scripts loaded, listener subscribed
             held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
-            await locks.release(held, settled=True)
+            await locks.release(held, quiet=True)
         samples = []
         for _ in range(iterations):
             started = time.perf_counter()
             held = await locks.acquire(LOCKED_TENANT, 1.0)
             assert held is not None
-            await locks.release(held, settled=True)
+            await locks.release(held, quiet=True)
             samples.append((time.perf_counter() - started) * 1000)
         return samples
     finally:
@@ -90,7 +90,7 @@ async def _contend(
                 continue
             acquired = time.monotonic()
             await asyncio.sleep(hold_s)
-            await locks.release(held, settled=True)
+            await locks.release(held, quiet=True)
             turns.append((index, called, acquired, time.monotonic()))
             await asyncio.sleep(0.001)
     finally:

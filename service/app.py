@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -31,11 +31,10 @@ from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
 from service.connector.network import connector_network
 from service.connector.results import CallResult
-from service.dev.testhooks import sigkill_on_marker
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
 from service.intake.image_step import ImageStep
-from service.intake.routes import Lane, Route, load_route_table
+from service.intake.routes import Lane, Route, RouteTable, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
@@ -80,10 +79,16 @@ class Service:
     """Everything ``sagebridge run`` starts and stops, and what ``/readyz`` reports."""
 
     def __init__(
-        self, settings: Settings, tenants: TenantDirectory, tracing: Tracing | None = None
+        self,
+        settings: Settings,
+        tenants: TenantDirectory,
+        tracing: Tracing | None = None,
+        wrap_intake: Callable[[Intake], Intake] = lambda intake: intake,
     ) -> None:
         """``tracing`` defaults to what the standard ``OTEL_*`` variables ask for (off when
-        none is set); it is set up before the Connector client, whose calls it instruments."""
+        none is set); it is set up before the Connector client, whose calls it instruments.
+        ``wrap_intake``: where a test hook is handed in (the command line passes the ones of
+        :mod:`service.dev.testhooks`, each off unless its variable is set)."""
         self.settings = settings
         routes = load_route_table(settings.contracts_dir)
         self.registry: RegistryClient | None = None
@@ -202,32 +207,21 @@ class Service:
             answering.answer,
             self.locks,
             ledger,
-            SerialPolicy(
-                settings.lock_wait_ms / 1000,
-                settings.max_attempts,
-                backoff,
-                call_timeout_s=settings.http_timeout_s,
-                settle_s=settings.settle_after_unknown_s,
-            ),
+            _serial_policy(settings, backoff),
             self.breakers,
             on_dropped=answering.dropped,
             doubtful=self._doubtful,
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
-            arrays={
-                route.endpoint: ArrayRule(route.batch_max, route.atomic_arrays)
-                for route in routes.routes.values()
-                if route.lane is Lane.SERIAL
-            },
+            arrays=_array_rules(routes),
         )
-        serial = self.serial
-        self.metrics.serial_paused.set_function(lambda: 0 if serial.redis_ok else 1)
+        self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(
             MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
             settings.crash_loop_limit,
             register=tracker.consumed,
         )
-        taking_in = sigkill_on_marker(intake)  # a test hook, off unless its variable is set
+        taking_in = wrap_intake(intake)
         images = ImageStore(self.redis, settings.redis_prefix, settings.image_ttl_s)
         self.bridge = Bridge(
             taking_in,
@@ -311,19 +305,7 @@ class Service:
         return await self.watch.doubtful(ticket.partition, ticket.offset)
 
     def _timed_post(self, lane: str) -> FencedPost:
-        connector, latency = self.connector, self.metrics.connector_latency
-
-        async def post(
-            tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
-        ) -> CallResult:
-            started = time.perf_counter()
-            result = await connector.post(tenant, endpoint, payload, fence=fence)
-            latency.labels(lane, endpoint, type(result).__name__).observe(
-                time.perf_counter() - started
-            )
-            return result
-
-        return post
+        return timed_post(self.connector, self.metrics, lane)
 
     async def _lookup(self, tenant: Tenant, route: Route, record: Mapping[str, Any]) -> bool:
         """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
@@ -331,17 +313,56 @@ class Service:
         return await already_in_sage(self.connector.get, tenant, route, record)
 
 
+def timed_post(connector: ConnectorClient, metrics: Metrics, lane: str) -> FencedPost:
+    """The Connector's post, its latency observed per lane, endpoint and result."""
+    latency = metrics.connector_latency
+
+    async def post(
+        tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
+    ) -> CallResult:
+        started = time.perf_counter()
+        result = await connector.post(tenant, endpoint, payload, fence=fence)
+        latency.labels(lane, endpoint, type(result).__name__).observe(time.perf_counter() - started)
+        return result
+
+    return post
+
+
+def _serial_policy(settings: Settings, backoff: Backoff) -> SerialPolicy:
+    return SerialPolicy(
+        settings.lock_wait_ms / 1000,
+        settings.max_attempts,
+        backoff,
+        call_timeout_s=settings.http_timeout_s,
+        settle_s=settings.settle_after_unknown_s,
+    )
+
+
+def _array_rules(routes: RouteTable) -> dict[str, ArrayRule]:
+    """The array rule of each serial route (``batch_max``, ``atomic_arrays``)."""
+    return {
+        route.endpoint: ArrayRule(route.batch_max, route.atomic_arrays)
+        for route in routes.routes.values()
+        if route.lane is Lane.SERIAL
+    }
+
+
 def _trace_of(ticket: Consumed) -> RecordTrace | None:
     return ticket.trace
 
 
 def create_app(
-    settings: Settings, tenants: TenantDirectory, *, tracing: Tracing | None = None
+    settings: Settings,
+    tenants: TenantDirectory,
+    *,
+    tracing: Tracing | None = None,
+    wrap_intake: Callable[[Intake], Intake] = lambda intake: intake,
 ) -> tuple[FastStream, Service]:
     """Build the FastStream application and the service behind it (not started); call inside
-    a running event loop (aiokafka clients bind to it). ``tracing``: see :class:`Service`."""
+    a running event loop (aiokafka clients bind to it). ``tracing``, ``wrap_intake``: see
+    :class:`Service`."""
     broker = subscriber.make_broker(settings)
-    service = Service(settings, tenants, tracing)
+    service = Service(settings, tenants, tracing, wrap_intake)
     subscriber.declare(broker, settings, service.consumer, service.bridge, service.bridge.on_poll)
     app = FastStream(
         broker,

@@ -235,7 +235,7 @@ class Bridge:
         """Admit every record of a poll and hand the good ones to their lane. Events whose
         mapping keeps record images wait for one image step for the whole poll
         (:mod:`service.intake.image_step`), then go on in poll order."""
-        take_in = await self._crash_guard.begin(records)  # marks the poll: see its module
+        take_in = await self._crash_guard.mark_poll(records)  # marks the poll: see its module
         if self._schemas is not None and (ids := schema_ids(r.value for r in take_in.records)):
             await self._schemas.ensure(ids)
         now = time.monotonic()
@@ -385,7 +385,7 @@ def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed,
         part = ticket.part_of
         if part is None:
             joined.append((ticket, outcome))
-        elif (whole := part.joint.settle(part.index, outcome)) is not None:
+        elif (whole := part.joint.note(part.index, outcome)) is not None:
             joined.append((part.joint.whole, whole))
     return joined
 

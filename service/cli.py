@@ -8,12 +8,15 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from service.config import load_settings
 from service.errors import StartupError, ToolError
 from service.ops import gc as gctuning
-from service.tenants import TenantDirectory, TenantKey, known_secrets, parse_tenant_key
+from service.tenants import TenantDirectory, known_secrets
+from service.tools.arguments import tenant_key
+from service.tools.dlt_command import add_dlt
+from service.tools.ledger_command import add_ledger
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=_validate)
 
-    _add_dlt(commands)
-    _add_ledger(commands)
+    add_dlt(commands)
+    add_ledger(commands)
 
     tenant = commands.add_parser(
         "tenant",
@@ -126,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         command = tenant_commands.add_parser(action, help=text)
         command.add_argument(
             "tenant",
-            type=_tenant_key,
+            type=tenant_key,
             metavar="CUSTOMER/COMPANY",
             help="a configured tenant, e.g. 1001/ACME",
         )
@@ -175,81 +178,9 @@ def _add_crm(commands: Any) -> None:
     crm_seed.set_defaults(handler=_crm_seed)
 
 
-def _add_dlt(commands: Any) -> None:
-    dlt = commands.add_parser("dlt", help="dead-letter tools")
-    dlt_commands = dlt.add_subparsers(
-        dest="dlt_command", required=True, parser_class=_OneLineErrors
-    )
-    listing = dlt_commands.add_parser(
-        "list",
-        help="counts by stage, tenant and type, then the newest letters (reads the topic "
-        "without consuming it for anyone)",
-    )
-    _letter_filters(listing)
-    listing.add_argument("--type", default=None, metavar="T", help="only events of this type")
-    listing.add_argument(
-        "--limit", type=_count, default=20, metavar="N", help="newest N letters (default 20)"
-    )
-    listing.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    listing.set_defaults(handler=_dlt_list)
-    replay = dlt_commands.add_parser(
-        "replay",
-        help="re-publish matching dead letters to their original topic; each at most once",
-    )
-    _letter_filters(replay)
-    replay.add_argument(
-        "--event-id",
-        action="append",
-        dest="event_ids",
-        default=[],
-        metavar="ID",
-        help="only this event (repeatable)",
-    )
-    replay.add_argument(
-        "--until", type=_time, default=None, metavar="TIME", help="only letters before TIME"
-    )
-    replay.add_argument("--limit", type=_count, default=None, metavar="N", help="at most N")
-    replay.add_argument(
-        "--to", dest="to_topic", default=None, metavar="TOPIC", help="instead of their topic"
-    )
-    replay.add_argument("--dry-run", action="store_true", help="only list what would be replayed")
-    replay.set_defaults(handler=_dlt_replay)
-
-
-def _add_ledger(commands: Any) -> None:
-    ledger = commands.add_parser("ledger", help="what the ledger knows; resolve unknown outcomes")
-    ledger_commands = ledger.add_subparsers(
-        dest="ledger_command", required=True, parser_class=_OneLineErrors
-    )
-    show = ledger_commands.add_parser(
-        "show", help="state (in_doubt, delivered, none), attempts, when"
-    )
-    show.add_argument("event_id", metavar="EVENT_ID")
-    _tenant_option(show)
-    show.set_defaults(handler=_ledger_show)
-    resolve = ledger_commands.add_parser(
-        "resolve", help="the verdict on an unknown_outcome, after checking Sage"
-    )
-    resolve.add_argument("event_id", metavar="EVENT_ID")
-    _tenant_option(resolve)
-    verdict = resolve.add_mutually_exclusive_group(required=True)
-    verdict.add_argument(
-        "--delivered",
-        dest="delivered",
-        action="store_true",
-        help="Sage has it: a replay is answered SUCCESS without a call",
-    )
-    verdict.add_argument(
-        "--not-delivered",
-        dest="delivered",
-        action="store_false",
-        help="Sage does not have it: clear the intent, so a replay sends it",
-    )
-    resolve.set_defaults(handler=_ledger_resolve)
-
-
 def _run(args: argparse.Namespace) -> int:
     from service.app import create_app
+    from service.dev.testhooks import sigkill_on_marker  # off unless its variable is set
     from service.ops import logs
 
     settings = load_settings()
@@ -257,7 +188,8 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, secrets=known_secrets(settings, tenants))
 
     async def serve() -> None:
-        app, _ = create_app(settings, tenants)  # aiokafka clients must be built inside the loop
+        # aiokafka clients must be built inside the loop
+        app, _ = create_app(settings, tenants, wrap_intake=sigkill_on_marker)
         collecting = asyncio.create_task(gctuning.collect_periodically(), name="sagebridge-gc")
         try:
             await app.run()
@@ -353,113 +285,6 @@ def _xref_load(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sagebridge xref load: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
-
-
-class _OneLineErrors(argparse.ArgumentParser):
-    """The operators' commands end a bad argument with one line, not a usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
-def _letter_filters(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--stage",
-        action="append",
-        dest="stages",
-        default=[],
-        metavar="S",
-        help="only this stage (repeatable)",
-    )
-    command.add_argument(
-        "--tenant", type=_tenant_key, default=None, metavar="C/CO", help="only this tenant"
-    )
-    command.add_argument(
-        "--since", type=_time, default=None, metavar="TIME", help="only letters from TIME on"
-    )
-
-
-def _tenant_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--tenant",
-        type=_tenant_key,
-        default=None,
-        metavar="C/CO",
-        help="CUSTOMER/COMPANY (default: the default tenant)",
-    )
-
-
-def _time(text: str) -> object:
-    from service.tools.dead_letters import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    return int(text)
-
-
-def _letter_filter(args: argparse.Namespace) -> Any:
-    from service.tools.dead_letters import LetterFilter
-
-    return LetterFilter(
-        stages=frozenset(args.stages),
-        tenant=args.tenant,
-        type=getattr(args, "type", None),
-        event_ids=frozenset(getattr(args, "event_ids", ())),
-        since=args.since,
-        until=getattr(args, "until", None),
-    )
-
-
-def _dlt_list(args: argparse.Namespace) -> int:
-    from service.tools.dlt_list import list_dead_letters
-
-    settings = load_settings()
-    return asyncio.run(
-        list_dead_letters(settings, _letter_filter(args), limit=args.limit, as_json=args.json)
-    )
-
-
-def _dlt_replay(args: argparse.Namespace) -> int:
-    from service.tools.replay import replay_dead_letters
-
-    settings = load_settings()
-    return asyncio.run(
-        replay_dead_letters(
-            settings,
-            letters=_letter_filter(args),
-            limit=args.limit,
-            to_topic=args.to_topic,
-            dry_run=args.dry_run,
-        )
-    )
-
-
-def _ledger_show(args: argparse.Namespace) -> int:
-    from service.tools.ledger import show
-
-    return asyncio.run(show(load_settings(), args.event_id, args.tenant))
-
-
-def _ledger_resolve(args: argparse.Namespace) -> int:
-    from service.tools.ledger import resolve
-
-    return asyncio.run(
-        resolve(load_settings(), args.event_id, args.tenant, delivered=args.delivered)
-    )
-
-
-def _tenant_key(text: str) -> TenantKey:
-    try:
-        return parse_tenant_key(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tenant_command(args: argparse.Namespace) -> int:

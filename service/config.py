@@ -25,11 +25,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.errors import SettingsError
-from service.intake.routes import DEFAULT_CONTRACTS_DIR
-from service.intake.topics import is_topic_pattern, is_valid_topic
-from service.ops.redaction import Redactor
+from service.redaction import Redactor
+from service.topic_names import is_topic_pattern, is_valid_topic
 
 ENV_PREFIX = "SAGEBRIDGE_"
+
+DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
+"""The table contracts, routes and mappings shipped with the service (``contracts/``)."""
 
 LEASE_MARGIN_S = 0.5
 """A transactional call starts only while the tenant lock's lease outlasts the call's own

@@ -7,7 +7,8 @@ callers catch exactly the class they mean:
 
 - :class:`StartupError` refuses start-up; ``str()`` is the one line an operator reads in a
   crash-looping pod, and :attr:`StartupError.what` says which kind of input was wrong.
-- :class:`StateError` means Redis no longer vouches for a transactional call: the lock's lease is
+- :class:`StateError` means Redis no longer vouches for a transactional call: it is unreachable
+  (:class:`StateUnavailable`, raised by ``state/`` for every Redis failure), the lock's lease is
   gone, or Redis lost its data (see :mod:`service.state.epoch`).
 - :class:`NotAcknowledged` means Kafka did not confirm an answer in time.
 - :class:`ToolError` ends an operator's command with one line and a non-zero exit.
@@ -50,6 +51,11 @@ class FaultsError(SagebridgeError, ValueError):
 
 class StateError(SagebridgeError):
     """Redis no longer vouches for the call about to be made: it must not be made."""
+
+
+class StateUnavailable(StateError):
+    """Redis could not be reached, or failed a command: nothing it was asked is known to have
+    happened. ``str()`` names the failure's type only (never a host or a password)."""
 
 
 class LeaseLost(StateError):

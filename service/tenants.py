@@ -20,9 +20,9 @@ from pydantic import SecretStr
 
 from service.config import ENV_PREFIX, Settings, redis_passwords
 from service.errors import SettingsError
-from service.intake.topics import TopicPatterns, is_topic_pattern
-from service.ops.redaction import SecretSet
+from service.redaction import SecretSet
 from service.token_file import TokenFile, TokenFileError
+from service.topic_names import TopicPatterns, is_topic_pattern
 
 MIN_TOKEN_CHARS = 8
 """Shorter tokens are refused at start-up: no real Cloud Connector token is that short, and every
@@ -204,7 +204,7 @@ def _tenant_reply_topics(raw: Any, where: str) -> TopicPatterns | None:
 
 def known_secrets(settings: Settings, tenants: TenantDirectory) -> SecretSet:
     """Every secret this deployment holds: the text masked in every log line. The set is live:
-    a token re-read from its file later joins it (see :class:`~service.ops.redaction.Redactor`)."""
+    a token re-read from its file later joins it (see :class:`~service.redaction.Redactor`)."""
     found = tenants.secrets
     for tenant in tenants.tenants.values():
         found.add(tenant.token.get_secret_value())

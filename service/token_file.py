@@ -10,7 +10,7 @@ busy one one ``stat`` a second.
 
 A re-read that finds the file missing, unreadable, empty or too short keeps the token in use
 and logs one warning naming the file (never the token): a half-written file must not turn into
-a broken token. Each new token joins the :class:`~service.ops.redaction.SecretSet`, so the log
+a broken token. Each new token joins the :class:`~service.redaction.SecretSet`, so the log
 masks it from its first use.
 """
 

@@ -36,7 +36,7 @@ class Joint(Generic[T]):
     outcomes: dict[int, Outcome] = field(default_factory=dict)
     given_up: bool = False
 
-    def settle(self, part: int, outcome: Outcome) -> Outcome | None:
+    def note(self, part: int, outcome: Outcome) -> Outcome | None:
         """Note one part's outcome; the event's outcome once every part has one."""
         if self.given_up or part in self.outcomes:
             return None

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from service.intake.contracts import FieldError
+from service.field_errors import FieldError
 
 
 class Stage(StrEnum):

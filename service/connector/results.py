@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from service.ops.redaction import MASK
+from service.redaction import MASK
 
 _RECORD_INDEX = re.compile(r"^record (\d+):")
 

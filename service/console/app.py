@@ -28,7 +28,7 @@ from service.console.render import Pages
 from service.console.settings import ConsoleSettings
 from service.console.sources import Sources
 from service.errors import ToolError
-from service.ops.redaction import Redactor
+from service.redaction import Redactor
 from service.tenants import TenantDirectory, known_secrets
 
 log = logging.getLogger(__name__)

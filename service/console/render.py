@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from service.ops.redaction import Redactor
+from service.redaction import Redactor
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_SHOWN_BYTES = 64 * 1024

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from service.intake.routes import DEFAULT_CONTRACTS_DIR
+from service.config import DEFAULT_CONTRACTS_DIR
 
 
 def contracts_with_arrays(

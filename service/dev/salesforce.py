@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from service.intake.routes import DEFAULT_CONTRACTS_DIR
+from service.config import DEFAULT_CONTRACTS_DIR
 
 CONTACT_TOPIC = "salesforce.ContactChangeEvent"
 CONTACT_TYPE = "salesforce.contact.change"

@@ -20,8 +20,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 
 from service.answers.outcomes import Outcome, Stage, Subject
+from service.field_errors import FieldError
 from service.intake.cloudevents import Headers, cloudevent_mode, read_cloudevent
-from service.intake.contracts import FieldError, check_free_form, describe_errors
+from service.intake.contracts import check_free_form, describe_errors
 from service.intake.envelope import NO_SCHEMAS, Event, ParseFailure, parse_event, parse_payload
 from service.intake.image_rules import ImageKey
 from service.intake.images import image_keys

@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 from service.intake.limits import MAX_ID_CHARS, MAX_TYPE_CHARS
-from service.intake.topics import is_valid_topic
 from service.intake.wire import SchemaBook, Undecodable, decode, json_kind
+from service.topic_names import is_valid_topic
 
 NO_SCHEMAS: SchemaBook = MappingProxyType({})
 """No Schema Registry: a wire-format value is refused, naming the setting that is missing."""

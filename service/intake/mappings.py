@@ -39,7 +39,8 @@ import yaml
 
 from service.answers.outcomes import Stage
 from service.errors import ContractFileError
-from service.intake.contracts import Contract, ErrorCode, FieldError, describe_errors
+from service.field_errors import ErrorCode, FieldError
+from service.intake.contracts import Contract, describe_errors
 from service.intake.image_rules import ImageRules, load_image_rules
 from service.intake.limits import MAX_ID_CHARS
 from service.intake.mapping_sources import (

@@ -13,12 +13,11 @@ from typing import Any
 
 import yaml
 
+from service.config import DEFAULT_CONTRACTS_DIR
 from service.errors import ContractFileError
 from service.intake.contracts import Contract, load_contracts
 from service.intake.mappings import Mapping, load_mappings
 from service.intake.xref import load_cross_references
-
-DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 
 
 class Lane(StrEnum):

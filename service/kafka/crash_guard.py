@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from redis.exceptions import RedisError
 
+from service.errors import StateUnavailable
 from service.intake.crash_loop import (
     Condemn,
     Death,
@@ -99,7 +99,7 @@ class CrashLoopGuard:
         self._idle: asyncio.TimerHandle | None = None
         self._releasing: set[asyncio.Task[None]] = set()
 
-    async def begin(self, records: Sequence[ConsumerRecord]) -> TakeIn:
+    async def mark_poll(self, records: Sequence[ConsumerRecord]) -> TakeIn:
         """Mark the poll's partitions; say how to take its records in."""
         if not records or time.monotonic() < self._open_until:
             return TakeIn(records)
@@ -108,10 +108,10 @@ class CrashLoopGuard:
         serial = str(self._serial)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_S):
-                found = await self._store.begin(
+                found = await self._store.mark(
                     serial, [(self._keys_of(p), first, last) for p, (first, last) in spans.items()]
                 )
-        except (RedisError, TimeoutError) as exc:
+        except (StateUnavailable, TimeoutError) as exc:
             self._fail_open(exc)
             return TakeIn(records)
         for partition in spans:
@@ -122,7 +122,7 @@ class CrashLoopGuard:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_S):
                 careful = await self._careful(spans, found, serial)
-        except (RedisError, TimeoutError) as exc:
+        except (StateUnavailable, TimeoutError) as exc:
             self._fail_open(exc)
             return TakeIn(records)
         if not careful:
@@ -213,7 +213,7 @@ class CrashLoopGuard:
             return
         try:
             write(*args)
-        except RedisError as exc:
+        except StateUnavailable as exc:
             self._fail_open(exc)
 
     async def release(self, partitions: Iterable[TopicPartition] | None = None) -> None:
@@ -229,7 +229,7 @@ class CrashLoopGuard:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_S):
                 await self._store.release([(self._keys_of(p), s) for p, s in chosen])
-        except (RedisError, TimeoutError) as exc:
+        except (StateUnavailable, TimeoutError) as exc:
             log.warning(
                 "crash-loop marks not removed; the next owner takes those records in one at a time",
                 extra={"error": type(exc).__name__},

@@ -21,8 +21,8 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from aiokafka import TopicPartition
-from redis.exceptions import RedisError
 
+from service.errors import StateUnavailable
 from service.kafka.consumer import GroupConsumer
 from service.offsets.log_ends import LogEnds
 from service.state.epoch import Epoch, EpochMoved, ReplayDoubt
@@ -69,7 +69,7 @@ class EpochWatch:
         self._replays.assigned({(tp.topic, tp.partition): end for tp, end in ends.items()})
         try:
             await self.check()
-        except RedisError as exc:  # the periodic Redis check tries again every second
+        except StateUnavailable as exc:  # the periodic Redis check tries again every second
             log.warning("Redis epoch not checked at assignment", extra={"error": repr(exc)})
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
@@ -104,7 +104,7 @@ class EpochWatch:
         if self._replays.stale(self._epoch.known):
             try:
                 self._replays.load(self._epoch.known, await self._epoch.horizon())
-            except RedisError:
+            except StateUnavailable:
                 return True  # cannot tell: do not resend blindly
         return self._replays.doubtful(topic, number, offset)
 

@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic
 
-from redis.exceptions import RedisError
-
 from service.answers.outcomes import Outcome
+from service.errors import StateUnavailable
 from service.intake.admit import Admitted
 from service.intake.routes import Route
 from service.lanes import CallSpan, Delivery, Sink, T, untraced
@@ -145,7 +144,7 @@ class MasterData(Generic[T]):
             return await self._ledger.begin_many(
                 [(r.tenant, r.event_id, r.digest) for r in recorded]
             )
-        except RedisError as exc:
+        except StateUnavailable as exc:
             log.warning(
                 "ledger unreachable: master data sent without the duplicate check",
                 extra={"error": type(exc).__name__},
@@ -184,7 +183,7 @@ class MasterData(Generic[T]):
                 await self._ledger.delivered_many(delivered)
             if refused:
                 await self._ledger.withdraw_many(refused)
-        except RedisError as exc:
+        except StateUnavailable as exc:
             log.warning(
                 "ledger unreachable: delivered master data not recorded",
                 extra={"error": type(exc).__name__, "records": len(delivered)},

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
 
-from redis.exceptions import RedisError
-
+from service.errors import StateUnavailable
 from service.tenants import TenantKey
 
 
@@ -60,6 +59,6 @@ class PauseGate:
         then the last known set stands: a pause must not lapse because Redis blinked."""
         try:
             self.set_paused(await read())
-        except RedisError:
+        except StateUnavailable:
             return False
         return True

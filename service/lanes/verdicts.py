@@ -13,7 +13,7 @@ from service.state.ledger import EntryState, LedgerEntry
 
 
 def answered_by_ledger(entry: LedgerEntry, event_id: str) -> Outcome | None:
-    """The outcome to report without a call, or ``None`` when the ledger cannot settle it."""
+    """The outcome to report without a call, or ``None`` when the ledger cannot answer it."""
     match entry.state:
         case EntryState.DELIVERED:
             return Outcome.success(entry.attempts)

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
 from aiokafka import TopicPartition
 
-from service.kafka.consumer import GroupConsumer
 from service.offsets.tracker import OffsetTracker
 
 log = logging.getLogger(__name__)
 
 
+class Consumer(Protocol):
+    """What committing needs of the group's consumer (:class:`service.kafka.consumer.GroupConsumer`
+    is the one the service wires in)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> None: ...
+
+
 class Committer:
-    def __init__(self, tracker: OffsetTracker[TopicPartition], consumer: GroupConsumer) -> None:
+    def __init__(self, tracker: OffsetTracker[TopicPartition], consumer: Consumer) -> None:
         self.tracker = tracker
         self._consumer = consumer
         self._wanted = asyncio.Event()

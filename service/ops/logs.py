@@ -2,7 +2,7 @@
 
 Tokens never reach this module: :class:`~service.tenants.Tenant` hides its token in ``repr``
 and no call site logs headers. As a second line of defence, every line is rendered and then
-passed through a :class:`~service.ops.redaction.Redactor` of the known secrets (tokens, the SASL
+passed through a :class:`~service.redaction.Redactor` of the known secrets (tokens, the SASL
 and Redis passwords): the formatter's lines and the outcome lines alike.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from service.answers.outcomes import Outcome, Subject
-from service.ops.redaction import Redactor
+from service.redaction import Redactor
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

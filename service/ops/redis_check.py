@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.errors import StateUnavailable
 from service.ops.metrics import Metrics
 from service.state.durability import Durability
 from service.state.durability import check as check_durability
@@ -47,7 +48,7 @@ class RedisCheck:
                 self.durability = await check_durability(self._redis)
                 self._report(self.durability)
             await self._watch_epoch()
-        except RedisError:
+        except (RedisError, StateUnavailable):
             pass
         except Exception:
             log.exception("Redis epoch check failed")

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from service.intake.crash_loop import Death, DeathCounts, Mark
 from service.state.keys import key
 from service.state.locks import process_token
+from service.state.unavailable import redis_failures, speaks_state
 
 EXPIRY_MS = 24 * 3600 * 1000
 """Marks and death counts outlive any restart back-off; a record that kills the process again
@@ -99,7 +100,7 @@ class Keys:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What :meth:`MarkStore.begin` brought back for a partition."""
+    """What :meth:`MarkStore.mark` brought back for a partition."""
 
     left: Mark | None
     """Another process's mark (not overwritten yet)."""
@@ -123,9 +124,8 @@ class MarkStore:
             key(self._prefix, "takein", topic, number), key(self._prefix, "deaths", topic, number)
         )
 
-    async def begin(
-        self, serial: str, polls: Sequence[tuple[Keys, int, int]]
-    ) -> list[Found | None]:
+    @speaks_state
+    async def mark(self, serial: str, polls: Sequence[tuple[Keys, int, int]]) -> list[Found | None]:
         """Mark each partition's ``first..last`` as being taken in (one round trip)."""
         keys: list[str] = []
         args: list[Any] = [self.owner, serial, EXPIRY_MS]
@@ -138,6 +138,7 @@ class MarkStore:
             for reply in replies
         ]
 
+    @speaks_state
     async def take_over(
         self, keys: Keys, serial: str, first: int, last: int, death: Death | None
     ) -> DeathCounts:
@@ -160,11 +161,13 @@ class MarkStore:
         self, keys: Keys, serial: str, first: int, last: int, rest: list[str | int]
     ) -> None:
         fields = ["owner", self.owner, "serial", serial, "first", first, "last", last, *rest]
-        pipe = self._blocking.pipeline(transaction=False)
-        pipe.hset(keys.mark, items=fields)
-        pipe.pexpire(keys.mark, EXPIRY_MS)
-        pipe.execute()
+        with redis_failures():
+            pipe = self._blocking.pipeline(transaction=False)
+            pipe.hset(keys.mark, items=fields)
+            pipe.pexpire(keys.mark, EXPIRY_MS)
+            pipe.execute()
 
+    @speaks_state
     async def release(self, marks: Sequence[tuple[Keys, str]]) -> None:
         """Remove each mark still holding the serial this process last wrote to it."""
         await self._release(

@@ -16,6 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from service.state.unavailable import speaks_state
+
 
 @dataclass(frozen=True, slots=True)
 class Durability:
@@ -54,8 +56,9 @@ class Durability:
         }
 
 
+@speaks_state
 async def check(redis: Redis) -> Durability:
-    """Ask Redis (raises :class:`redis.RedisError` if it cannot be reached)."""
+    """Ask Redis (raises :class:`~service.errors.StateUnavailable` if it cannot be reached)."""
     appendonly = await _config(redis, "appendonly")
     policy = await _config(redis, "maxmemory-policy")
     try:

@@ -45,6 +45,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.state.keys import escape, key, unescape
+from service.state.unavailable import speaks_state
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +179,12 @@ class Epoch:
     def established(self) -> bool:
         return self._established.is_set()
 
+    @speaks_state
     async def ready(self) -> None:
         """Return once :meth:`establish` has run (scripts need a known epoch)."""
         await self._established.wait()
 
+    @speaks_state
     async def establish(
         self,
         witnessed: bool = False,
@@ -222,11 +225,13 @@ class Epoch:
         if found.declared:
             self.declared.set()
 
+    @speaks_state
     async def current(self) -> str | None:
         """The epoch in Redis now (``None`` if there is none)."""
         value = await self._redis.get(self.epoch_key)
         return None if value is None else _text(value)
 
+    @speaks_state
     async def declare_lost(self, horizon: Mapping[tuple[str, int], int]) -> str:
         """Declare a loss found by a witness (see module docstring) with the partitions' end
         offsets as their horizon; adopt and return the epoch (someone else's, if they were
@@ -246,11 +251,13 @@ class Epoch:
             )
         return epoch
 
+    @speaks_state
     async def raise_horizon(self, horizon: Mapping[tuple[str, int], int]) -> None:
         """Record that records below these offsets may have been sent before a loss."""
         if horizon:
             await self._raise_horizon(keys=[self.horizon_key], args=_horizon_args(horizon))
 
+    @speaks_state
     async def horizon(self) -> dict[tuple[str, int], int]:
         """Every partition's replay horizon, as stored."""
         raw = await self._redis.hgetall(self.horizon_key)

@@ -12,10 +12,10 @@ Keyed by tenant and ``event_id``, each entry holds a fingerprint of the record (
 A call that was refused or never sent removes the intent, so fixed data can be replayed.
 Entries expire after the retention period.
 
-An operator settles an intent by hand after checking Sage (``sagebridge ledger resolve``):
+An operator resolves an intent by hand after checking Sage (``sagebridge ledger resolve``):
 :meth:`Ledger.resolve` turns it into ``delivered`` (a replay is answered without a call) or
 removes it (a replay is sent). Only an intent can be resolved: a delivered entry is a fact the
-Cloud Connector stated, and an unknown one holds nothing to settle.
+Cloud Connector stated, and an unknown one holds nothing to resolve.
 
 An intent may carry a *claim*: a token its writer keeps while the record waits in memory. A
 ``begin`` whose reply was lost (Redis stalled past the client's timeout, then ran the script)
@@ -43,9 +43,10 @@ from service.state.ledger_scripts import (
     RESOLVE,
     SERIAL_BEGIN,
     SERIAL_BEGIN_MANY,
-    SETTLE,
+    WRITE_RESULTS,
 )
-from service.state.locks import LeaseKeys
+from service.state.locks import Guard
+from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
 
 
@@ -89,18 +90,6 @@ class ResultToWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class Guard:
-    """The lease a transactional ``begin`` runs under, checked and renewed in the same script.
-    ``settled``: no call of the holder can still be running, so the calling marker may go."""
-
-    keys: LeaseKeys
-    owner: str
-    ttl_ms: int
-    fence: int
-    settled: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Begun:
     """A guarded begin ran: the record's ``entry``, and whether the previous record's result
     was written (``False``: another process had meanwhile reported that record in doubt, so
@@ -129,6 +118,18 @@ def fingerprint(record: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+def entry_from(found: Any, digest: str) -> LedgerEntry:
+    """What a ``begin`` step found ({state, fingerprint, attempts}, or nothing), as an entry."""
+    if not found:
+        return _NEW
+    state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
+    if seen_digest != digest:
+        return LedgerEntry(EntryState.CONFLICT)
+    if state == "delivered":
+        return LedgerEntry(EntryState.DELIVERED, int(attempts or 0))
+    return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
+
+
 class Ledger:
     def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
         self._redis = redis
@@ -139,26 +140,14 @@ class Ledger:
         self._delivered_many = redis.register_script(DELIVERED_MANY)
         self._serial_begin = redis.register_script(SERIAL_BEGIN)
         self._serial_begin_many = redis.register_script(SERIAL_BEGIN_MANY)
-        self._settle = redis.register_script(SETTLE)
+        self._write_results = redis.register_script(WRITE_RESULTS)
         self._resolve = redis.register_script(RESOLVE)
         self.retention_s = retention_s
 
     def _key(self, tenant: TenantKey, event_id: str) -> str:
         return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
 
-    async def begin(
-        self,
-        tenant: TenantKey,
-        event_id: str,
-        digest: str,
-        *,
-        claim: str = "",
-    ) -> LedgerEntry:
-        """Look the event up; if unknown (or an intent under ``claim``), record the intent to
-        send it (one atomic step)."""
-        [entry] = await self.begin_many([(tenant, event_id, digest)], claim=claim)
-        return entry
-
+    @speaks_state
     async def begin_guarded(
         self,
         guard: Guard,
@@ -169,13 +158,13 @@ class Ledger:
         claim: str,
         after: ResultToWrite | None = None,
     ) -> Begun:
-        """:meth:`begin` for a transactional record, under its tenant's lease (see
+        """:meth:`begin_many` for one transactional record, under its tenant's lease (see
         ``SERIAL_BEGIN``): raises :class:`LeaseLost` or :class:`EpochMovedError`, having
         written nothing, if the lease or the epoch is not what the caller holds.
 
         ``after`` is the previous call's result, written in the same step: once this intent
-        exists, the previous record is settled, so a crash can never leave two records of one
-        lane in doubt — and recording it costs no round trip of its own."""
+        exists, the previous record's result is in the ledger, so a crash can never leave two
+        records of one lane in doubt — and recording it costs no round trip of its own."""
         entry_key = self._key(tenant, event_id)
         previous_key = entry_key if after is None else self._key(after.tenant, after.event_id)
         if after is None:
@@ -195,7 +184,7 @@ class Ledger:
                 guard.owner,
                 guard.ttl_ms,
                 guard.fence,
-                "1" if guard.settled else "0",
+                "1" if guard.quiet else "0",
                 self._retention_ms,
                 *previous,
                 claim,
@@ -208,8 +197,9 @@ class Ledger:
             raise EpochMovedError(found.epoch)
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(event_id)
-        return Begun(self._entry(reply[2], digest), previous_written=bool(reply[1]))
+        return Begun(entry_from(reply[2], digest), previous_written=bool(reply[1]))
 
+    @speaks_state
     async def begin_guarded_many(
         self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str, str]]
     ) -> list[LedgerEntry]:
@@ -217,13 +207,13 @@ class Ledger:
         claim), in one step under the tenant's lease (see ``SERIAL_BEGIN_MANY``): raises
         :class:`LeaseLost` or :class:`EpochMovedError`, having written nothing, if the lease or
         the epoch is not what the caller holds. No previous result rides on it: the caller
-        writes an array's results with :meth:`settle_many` as soon as its call ends."""
+        writes an array's results with :meth:`write_results`."""
         args: list[str | int] = [
             *self._epoch.script_args(),
             guard.owner,
             guard.ttl_ms,
             guard.fence,
-            "1" if guard.settled else "0",
+            "1" if guard.quiet else "0",
             self._retention_ms,
         ]
         for _, digest, claim in records:
@@ -244,41 +234,39 @@ class Ledger:
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(records[0][0] if records else "")
         rows = reply[1]
-        return [self._entry(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
+        return [entry_from(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
 
-    async def settle(self, settlement: ResultToWrite, guard: Guard) -> bool:
-        """Write a call's result on its own (when no next record's begin can carry it); clear
-        the calling marker if ``guard.settled`` and the lease is still the caller's. ``False``
-        if the entry was superseded (another process reported it in doubt meanwhile)."""
-        [written] = await self.settle_many([settlement], guard)
-        return written
-
-    async def settle_many(self, settlements: list[ResultToWrite], guard: Guard) -> list[bool]:
-        """:meth:`settle` for the records of one array call, in one step: one ``written`` per
-        settlement, in order."""
+    @speaks_state
+    async def write_results(self, results: list[ResultToWrite], guard: Guard) -> list[bool]:
+        """Write calls' results on their own (when no next record's begin carries them), in one
+        step; clear the calling marker if ``guard.quiet`` and the lease is still the caller's.
+        One ``written`` per result, in order: ``False`` if the entry was superseded (another
+        process reported it in doubt meanwhile)."""
         args: list[str | int] = [
             guard.owner,
-            "1" if guard.settled else "0",
+            "1" if guard.quiet else "0",
             self._retention_ms,
         ]
-        for settlement in settlements:
-            result = settlement.attempts if settlement.delivered else ""
-            args += [result, settlement.digest, settlement.claim]
-        written = await self._settle(
+        for result in results:
+            verdict = result.attempts if result.delivered else ""
+            args += [verdict, result.digest, result.claim]
+        written = await self._write_results(
             keys=[
                 guard.keys.lock,
                 guard.keys.calling,
-                *(self._key(s.tenant, s.event_id) for s in settlements),
+                *(self._key(r.tenant, r.event_id) for r in results),
             ],
             args=args,
         )
         return [bool(w) for w in written]
 
+    @speaks_state
     async def begin_many(
         self, keys: list[tuple[TenantKey, str, str]], *, claim: str = ""
     ) -> list[LedgerEntry]:
-        """:meth:`begin` for many (tenant, event_id, digest) in one command: each unknown
-        event gets its intent written, so a crash before its answer leaves a trace.
+        """Look each (tenant, event_id, digest) up and, if it is unknown (or an intent under
+        ``claim``), write its intent, all in one command: a crash before its answer leaves a
+        trace.
 
         One script over many keys: on Redis Cluster the keys would have to share a slot, so
         the ledger expects a standalone Redis (or a proxy that keeps them together)."""
@@ -288,18 +276,9 @@ class Ledger:
             keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
             args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
         )
-        return [self._entry(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
+        return [entry_from(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
 
-    def _entry(self, found: Any, digest: str) -> LedgerEntry:
-        if not found:
-            return _NEW
-        state, seen_digest, attempts = (v.decode() if isinstance(v, bytes) else v for v in found)
-        if seen_digest != digest:
-            return LedgerEntry(EntryState.CONFLICT)
-        if state == "delivered":
-            return LedgerEntry(EntryState.DELIVERED, int(attempts or 0))
-        return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
-
+    @speaks_state
     async def delivered_many(self, entries: list[tuple[TenantKey, str, str, int]]) -> None:
         """Record (tenant, event_id, digest, attempts) as delivered, in one command."""
         if not entries:
@@ -311,14 +290,13 @@ class Ledger:
             keys=[self._key(tenant, event_id) for tenant, event_id, _, _ in entries], args=args
         )
 
+    @speaks_state
     async def withdraw_many(self, keys: list[tuple[TenantKey, str]]) -> None:
         """Forget intents of (tenant, event_id) whose records were refused: fixed data may come
         again under the same ``event_id``."""
         await self._redis.delete(*(self._key(tenant, event_id) for tenant, event_id in keys))
 
-    async def delivered(self, tenant: TenantKey, event_id: str, digest: str, attempts: int) -> None:
-        await self.delivered_many([(tenant, event_id, digest, attempts)])
-
+    @speaks_state
     async def look(self, tenant: TenantKey, event_id: str) -> StoredEntry | None:
         """What the ledger holds for the event, or ``None``; reads only."""
         entry_key = self._key(tenant, event_id)
@@ -332,8 +310,9 @@ class Ledger:
             return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
         return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000)
 
+    @speaks_state
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:
-        """Settle an intent with the operator's verdict; the state found before (``"intent"``
+        """Resolve an intent with the operator's verdict; the state found before (``"intent"``
         when resolved, ``"delivered"`` or ``None`` when refused and nothing was written)."""
         found = await self._resolve(
             keys=[self._key(tenant, event_id)],

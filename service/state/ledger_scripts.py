@@ -15,7 +15,7 @@ from service.state.epoch import EPOCH_CHECK_LUA
 # non-empty claim), writes an intent; it returns {state, fingerprint, attempts} of what it
 # found, or false (go ahead). An intent it reports to anyone else is orphaned (its claim
 # cleared): a verdict of "in doubt" has now been given, so its writer, if alive, must not
-# settle it later as if nobody had looked.
+# write its result later as if nobody had looked.
 # ``delivered`` records a SUCCESS and ``withdraw`` forgets an intent — under a claim, only if
 # the entry is still that claim's intent (or gone: a loss of Redis data, or this very withdraw
 # run earlier; or, for ``delivered``, already delivered with this fingerprint by this very
@@ -107,7 +107,7 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 #    again when this record is to be sent;
 # 5. the record's entry is looked up / its intent written.
 # KEYS: epoch, quarantine, lock, calling, previous record's entry, this record's entry.
-# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, settled ('1'/'0'),
+# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, quiet ('1'/'0'),
 # retention, previous result ('-' none, '' withdraw, else its attempts: delivered), previous
 # fingerprint, previous claim, claim, fingerprint.
 # Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil}.
@@ -134,11 +134,11 @@ return {'begun', previous, found}
 )
 
 # An array's begin under its tenant's lease, in one atomic step: steps 1, 2, 4 and 5 of
-# SERIAL_BEGIN for every record of the array (no previous result rides on it: an array's
-# results are written as soon as its call ends, by SETTLE). The calling marker is set when any
-# record is to be sent.
+# SERIAL_BEGIN for every record of the array (no previous result rides on it: the caller
+# writes those first, by WRITE_RESULTS). The calling marker is set when any record is to be
+# sent.
 # KEYS: epoch, quarantine, lock, calling, then each record's entry.
-# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, settled ('1'/'0'),
+# ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, quiet ('1'/'0'),
 # retention, then each record's claim and fingerprint (ARGV[7 + 2i], ARGV[8 + 2i]).
 # Returns an epoch verdict, {'lost'}, or {'begun', {found or false, one per record}}.
 SERIAL_BEGIN_MANY = (
@@ -166,11 +166,11 @@ return {'begun', found}
 )
 
 # Calls' results on their own (no next record's begin carries them). KEYS: lock, calling, then
-# each record's entry. ARGV: owner, settled ('1'/'0'), retention, then for each entry its
+# each record's entry. ARGV: owner, quiet ('1'/'0'), retention, then for each entry its
 # result ('' withdraw, else attempts: delivered), fingerprint and claim (ARGV[1 + 3i] ...).
 # The calling marker is cleared only by the lock's owner. Returns 1 written or 0 superseded,
 # one per entry.
-SETTLE = (
+WRITE_RESULTS = (
     STEPS
     + """
 local written = {}

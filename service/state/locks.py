@@ -14,7 +14,7 @@ that make that discipline hold:
   before anyone else can take the lock. Renewal runs every third of the TTL during a hold, and
   every ledger ``begin`` renews too (it checks ownership in the same script);
 * a **calling marker** per tenant, set when a call is about to be made and cleared only by a
-  holder whose call's outcome is settled (answered, or followed by the settle period). A lock
+  holder whose call's outcome is known (answered, or followed by the settle period). A lock
   granted while the marker is set comes with ``occupied``: an earlier holder died, stalled or
   lost its lease while a call of its may still be running at the Connector, so the new holder
   waits the settle period before its first call;
@@ -28,8 +28,9 @@ that make that discipline hold:
 * release publishes on a channel; waiters block on that notification (with the remaining TTL as
   their timeout, for holders that die without releasing) instead of polling.
 
-Redis errors propagate as :class:`redis.RedisError`: the serial lane treats them as "wait",
-never as permission to call without the lock.
+Redis failures are raised as :class:`~service.errors.StateUnavailable`: the serial lane treats
+them as "wait", never as permission to call without the lock. The lock owns its :class:`Lease`:
+renewing and losing it are this class's methods; the lanes only read it.
 """
 
 from __future__ import annotations
@@ -40,19 +41,23 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.state.keys import key
+from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
 
 log = logging.getLogger(__name__)
+
+Done = TypeVar("Done")
 
 """(customer, company): what a lock is taken for."""
 
@@ -120,25 +125,45 @@ def process_token() -> str:
     return f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
 
 
-@dataclass(slots=True)
 class Lease:
-    """A held tenant lock. ``valid_until`` (``time.monotonic()``) is when it runs out unless
-    renewed, counted from the moment the acquire or last renewal was *sent*, so it never
-    overestimates. ``lost`` is set when a renewal found the lock gone (or Redis's epoch
-    moved). ``occupied``: when it was granted, a call of an earlier holder could still be
-    running at the Connector."""
+    """A held tenant lock, as the lanes read it; only :class:`TenantLocks` changes it (as
+    redis-py's ``Lock`` keeps its token and TTL to itself).
 
-    tenant: TenantKey
-    owner: str
-    fence: int
-    valid_until: float
-    occupied: bool = False
-    lost: bool = False
+    :attr:`valid_until` (``time.monotonic()``) is when it runs out unless renewed, counted from
+    the moment the acquire or last renewal was *sent*, so it never overestimates. :attr:`lost`:
+    a renewal or a guarded step found the lock gone (or Redis's epoch moved). ``occupied``: when
+    it was granted, a call of an earlier holder could still be running at the Connector."""
+
+    __slots__ = ("_lost", "_valid_until", "fence", "occupied", "owner", "tenant")
+
+    def __init__(
+        self, tenant: TenantKey, owner: str, fence: int, valid_until: float, occupied: bool = False
+    ) -> None:
+        self.tenant = tenant
+        self.owner = owner
+        self.fence = fence
+        self.occupied = occupied
+        self._valid_until = valid_until
+        self._lost = False
+
+    @property
+    def valid_until(self) -> float:
+        return self._valid_until
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
 
     def usable(self, margin_s: float = 0.0) -> bool:
         """Still ours for at least ``margin_s`` more, by our own clock: safe to start a call
         that ends within ``margin_s``. A holder whose Redis stalled finds out here."""
-        return not self.lost and time.monotonic() + margin_s < self.valid_until
+        return not self._lost and time.monotonic() + margin_s < self._valid_until
+
+    def _extend(self, until: float) -> None:
+        self._valid_until = max(self._valid_until, until)
+
+    def _lose(self) -> None:
+        self._lost = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +174,49 @@ class LeaseKeys:
     calling: str
 
 
-class TenantLocks:
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """A lease as a ledger script checks it (built by :meth:`TenantLocks.guard`). ``quiet``: no
+    call of the holder can still be running, so the calling marker may go."""
+
+    keys: LeaseKeys
+    owner: str
+    ttl_ms: int
+    fence: int
+    quiet: bool
+
+
+class LeaseOwner:
+    """How a lease is checked by a ledger script, renewed by it, or lost: one copy, for the
+    Redis-backed :class:`TenantLocks` and any stand-in that keeps its contract. A subclass
+    says where the lock lives (:meth:`keys`) and how long a lease lasts (``ttl_ms``)."""
+
+    ttl_ms: int
+
+    def keys(self, tenant: TenantKey) -> LeaseKeys:
+        raise NotImplementedError
+
+    def guard(self, lease: Lease, *, quiet: bool) -> Guard:
+        """The lease as a ledger script checks (and renews) it."""
+        return Guard(self.keys(lease.tenant), lease.owner, self.ttl_ms, lease.fence, quiet)
+
+    async def under_lease(
+        self, lease: Lease, step: Callable[[Guard], Awaitable[Done]], *, quiet: bool
+    ) -> Done:
+        """Run a ledger step whose script checks and renews the lease (``begin`` under the
+        lock): the lease is extended from when the step was sent, or lost if the step raised
+        :class:`LeaseLost` or :class:`EpochMovedError` (both re-raised)."""
+        sent = time.monotonic()
+        try:
+            done = await step(self.guard(lease, quiet=quiet))
+        except (LeaseLost, EpochMovedError):
+            lease._lose()
+            raise
+        lease._extend(sent + self.ttl_ms / 1000)
+        return done
+
+
+class TenantLocks(LeaseOwner):
     """Lock factory for one deployment (all keys under ``prefix``)."""
 
     def __init__(
@@ -176,6 +243,7 @@ class TenantLocks:
         self._on_wait = on_wait
 
     def keys(self, tenant: TenantKey) -> LeaseKeys:
+        """Where the tenant's lock and calling marker live."""
         return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
 
     def _fence_key(self, tenant: TenantKey) -> str:
@@ -184,6 +252,7 @@ class TenantLocks:
     def _channel(self, tenant: TenantKey) -> str:
         return key(self._prefix, "released", *tenant)
 
+    @speaks_state
     async def try_acquire(self, tenant: TenantKey) -> Lease | None:
         """One attempt; ``None`` if someone else holds it, or while Redis is in quarantine
         after a loss of data (see :meth:`acquire` to wait for either)."""
@@ -218,6 +287,7 @@ class TenantLocks:
         lease = Lease(tenant, owner, fence, sent + self.ttl_ms / 1000, occupied=bool(reply[2]))
         return lease, 0.0
 
+    @speaks_state
     async def acquire(self, tenant: TenantKey, wait_s: float) -> Lease | None:
         """Wait up to ``wait_s`` for the lock; ``None`` if it stayed unavailable that long."""
         await self.start_listening()
@@ -239,17 +309,19 @@ class TenantLocks:
             with suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), nap)
 
-    async def release(self, lease: Lease, *, settled: bool) -> bool:
+    @speaks_state
+    async def release(self, lease: Lease, *, quiet: bool) -> bool:
         """Release if still ours; ``False`` means it had expired (or been taken) meanwhile.
-        ``settled``: no call made under this lease can still be running at the Connector, so
+        ``quiet``: no call made under this lease can still be running at the Connector, so
         the calling marker goes too. Otherwise the next holder waits the settle period."""
         keys = self.keys(lease.tenant)
         released = await self._release(
             keys=[keys.lock, keys.calling],
-            args=[lease.owner, "1" if settled else "0", self._channel(lease.tenant)],
+            args=[lease.owner, "1" if quiet else "0", self._channel(lease.tenant)],
         )
         return bool(released)
 
+    @speaks_state
     async def renew(self, lease: Lease) -> bool:
         """Extend the lease by the TTL; ``False`` (and ``lease.lost``) if it was gone."""
         sent = time.monotonic()
@@ -260,12 +332,12 @@ class TenantLocks:
         found = moved(reply)
         if found is not None:
             self.epoch.adopt(found)
-            lease.lost = True
+            lease._lose()
             return False
         if reply[0] in (b"held", "held"):
-            lease.valid_until = sent + self.ttl_ms / 1000
+            lease._extend(sent + self.ttl_ms / 1000)
             return True
-        lease.lost = True
+        lease._lose()
         return False
 
     @asynccontextmanager
@@ -290,6 +362,7 @@ class TenantLocks:
             except Exception as exc:  # Redis trouble: keep trying; the lease runs out meanwhile
                 log.warning("lock renewal failed", extra={"error": type(exc).__name__})
 
+    @speaks_state
     async def start_listening(self) -> None:
         """Subscribe to release notifications (done lazily by :meth:`acquire`)."""
         async with self._listener_guard:  # tenants' workers arrive together; subscribe once

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from service.state.keys import escape, key, unescape
+from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
 
 
@@ -32,15 +33,18 @@ class PauseStore:
         self._redis = redis
         self._key = key(prefix, "paused")
 
+    @speaks_state
     async def pause(self, tenant: TenantKey) -> bool:
         """Pause ``tenant``; ``False`` if it already was (its original time is kept)."""
         since = datetime.now(UTC).isoformat(timespec="seconds")
         return bool(await self._redis.hsetnx(self._key, _field(tenant), since))
 
+    @speaks_state
     async def resume(self, tenant: TenantKey) -> bool:
         """Resume ``tenant``; ``False`` if it was not paused."""
         return bool(await self._redis.hdel(self._key, _field(tenant)))
 
+    @speaks_state
     async def paused(self) -> dict[TenantKey, str]:
         """Every paused tenant and since when."""
         found = await self._redis.hgetall(self._key)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from service.state.keys import key
+from service.state.unavailable import speaks_state
 
 
 class ReplayedLetters:
@@ -29,6 +30,7 @@ class ReplayedLetters:
     def _key(self, topic: str, partition: int) -> str:
         return key(self._prefix, "dlt-replayed", topic, str(partition))
 
+    @speaks_state
     async def replayed(self, topic: str, partition: int, offsets: Sequence[int]) -> list[bool]:
         """For each offset, whether its letter was replayed already (reads only)."""
         if not offsets:
@@ -36,6 +38,7 @@ class ReplayedLetters:
         found = await self._redis.smismember(self._key(topic, partition), list(offsets))
         return [bool(f) for f in found]
 
+    @speaks_state
     async def claim(self, topic: str, partition: int, offsets: Sequence[int]) -> list[bool]:
         """Record the offsets as replayed; for each, whether this call was the one to add it
         (``False``: replayed before, or by a run going on at the same time)."""
@@ -48,6 +51,7 @@ class ReplayedLetters:
             added = await pipe.execute()
         return [bool(a) for a in added]
 
+    @speaks_state
     async def release(self, topic: str, partition: int, offsets: Sequence[int]) -> None:
         """Forget claims whose letters could not be sent."""
         if offsets:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.answers.outcomes import Stage
 from service.config import Settings
-from service.intake.contracts import ErrorCode
+from service.field_errors import ErrorCode
 
 TITLE = "sagebridge"
 API_VERSION = "1.0.0"

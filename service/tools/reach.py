@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from service.config import Settings
-from service.errors import ToolError
+from service.errors import StateUnavailable, ToolError
 from service.tools.dead_letter_reader import MissingTopic
 
 
@@ -32,8 +32,9 @@ async def unreachable(command: str, settings: Settings) -> AsyncIterator[None]:
         raise ToolError(
             f"{command}: cannot reach Kafka at {settings.kafka_bootstrap}: {_line(exc)}"
         ) from None
-    except RedisError as exc:
-        raise ToolError(f"{command}: cannot reach Redis: {_line(exc)}") from None
+    except (RedisError, StateUnavailable) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, RedisError) else exc
+        raise ToolError(f"{command}: cannot reach Redis: {_line(cause)}") from None
 
 
 _SILENT = logging.NullHandler()

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from redis.exceptions import RedisError
-
 from service.config import Settings
+from service.errors import StateUnavailable
 from service.state.client import connect
 from service.state.pauses import PauseStore
 from service.tenants import TenantDirectory, TenantKey
@@ -46,7 +45,7 @@ async def tenant_command(
             _resumed(tenant, await store.resume(tenant), out)
         else:
             _status(await store.paused(), out)
-    except RedisError as exc:
+    except StateUnavailable as exc:
         print(
             f"sagebridge tenant: Redis unreachable (SAGEBRIDGE_REDIS_URL): {type(exc).__name__}",
             file=err,

@@ -9,8 +9,8 @@ from pydantic import SecretStr
 
 from service.config import load_settings
 from service.errors import SettingsError
-from service.intake.topics import is_valid_topic
 from service.tenants import Tenant, TenantDirectory, TenantKey, known_secrets
+from service.topic_names import is_valid_topic
 
 TOKEN = "s3cr3t-token-value"
 OTHER_TOKEN = "other-s3cr3t-value"

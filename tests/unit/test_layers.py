@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 from functools import cache
 from pathlib import Path
 
@@ -116,3 +117,96 @@ def test_intake_is_handed_its_stores_never_imports_them() -> None:
         if name.startswith("service.intake")
     }
     assert {k: v for k, v in offending.items() if v} == {}
+
+
+@pytest.mark.parametrize("folder", ["service.lanes"])
+def test_the_lanes_hear_of_redis_only_through_state(folder: str) -> None:
+    """``state/`` raises its own errors (:class:`~service.errors.StateUnavailable`), so the
+    lanes' logic runs against in-memory stand-ins: no lane module imports redis itself."""
+    offending = {
+        name: sorted(i for i in direct_imports(name) if i.split(".")[0] in REDIS)
+        for name in MODULES
+        if name.startswith(folder + ".")
+    }
+    assert {name: found for name, found in offending.items() if found} == {}
+
+
+SETTINGS = (
+    "service.errors",
+    "service.config",
+    "service.tenants",
+    "service.token_file",
+    "service.topic_names",
+    "service.field_errors",
+    "service.redaction",
+)
+"""Settings, tenants, errors and the shared types they are made of: read first, by everyone."""
+
+FLOORS: tuple[tuple[str, ...], ...] = (
+    SETTINGS,
+    ("service.offsets", "service.answers"),
+    ("service.intake",),
+    ("service.state", "service.connector", "service.registry"),
+    ("service.kafka", "service.ops"),
+    ("service.lanes", "service.tools", "service.console"),
+    ("service.bridge",),
+    ("service.app",),
+    ("service.dev",),
+    ("service.cli", "service.__main__", "service"),
+)
+"""Bottom to top: a module imports only from its own floor or below, as the event's path runs
+(settings, then what is read and answered, then the edges, then the lanes and the wiring)."""
+
+UPWARD = {
+    ("service.answers.producer", "service.kafka.security"): (
+        "the producer that answers and the consumer that reads share the one set of Kafka "
+        "TLS/SASL options; kafka/ is where every Kafka client is configured"
+    ),
+    ("service.ops.tenant_states", "service.lanes.breaker"): (
+        "the breaker's metric names the breaker's own State; a copy of the enum in ops/ would "
+        "be a second state machine to keep in step"
+    ),
+}
+"""The imports that run back up a floor, each with the reason it is allowed."""
+
+
+def floor_of(name: str) -> int:
+    best, found = -1, -1
+    for number, prefixes in enumerate(FLOORS):
+        for prefix in prefixes:
+            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), number
+    assert found >= 0, f"{name} stands on no floor: add it to FLOORS"
+    return found
+
+
+def service_imports(name: str) -> set[str]:
+    """The service modules ``name`` imports (a name imported from a module counts as it)."""
+    return {i for i in direct_imports(name) if i in MODULES}
+
+
+def test_settings_import_nothing_above_them() -> None:
+    above = {
+        name: sorted(i for i in service_imports(name) if not i.startswith(SETTINGS))
+        for name in MODULES
+        if name in SETTINGS
+    }
+    assert {name: found for name, found in above.items() if found} == {}
+
+
+def test_no_import_runs_back_up_a_floor_unless_justified() -> None:
+    upward = {
+        (name, imported)
+        for name in MODULES
+        for imported in service_imports(name)
+        if floor_of(imported) > floor_of(name)
+    }
+    assert upward == set(UPWARD)
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    graph = {name: service_imports(name) - {name} for name in MODULES}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        pytest.fail("import circle: " + " -> ".join(exc.args[1]))

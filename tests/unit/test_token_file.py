@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.ops.redaction import Redactor, SecretSet
+from service.redaction import Redactor, SecretSet
 from service.token_file import TokenFile, TokenFileError
 
 OLD, NEW = "old-token-5b2c91", "new-token-0d7e44"

@@ -4,7 +4,7 @@ It checks every record against the same contracts as the bridge, counts overlapp
 transactional calls, and injects faults on demand; see :mod:`service.dev.sandbox.app`.
 """
 
-from service.dev.sandbox.app import build_app
-from service.dev.sandbox.server import SandboxOptions, SandboxThread, serve
+from service.dev.sandbox.options import SandboxOptions
+from service.dev.sandbox.server import SandboxThread, build_app, serve
 
 __all__ = ["SandboxOptions", "SandboxThread", "build_app", "serve"]

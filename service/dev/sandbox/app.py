@@ -36,12 +36,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from service.dev.sandbox.control import control_routes
 from service.dev.sandbox.faults import Faults
 from service.dev.sandbox.responses import CallResponse, error, json_response
 from service.dev.sandbox.store import Store
@@ -51,9 +48,9 @@ from service.intake.routes import Route as SageRoute
 from service.tenants import TenantKey
 
 if TYPE_CHECKING:
-    from service.dev.sandbox.server import SandboxOptions
+    from service.dev.sandbox.options import SandboxOptions
 
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass(slots=True)
@@ -97,6 +94,26 @@ class _Call:
         }
 
 
+def initial_faults(options: SandboxOptions) -> Faults:
+    """The faults asked for at start-up; through ``update()``, so a bad flag fails at start-up
+    with the same message as the API."""
+    faults = Faults()
+    faults.update(
+        {
+            "latency_ms": options.latency_ms,
+            "fail_rate": options.fail_rate,
+            "error_rate": options.error_rate,
+            "hang_rate": options.hang_rate,
+            "slow_rate": options.slow_rate,
+            "slow_ms": options.slow_ms,
+            "store_then_fail_rate": options.store_then_fail_rate,
+            "store_then_fail_status": options.store_then_fail_status,
+            "check_fencing": options.check_fencing,
+        }
+    )
+    return faults
+
+
 class Sandbox:
     """State and handlers of one sandbox app; every handler runs on the server's event loop."""
 
@@ -104,21 +121,7 @@ class Sandbox:
         table = load_route_table(options.contracts_dir)
         self.routes: dict[str, SageRoute] = {r.endpoint: r for r in table.routes.values()}
         self.front_door = FrontDoor(parse_token_specs(options.tokens))
-        self.initial_faults = Faults()
-        # Through update(), so a bad flag fails at start-up with the same message as the API.
-        self.initial_faults.update(
-            {
-                "latency_ms": options.latency_ms,
-                "fail_rate": options.fail_rate,
-                "error_rate": options.error_rate,
-                "hang_rate": options.hang_rate,
-                "slow_rate": options.slow_rate,
-                "slow_ms": options.slow_ms,
-                "store_then_fail_rate": options.store_then_fail_rate,
-                "store_then_fail_status": options.store_then_fail_status,
-                "check_fencing": options.check_fencing,
-            }
-        )
+        self.initial_faults = initial_faults(options)
         self.faults = self.initial_faults.copy()
         self.store = Store()
         self.rng = random.Random(options.seed)
@@ -345,16 +348,3 @@ def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool] | str:
         if not isinstance(item, dict):
             return f"sandbox: array item {index} is not a JSON object"
     return body, True
-
-
-def build_app(options: SandboxOptions) -> Starlette:
-    """A Starlette app emulating the Connector; ``app.state.sandbox`` is its :class:`Sandbox`."""
-    sandbox = Sandbox(options)
-    app = Starlette(
-        routes=[
-            *control_routes(sandbox),
-            Route("/{path:path}", sandbox.business, methods=_ALL_METHODS),
-        ]
-    )
-    app.state.sandbox = sandbox
-    return app

@@ -28,6 +28,7 @@ from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
 from service.tenants import Tenant
 from tests.support.kafka import Collector
+from tests.support.lanes import never_doubtful
 
 
 def invoice(n: int) -> dict[str, object]:
@@ -151,6 +152,7 @@ async def lane_under_test(
             settle_s=settle_s,
         ),
         Breakers(5, 1.0),
+        doubtful=never_doubtful,
         on_dropped=dropped.extend,
     )
     try:

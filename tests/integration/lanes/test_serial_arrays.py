@@ -28,6 +28,7 @@ from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
 from service.tenants import Tenant
 from tests.conftest import COMPANY, CUSTOMER, TOKEN
+from tests.support.lanes import never_doubtful
 from tests.support.waiting import until
 
 RECEIVABLE = "/accountsReceivable"
@@ -110,6 +111,7 @@ async def array_lane(
             settle_s=settle_s,
         ),
         Breakers(5, 1.0),
+        doubtful=never_doubtful,
         arrays={RECEIVABLE: ArrayRule(batch_max, atomic)},
     )
     under_test = ArrayLane(lane)

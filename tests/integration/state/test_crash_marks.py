@@ -79,7 +79,7 @@ async def test_a_record_that_kills_every_take_in_is_condemned_after_limit_deaths
     deaths = 0
     while True:
         process = processes(limit)
-        take_in = await process.guard.begin(poll)
+        take_in = await process.guard.mark_poll(poll)
         taken = process.take_in(take_in)
         if taken is None:
             deaths += 1
@@ -102,7 +102,7 @@ async def test_deaths_after_the_take_in_never_condemn_a_record(
     poll = tuple(record(n) for n in range(10))
     for _ in range(LIMIT + 2):
         process = processes()
-        take_in = await process.guard.begin(poll)
+        take_in = await process.guard.mark_poll(poll)
         assert process.take_in(take_in) == list(range(10))
         assert take_in.condemned == []
         await process.stop()
@@ -118,20 +118,20 @@ async def test_a_good_record_killed_twice_from_outside_while_taken_in_alone_is_n
     poll = tuple(record(n, b'{"n": %d}' % n) for n in range(10))
     killed_in_poll = processes()
     assert (
-        killed_in_poll.take_in(await killed_in_poll.guard.begin(poll), dies_on=poll[7].value)
+        killed_in_poll.take_in(await killed_in_poll.guard.mark_poll(poll), dies_on=poll[7].value)
         is None
     )
     await killed_in_poll.stop()
     for _ in range(2):
         killed_alone = processes()
         assert (
-            killed_alone.take_in(await killed_alone.guard.begin(poll), dies_on=poll[0].value)
+            killed_alone.take_in(await killed_alone.guard.mark_poll(poll), dies_on=poll[0].value)
             is None
         )
         await killed_alone.stop()
 
     survivor = processes()
-    take_in = await survivor.guard.begin(poll)
+    take_in = await survivor.guard.mark_poll(poll)
     assert survivor.take_in(take_in, dies_on=None) == list(range(10))
     assert take_in.condemned == []
     assert survivor.registered == []
@@ -146,7 +146,7 @@ async def test_a_released_mark_is_gone_and_the_next_owner_takes_in_as_usual(
     polls = [tuple(record(n, partition=p) for n in range(5)) for p in (0, 1)]
     first = processes()
     for poll in polls:
-        first.take_in(await first.guard.begin(poll))
+        first.take_in(await first.guard.mark_poll(poll))
     assert (
         await redis.exists(f"{redis_prefix}:takein:{TOPIC}:0", f"{redis_prefix}:takein:{TOPIC}:1")
         == 2
@@ -157,7 +157,7 @@ async def test_a_released_mark_is_gone_and_the_next_owner_takes_in_as_usual(
     assert await redis.keys(f"{redis_prefix}:*") == []
 
     successor = processes()
-    take_in = await successor.guard.begin(polls[0])
+    take_in = await successor.guard.mark_poll(polls[0])
     assert take_in.records is polls[0], "no mark was left: the poll is taken in as it is"
 
 
@@ -165,7 +165,7 @@ async def test_a_poll_mark_is_removed_after_a_second_without_polls(
     processes: Callable[[], Process], redis: Redis, redis_prefix: str
 ) -> None:
     process = processes()
-    process.take_in(await process.guard.begin((record(0),)))
+    process.take_in(await process.guard.mark_poll((record(0),)))
     assert await redis.exists(f"{redis_prefix}:takein:{TOPIC}:0") == 1
 
     async def released() -> bool:
@@ -189,10 +189,10 @@ async def test_each_poll_costs_one_script_call(redis_prefix: str) -> None:
             tuple(record(100 * k + n, partition=p) for p in range(3) for n in range(50))
             for k in range(11)
         ]
-        process.take_in(await process.guard.begin(polls[0]))  # the script gets loaded
+        process.take_in(await process.guard.mark_poll(polls[0]))  # the script gets loaded
         commands, scripts = await counts()
         for poll in polls[1:]:
-            take_in = await process.guard.begin(poll)
+            take_in = await process.guard.mark_poll(poll)
             assert take_in.records is poll
         commands_after, scripts_after = await counts()
         assert scripts_after - scripts == 10
@@ -220,17 +220,17 @@ async def test_an_unreachable_or_stalled_redis_never_holds_a_poll_back(redis_pre
     private = start_redis()
     hung = Process(f"redis://127.0.0.1:{private.port}/0", redis_prefix)
     try:
-        take_in = await nobody.guard.begin(poll)
+        take_in = await nobody.guard.mark_poll(poll)
         assert take_in.records is poll
 
-        hung.take_in(await hung.guard.begin(poll))  # the script is loaded, then Redis stalls
+        hung.take_in(await hung.guard.mark_poll(poll))  # the script is loaded, then Redis stalls
         with stalled(private.popen.pid):
             started = time.monotonic()
-            take_in = await hung.guard.begin(poll)
+            take_in = await hung.guard.mark_poll(poll)
             assert take_in.records is poll
             assert time.monotonic() - started < 1.5
             started = time.monotonic()
-            take_in = await hung.guard.begin(poll)  # skipped at once while the failure is fresh
+            take_in = await hung.guard.mark_poll(poll)  # skipped at once while the failure is fresh
             assert take_in.records is poll
             assert time.monotonic() - started < 0.1
     finally:

@@ -24,11 +24,11 @@ async def test_every_intent_of_this_prefix_oldest_first(redis: Redis, redis_pref
     neighbour = f"{redis_prefix}1"  # what the unescaped glob would also match
     acme, odd = TenantKey("1001", "ACME"), TenantKey("1:2", "A%B")
     mine = ledger(redis, prefix)
-    await mine.begin(acme, "inv-1", "d1")
-    await mine.begin(odd, "inv:2", "d2")
-    await mine.begin(acme, "sent-1", "d3")
-    await mine.delivered(acme, "sent-1", "d3", 1)
-    await ledger(redis, neighbour).begin(acme, "other-1", "d4")
+    await mine.begin_many([(acme, "inv-1", "d1")])
+    await mine.begin_many([(odd, "inv:2", "d2")])
+    await mine.begin_many([(acme, "sent-1", "d3")])
+    await mine.delivered_many([(acme, "sent-1", "d3", 1)])
+    await ledger(redis, neighbour).begin_many([(acme, "other-1", "d4")])
     await redis.pexpire(f"{prefix}:ledger:1001:ACME:inv-1", int((RETENTION_S - 60) * 1000))
     try:
         found = await intents(redis, prefix, RETENTION_S)

@@ -7,13 +7,13 @@ import signal
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from service.dev.devstack import start_redis
-from service.errors import EpochMovedError, LeaseLost
+from service.errors import EpochMovedError, LeaseLost, StateUnavailable
 from service.state.epoch import Epoch
-from service.state.ledger import EntryState, Guard, Ledger, ResultToWrite
-from service.state.locks import Lease, TenantLocks
+from service.state.ledger import EntryState, Ledger, ResultToWrite
+from service.state.locks import Guard, Lease, TenantLocks
+from tests.support.ledger import begin_one, delivered_one, write_one
 from tests.support.waiting import until
 
 TENANT = ("1001", "ACME")
@@ -34,8 +34,8 @@ async def leased(redis: Redis, prefix: str) -> tuple[Ledger, TenantLocks, Lease]
     return Ledger(redis, prefix, retention_s=60, epoch=epoch), locks, lease
 
 
-def guard(locks: TenantLocks, lease: Lease, settled: bool = True) -> Guard:
-    return Guard(locks.keys(TENANT), lease.owner, locks.ttl_ms, lease.fence, settled)
+def guard(locks: TenantLocks, lease: Lease, quiet: bool = True) -> Guard:
+    return locks.guard(lease, quiet=quiet)
 
 
 @pytest.fixture
@@ -49,14 +49,14 @@ async def test_an_intent_is_in_doubt_to_everyone_but_its_claimant(
     redis: Redis, redis_prefix: str
 ) -> None:
     ledger = ledger_for(redis, redis_prefix)
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
-    assert (await ledger.begin(TENANT, "inv-1", "d1", claim="theirs")).state is (
+    assert (await begin_one(ledger, TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
+    assert (await begin_one(ledger, TENANT, "inv-1", "d1", claim="mine")).state is EntryState.NEW
+    assert (await begin_one(ledger, TENANT, "inv-1", "d1", claim="theirs")).state is (
         EntryState.IN_DOUBT
     )
-    assert (await ledger.begin(TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
-    await ledger.delivered(TENANT, "inv-1", "d1", attempts=1)
-    delivered = await ledger.begin(TENANT, "inv-1", "d1", claim="mine")
+    assert (await begin_one(ledger, TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
+    await delivered_one(ledger, TENANT, "inv-1", "d1", 1)
+    delivered = await begin_one(ledger, TENANT, "inv-1", "d1", claim="mine")
     assert delivered.state is EntryState.DELIVERED  # a claim never reopens a delivered entry
 
 
@@ -71,11 +71,11 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
     observer = Redis.from_url(url)
     try:
         ledger = ledger_for(stalled, redis_prefix)
-        await ledger.begin(TENANT, "warm-up", "d0")  # script loaded before the stall
+        await begin_one(ledger, TENANT, "warm-up", "d0")  # script loaded before the stall
         os.kill(private.popen.pid, signal.SIGSTOP)
         try:
-            with pytest.raises(RedisError):
-                await ledger.begin(TENANT, "inv-2", "d2", claim="mine")
+            with pytest.raises(StateUnavailable):
+                await begin_one(ledger, TENANT, "inv-2", "d2", claim="mine")
         finally:
             os.kill(private.popen.pid, signal.SIGCONT)
 
@@ -83,11 +83,13 @@ async def test_a_begin_whose_reply_was_lost_is_retried_as_new_by_its_claimant(
             return bool(await observer.exists(f"{redis_prefix}:ledger:1001:ACME:inv-2"))
 
         await until(intent_written, 10, "Redis to run the begin it received while stalled")
-        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).state is EntryState.NEW
+        assert (
+            await begin_one(ledger, TENANT, "inv-2", "d2", claim="mine")
+        ).state is EntryState.NEW
         other = ledger_for(observer, redis_prefix)
-        assert (await other.begin(TENANT, "inv-2", "d2")).state is EntryState.IN_DOUBT
+        assert (await begin_one(other, TENANT, "inv-2", "d2")).state is EntryState.IN_DOUBT
         # Once another process has reported it in doubt, its claimant may not go ahead either.
-        assert (await ledger.begin(TENANT, "inv-2", "d2", claim="mine")).state is (
+        assert (await begin_one(ledger, TENANT, "inv-2", "d2", claim="mine")).state is (
             EntryState.IN_DOUBT
         )
     finally:
@@ -107,7 +109,7 @@ async def test_a_result_written_with_the_next_begin_lands_in_the_same_step(
     done = ResultToWrite(TENANT, "inv-1", "d1", attempts=2, delivered=True, claim="mine")
     second = await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="mine", after=done)
     assert second.entry.state is EntryState.NEW and second.previous_written
-    delivered = await ledger.begin(TENANT, "inv-1", "d1")
+    delivered = await begin_one(ledger, TENANT, "inv-1", "d1")
     assert (delivered.state, delivered.attempts) == (EntryState.DELIVERED, 2)
 
     refused = ResultToWrite(TENANT, "inv-3", "d3", attempts=1, delivered=False, claim="mine")
@@ -140,19 +142,19 @@ async def test_a_record_reported_in_doubt_by_another_replica_keeps_that_verdict(
     ledger, locks, lease = await leased(redis, redis_prefix)
     await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-1", "d1", claim="stopped")
     successor = ledger_for(redis, redis_prefix)
-    assert (await successor.begin(TENANT, "inv-1", "d1", claim="new")).state is (
+    assert (await begin_one(successor, TENANT, "inv-1", "d1", claim="new")).state is (
         EntryState.IN_DOUBT
     )
     late = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(late, guard(locks, lease)) is False
-    assert (await successor.begin(TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
+    assert await write_one(ledger, late, guard(locks, lease)) is False
+    assert (await begin_one(successor, TENANT, "inv-1", "d1")).state is EntryState.IN_DOUBT
     # Its own result is written while nobody else has looked — even into an emptied ledger.
     await ledger.begin_guarded(guard(locks, lease), TENANT, "inv-2", "d2", claim="stopped")
     own = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(own, guard(locks, lease)) is True
+    assert await write_one(ledger, own, guard(locks, lease)) is True
     await redis.delete(f"{redis_prefix}:ledger:1001:ACME:inv-3")
     gone = ResultToWrite(TENANT, "inv-3", "d3", attempts=1, delivered=True, claim="stopped")
-    assert await ledger.settle(gone, guard(locks, lease)) is True
+    assert await write_one(ledger, gone, guard(locks, lease)) is True
 
 
 async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
@@ -161,12 +163,12 @@ async def test_tenant_parts_and_event_ids_holding_colons_never_share_an_entry(
     """Tenant (1, A) with event ``x:e`` and tenant (1, A:x) with event ``e`` once joined to the
     same key: the second was answered from the first's entry and never sent."""
     ledger = ledger_for(redis, redis_prefix)
-    assert (await ledger.begin(("1", "A"), "x:e", "d1")).state is EntryState.NEW
-    await ledger.delivered(("1", "A"), "x:e", "d1", attempts=1)
-    assert (await ledger.begin(("1", "A:x"), "e", "d1")).state is EntryState.NEW
-    assert (await ledger.begin(("1", "A"), "x:e", "d1")).state is EntryState.DELIVERED
+    assert (await begin_one(ledger, ("1", "A"), "x:e", "d1")).state is EntryState.NEW
+    await delivered_one(ledger, ("1", "A"), "x:e", "d1", 1)
+    assert (await begin_one(ledger, ("1", "A:x"), "e", "d1")).state is EntryState.NEW
+    assert (await begin_one(ledger, ("1", "A"), "x:e", "d1")).state is EntryState.DELIVERED
     plain = f"{redis_prefix}:ledger:1001:ACME:inv-7"  # parts without ':' or '%' keep their key
-    await ledger.delivered(TENANT, "inv-7", "d7", attempts=1)
+    await delivered_one(ledger, TENANT, "inv-7", "d7", 1)
     assert await redis.hget(plain, "state") == b"delivered"
 
 
@@ -181,10 +183,10 @@ async def test_a_result_whose_first_write_landed_unseen_is_still_ours(
     await ledger.begin_guarded(held, TENANT, "inv-1", "d1", claim="c1")
     done = ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1")
     await ledger.begin_guarded(held, TENANT, "inv-2", "d2", claim="c2", after=done)  # "lost"
-    assert await ledger.settle(done, held) is True
+    assert await write_one(ledger, done, held) is True
     refused = ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2")
-    assert await ledger.settle(refused, held) is True
-    assert await ledger.settle(refused, held) is True  # withdrawn already: still ours
+    assert await write_one(ledger, refused, held) is True
+    assert await write_one(ledger, refused, held) is True  # withdrawn already: still ours
 
 
 async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
@@ -194,7 +196,7 @@ async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
     each in one script under the lease."""
     ledger, locks, lease = await leased(redis, redis_prefix)
     held = guard(locks, lease)
-    await ledger.delivered(TENANT, "inv-0", "d0", attempts=1)
+    await delivered_one(ledger, TENANT, "inv-0", "d0", 1)
     begun = await ledger.begin_guarded_many(
         held, TENANT, [("inv-0", "d0", "c0"), ("inv-1", "d1", "c1"), ("inv-2", "d2", "c2")]
     )
@@ -206,10 +208,10 @@ async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
         ResultToWrite(TENANT, "inv-1", "d1", attempts=1, delivered=True, claim="c1"),
         ResultToWrite(TENANT, "inv-2", "d2", attempts=1, delivered=False, claim="c2"),
     ]
-    assert await ledger.settle_many(results, held) == [True, True]
+    assert await ledger.write_results(results, held) == [True, True]
     assert await redis.exists(locks.keys(TENANT).calling) == 0
-    assert (await ledger.begin(TENANT, "inv-1", "d1")).state is EntryState.DELIVERED
-    assert (await ledger.begin(TENANT, "inv-2", "d2")).state is EntryState.NEW
+    assert (await begin_one(ledger, TENANT, "inv-1", "d1")).state is EntryState.DELIVERED
+    assert (await begin_one(ledger, TENANT, "inv-2", "d2")).state is EntryState.NEW
 
     await redis.delete(locks.keys(TENANT).lock)  # expired, or taken by another replica
     with pytest.raises(LeaseLost):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from service.state.epoch import Epoch
-from service.state.locks import TenantLocks
+from service.state.locks import Lease, TenantLocks
 from service.tenants import TenantKey
 from tests.support.waiting import until
 
@@ -48,10 +47,10 @@ async def test_only_the_owner_can_release(redis, redis_prefix: str) -> None:
     locks = await locks_for(redis, redis_prefix)
     held = await locks.try_acquire(T)
     assert held is not None
-    impostor = dataclasses.replace(held, owner="not-the-owner")
-    assert await locks.release(impostor, settled=True) is False
+    impostor = Lease(held.tenant, "not-the-owner", held.fence, held.valid_until)
+    assert await locks.release(impostor, quiet=True) is False
     assert await locks.try_acquire(T) is None
-    assert await locks.release(held, settled=True) is True
+    assert await locks.release(held, quiet=True) is True
     assert await locks.try_acquire(T) is not None
 
 
@@ -74,7 +73,7 @@ async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> Non
         for _ in range(3):
             assert await locks.acquire(T, wait_s=0.3) is None
     assert not held.lost
-    assert await locks.release(held, settled=True)
+    assert await locks.release(held, quiet=True)
 
 
 async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> None:
@@ -84,7 +83,7 @@ async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> No
         held = await locks.try_acquire(T)
         assert held is not None
         fences.append(held.fence)
-        await locks.release(held, settled=True)
+        await locks.release(held, quiet=True)
     assert fences == sorted(set(fences)) and len(fences) == 5
     # Even if Redis forgot everything (restart without persistence), numbers keep growing.
     await redis.delete(f"{redis_prefix}:fence:1001:ACME")
@@ -104,7 +103,7 @@ async def test_waiter_wakes_on_release_not_on_expiry(redis, redis_prefix: str) -
     await asyncio.wait_for(blocked.wait(), 5)
     loop = asyncio.get_running_loop()
     released_at = loop.time()
-    await holder.release(held, settled=True)
+    await holder.release(held, quiet=True)
     # The lock would expire only after 30 s: taking it within a second proves the waiter was
     # woken by the release notification.
     taken = await asyncio.wait_for(waiting, 5)
@@ -142,11 +141,11 @@ async def test_a_lock_taken_over_while_a_call_may_run_comes_occupied(
     await redis.set(locks.keys(T).calling, first.fence)  # what a begin does before a call
     taken_over = await locks.acquire(T, wait_s=5)  # the first holder vanished mid-call
     assert taken_over is not None and taken_over.occupied
-    assert await locks.release(taken_over, settled=True)  # waited out the settle period
+    assert await locks.release(taken_over, quiet=True)  # waited out the settle period
     again = await locks.try_acquire(T)
     assert again is not None and not again.occupied
     await redis.set(locks.keys(T).calling, again.fence)  # a call, then an unknown outcome:
-    assert await locks.release(again, settled=False)  # released before the settle period
+    assert await locks.release(again, quiet=False)  # released before the settle period
     last = await locks.try_acquire(T)
     assert last is not None and last.occupied
 
@@ -179,7 +178,7 @@ async def test_a_fence_that_went_back_means_redis_lost_writes(redis, redis_prefi
     locks = await locks_for(redis, redis_prefix, quarantine_s=30)
     lease = await locks.try_acquire(T)
     assert lease is not None
-    await locks.release(lease, settled=True)
+    await locks.release(lease, quiet=True)
     await redis.set(f"{redis_prefix}:fence:1001:ACME", lease.fence - 5)
     assert await locks.try_acquire(T) is None
     assert await redis.pttl(locks.epoch.quarantine_key) > 25_000

@@ -11,6 +11,7 @@ from service.state.epoch import Epoch
 from service.state.ledger import EntryState, Ledger, fingerprint
 from service.tenants import TenantKey
 from tests.support.cli import sagebridge
+from tests.support.ledger import begin_one, delivered_one
 
 ACME = TenantKey("1001", "ACME")  # the default tenant of service_env
 BETA = TenantKey("2002", "BETA")
@@ -26,13 +27,13 @@ def ledger(redis: Redis, redis_prefix: str) -> Ledger:
 async def test_show_tells_each_state(ledger: Ledger, service_env: dict[str, str]) -> None:
     none = await sagebridge(service_env, "ledger", "show", "inv-1")
     assert none.out == "inv-1 (1001/ACME): none — the ledger does not know it\n"
-    await ledger.begin(ACME, "inv-1", DIGEST)
+    await begin_one(ledger, ACME, "inv-1", DIGEST)
     doubt = await sagebridge(service_env, "ledger", "show", "inv-1")
     assert doubt.out.startswith(
         "inv-1 (1001/ACME): in_doubt, attempts not counted in the ledger (see the dead "
         "letter's x-attempts), written 20"
     )
-    await ledger.delivered(ACME, "inv-1", DIGEST, 2)
+    await delivered_one(ledger, ACME, "inv-1", DIGEST, 2)
     done = await sagebridge(service_env, "ledger", "show", "inv-1")
     assert done.out.startswith("inv-1 (1001/ACME): delivered, 2 attempt(s), written 20")
     assert "kept until 20" in done.out
@@ -45,18 +46,18 @@ async def test_show_tells_each_state(ledger: Ledger, service_env: dict[str, str]
 async def test_a_verdict_decides_what_a_replay_does(
     ledger: Ledger, service_env: dict[str, str], verdict: str, then: EntryState
 ) -> None:
-    await ledger.begin(ACME, "inv-1", DIGEST, claim="a-process-that-died")
-    assert (await ledger.begin(ACME, "inv-1", DIGEST)).state is EntryState.IN_DOUBT
+    await begin_one(ledger, ACME, "inv-1", DIGEST, claim="a-process-that-died")
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.IN_DOUBT
     ran = await sagebridge(service_env, "ledger", "resolve", "inv-1", verdict)
     assert ran.out.startswith("inv-1 (1001/ACME): ")
     # A replay of the event begins again: answered from the ledger, or sent.
-    assert (await ledger.begin(ACME, "inv-1", DIGEST)).state is then
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is then
 
 
 async def test_a_tenant_is_named_or_the_default_is_meant(
     ledger: Ledger, service_env: dict[str, str]
 ) -> None:
-    await ledger.begin(BETA, "inv-1", DIGEST)
+    await begin_one(ledger, BETA, "inv-1", DIGEST)
     await sagebridge(service_env, "ledger", "resolve", "inv-1", "--delivered", ok=False)
     await sagebridge(
         service_env, "ledger", "resolve", "inv-1", "--tenant", "2002/BETA", "--delivered"
@@ -68,15 +69,15 @@ async def test_a_tenant_is_named_or_the_default_is_meant(
 async def test_resolving_a_delivered_event_is_refused(
     ledger: Ledger, service_env: dict[str, str]
 ) -> None:
-    await ledger.begin(ACME, "inv-1", DIGEST)
-    await ledger.delivered(ACME, "inv-1", DIGEST, 1)
+    await begin_one(ledger, ACME, "inv-1", DIGEST)
+    await delivered_one(ledger, ACME, "inv-1", DIGEST, 1)
     for verdict in ("--delivered", "--not-delivered"):
         ran = await sagebridge(service_env, "ledger", "resolve", "inv-1", verdict, ok=False)
         assert ran.err == (
             "sagebridge ledger resolve: inv-1 (1001/ACME) is already delivered (the Cloud "
             "Connector answered SUCCESS); nothing to resolve\n"
         )
-    assert (await ledger.begin(ACME, "inv-1", DIGEST)).state is EntryState.DELIVERED
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.DELIVERED
 
 
 async def test_resolving_an_unknown_event_is_refused(service_env: dict[str, str]) -> None:

@@ -1,5 +1,5 @@
-"""The README's ``unknown_outcome`` runbook, end to end, in both verdicts: an invoice's answer
-is lost (the Connector stored it, or not, then failed); the operator finds it with
+"""The ``unknown_outcome`` runbook of docs/operating.md, end to end, in both verdicts: an
+invoice's answer is lost (the Connector stored it, or not, then failed); the operator finds it with
 ``dlt list --stage unknown_outcome``, checks Sage, gives the verdict with ``ledger resolve``, and
 replays with ``dlt replay --stage unknown_outcome``. Either way Sage ends up holding the invoice
 exactly once, and the event's last reply is SUCCESS."""

@@ -27,7 +27,7 @@ def test_a_joint_message_names_the_first_ten_failures() -> None:
     joint = Joint("ticket", tuple(f"003Dn{i:013d}" for i in range(50)))
     whole = None
     for index in range(50):
-        whole = joint.settle(index, Outcome.failure(Stage.VALIDATION, "refused"))
+        whole = joint.note(index, Outcome.failure(Stage.VALIDATION, "refused"))
     assert whole is not None and whole.message is not None
     assert whole.message.startswith("50 of 50 records not delivered: 003Dn0000000000000: refused")
     assert whole.message.endswith("; and 40 more")

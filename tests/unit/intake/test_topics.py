@@ -10,8 +10,9 @@ from pydantic import SecretStr
 
 from service.config import load_settings
 from service.errors import SettingsError
-from service.intake.topics import ReplyTopics, TopicPatterns
+from service.intake.topics import ReplyTopics
 from service.tenants import Tenant, TenantDirectory
+from service.topic_names import TopicPatterns
 
 ACME = Tenant("1001", "ACME", SecretStr("t"))
 BETA = Tenant("2002", "BETA", SecretStr("t"), TopicPatterns.of(["beta.replies", "beta.*.out"]))
