@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
+    # Edges of "nothing lost, nothing twice" (issue 22): eviction, memory, replayed letters.
+    redis_allow_eviction: bool = False
+    """Start even though Redis's ``maxmemory-policy`` may evict keys (see
+    :mod:`service.state.eviction`)."""
 
     @field_validator("input_topics", mode="before")
     @classmethod
