@@ -119,6 +119,21 @@ class Settings(BaseSettings):
     redis_allow_eviction: bool = False
     """Start even though Redis's ``maxmemory-policy`` may evict keys (see
     :mod:`service.state.eviction`)."""
+    dlt_replayed_topic: str | None = None
+    """Where ``dlt replay`` records what it replayed (compacted, keyed by each letter's place):
+    ``<DLT_TOPIC>.replayed`` when unset. See :attr:`replayed_topic`."""
+
+    @field_validator("dlt_replayed_topic")
+    @classmethod
+    def _replayed_topic_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_topic(value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+    @property
+    def replayed_topic(self) -> str:
+        """The topic of replayed dead letters: the setting, else derived from the DLT's name."""
+        return self.dlt_replayed_topic or f"{self.dlt_topic}.replayed"
 
     @field_validator("input_topics", mode="before")
     @classmethod
