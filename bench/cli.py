@@ -17,6 +17,7 @@ from types import FrameType
 from bench import report
 from bench.cases import (
     BATCH,
+    BYTES,
     CASES,
     CEILING,
     LATENCY,
@@ -40,7 +41,7 @@ from bench.cases import (
 from bench.lockbench import LockFigures, measure_locks
 from bench.stack import Stack
 
-ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY))
+ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES))
 
 
 def _parser() -> argparse.ArgumentParser:

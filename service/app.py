@@ -136,7 +136,7 @@ class Service:
         answering = Answering(
             self.publisher,
             tracker,
-            FlowControl(settings.max_in_flight),
+            FlowControl(settings.max_in_flight, settings.max_in_flight_bytes),
             self.consumer,
             self.committer,
             self.metrics,

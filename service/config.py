@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     redis_allow_eviction: bool = False
     """Start even though Redis's ``maxmemory-policy`` may evict keys (see
     :mod:`service.state.eviction`)."""
+    max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Value bytes of consumed records not yet answered; past this the consumer stops fetching,
+    as past ``max_in_flight`` records (:mod:`service.offsets.flow`)."""
     dlt_replayed_topic: str | None = None
     """Where ``dlt replay`` records what it replayed (compacted, keyed by each letter's place):
     ``<DLT_TOPIC>.replayed`` when unset. See :attr:`replayed_topic`."""

@@ -60,6 +60,11 @@ class Metrics:
         self.in_flight = Gauge(
             "sagebridge_in_flight", "Consumed records not yet answered.", registry=r
         )
+        self.in_flight_bytes = Gauge(
+            "sagebridge_in_flight_bytes",
+            "Value bytes of consumed records not yet answered.",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "sagebridge_breaker_open",
             "1 while a tenant's Cloud Connector circuit breaker is open.",
