@@ -15,7 +15,7 @@ import pytest
 from service.dev.devstack import forget_keys
 from service.dev.events import contact, event, produce
 from service.dev.sandbox import SandboxOptions, SandboxThread
-from service.dev.sandbox.client import stats, stored_records
+from service.dev.sandbox.client import sandbox_get, stored_records
 from service.dev.topics import Topics
 from tests.conftest import TOKEN
 from tests.support.cli import sagebridge
@@ -87,4 +87,6 @@ async def test_a_replay_after_redis_lost_its_data_sends_nothing_twice(
         "K0000002",
         "K0000003",
     ]
-    assert (await stats(sandbox))["records"] == 3, "no record reached the Connector twice"
+    calls = (await sandbox_get(sandbox, "/_sandbox/calls"))["calls"]
+    sent = sum(call["records"] for call in calls if call["endpoint"] == "/customerContacts")
+    assert sent == 3, f"no record reached the Connector twice: {calls}"
