@@ -12,7 +12,9 @@ three serial cases at once):
   against arrays (:data:`LATENCY_CASES`, e.g. ``serial-200ms-array50-3r-3t``: 200 ms a call,
   arrays of up to 50 invoices, 3 replicas, 3 companies); each can be named alone;
 - ``steady``: end-to-end latency at a steady rate below capacity;
-- ``memory``: the service's peak RSS after each of several equal bursts.
+- ``memory``: the service's peak RSS after each of several equal bursts;
+- ``bytes``: the service's peak RSS against the bytes of large journals queued behind a paused
+  company (``MAX_IN_FLIGHT_BYTES`` at its default), then every journal answered once resumed.
 
 The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
 """
@@ -21,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from bench import feed
 from bench.feed import Message, Replies, Sent
@@ -39,7 +42,8 @@ from service.dev.processes import Process, cpu_seconds, peak_rss_bytes
 from service.dev.sandbox.client import stats
 from service.dev.sandbox.process import SandboxProcess
 from service.dev.topics import Topics
-from service.tenants import Tenant
+from service.state.pauses import PauseStore
+from service.tenants import Tenant, TenantKey
 
 CEILING = "ceiling"
 BATCH = "batch"
@@ -49,6 +53,7 @@ SERIAL_CASES = ("serial-1r", "serial-3r", "serial-3r-2t")
 LATENCY = "latency"
 STEADY = "steady"
 MEMORY = "memory"
+BYTES = "bytes"
 LOCK = "lock"
 
 
@@ -104,6 +109,7 @@ CASES = (
     STEADY,
     LOCK,
     MEMORY,
+    BYTES,
 )
 """What ``--cases`` accepts."""
 SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
@@ -138,6 +144,8 @@ class Plan:
     floor_calls: int = 500
     burst: int = 200_000
     """Contacts per burst in the memory case; it sends :data:`BURSTS` of them."""
+    journals: int = 500
+    """Journals of about 240 KB the bytes case queues, in :data:`QUEUED_STEPS` steps."""
     quick: bool = False
 
     @classmethod
@@ -155,6 +163,7 @@ class Plan:
                 floor_calls=50,
                 latency_case_s=0.5,
                 burst=burst or 1_000,
+                journals=50,
                 quick=True,
             )
         n = events or cls.events
@@ -190,7 +199,12 @@ class CaseResult:
     reader_holes: int = 0
     """Records Tansu skipped for the live reply reader, found by their offsets and read again."""
     rss_after_mb: list[float] = field(default_factory=list)
-    """Peak RSS of the service once ready, then after each burst was answered (``bursts`` > 1)."""
+    """Peak RSS of the service once ready, then after each burst was answered (``bursts`` > 1),
+    or, in the bytes case, after each step of journals was taken in."""
+    queued_mb: list[float] = field(default_factory=list)
+    """The bytes case: MB produced behind the paused company by each step (0 when ready)."""
+    open_mb: list[float] = field(default_factory=list)
+    """The bytes case: MB the service held open after each step (its in-flight bytes)."""
 
     @property
     def complete(self) -> bool:
@@ -214,6 +228,9 @@ class Setup:
     """The feed is sent in this many equal bursts, each once the previous one is answered."""
     serial_array: int = 1
     """``batch_max`` of the AR invoice route (1: the shipped one-record-per-call route)."""
+    queued: bool = False
+    """The feed queues behind a paused company in :data:`QUEUED_STEPS` steps, then the company
+    is resumed (the bytes case)."""
 
 
 async def run_case(stack: Stack, setup: Setup) -> CaseResult:
@@ -224,7 +241,7 @@ async def run_case(stack: Stack, setup: Setup) -> CaseResult:
     started: list[Process] = []
     try:
         services, sandbox = await _start(stack, setup, topics, prefix, started)
-        return await _measure(stack, setup, topics, services, sandbox)
+        return await _measure(stack, setup, topics, services, sandbox, prefix)
     finally:
         stack.stop(*reversed(started))
         await forget_keys(stack.redis_url, prefix)
@@ -258,6 +275,7 @@ async def _measure(
     topics: Topics,
     services: list[Process],
     sandbox: SandboxProcess | None,
+    prefix: str,
 ) -> CaseResult:
     result = CaseResult(setup.key, setup.title, len(setup.feed), replicas=setup.replicas)
     result.ideal_per_s = setup.ideal_per_s
@@ -272,7 +290,11 @@ async def _measure(
         await producer.start()
         cpu_before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
         bench_before = time.process_time()
-        sent = await _send(producer, topics.events, setup, replies, services, result)
+        if setup.queued:
+            queue = Queueing(stack.redis_url, prefix, services[0])
+            sent = await queue.send(producer, topics.events, setup.feed, replies, result)
+        else:
+            sent = await _send(producer, topics.events, setup, replies, services, result)
         cpu_after = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
         result.cpu_s = {name: cpu_after[name] - cpu_before[name] for name in watched}
         result.cpu_s["bench"] = time.process_time() - bench_before
@@ -405,6 +427,84 @@ async def call_floor(stack: Stack, latency_ms: int, calls: int) -> CallFloor:
 
 
 BURSTS = 3
+QUEUED_STEPS = 5
+
+
+@dataclass
+class Queueing:
+    """The bytes case's sending: a paused company, journals produced in steps (after each, the
+    service takes in what it may; its peak RSS is read), then the company resumed."""
+
+    redis_url: str
+    prefix: str
+    service: Process
+
+    async def send(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        journals: Sequence[Message],
+        replies: Replies,
+        result: CaseResult,
+    ) -> Sent:
+        redis = Redis.from_url(self.redis_url)
+        pauses = PauseStore(redis, self.prefix)
+        company = TenantKey(CUSTOMER, COMPANY)
+        try:
+            await pauses.pause(company)
+            await self._until(lambda m: m.get(_PAUSED, 0.0) == 1.0)
+            result.queued_mb.append(0.0)
+            result.open_mb.append(0.0)
+            result.rss_after_mb.append(peak_rss_mb(self.service.pid))
+            sent, size, produced = Sent(), -(-len(journals) // QUEUED_STEPS), 0
+            for start in range(0, len(journals), size):
+                step = journals[start : start + size]
+                sent.join(await feed.produce_burst(producer, topic, step))
+                produced += sum(len(value) for _, value in step)
+                metrics = await self._until(_taken_in(start + len(step)))
+                result.queued_mb.append(produced / MIB)
+                result.open_mb.append(metrics.get("sagebridge_in_flight_bytes", 0.0) / MIB)
+                result.rss_after_mb.append(peak_rss_mb(self.service.pid))
+            await pauses.resume(company)
+            if not await replies.wait_for(len(journals), 120 + len(journals)):
+                result.failure = f"only {len(replies.arrived)} of {len(journals)} replies"
+            return sent
+        finally:
+            await redis.aclose()
+
+    async def _until(self, done: Callable[[dict[str, float]], bool]) -> dict[str, float]:
+        """The service's metrics once ``done`` holds for them (read every 0.2 s, 120 s most)."""
+        deadline = time.monotonic() + 120
+        while True:
+            metrics = await _metrics(self.service)
+            if done(metrics) or time.monotonic() > deadline:
+                return metrics
+            await asyncio.sleep(0.2)
+
+
+def _taken_in(produced: int) -> Callable[[dict[str, float]], bool]:
+    """The service took in all it may: fetching paused, or every record produced is open."""
+
+    def done(metrics: dict[str, float]) -> bool:
+        paused = metrics.get("sagebridge_fetch_paused") == 1.0
+        return paused or metrics.get("sagebridge_in_flight") == produced
+
+    return done
+
+
+_PAUSED = f'sagebridge_tenant_paused{{company="{COMPANY}",customer="{CUSTOMER}"}}'
+
+
+async def _metrics(service: Process) -> dict[str, float]:
+    """The service's unlabelled samples (and the paused gauge), by name."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{service.port}/metrics")).text
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
 
 
 def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
@@ -473,6 +573,17 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 bursts,
                 service_env=batch,
                 bursts=BURSTS,
+            )
+        )
+    if BYTES in cases:
+        chosen.append(
+            Setup(
+                BYTES,
+                f"peak RSS against {plan.journals} journals of ~240 KB queued behind a paused "
+                "company, MAX_IN_FLIGHT_BYTES default",
+                feed.journals(plan.journals),
+                sandbox_latency_ms=latency,
+                queued=True,
             )
         )
     return chosen

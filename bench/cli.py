@@ -17,6 +17,7 @@ from types import FrameType
 from bench import report
 from bench.cases import (
     BATCH,
+    BYTES,
     CASES,
     CEILING,
     LATENCY,
@@ -49,7 +50,9 @@ from bench.seedbench import (
 )
 from bench.stack import Stack
 
-ALL_CASES = ",".join((CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, SEED))
+ALL_CASES = ",".join(
+    (CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES, SEED)
+)
 
 
 def _parser() -> argparse.ArgumentParser:

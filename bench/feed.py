@@ -70,6 +70,17 @@ def invoices(count: int, tenants: int = 1) -> list[Message]:
     return feed
 
 
+def journals(count: int) -> list[Message]:
+    """Large journal entries (about 240 KB each, :func:`service.dev.events.journal`)."""
+    return [
+        (
+            f"JE{n:05d}".encode(),
+            orjson.dumps(events.event(f"journal-{n}", events.journal(n), type="journal.create")),
+        )
+        for n in range(count)
+    ]
+
+
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=5, acks=1, max_batch_size=256 * 1024

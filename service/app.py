@@ -22,6 +22,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from faststream import FastStream
+from redis.exceptions import RedisError
 
 from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
@@ -31,6 +32,7 @@ from service.connector.client import ConnectorClient
 from service.connector.lookup import already_in_sage
 from service.connector.network import connector_network
 from service.connector.results import CallResult
+from service.errors import StartupError
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
 from service.intake.image_step import ImageStep
@@ -63,6 +65,7 @@ from service.registry import RegistryClient, SchemaCache
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
+from service.state.eviction import EvictionWatch
 from service.state.images import ImageStore
 from service.state.ledger import Ledger
 from service.state.locks import TenantLocks
@@ -174,7 +177,7 @@ class Service:
         answering = Answering(
             self.publisher,
             tracker,
-            FlowControl(settings.max_in_flight),
+            FlowControl(settings.max_in_flight, settings.max_in_flight_bytes),
             self.consumer,
             self.committer,
             self.metrics,
@@ -239,7 +242,10 @@ class Service:
             tracing=self.tracing,
             schemas=schemas,
         )
-        self.redis_check = RedisCheck(self.redis, self.watch.check, self.metrics)
+        self.eviction = EvictionWatch(
+            self.redis, self.epoch, allow_eviction=settings.redis_allow_eviction
+        )
+        self.redis_check = RedisCheck(self.redis, self.watch.check, self.eviction, self.metrics)
         self.redis_answers = PeriodicCheck(self.redis_check)
         self.http = InLoopServer(
             health_app(self.metrics, self.readiness), settings.http_host, settings.http_port
@@ -247,6 +253,13 @@ class Service:
         self._committing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        try:
+            await self.eviction.refuse_unless_allowed()
+        except RedisError as exc:  # the periodic Redis check reads it once Redis answers
+            log.warning("Redis maxmemory-policy not read at start-up", extra={"error": repr(exc)})
+        except StartupError:
+            await self.close()
+            raise
         await self.redis_answers.start()
         await self.pause_reads.start()
         await self.http.start()
@@ -295,11 +308,18 @@ class Service:
             "redis": self.redis_answers.latest,
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
+            "redis_eviction": self.eviction.acceptable,
         }
         durability = self.redis_check.durability
         ledger = durability.as_dict() if durability is not None else {"durable": None}
         paused = sorted(str(tenant) for tenant in self.pauses.tenants)
-        return Readiness(all(checks.values()), checks, {"ledger": ledger, "paused": paused})
+        eviction = self.eviction.latest
+        notes = {
+            "ledger": ledger,
+            "paused": paused,
+            "redis_eviction": eviction.as_dict() if eviction is not None else {"case": None},
+        }
+        return Readiness(all(checks.values()), checks, notes)
 
     async def _doubtful(self, ticket: Consumed) -> bool:
         return await self.watch.doubtful(ticket.partition, ticket.offset)

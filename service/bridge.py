@@ -119,16 +119,20 @@ class Answering:
         for ticket in tickets:
             if ticket.generation == self.tracker.generation(ticket.partition):
                 self.tracker.dropped(ticket.partition, ticket.offset)
-        self._closed(len(tickets))
+        self._closed(tickets)
         self._background(self._notify())
 
-    def opened(self, count: int) -> None:
-        """Records were consumed: pause fetching past the in-flight limit."""
-        if self.flow.consumed(count):
+    def opened(self, records: Sequence[ConsumerRecord]) -> None:
+        """Records were consumed: pause fetching past the in-flight limits."""
+        if self.flow.consumed(len(records), sum(_size(r.value) for r in records)):
             self._consumer.pause()
             self._metrics.fetch_paused.set(1)
-            log.warning("fetching paused: in-flight limit reached", extra={"open": self.flow.open})
+            log.warning(
+                "fetching paused: in-flight limit reached",
+                extra={"open": self.flow.open, "open_bytes": self.flow.open_bytes},
+            )
         self._metrics.in_flight.set(self.flow.open)
+        self._metrics.in_flight_bytes.set(self.flow.open_bytes)
 
     async def wait_answered(
         self, partitions: set[TopicPartition] | None, wait_s: float | None
@@ -153,20 +157,27 @@ class Answering:
         async with self._answered:
             self._answered.notify_all()
 
-    def _closed(self, count: int) -> None:
-        if self.flow.answered(count) and not self.draining:
+    def _closed(self, tickets: Sequence[Consumed]) -> None:
+        resume = self.flow.answered(len(tickets), sum(_size(t.value) for t in tickets))
+        if resume and not self.draining:
             self._consumer.resume()
             self._metrics.fetch_paused.set(0)
             log.info("fetching resumed", extra={"open": self.flow.open})
         self._metrics.in_flight.set(self.flow.open)
+        self._metrics.in_flight_bytes.set(self.flow.open_bytes)
 
     async def _answer(self, results: list[tuple[Consumed, Outcome]]) -> None:
-        current = [r for r in results if r[0].generation == self.tracker.generation(r[0].partition)]
-        if len(current) < len(results):
+        current: list[tuple[Consumed, Outcome]] = []
+        withheld: list[Consumed] = []
+        for ticket, outcome in results:
+            if ticket.generation == self.tracker.generation(ticket.partition):
+                current.append((ticket, outcome))
+            else:
+                withheld.append(ticket)
+        if withheld:
             # Their partition was revoked meanwhile; its new owner answers them (a second,
             # possibly different verdict from us would contradict its).
-            withheld = len(results) - len(current)
-            log.info("answers for a revoked partition withheld", extra={"records": withheld})
+            log.info("answers for a revoked partition withheld", extra={"records": len(withheld)})
             self._closed(withheld)
             results = current
         if results:
@@ -183,7 +194,7 @@ class Answering:
             self._outcome_log.write(
                 outcome_line(t.subject, o, now - t.received_at) for t, o in results
             )
-            self._closed(len(results))
+            self._closed([ticket for ticket, _ in results])
             self._committer.wanted()
         await self._notify()
 
@@ -283,9 +294,9 @@ class Bridge:
             elif decision.route.lane is Lane.BATCH:
                 master_data.append((ticket, decision))
             else:
-                self._serial.submit(Delivery.of(ticket, decision, ticket.trace))
+                self._serial.submit(Delivery.of(ticket, decision, ticket.trace, packed=True))
         refused.extend(self._condemned(take_in.condemned, now))
-        self._answering.opened(len(records))
+        self._answering.opened(records)
         if master_data:
             refused.extend(await self._master_data.submit(master_data))
         if refused:
@@ -302,7 +313,7 @@ class Bridge:
             if part.route.lane is Lane.BATCH:
                 master_data.append((child, part))
             else:
-                self._serial.submit(Delivery.of(child, part, ticket.trace))
+                self._serial.submit(Delivery.of(child, part, ticket.trace, packed=True))
         return master_data
 
     def _condemned(self, condemned: list[Condemned], now: float) -> list[tuple[Consumed, Outcome]]:
@@ -376,6 +387,10 @@ class Bridge:
             self._consumer.pause(assigned)
         await self._watch.assigned(assigned)
         self.assigned = True
+
+
+def _size(value: bytes | None) -> int:
+    return 0 if value is None else len(value)
 
 
 def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed, Outcome]]:

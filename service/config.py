@@ -153,6 +153,28 @@ class Settings(BaseSettings):
     redis_prefix: str = "sagebridge"
     """Prefix of every Redis key, so several deployments (or tests) share one Redis safely."""
     log_level: str = "INFO"
+    # Edges of "nothing lost, nothing twice" (issue 22): eviction, memory, replayed letters.
+    redis_allow_eviction: bool = False
+    """Start even though Redis's ``maxmemory-policy`` may evict keys (see
+    :mod:`service.state.eviction`)."""
+    max_in_flight_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Value bytes of consumed records not yet answered; past this the consumer stops fetching,
+    as past ``max_in_flight`` records (:mod:`service.offsets.flow`)."""
+    dlt_replayed_topic: str | None = None
+    """Where ``dlt replay`` records what it replayed (compacted, keyed by each letter's place):
+    ``<DLT_TOPIC>.replayed`` when unset. See :attr:`replayed_topic`."""
+
+    @field_validator("dlt_replayed_topic")
+    @classmethod
+    def _replayed_topic_name(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_topic(value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+    @property
+    def replayed_topic(self) -> str:
+        """The topic of replayed dead letters: the setting, else derived from the DLT's name."""
+        return self.dlt_replayed_topic or f"{self.dlt_topic}.replayed"
 
     @field_validator("input_topics", mode="before")
     @classmethod

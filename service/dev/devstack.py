@@ -58,11 +58,16 @@ def start_tansu(log_dir: Path | None = None, port: int | None = None) -> Process
 
 
 def start_redis(
-    log_dir: Path | None = None, port: int | None = None, append_only_dir: Path | None = None
+    log_dir: Path | None = None,
+    port: int | None = None,
+    append_only_dir: Path | None = None,
+    options: Sequence[str] = (),
 ) -> Process:
     """A disposable ``redis-server`` on a free port, or on ``port`` — to bring one back empty
     where a killed one was, as a restart without persistence does. Nothing is persisted unless
-    ``append_only_dir`` is given (then an append-only file is kept there)."""
+    ``append_only_dir`` is given (then an append-only file is kept there). ``options`` are more
+    ``redis-server`` arguments (``--maxmemory-policy allkeys-lru``, ``--rename-command CONFIG
+    ""``: a Redis set up as managed services often are)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise DevStackError(
@@ -75,6 +80,7 @@ def start_redis(
         argv += ["--appendonly", "no"]
     else:
         argv += ["--appendonly", "yes", "--dir", str(append_only_dir)]
+    argv += options
     return spawn_listening("redis", argv, port, _log_path("redis", port, log_dir))
 
 

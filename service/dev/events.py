@@ -27,6 +27,26 @@ def event(
     return {"event_id": event_id, "type": type, "data": data, **extra}
 
 
+def journal(n: int, lines: int = 1700) -> dict[str, Any]:
+    """A large journal entry, number ``n``: ``lines`` lines, about 140 bytes of JSON each (the
+    default makes an event of about 240 KB, a month-end accrual's size)."""
+    return {
+        "JournalNo": f"JE{n:05d}",
+        "Date": "2026-12-01",
+        "Lines": [
+            {
+                "AccountNo": f"{1000 + i % 50}-00",
+                "Debit": round(i * 1.37, 2),
+                "Credit": 0,
+                "Description": f"line {i} of the month-end accrual",
+                "JobNo": f"J{i % 97:05d}",
+                "CostCode": "01-100",
+            }
+            for i in range(lines)
+        ],
+    }
+
+
 def tenant(customer: str, company: str) -> dict[str, str]:
     """The envelope's ``tenant`` field: which company's Cloud Connector the event is for."""
     return {"customer": customer, "company": company}

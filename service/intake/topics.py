@@ -39,12 +39,19 @@ class ReplyTopics:
     dlt: str
     allowed: TopicPatterns | None
     """``SAGEBRIDGE_REPLY_TOPICS``; ``None`` when unset."""
+    replayed: str = ""
+    """Where ``dlt replay`` records what it replayed: a reply there could mark letters as
+    replayed that never were."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReplyTopics:
         allowed = TopicPatterns.of(settings.reply_topics) if settings.reply_topics else None
         return cls(
-            settings.reply_topic, frozenset(settings.input_topics), settings.dlt_topic, allowed
+            settings.reply_topic,
+            frozenset(settings.input_topics),
+            settings.dlt_topic,
+            allowed,
+            settings.replayed_topic,
         )
 
     def refusal(self, topic: str, tenant: Tenant) -> str | None:
@@ -55,6 +62,8 @@ class ReplyTopics:
             return "it is an input topic"
         if topic == self.dlt:
             return "it is the dead-letter topic"
+        if topic == self.replayed:
+            return "it records the dead letters replayed"
         if topic.startswith(KAFKA_INTERNAL_PREFIX):
             return "topics starting with '__' are Kafka's own"
         if tenant.reply_topics is not None:

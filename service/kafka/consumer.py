@@ -75,3 +75,15 @@ class GroupConsumer:
             coordinator.fetch_committed_offsets(list(partitions)), within_s
         )
         return any(meta.offset >= 0 for meta in found.values())
+
+    async def commit_beginnings(
+        self, partitions: Collection[TopicPartition], within_s: float
+    ) -> None:
+        """Commit each partition's first offset (where a new group starts reading anyway): a
+        trace in Kafka that the group has run, for :mod:`service.kafka.epoch_watch`. Raises
+        ``TimeoutError`` (or Kafka's error) when Kafka does not take it within ``within_s``."""
+        consumer = self.consumer
+        if consumer is None or not partitions:
+            return
+        firsts = await asyncio.wait_for(consumer.beginning_offsets(list(partitions)), within_s)
+        await asyncio.wait_for(consumer.commit(dict(firsts)), within_s)

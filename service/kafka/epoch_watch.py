@@ -83,7 +83,7 @@ class EpochWatch:
         if not self._epoch.established:
             if not self._assigned:
                 return
-            witnessed = await self._loss_witnessed()
+            witnessed = await self._loss_witnessed() or not await self._leave_a_trace()
             await self._epoch.establish(witnessed, self._end_offsets_everywhere)
         current = await self._epoch.current()
         if current is None:
@@ -110,22 +110,47 @@ class EpochWatch:
 
     async def _loss_witnessed(self) -> bool:
         """Redis has no epoch and we know none: is this a fresh deployment, or did Redis lose
-        its data? If the group committed offsets for our partitions, it is not fresh. An
-        unanswered question counts as a fresh start."""
+        its data? Only Kafka can prove it fresh: the group committed no offset on any
+        partition of any input topic (ours or another replica's: a replica starting beside
+        others may be given only partitions that never committed). Anything less is no proof,
+        and is handled as a declared loss, with its quarantine: a call made under the lost data
+        may still be running at the Connector. So is a question Kafka leaves unanswered."""
         if await self._epoch.current() is not None:
             return False
+        partitions = self._input_partitions() or self._assigned
         try:
-            return await self._consumer.any_committed(self._assigned, ASK_KAFKA_WITHIN_S)
+            return await self._consumer.any_committed(partitions, ASK_KAFKA_WITHIN_S)
         except Exception as exc:
-            log.warning("committed offsets unknown at assignment", extra={"error": repr(exc)})
+            log.warning(
+                "committed offsets unknown at assignment: Redis is not known to be fresh, so "
+                "its missing epoch is handled as a loss of data",
+                extra={"error": repr(exc)},
+            )
+            return True
+
+    async def _leave_a_trace(self) -> bool:
+        """Before a fresh deployment's first epoch: commit where our partitions begin, so that
+        from now on the group has commits, and a replica that later finds Redis without an
+        epoch cannot take it for a fresh one, even if no record was ever answered (a first
+        call still running when Redis lost its data). ``False`` if Kafka did not take it."""
+        try:
+            await self._consumer.commit_beginnings(self._assigned, ASK_KAFKA_WITHIN_S)
+        except Exception as exc:
+            log.warning(
+                "could not commit the first offsets of a fresh deployment: its epoch is "
+                "established as after a loss of data",
+                extra={"error": repr(exc)},
+            )
             return False
+        return True
+
+    def _input_partitions(self) -> list[TopicPartition]:
+        return [tp for topic in self._input_topics for tp in self._consumer.partitions_of(topic)]
 
     async def _end_offsets_everywhere(self) -> dict[tuple[str, int], int]:
         """The end offset of every partition of every input topic (ours or not): the replay
         horizon of a loss of Redis data."""
-        partitions = [
-            tp for topic in self._input_topics for tp in self._consumer.partitions_of(topic)
-        ]
+        partitions = self._input_partitions()
         if not partitions:
             return {}
         ends = await self._log_ends.of(partitions, ASK_KAFKA_WITHIN_S)

@@ -27,6 +27,8 @@ from service.kafka.security import broker_security
 FASTSTREAM_LOG = logging.getLogger("sagebridge.faststream")
 POLL_MAX_RECORDS = 1000
 FETCH_MAX_WAIT_MS = 50
+FETCH_MAX_BYTES = 50 * 1024 * 1024
+"""aiokafka's own default for one fetch answer."""
 """A fetch that finds nothing waits at most this long on the broker: the default 500 ms would
 show up directly in end-to-end latency and after every resume."""
 
@@ -76,6 +78,8 @@ def declare(
         # One poll never brings more than half the in-flight limit, so open records stay
         # below 1.5 x MAX_IN_FLIGHT even when a full poll arrives just under the limit.
         max_records=min(POLL_MAX_RECORDS, max(1, settings.max_in_flight // 2)),
+        # Likewise for bytes: one fetch brings at most half of MAX_IN_FLIGHT_BYTES.
+        fetch_max_bytes=min(FETCH_MAX_BYTES, settings.max_in_flight_bytes // 2),
         batch_timeout_ms=max(settings.batch_wait_ms, 50),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -60,6 +60,11 @@ class Metrics:
         self.in_flight = Gauge(
             "sagebridge_in_flight", "Consumed records not yet answered.", registry=r
         )
+        self.in_flight_bytes = Gauge(
+            "sagebridge_in_flight_bytes",
+            "Value bytes of consumed records not yet answered.",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "sagebridge_breaker_open",
             "1 while a tenant's Cloud Connector circuit breaker is open.",
@@ -86,6 +91,14 @@ class Metrics:
         self.serial_paused = Gauge(
             "sagebridge_serial_lane_paused",
             "1 while Redis is unreachable and the serial lane waits.",
+            registry=r,
+        )
+
+        self.redis_eviction = Enum(
+            "sagebridge_redis_eviction",
+            "Redis maxmemory-policy: noeviction, evicting (allowed by "
+            "SAGEBRIDGE_REDIS_ALLOW_EVICTION), or unknown (CONFIG refused: evicted_keys watched).",
+            states=["noeviction", "evicting", "unknown"],
             registry=r,
         )
 

@@ -2,8 +2,9 @@
 
 Readiness asks whether Redis answers; the answer is kept from the last check, so however often
 ``/readyz`` is asked it costs no round trip of its own. While Redis answers, the same check
-also runs the epoch watch (a loss of Redis data is noticed even while no transactional record
-moves) and, once, reads whether Redis is set up to keep the ledger through a restart.
+also reads whether Redis may evict keys (an eviction is a loss of data), runs the epoch watch
+(a loss of Redis data is noticed even while no transactional record moves) and, once, reads
+whether Redis is set up to keep the ledger through a restart.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from service.errors import StateUnavailable
 from service.ops.metrics import Metrics
 from service.state.durability import Durability
 from service.state.durability import check as check_durability
+from service.state.eviction import EvictionWatch
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +29,15 @@ PING_TIMEOUT_S = 1.0
 
 class RedisCheck:
     def __init__(
-        self, redis: Redis, watch_epoch: Callable[[], Awaitable[None]], metrics: Metrics
+        self,
+        redis: Redis,
+        watch_epoch: Callable[[], Awaitable[None]],
+        eviction: EvictionWatch,
+        metrics: Metrics,
     ) -> None:
         self._redis = redis
         self._watch_epoch = watch_epoch
+        self._eviction = eviction
         self._metrics = metrics
         self.durability: Durability | None = None
         """What Redis said of its persistence (``None`` until it answered)."""
@@ -47,6 +54,9 @@ class RedisCheck:
             if self.durability is None:
                 self.durability = await check_durability(self._redis)
                 self._report(self.durability)
+            await self._eviction.check()
+            if self._eviction.latest is not None:
+                self._metrics.redis_eviction.state(self._eviction.latest.case)
             await self._watch_epoch()
         except (RedisError, StateUnavailable):
             pass

@@ -25,8 +25,11 @@ reported ``unknown_outcome``, never resent — if it is a replay (it was in the 
 consumer got the partition, so an earlier owner may have sent it).
 
 A process that starts without knowing any epoch cannot tell a fresh Redis from an emptied one by
-Redis alone. The consumer group's committed offsets are the witness: if they exist for our
-partitions while Redis has no epoch, data was lost. So a process first *establishes* its epoch
+Redis alone. The consumer group's committed offsets are the witness: if they exist for any input
+partition while Redis has no epoch, data was lost. A fresh deployment's first process commits
+where its partitions begin before it writes the first epoch, so the witness exists from then on,
+even before any record is answered; and a question Kafka leaves unanswered proves nothing, so it
+counts as a loss (:mod:`service.kafka.epoch_watch`). So a process first *establishes* its epoch
 (:meth:`Epoch.establish`, with that witness) and no lock script runs before.
 
 Each Lua function below is documented with what it reads and writes; the lock and ledger

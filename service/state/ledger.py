@@ -109,6 +109,9 @@ class StoredEntry:
     state: str
     attempts: int | None
     expires_in_s: float
+    attempted_at: float | None = None
+    """For an intent: when it was written, just before the first attempt (Unix seconds, Redis's
+    clock); ``None`` for entries written before intents kept it."""
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -301,14 +304,15 @@ class Ledger:
         """What the ledger holds for the event, or ``None``; reads only."""
         entry_key = self._key(tenant, event_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(entry_key, "state", "attempts")
+            pipe.hmget(entry_key, "state", "attempts", "at")
             pipe.pttl(entry_key)
-            (state, attempts), ttl_ms = await pipe.execute()
+            (state, attempts, at), ttl_ms = await pipe.execute()
         if state is None:
             return None
         if state == b"delivered":
             return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
-        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000)
+        attempted_at = None if at is None else int(at) / 1000
+        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000, attempted_at)
 
     @speaks_state
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:

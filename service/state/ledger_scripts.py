@@ -20,7 +20,10 @@ from service.state.epoch import EPOCH_CHECK_LUA
 # the entry is still that claim's intent (or gone: a loss of Redis data, or this very withdraw
 # run earlier; or, for ``delivered``, already delivered with this fingerprint by this very
 # write); they return 0 when the entry was superseded, 1 when written.
+# An intent also keeps ``at``: Redis's clock, in ms, when it was written (just before the first
+# attempt), read once per script; ``ledger resolve --not-delivered`` is timed from it.
 STEPS = """
+local intent_at = nil
 local function begin(key, digest, claim, retention)
   local entry = redis.call('HMGET', key, 'state', 'fingerprint', 'attempts', 'claim')
   if entry[1] and not (claim ~= '' and entry[1] == 'intent' and entry[4] == claim) then
@@ -29,8 +32,12 @@ local function begin(key, digest, claim, retention)
     end
     return {entry[1], entry[2], entry[3]}
   end
+  if not intent_at then
+    local now = redis.call('TIME')
+    intent_at = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+  end
   redis.call('HSET', key, 'state', 'intent', 'fingerprint', digest, 'attempts', '0',
-             'claim', claim)
+             'claim', claim, 'at', intent_at)
   redis.call('PEXPIRE', key, retention)
   return false
 end

@@ -73,24 +73,9 @@ class DeadLetterReader:
 
     async def batches(self) -> AsyncIterator[list[DeadLetter]]:
         """Every letter up to the ends, in fetched batches (in order within a partition)."""
-        consumer = self._consumer
         reading = [TopicPartition(self._topic, p) for p in self.partitions]
-        consumer.assign(reading)
-        await consumer.seek_to_beginning(*reading)
-        ends: dict[TopicPartition, int] = {}
-        while reading:
-            fetched = await consumer.getmany(*reading, timeout_ms=POLL_MS, max_records=BATCH)
-            batch: list[DeadLetter] = []
-            for tp in list(reading):
-                high = consumer.highwater(tp)
-                if high is None:
-                    continue  # not fetched from yet
-                end = ends.setdefault(tp, high)
-                batch += [self._letter(r) for r in fetched.get(tp, ()) if r.offset < end]
-                if await consumer.position(tp) >= end:
-                    reading.remove(tp)
-            if batch:
-                yield batch
+        async for records in read_to_end(self._consumer, reading):
+            yield [self._letter(r) for r in records]
 
     def _letter(self, record: Any) -> DeadLetter:
         return describe(
@@ -104,3 +89,28 @@ class DeadLetterReader:
             default_tenant=self._default,
             max_event_bytes=self._max_event_bytes,
         )
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> AsyncIterator[list[Any]]:
+    """Every record of ``partitions`` from the beginning up to the end each had when first
+    fetched from, in fetched batches (in order within a partition), by a consumer without a
+    group: nothing is committed."""
+    reading = list(partitions)
+    consumer.assign(reading)
+    await consumer.seek_to_beginning(*reading)
+    ends: dict[TopicPartition, int] = {}
+    while reading:
+        fetched = await consumer.getmany(*reading, timeout_ms=POLL_MS, max_records=BATCH)
+        batch: list[Any] = []
+        for tp in list(reading):
+            high = consumer.highwater(tp)
+            if high is None:
+                continue  # not fetched from yet
+            end = ends.setdefault(tp, high)
+            batch += [r for r in fetched.get(tp, ()) if r.offset < end]
+            if await consumer.position(tp) >= end:
+                reading.remove(tp)
+        if batch:
+            yield batch

@@ -6,6 +6,13 @@ again: nothing sagebridge can see says whether Sage stored it. A person checks S
 the verdict: ``--delivered`` turns the intent into a delivery (a replay is answered SUCCESS
 without a call), ``--not-delivered`` clears it (a replay sends the record). Anything but an
 intent is refused, so a verdict never overwrites what the Cloud Connector itself answered.
+
+``--not-delivered`` is also refused while the record's last call may still land: the Cloud
+Connector finishes a request after its client gave up, for up to ``SETTLE_AFTER_UNKNOWN_S``. A
+person who checks Sage right after the alert could otherwise see nothing yet, clear the intent,
+replay, and have the invoice stored twice. The ledger keeps when the intent was written, just
+before the first attempt; retries follow only answers proving nothing was processed, so the
+last attempt began within :func:`attempts_window_s` of it. ``--force`` overrides the guard.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from service.config import Settings
 from service.errors import ToolError
 from service.state.client import connect as connect_redis
 from service.state.epoch import Epoch
-from service.state.ledger import Ledger
+from service.state.ledger import Ledger, StoredEntry
 from service.tenants import TenantKey
 from service.tools.dead_letters import iso
 from service.tools.reach import unreachable
@@ -69,11 +76,46 @@ async def show(
         if entry.attempts is None
         else f"{entry.attempts} attempt(s)"
     )
+    verdict = ""
+    if entry.state == "in_doubt":
+        accepted = not_delivered_accepted_from(settings, entry)
+        verdict = f", --not-delivered accepted from {iso(accepted)}"
     out.write(
         f"{event_id} ({who}): {entry.state}, {attempts}, "
-        f"written {iso(min(written, now))}, kept until {iso(expires)}\n"
+        f"written {iso(min(written, now))}, kept until {iso(expires)}{verdict}\n"
     )
     return 0
+
+
+BACKOFF_CAP_S = 30.0
+"""The retry loop's longest single backoff (:class:`service.lanes.retry.Backoff`)."""
+
+
+def attempts_window_s(settings: Settings) -> float:
+    """The longest from a record's intent to the start of its last attempt: every earlier
+    attempt taking its whole timeout, each followed by its longest backoff."""
+    base_s = settings.retry_backoff_ms / 1000
+    backoffs = sum(
+        min(BACKOFF_CAP_S, base_s * 2.0 ** (n - 1)) for n in range(1, settings.max_attempts)
+    )
+    return (settings.max_attempts - 1) * settings.http_timeout_s + backoffs
+
+
+def not_delivered_accepted_from(settings: Settings, entry: StoredEntry) -> datetime:
+    """When ``--not-delivered`` becomes safe for this intent: its last attempt's timeout, then
+    the settle period, after the latest moment that attempt can have begun. An intent written
+    before intents kept their time is timed from its last write (its expiry less retention)."""
+    if entry.attempted_at is not None:
+        written = datetime.fromtimestamp(entry.attempted_at, UTC)
+    else:
+        written = datetime.now(UTC) + timedelta(
+            seconds=entry.expires_in_s - settings.idempotency_retention_s
+        )
+    return written + timedelta(
+        seconds=attempts_window_s(settings)
+        + settings.http_timeout_s
+        + settings.settle_after_unknown_s
+    )
 
 
 async def resolve(
@@ -82,12 +124,24 @@ async def resolve(
     tenant: TenantKey | None,
     *,
     delivered: bool,
+    force: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Record the operator's verdict on an intent; :class:`ToolError` for anything else."""
+    """Record the operator's verdict on an intent; :class:`ToolError` for anything else, and
+    for ``--not-delivered`` while the last call may still land (unless ``force``)."""
     who = tenant_or_default(settings, tenant, "ledger resolve")
     out = out or sys.stdout
     async with _ledger(settings, "ledger resolve") as ledger:
+        entry = await ledger.look(who, event_id)
+        if not delivered and not force and entry is not None and entry.state == "in_doubt":
+            accepted = not_delivered_accepted_from(settings, entry)
+            if datetime.now(UTC) < accepted:
+                raise ToolError(
+                    f"ledger resolve: refused: {event_id} ({who}) may still be stored by its "
+                    f"last call (the Cloud Connector finishes calls its client gave up); "
+                    f"--not-delivered is accepted from {iso(accepted)}: check Sage again "
+                    "then, or add --force"
+                )
         found = await ledger.resolve(who, event_id, delivered=delivered)
     if found == "delivered":
         raise ToolError(

@@ -37,7 +37,13 @@ def add_ledger(commands: Any) -> None:
         "--not-delivered",
         dest="delivered",
         action="store_false",
-        help="Sage does not have it: clear the intent, so a replay sends it",
+        help="Sage does not have it: clear the intent, so a replay sends it (refused until "
+        "SETTLE_AFTER_UNKNOWN_S after the record's last possible attempt)",
+    )
+    resolve.add_argument(
+        "--force",
+        action="store_true",
+        help="accept --not-delivered before then (the last call may still land in Sage)",
     )
     resolve.set_defaults(handler=_ledger_resolve)
 
@@ -52,5 +58,7 @@ def _ledger_resolve(args: argparse.Namespace) -> int:
     from service.tools.ledger import resolve
 
     return asyncio.run(
-        resolve(load_settings(), args.event_id, args.tenant, delivered=args.delivered)
+        resolve(
+            load_settings(), args.event_id, args.tenant, delivered=args.delivered, force=args.force
+        )
     )

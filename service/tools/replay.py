@@ -5,9 +5,12 @@ dead letter's original key and value go back to ``x-original-topic`` (or ``--to`
 byte, with an ``x-replayed-from`` header naming the dead letter.
 
 Each dead letter is replayed at most once, whatever the filters: the letters replayed are
-recorded in Redis by their place on the dead-letter topic (:mod:`service.state.replayed`), so
-a second run with the same filters replays nothing, and replaying one stage leaves the letters
-of other stages as they were. The topic is read without a consumer group
+recorded by their place on the dead-letter topic, on a compacted topic that survives a Redis
+that lost its data (:mod:`service.tools.replayed_topic`), and claimed in Redis first so two runs
+at once cannot both send one (:mod:`service.state.replayed`). A second run with the same
+filters replays nothing, and replaying one stage leaves the letters of other stages as they
+were. A letter is recorded before it is sent and forgotten again if Kafka does not take it: a
+run killed in between leaves it unsent (at most once). The topic is read without a consumer group
 (:mod:`service.tools.dead_letter_reader`). ``--dry-run`` lists what would be replayed and
 records nothing.
 
@@ -34,6 +37,7 @@ from service.state.replayed import ReplayedLetters
 from service.tools.dead_letter_reader import DeadLetterReader
 from service.tools.dead_letters import DeadLetter, LetterFilter, iso
 from service.tools.reach import unreachable
+from service.tools.replayed_topic import ReplayedTopic
 
 PROGRESS_EVERY = 1000
 """Letters read between two progress lines."""
@@ -67,7 +71,7 @@ async def replay_dead_letters(
     chosen = letters or LetterFilter()
     out = out or sys.stdout
     redis = connect_redis(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
-    record = ReplayedLetters(redis, settings.redis_prefix)
+    kept = ReplayedTopic(settings)
     tally = _Tally()
     verb = "would replay" if dry_run else "replayed"
     try:
@@ -83,6 +87,10 @@ async def replay_dead_letters(
             try:
                 if producer is not None:
                     await producer.start()
+                    await kept.ensure()
+                record = _Replayed(
+                    ReplayedLetters(redis, settings.redis_prefix), kept, await kept.load()
+                )
                 async with DeadLetterReader(settings) as reader:
                     earlier = await _replayed_before(settings, reader.partitions)
                     async for batch in reader.batches():
@@ -147,9 +155,24 @@ def _by_partition(
     return list(groups.values())
 
 
+@dataclass
+class _Replayed:
+    """Which letters were replayed: claims in Redis (one run at a time per letter), and the
+    record in Kafka that outlives Redis (``in_kafka``: as read when the run began)."""
+
+    claims: ReplayedLetters
+    kept: ReplayedTopic
+    in_kafka: dict[int, set[int]]
+
+    async def replayed(self, topic: str, partition: int, offsets: list[int]) -> list[bool]:
+        known = self.in_kafka.get(partition, set())
+        claimed = await self.claims.replayed(topic, partition, offsets)
+        return [offset in known or was for offset, was in zip(offsets, claimed, strict=True)]
+
+
 async def _replay(
     group: list[DeadLetter],
-    record: ReplayedLetters,
+    record: _Replayed,
     producer: AIOKafkaProducer | None,
     to_topic: str | None,
     room: int | None,
@@ -165,9 +188,15 @@ async def _replay(
             out.write(_line(letter, to_topic) + "\n")
         tally.replayed += len(todo)
         return
-    claimed = await record.claim(topic, partition, [letter.offset for letter in todo])
+    claimed = await record.claims.claim(topic, partition, [letter.offset for letter in todo])
     mine = [letter for letter, won in zip(todo, claimed, strict=True) if won]
     sends: list[Any] = []
+    try:
+        targets = [(letter.offset, to_topic or letter.original_topic) for letter in mine]
+        await record.kept.record(producer, partition, targets)
+    except BaseException:
+        await record.claims.release(topic, partition, [letter.offset for letter in mine])
+        raise
     try:
         for letter in mine:
             origin = f"{letter.topic}@{letter.partition}:{letter.offset}"
@@ -180,17 +209,25 @@ async def _replay(
                 )
             )
     except BaseException:
-        await record.release(topic, partition, [letter.offset for letter in mine])
+        await _forget(record, producer, topic, partition, [letter.offset for letter in mine])
         raise
     results = await asyncio.gather(*sends, return_exceptions=True)
     failed = [letter.offset for letter, r in zip(mine, results, strict=True) if _failed(r)]
     tally.replayed += len(mine) - len(failed)
     if failed:
-        await record.release(topic, partition, failed)
+        await _forget(record, producer, topic, partition, failed)
         raise ToolError(
             f"dlt replay: {len(failed)} dead letter(s) of {topic}@{partition} were not "
             f"acknowledged by Kafka (replayed {tally.replayed} before); run it again"
         )
+
+
+async def _forget(
+    record: _Replayed, producer: AIOKafkaProducer, topic: str, partition: int, offsets: list[int]
+) -> None:
+    """Letters recorded as replayed whose send failed: a later run may send them."""
+    await record.kept.forget(producer, partition, offsets)
+    await record.claims.release(topic, partition, offsets)
 
 
 def _failed(result: object) -> bool:

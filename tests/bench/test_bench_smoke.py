@@ -129,3 +129,18 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
         assert NUMBER.match(row[1]) and float(row[1].replace(",", "")) > 0, row
     [growth] = [g for g in table_rows(goals_text, "memory") if "growth" in g[1]]
     assert growth[1] == "(memory) peak RSS growth over the last burst", growth
+
+
+def test_quick_bytes_case_reports_rss_against_queued_bytes(tmp_path: Path) -> None:
+    """The bytes case: journals queued behind a paused company in steps, the service's peak RSS
+    after each, every journal answered once the company is resumed, and its goal."""
+    _, results = quick_bench(tmp_path, "--cases", "bytes")
+    queued = section(results, "Memory against queued bytes (bytes)")
+    table = [line for line in queued.splitlines() if line.startswith("| ")][1:]  # no header
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
+    assert len(rows) == 6, queued  # ready, then five steps
+    assert all(NUMBER.match(cell) for row in rows for cell in row), rows
+    assert "50 of 50 answered" in queued
+    memory_goals = table_rows(section(results, GOALS), "memory")
+    [goal] = [g for g in memory_goals if g[1].startswith("(bytes)")]
+    assert goal[-1] in ("met", "**missed**"), goal

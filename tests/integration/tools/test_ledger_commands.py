@@ -4,6 +4,8 @@ the refusals — an event already delivered, one the ledger does not know."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from redis.asyncio import Redis
 
@@ -12,6 +14,7 @@ from service.state.ledger import EntryState, Ledger, fingerprint
 from service.tenants import TenantKey
 from tests.support.cli import sagebridge
 from tests.support.ledger import begin_one, delivered_one
+from tests.support.waiting import until
 
 ACME = TenantKey("1001", "ACME")  # the default tenant of service_env
 BETA = TenantKey("2002", "BETA")
@@ -41,17 +44,65 @@ async def test_show_tells_each_state(ledger: Ledger, service_env: dict[str, str]
 
 @pytest.mark.parametrize(
     ("verdict", "then"),
-    [("--delivered", EntryState.DELIVERED), ("--not-delivered", EntryState.NEW)],
+    [(["--delivered"], EntryState.DELIVERED), (["--not-delivered", "--force"], EntryState.NEW)],
 )
 async def test_a_verdict_decides_what_a_replay_does(
-    ledger: Ledger, service_env: dict[str, str], verdict: str, then: EntryState
+    ledger: Ledger, service_env: dict[str, str], verdict: list[str], then: EntryState
 ) -> None:
     await begin_one(ledger, ACME, "inv-1", DIGEST, claim="a-process-that-died")
     assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.IN_DOUBT
-    ran = await sagebridge(service_env, "ledger", "resolve", "inv-1", verdict)
+    ran = await sagebridge(service_env, "ledger", "resolve", "inv-1", *verdict)
     assert ran.out.startswith("inv-1 (1001/ACME): ")
     # A replay of the event begins again: answered from the ledger, or sent.
     assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is then
+
+
+async def test_not_delivered_is_refused_while_the_last_call_may_still_land(
+    ledger: Ledger, service_env: dict[str, str], redis: Redis, redis_prefix: str
+) -> None:
+    """An operator who checks Sage right after the alert may find nothing yet: the abandoned
+    call can still be running at the Connector. ``--not-delivered`` then would let a replay
+    store the invoice twice, so it is refused until the last possible attempt has settled,
+    saying when; ``--force`` overrides."""
+    await begin_one(ledger, ACME, "inv-1", DIGEST, claim="a-process-that-died")
+    written_ms = int(await redis.hget(f"{redis_prefix}:ledger:1001:ACME:inv-1", "at"))
+    early = await sagebridge(service_env, "ledger", "resolve", "inv-1", "--not-delivered", ok=False)
+    [line] = early.err.splitlines()
+    assert line.startswith(
+        "sagebridge ledger resolve: refused: inv-1 (1001/ACME) may still be stored by its last call"
+    )
+    # 4 earlier attempts of 30 s with their longest backoffs (20, 40, 80, 160 ms in these
+    # tests), the last attempt's 30 s, then the settle period (1 s in these tests).
+    expected_s = 4 * 30 + 0.3 + 30 + 1
+    printed = datetime.fromisoformat(
+        line.split("accepted from ")[1].split(": check")[0].replace("Z", "+00:00")
+    )
+    assert abs(printed.timestamp() - (written_ms / 1000 + expected_s)) < 0.002, line
+    shown = await sagebridge(service_env, "ledger", "show", "inv-1")
+    assert "--not-delivered accepted from " in shown.out
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.IN_DOUBT
+    await sagebridge(service_env, "ledger", "resolve", "inv-1", "--not-delivered", "--force")
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.NEW
+
+
+async def test_not_delivered_is_accepted_once_the_last_call_has_settled(
+    ledger: Ledger, service_env: dict[str, str]
+) -> None:
+    quick = {
+        **service_env,
+        "SAGEBRIDGE_MAX_ATTEMPTS": "1",
+        "SAGEBRIDGE_HTTP_TIMEOUT_S": "0.5",
+        "SAGEBRIDGE_SETTLE_AFTER_UNKNOWN_S": "1",
+    }
+    await begin_one(ledger, ACME, "inv-1", DIGEST, claim="a-process-that-died")
+
+    async def accepted() -> bool:
+        ran = await sagebridge(quick, "ledger", "resolve", "inv-1", "--not-delivered", ok=None)
+        assert ran.code == 0 or "refused" in ran.err, ran.err
+        return ran.code == 0
+
+    await until(accepted, 30, "--not-delivered to be accepted 1.5 s after the attempt")
+    assert (await begin_one(ledger, ACME, "inv-1", DIGEST)).state is EntryState.NEW
 
 
 async def test_a_tenant_is_named_or_the_default_is_meant(

@@ -14,6 +14,7 @@ from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import Topics
 from tests.support.cli import sagebridge
 from tests.support.kafka import Collector
+from tests.support.waiting import until
 
 INVOICE = {"InvoiceNo": "INV000001", "CustomerNo": "ABC", "Amount": 101}
 
@@ -41,7 +42,14 @@ async def test_the_unknown_outcome_runbook(
     calls_after: int,
 ) -> None:
     await sandbox_post(sandbox, "/_sandbox/faults", fault)
-    async with running_service():
+    # One attempt of at most 2 s, then the 1 s settle period: --not-delivered is accepted 3 s
+    # after the call, as the runbook says to wait.
+    service_env = {
+        **service_env,
+        "SAGEBRIDGE_MAX_ATTEMPTS": "1",
+        "SAGEBRIDGE_HTTP_TIMEOUT_S": "2",
+    }
+    async with running_service(max_attempts=1, http_timeout_s=2):
         await produce(
             kafka_bootstrap,
             topics.events,
@@ -62,8 +70,14 @@ async def test_the_unknown_outcome_runbook(
         assert len(await stored_records(sandbox, "/accountsReceivable")) == in_sage
         shown = await sagebridge(service_env, "ledger", "show", "inv-1")
         assert shown.out.startswith("inv-1 (1001/ACME): in_doubt, ")
-        # 3. The verdict.
-        await sagebridge(service_env, "ledger", "resolve", "inv-1", verdict)
+
+        # 3. The verdict, once the call can no longer land.
+        async def given() -> bool:
+            ran = await sagebridge(service_env, "ledger", "resolve", "inv-1", verdict, ok=None)
+            assert ran.code == 0 or "--not-delivered is accepted from" in ran.err, ran.err
+            return ran.code == 0
+
+        await until(given, 30, "the verdict to be accepted")
         # 4. Replay.
         replay = await sagebridge(service_env, "dlt", "replay", "--stage", "unknown_outcome")
         assert replay.out.splitlines()[-1] == "replayed 1 dead letter(s)"

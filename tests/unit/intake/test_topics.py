@@ -34,6 +34,7 @@ def rules(**settings: object) -> ReplyTopics:
         ("crm.events", "input topic"),
         ("crm.more", "input topic"),
         ("sage.dlt", "dead-letter topic"),
+        ("sage.dlt.replayed", "records the dead letters replayed"),
         ("__consumer_offsets", "Kafka's own"),
         ("__transaction_state", "Kafka's own"),
     ],

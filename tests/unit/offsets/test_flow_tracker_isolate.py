@@ -19,6 +19,15 @@ def test_fetching_pauses_at_the_high_watermark_and_resumes_at_the_low() -> None:
     assert flow.paused is False
 
 
+def test_bytes_pause_fetching_too_and_both_must_fall_to_resume() -> None:
+    flow = FlowControl(high=5000, high_bytes=64_000_000)
+    assert flow.consumed(100, 40_000_000) is False
+    assert flow.consumed(100, 24_000_000) is True  # 200 records, but 64 MB
+    assert flow.answered(50, 20_000_000) is False  # 44 MB open: above half the bytes
+    assert flow.answered(10, 12_000_000) is True  # 32 MB
+    assert (flow.open, flow.open_bytes, flow.paused) == (140, 32_000_000, False)
+
+
 def test_commit_position_stops_at_the_first_unanswered_offset() -> None:
     tracker: OffsetTracker[str] = OffsetTracker()
     for offset in range(10, 15):
