@@ -225,7 +225,9 @@ class Service:
             register=tracker.consumed,
         )
         taking_in = wrap_intake(intake)
-        images = ImageStore(self.redis, settings.redis_prefix, settings.image_ttl_s)
+        images = ImageStore(
+            self.redis, settings.redis_prefix, settings.image_ttl_s, wait_for_epoch=self.epoch.ready
+        )
         self.bridge = Bridge(
             taking_in,
             settings.reply_topic,

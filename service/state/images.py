@@ -16,7 +16,7 @@ Redis's own errors become :class:`~service.errors.ImagesUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import orjson
 from redis.asyncio import Redis
@@ -85,7 +85,19 @@ class ImageStore:
     """Images under the epoch, one JSON string each; many keys per script, so (like the
     ledger) it expects a standalone Redis or a proxy that keeps them together."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        ttl_s: int,
+        *,
+        wait_for_epoch: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``wait_for_epoch``: in the service, the epoch watch's ``ready``. Until this process
+        has established the epoch (a fresh deployment's first, or a loss declared), Redis may
+        hold none yet, and an image written or read then would be judged by nothing. The
+        tools read the epoch Redis holds, and need no wait."""
+        self._wait_for_epoch = wait_for_epoch
         self._redis = redis
         self._write = redis.register_script(_WRITE)
         self._prefix = prefix
@@ -99,6 +111,8 @@ class ImageStore:
         self, keys: Sequence[ImageKey]
     ) -> tuple[str | None, dict[ImageKey, Image | None]]:
         """The epoch in Redis and each image valid under it, in one round trip."""
+        if self._wait_for_epoch is not None:
+            await self._wait_for_epoch()
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(self._epoch_key)
