@@ -17,7 +17,8 @@ HTTP_CLIENTS = {"aiohttp", "httpx", "httpx_aiohttp"}
 REDIS = {"redis"}
 WIRING = ("service.app", "service.cli", "service.__main__", "service.dev.")
 """The composition root, the command line that starts it, and the development stack (the
-demo runs the whole service in-process)."""
+demo runs the whole service in-process). Not ``service.wiring``: each of the root's builders
+keeps to one side."""
 
 
 def module_name(path: Path) -> str:
@@ -151,6 +152,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("service.kafka", "service.ops"),
     ("service.lanes", "service.tools", "service.console"),
     ("service.bridge",),
+    ("service.wiring",),
     ("service.app",),
     ("service.dev",),
     ("service.cli", "service.__main__", "service"),
