@@ -8,40 +8,31 @@ and passes them to a lane (:mod:`service.lanes`); lanes call the Connector
 (:mod:`service.connector`) under Redis locks and the ledger (:mod:`service.state`) and report
 outcomes to :class:`~service.bridge.Answering`, which publishes them (:mod:`service.answers`)
 and moves the offsets (:mod:`service.offsets`).
+
+Groups of parts that keep to one side — the Redis stores, the calls out over HTTP, Kafka's
+answering side, the Redis watchers — are built by :mod:`service.wiring` and handed in here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
-import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-from aiokafka import TopicPartition
 from faststream import FastStream
 from redis.exceptions import RedisError
 
-from service.answers.producer import ACK_TIMEOUT_S, reply_producer
-from service.answers.publisher import OutcomePublisher
-from service.bridge import Answering, Bridge, Consumed
+from service.bridge import Bridge, Consumed
 from service.config import Settings
-from service.connector.client import ConnectorClient
-from service.connector.lookup import already_in_sage
-from service.connector.network import connector_network
-from service.connector.results import CallResult
 from service.errors import StartupError
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
 from service.intake.image_step import ImageStep
-from service.intake.routes import Lane, Route, RouteTable, load_route_table
+from service.intake.routes import Lane, RouteTable, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
 from service.kafka.crash_guard import CrashLoopGuard
-from service.kafka.epoch_watch import EpochWatch
 from service.kafka.security import kafka_client_options
 from service.kafka.startup import KafkaUnreachable, start_when_reachable
 from service.lanes.batch import BatchPolicy
@@ -49,33 +40,21 @@ from service.lanes.breaker import Breakers
 from service.lanes.master_data import MasterData
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
-from service.lanes.serial import ArrayRule, FencedPost, SerialLane, SerialPolicy
-from service.offsets.committer import Committer
-from service.offsets.flow import FlowControl
+from service.lanes.serial import ArrayRule, SerialLane, SerialPolicy
 from service.offsets.log_ends import LogEnds
-from service.offsets.tracker import OffsetTracker
-from service.ops.health import PeriodicCheck, Readiness, health_app
+from service.ops.health import Readiness, health_app
 from service.ops.http_server import InLoopServer
-from service.ops.logs import OutcomeLog
 from service.ops.metrics import Metrics
-from service.ops.redis_check import RedisCheck
 from service.ops.tenant_states import TenantStates
 from service.ops.traces import RecordTrace, Tracing
-from service.registry import RegistryClient, SchemaCache
-from service.state.client import connect as connect_redis
-from service.state.crash_marks import MarkStore, blocking_client
-from service.state.epoch import Epoch
-from service.state.eviction import EvictionWatch
-from service.state.images import ImageStore
-from service.state.ledger import Ledger
-from service.state.locks import TenantLocks
-from service.state.pauses import PauseStore
-from service.tenants import Tenant, TenantDirectory, known_secrets
+from service.registry import SchemaCache
+from service.tenants import TenantDirectory, known_secrets
+from service.wiring.answering import build_answering
+from service.wiring.calls_out import connector_client, paused_lookup, registry_client, timed_post
+from service.wiring.state import build_state
+from service.wiring.watchers import build_watchers
 
 log = logging.getLogger(__name__)
-
-PAUSE_READ_INTERVAL_S = 0.5
-"""How often each replica reads the paused tenants: a pause takes effect within a second."""
 
 
 class Service:
@@ -94,65 +73,24 @@ class Service:
         :mod:`service.dev.testhooks`, each off unless its variable is set)."""
         self.settings = settings
         routes = load_route_table(settings.contracts_dir)
-        self.registry: RegistryClient | None = None
-        schemas: SchemaCache | None = None
-        if settings.schema_registry_url is not None:
-            password = settings.schema_registry_password
-            self.registry = RegistryClient(
-                settings.schema_registry_url,
-                user=settings.schema_registry_user,
-                password=password.get_secret_value() if password is not None else None,
-                timeout_s=settings.http_timeout_s,
+        self.registry = registry_client(settings)
+        schemas = SchemaCache(self.registry) if self.registry is not None else None
+        intake = wrap_intake(
+            Intake(
+                routes,
+                tenants,
+                settings.max_event_bytes,
+                ReplyTopics.from_settings(settings),
+                schemas.book if schemas is not None else NO_SCHEMAS,
+                settings.max_record_ids,
             )
-            schemas = SchemaCache(self.registry)
-        intake = Intake(
-            routes,
-            tenants,
-            settings.max_event_bytes,
-            ReplyTopics.from_settings(settings),
-            schemas.book if schemas is not None else NO_SCHEMAS,
-            settings.max_record_ids,
         )
         self.metrics = Metrics(known_types=routes.routes)
         self.tracing = Tracing.from_environment() if tracing is None else tracing
-        network = connector_network(
-            settings.connector_url,
-            ca_file=settings.connector_ca_file,
-            client_cert=settings.connector_client_cert,
-            client_key=settings.connector_client_key,
-            environ=os.environ,
-        )
-        if network.proxy is not None or network.ssl_context is not None:
-            log.info("Cloud Connector calls use %s", network.shown())
-        self.connector = ConnectorClient(
-            settings.connector_url,
-            settings.http_timeout_s,
-            retry_after_max_s=settings.retry_after_max_s,
-            network=network,
-        )
-        self.redis = connect_redis(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
-        # After a loss of Redis data, any call begun under the old data has ended at the
-        # Connector within one lease (a call starts only under a lease that outlasts it) plus
-        # the settle period (how long the Connector may go on after its client gave up).
-        self.epoch = Epoch(
-            self.redis,
-            settings.redis_prefix,
-            quarantine_s=settings.lock_ttl_ms / 1000 + settings.settle_after_unknown_s,
-        )
-        ledger = Ledger(
-            self.redis, settings.redis_prefix, settings.idempotency_retention_s, self.epoch
-        )
-        self.locks = TenantLocks(
-            self.redis, settings.redis_prefix, settings.lock_ttl_ms / 1000, self.epoch
-        )
+        self.connector = connector_client(settings)
+        self.state = build_state(settings)
         tenant_states = TenantStates(self.metrics)
         self.pauses = PauseGate(on_change=tenant_states.pause_changed)
-        pause_store = PauseStore(self.redis, settings.redis_prefix)
-        self.pause_reads = PeriodicCheck(
-            functools.partial(self.pauses.refresh, pause_store.paused), PAUSE_READ_INTERVAL_S
-        )
         # The breaker must open before any record can use up its retry budget on an outage:
         # consecutive failures reach the threshold no later than one record's attempts do.
         self.breakers = Breakers(
@@ -163,29 +101,17 @@ class Service:
         )
         self.consumer = GroupConsumer()
         self.log_ends = LogEnds(kafka_client_options(settings))
-        self.watch = EpochWatch(self.epoch, self.consumer, self.log_ends, settings.input_topics)
-        tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.producer = reply_producer(settings)
-        self.publisher = OutcomePublisher(
-            self.producer,
-            default_reply_topic=settings.reply_topic,
-            dlt_topic=settings.dlt_topic,
-            max_value_bytes=settings.max_event_bytes,
-            ack_timeout_s=ACK_TIMEOUT_S,
+        self.watchers = build_watchers(
+            settings, self.state, self.consumer, self.log_ends, self.pauses, self.metrics
         )
-        self.committer = Committer(tracker, self.consumer)
-        answering = Answering(
-            self.publisher,
-            tracker,
-            FlowControl(settings.max_in_flight, settings.max_in_flight_bytes),
-            self.consumer,
-            self.committer,
-            self.metrics,
-            OutcomeLog(settings.log_level, secrets=known_secrets(settings, tenants)),
+        side = build_answering(
+            settings, self.consumer, self.metrics, known_secrets(settings, tenants)
         )
+        self.producer, self.publisher = side.producer, side.publisher
+        self.committer = side.committer
         backoff = Backoff(settings.retry_backoff_ms / 1000)
         self.master_data: MasterData[Consumed] = MasterData(
-            self._timed_post("batch"),
+            timed_post(self.connector, self.metrics, "batch"),
             BatchPolicy(
                 settings.batch_max,
                 settings.batch_wait_ms / 1000,
@@ -194,11 +120,11 @@ class Service:
                 backoff,
             ),
             self.breakers,
-            ledger,
-            self._lookup,
-            answering.answer,
-            on_dropped=answering.dropped,
-            may_doubt=self.watch.may_doubt,
+            self.state.ledger,
+            paused_lookup(self.connector, self.pauses),
+            side.answering.answer,
+            on_dropped=side.answering.dropped,
+            may_doubt=self.watchers.epoch.may_doubt,
             doubtful=self._doubtful,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
             on_call=self.metrics.batch_size.observe,
@@ -206,13 +132,13 @@ class Service:
             call_span=self.tracing.call_span,
         )
         self.serial: SerialLane[Consumed] = SerialLane(
-            self._timed_post("serial"),
-            answering.answer,
-            self.locks,
-            ledger,
+            timed_post(self.connector, self.metrics, "serial"),
+            side.answering.answer,
+            self.state.locks,
+            self.state.ledger,
             _serial_policy(settings, backoff),
             self.breakers,
-            on_dropped=answering.dropped,
+            on_dropped=side.answering.dropped,
             doubtful=self._doubtful,
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
@@ -220,35 +146,24 @@ class Service:
         )
         self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(
-            MarkStore(self.redis, blocking_client(settings.redis_url), settings.redis_prefix),
-            settings.crash_loop_limit,
-            register=tracker.consumed,
-        )
-        taking_in = wrap_intake(intake)
-        images = ImageStore(
-            self.redis, settings.redis_prefix, settings.image_ttl_s, wait_for_epoch=self.epoch.ready
+            self.state.marks, settings.crash_loop_limit, register=side.tracker.consumed
         )
         self.bridge = Bridge(
-            taking_in,
+            intake,
             settings.reply_topic,
             self.crash_guard,
             self.master_data,
             self.serial,
-            answering,
+            side.answering,
             self.committer,
-            self.watch,
+            self.watchers.epoch,
             self.consumer,
-            ImageStep(taking_in, images, settings.image_bound),
+            ImageStep(intake, self.state.images, settings.image_bound),
             drain_timeout_s=settings.drain_timeout_s,
             call_timeout_s=settings.http_timeout_s,
             tracing=self.tracing,
             schemas=schemas,
         )
-        self.eviction = EvictionWatch(
-            self.redis, self.epoch, allow_eviction=settings.redis_allow_eviction
-        )
-        self.redis_check = RedisCheck(self.redis, self.watch.check, self.eviction, self.metrics)
-        self.redis_answers = PeriodicCheck(self.redis_check)
         self.http = InLoopServer(
             health_app(self.metrics, self.readiness), settings.http_host, settings.http_port
         )
@@ -256,14 +171,14 @@ class Service:
 
     async def start(self) -> None:
         try:
-            await self.eviction.refuse_unless_allowed()
+            await self.watchers.eviction.refuse_unless_allowed()
         except RedisError as exc:  # the periodic Redis check reads it once Redis answers
             log.warning("Redis maxmemory-policy not read at start-up", extra={"error": repr(exc)})
         except StartupError:
             await self.close()
             raise
-        await self.redis_answers.start()
-        await self.pause_reads.start()
+        await self.watchers.redis_answers.start()
+        await self.watchers.pause_reads.start()
         await self.http.start()
         try:
             await start_when_reachable(
@@ -274,7 +189,7 @@ class Service:
         except KafkaUnreachable:
             await self.close()
             raise
-        await self.watch.start()
+        await self.watchers.epoch.start()
         self._committing = asyncio.create_task(self.committer.run(), name="sagebridge-committer")
 
     async def drain(self) -> None:
@@ -283,7 +198,7 @@ class Service:
     async def close(self) -> None:
         if self._committing is not None:
             self._committing.cancel()
-        await self.watch.stop()
+        await self.watchers.epoch.stop()
         await self.serial.close()
         await self.master_data.close()
         await self.log_ends.aclose()
@@ -291,11 +206,11 @@ class Service:
         await self.connector.aclose()
         if self.registry is not None:
             await self.registry.aclose()
-        await self.locks.aclose()
+        await self.state.locks.aclose()
         self.crash_guard.close()
-        await self.redis_answers.stop()
-        await self.pause_reads.stop()
-        await self.redis.aclose()
+        await self.watchers.redis_answers.stop()
+        await self.watchers.pause_reads.stop()
+        await self.state.redis.aclose()
         await self.http.stop()
         self.tracing.close()
 
@@ -307,15 +222,15 @@ class Service:
         other tenants still needs this replica."""
         checks = {
             "kafka_assigned": self.bridge.assigned,
-            "redis": self.redis_answers.latest,
+            "redis": self.watchers.redis_answers.latest,
             "serial_lane": self.serial.redis_ok,
             "connector": not self.breakers.open_tenants(),
-            "redis_eviction": self.eviction.acceptable,
+            "redis_eviction": self.watchers.eviction.acceptable,
         }
-        durability = self.redis_check.durability
+        durability = self.watchers.redis_check.durability
         ledger = durability.as_dict() if durability is not None else {"durable": None}
         paused = sorted(str(tenant) for tenant in self.pauses.tenants)
-        eviction = self.eviction.latest
+        eviction = self.watchers.eviction.latest
         notes = {
             "ledger": ledger,
             "paused": paused,
@@ -324,30 +239,7 @@ class Service:
         return Readiness(all(checks.values()), checks, notes)
 
     async def _doubtful(self, ticket: Consumed) -> bool:
-        return await self.watch.doubtful(ticket.partition, ticket.offset)
-
-    def _timed_post(self, lane: str) -> FencedPost:
-        return timed_post(self.connector, self.metrics, lane)
-
-    async def _lookup(self, tenant: Tenant, route: Route, record: Mapping[str, Any]) -> bool:
-        """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
-        await self.pauses.until_resumed(tenant.key)
-        return await already_in_sage(self.connector.get, tenant, route, record)
-
-
-def timed_post(connector: ConnectorClient, metrics: Metrics, lane: str) -> FencedPost:
-    """The Connector's post, its latency observed per lane, endpoint and result."""
-    latency = metrics.connector_latency
-
-    async def post(
-        tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
-    ) -> CallResult:
-        started = time.perf_counter()
-        result = await connector.post(tenant, endpoint, payload, fence=fence)
-        latency.labels(lane, endpoint, type(result).__name__).observe(time.perf_counter() - started)
-        return result
-
-    return post
+        return await self.watchers.epoch.doubtful(ticket.partition, ticket.offset)
 
 
 def _serial_policy(settings: Settings, backoff: Backoff) -> SerialPolicy:

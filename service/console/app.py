@@ -49,7 +49,9 @@ def create_console(
         password=PasswordCheck(password) if password else None,
         proxy_header=console.trusted_proxy_header or None,
     )
-    handlers = Console(pages, Sources(settings, tenants, console.audit_topic), console.max_letters)
+    handlers = Console(
+        pages, Sources.of(settings, tenants, console.audit_topic), console.max_letters
+    )
 
     async def bad_input(request: Request, exc: Exception) -> Response:
         return pages.problem(request, 400, "Cannot do that", str(exc))

@@ -3,7 +3,7 @@
 One JSON object per action, keyed by the event (or tenant) it touched, so an event's history can
 show who replayed or resolved it. Written before the page says it is done: an action whose
 record Kafka did not acknowledge is reported as not recorded. Pure: publishing and reading
-live in :mod:`service.console.sources`.
+live in :mod:`service.console.audit_trail`.
 """
 
 from __future__ import annotations

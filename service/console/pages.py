@@ -41,11 +41,11 @@ class Console:
         )
 
     async def overview(self, request: Request) -> Response:
-        paused = await self._sources.paused()
-        unknown = Counter(str(i.tenant) for i in await self._sources.in_doubt())
-        stages = await self._sources.letters_by_stage(DAY)
-        backlog = await self._sources.backlog()
-        names = {str(t) for t in self._sources.tenants} | set(stages) | set(unknown)
+        paused = await self._sources.tenants.paused()
+        unknown = Counter(str(i.tenant) for i in await self._sources.ledger.in_doubt())
+        stages = await self._sources.letters.by_stage(DAY)
+        backlog = await self._sources.tenants.backlog()
+        names = {str(t) for t in self._sources.tenants.known} | set(stages) | set(unknown)
         by_name = {str(t): since for t, since in paused.items()}
         rows = [
             {
@@ -60,13 +60,13 @@ class Console:
 
     async def letters(self, request: Request) -> Response:
         query = letter_query(request.query_params)
-        listing = await self._sources.letters(query.chosen, self._max_letters)
+        listing = await self._sources.letters.listing(query.chosen, self._max_letters)
         total = sum(listing.stages.values())
         return self._page(request, "letters.html", form=query.typed, listing=listing, total=total)
 
     async def letter(self, request: Request) -> Response:
         partition, offset = request.path_params["partition"], request.path_params["offset"]
-        found = await self._sources.letter(partition, offset)
+        found = await self._sources.letters.find(partition, offset)
         if found is None:
             return self._pages.problem(
                 request,
@@ -74,13 +74,13 @@ class Console:
                 "No such dead letter",
                 f"Nothing at partition {partition}, offset {offset}.",
             )
-        replies = await self._sources.replies(found.event_id) if found.event_id else []
+        replies = await self._sources.history.replies(found.event_id) if found.event_id else []
         return self._page(request, "letter.html", letter=found, replies=replies)
 
     async def replay(self, request: Request) -> Response:
         form = await checked_form(request)
         query = letter_query(form)
-        count, ids = await self._sources.replay(query.chosen)
+        count, ids = await self._sources.letters.replay(query.chosen)
         described = ", ".join(f"{k}={v}" for k, v in query.typed.items() if v) or "all letters"
         done = action(
             request.state.user,
@@ -95,7 +95,7 @@ class Console:
         )
 
     async def in_doubt(self, request: Request) -> Response:
-        return self._page(request, "in_doubt.html", intents=await self._sources.in_doubt())
+        return self._page(request, "in_doubt.html", intents=await self._sources.ledger.in_doubt())
 
     async def resolve(self, request: Request) -> Response:
         form = await checked_form(request)
@@ -105,7 +105,9 @@ class Console:
         if verdict not in ("delivered", "not_delivered"):
             raise BadInput("verdict must be delivered or not_delivered")
         try:
-            said = await self._sources.resolve(event_id, who, delivered=verdict == "delivered")
+            said = await self._sources.ledger.resolve(
+                event_id, who, delivered=verdict == "delivered"
+            )
         except ToolError as exc:
             return self._pages.problem(request, 409, "Verdict not recorded", str(exc))
         done = action(
@@ -123,7 +125,7 @@ class Console:
         event_id = text(request.query_params, "event_id")
         if not event_id:
             return self._page(request, "history.html", event_id="", history=None)
-        history = await self._sources.history(event_id)
+        history = await self._sources.history.of(event_id)
         if not history.known:
             return self._pages.problem(
                 request,
@@ -135,26 +137,26 @@ class Console:
         return self._page(request, "history.html", event_id=event_id, history=history)
 
     async def tenants(self, request: Request) -> Response:
-        paused = await self._sources.paused()
+        paused = await self._sources.tenants.paused()
         last: dict[str, Action] = {}
-        for done in await self._sources.actions():
+        for done in await self._sources.audit.actions():
             if done.what in ("pause", "resume") and done.tenant:
                 last[done.tenant] = done
         rows = [
             {"tenant": str(t), "paused": paused.get(t), "last": last.get(str(t))}
-            for t in self._sources.tenants
+            for t in self._sources.tenants.known
         ]
         return self._page(request, "tenants.html", rows=rows)
 
     async def pause(self, request: Request) -> Response:
         form = await checked_form(request)
         who = tenant(form)
-        if who not in self._sources.tenants:
+        if who not in self._sources.tenants.known:
             raise BadInput(f"{who} is not a configured tenant")
         if request.path_params["action"] not in ("pause", "resume"):
             raise BadInput("the action is pause or resume")
         pausing = request.path_params["action"] == "pause"
-        changed = await self._sources.pause(who, pause=pausing)
+        changed = await self._sources.tenants.pause(who, pause=pausing)
         if pausing:
             said = (
                 f"Paused {who}: no replica calls it until it is resumed."
@@ -180,7 +182,7 @@ class Console:
         self, request: Request, done: Action, said: str, links: list[tuple[str, str]]
     ) -> Response:
         try:
-            await self._sources.record(done)
+            await self._sources.audit.record(done)
         except ToolError as exc:
             return self._pages.problem(
                 request,

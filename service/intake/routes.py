@@ -16,7 +16,8 @@ import yaml
 from service.config import DEFAULT_CONTRACTS_DIR
 from service.errors import ContractFileError
 from service.intake.contracts import Contract, load_contracts
-from service.intake.mappings import Mapping, load_mappings
+from service.intake.mapping_files import load_mappings
+from service.intake.mappings import Mapping
 from service.intake.xref import load_cross_references
 
 

@@ -28,70 +28,24 @@ Order of handling a business call, chosen so each answer means one thing:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import random
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.dev.sandbox.calls import Call, first_bad_record, parse_body
 from service.dev.sandbox.faults import Faults
+from service.dev.sandbox.injection import Injector
 from service.dev.sandbox.responses import CallResponse, error, json_response
 from service.dev.sandbox.store import Store
 from service.dev.sandbox.tokens import FrontDoor, parse_token_specs
 from service.intake.routes import Lane, load_route_table
 from service.intake.routes import Route as SageRoute
-from service.tenants import TenantKey
 
 if TYPE_CHECKING:
     from service.dev.sandbox.options import SandboxOptions
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-@dataclass(slots=True)
-class _Call:
-    """What is known about one business call so far; becomes its call-log entry."""
-
-    number: int
-    endpoint: str
-    customer: str
-    company: str
-    token: str | None = None
-    """The token's label, never the token."""
-    records: int = 0
-    array: bool = False
-    lookup: bool = False
-    """A read (``GET``): counted under ``lookups``, not as a call that could write."""
-    received_s: float = field(default_factory=time.monotonic)
-    """When the request arrived, on this machine's monotonic clock: tests measure the gaps
-    between calls (a ``Retry-After`` obeyed) from the server's side, without sleeping."""
-    reply_headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def tenant(self) -> TenantKey:
-        return TenantKey(self.customer, self.company)
-
-    def log_entry(self, status: int, payload: dict[str, Any] | bytes) -> dict[str, Any]:
-        if isinstance(payload, bytes):  # a proxy's page: no envelope
-            payload = {"response": "ERROR", "message": payload.decode(errors="replace")}
-        return {
-            "call": self.number,
-            "endpoint": self.endpoint,
-            "customer": self.customer,
-            "company": self.company,
-            "records": self.records,
-            "array": self.array,
-            "token": self.token,
-            "outcome": payload.get("response", "ERROR"),
-            "status": status,
-            "message": payload.get("message"),
-            "received_s": self.received_s,
-        }
 
 
 def initial_faults(options: SandboxOptions) -> Faults:
@@ -124,31 +78,18 @@ class Sandbox:
         self.initial_faults = initial_faults(options)
         self.faults = self.initial_faults.copy()
         self.store = Store()
-        self.rng = random.Random(options.seed)
-        self._release = asyncio.Event()
-
-    # -- faults -----------------------------------------------------------------------------
+        self.injector = Injector(options.seed)
 
     def release_hangs(self) -> None:
-        """Wake every hung request (they answer 503); later hangs wait on a fresh event."""
-        self._release.set()
-        self._release = asyncio.Event()
-
-    def _roll(self, rate: float) -> bool:
-        return rate > 0 and (rate >= 1 or self.rng.random() < rate)
-
-    async def _hang(self) -> None:
-        """Wait until released or ``hang_s`` passes. A client that gives up changes nothing: a
-        real server does not notice, and the call keeps occupying its tenant meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._release.wait(), self.faults.hang_s)
+        """Wake every hung request (they answer 503)."""
+        self.injector.release_hangs()
 
     # -- business calls ---------------------------------------------------------------------
 
     async def business(self, request: Request) -> Response:
         """Any non-``/_sandbox`` path: one Cloud Connector call, logged once it is answered."""
         generation = self.store.generation
-        call = _Call(
+        call = Call(
             number=self.store.next_call(),
             endpoint=request.url.path,
             customer=request.headers.get("customer", ""),
@@ -175,7 +116,7 @@ class Sandbox:
         response.headers.update(call.reply_headers)
         return response
 
-    async def _respond(self, request: Request, call: _Call, generation: int) -> CallResponse:
+    async def _respond(self, request: Request, call: Call, generation: int) -> CallResponse:
         if self.faults.gateway_401 > 0:
             self.faults.gateway_401 -= 1
             self.store.injected["gateway_401"] += 1
@@ -199,7 +140,7 @@ class Sandbox:
         call.token, refused = self.front_door.check(request, call.customer, call.company)
         if refused is not None:
             return refused
-        parsed = _parse_body(await request.body())
+        parsed = parse_body(await request.body())
         if isinstance(parsed, str):
             return 400, error(parsed)
         records, call.array = parsed
@@ -226,7 +167,7 @@ class Sandbox:
         finally:
             self.store.leave_transactional(tenant)
 
-    def _lookup(self, request: Request, call: _Call, route: SageRoute) -> CallResponse:
+    def _lookup(self, request: Request, call: Call, route: SageRoute) -> CallResponse:
         """``GET <endpoint>?<key>=<value>...``: the current rows matching the key elements.
         Parameter names match element names case-insensitively (the Connector's documentation
         writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats."""
@@ -253,33 +194,21 @@ class Sandbox:
     async def _process(
         self,
         request: Request,
-        call: _Call,
+        call: Call,
         *,
         route: SageRoute,
         records: list[dict[str, Any]],
         violation: bool,
         generation: int,
     ) -> CallResponse:
-        if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
-        if self._roll(self.faults.slow_rate):
-            self.store.injected["slow"] += 1
-            await asyncio.sleep(self.faults.slow_ms / 1000)
-        if self._roll(self.faults.hang_rate):
-            self.store.injected["hang"] += 1
-            await self._hang()
-            return 503, error("sandbox: hung request released")
-        if self._roll(self.faults.fail_rate):
-            self.store.injected["fail"] += 1
-            return 500, error("sandbox: injected server error")
-        if self._roll(self.faults.error_rate):
-            self.store.injected["error"] += 1
-            return 200, error("sandbox: injected ERROR envelope")
+        injected = await self.injector.before_sage(self.faults, self.store.injected)
+        if injected is not None:
+            return injected
         if violation:
             return 200, error("sandbox: concurrent call to a transactional endpoint")
         numbered = route.lane is Lane.SERIAL
         keys = route.contract.keys if route.contract is not None else ()
-        bad = self._first_bad_record(route, records)
+        bad = first_bad_record(route, records, self.faults.reject_marker)
         if bad is not None:
             index, problem = bad
             self.store.rejected_records += 1
@@ -293,29 +222,13 @@ class Sandbox:
         numbers = self.store.accept(
             call.endpoint, call.tenant, call.number, records, numbered, keys
         )
-        if self._roll(self.faults.store_then_fail_rate):
+        if self.injector.roll(self.faults.store_then_fail_rate):
             self.store.injected["store_then_fail"] += 1
             return _failure_after_storing(self.faults.store_then_fail_status)
         answer: dict[str, Any] = {"response": "SUCCESS", "records": len(records)}
         if numbered:
             answer["record_numbers"] = numbers
         return 200, answer
-
-    def _first_bad_record(
-        self, route: SageRoute, records: list[dict[str, Any]]
-    ) -> tuple[int, str] | None:
-        """The first refused record's index and ``record {index}: {problem}``, or ``None``."""
-        contract, marker = route.contract, self.faults.reject_marker
-        for index, record in enumerate(records):
-            if contract is not None:
-                errors = contract.check(record)
-                if errors:
-                    return index, f"record {index}: {errors[0].describe()}"
-            if marker is not None:
-                for name, value in record.items():
-                    if isinstance(value, str) and value == marker:
-                        return index, f"record {index}: {name}: rejected by Sage"
-        return None
 
 
 _PROXY_PAGES = {
@@ -330,21 +243,3 @@ def _failure_after_storing(status: int) -> CallResponse:
     if status == 500:
         return 500, error("sandbox: server error after the records were stored")
     return status, _PROXY_PAGES[status]
-
-
-def _parse_body(raw: bytes) -> tuple[list[dict[str, Any]], bool] | str:
-    """(records, was an array), or the reason the body is not one object or array of objects."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return "sandbox: body is not valid JSON"
-    if isinstance(body, dict):
-        return [body], False
-    if not isinstance(body, list):
-        return "sandbox: body must be a JSON object or an array of objects"
-    if not body:
-        return "sandbox: empty array: nothing to process"
-    for index, item in enumerate(body):
-        if not isinstance(item, dict):
-            return f"sandbox: array item {index} is not a JSON object"
-    return body, True
