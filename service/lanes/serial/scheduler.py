@@ -253,15 +253,20 @@ class SerialLane(Generic[T]):
 
 def front_group(queue: Iterable[Delivery[T]], batch_max: int) -> list[Delivery[T]]:
     """The records one turn carries: those at the front of a tenant's queue that share the
-    first one's endpoint, up to ``batch_max``, in order (a withdrawn one ends the group: it is
-    dropped when it reaches the front)."""
+    first one's endpoint, up to ``batch_max``, in order. A withdrawn one ends the group (it is
+    dropped when it reaches the front), and so does a second copy of an ``event_id`` already in
+    it (a producer's retry, a replay): that copy is begun only in a later turn, once the
+    earlier copy's result is in the ledger, and is answered from there. Begun in the same turn,
+    the second copy's begin would find the first one's fresh intent and report it in doubt."""
     group: list[Delivery[T]] = []
+    event_ids: set[str] = set()
     for delivery in queue:
-        if len(group) == batch_max or delivery.withdrawn:
+        if len(group) == batch_max or delivery.withdrawn or delivery.event_id in event_ids:
             break
         if group and delivery.endpoint != group[0].endpoint:
             break
         group.append(delivery)
+        event_ids.add(delivery.event_id)
     return group
 
 
