@@ -196,6 +196,18 @@ class Hold(Generic[T]):
         ]
         return await self._guarded(lambda guard: ledger.begin_guarded_many(guard, tenant, records))
 
+    async def note_attempt(self, deliveries: Sequence[Delivery[T]]) -> bool:
+        """Record in their ledger entries that a later call (a retry, a split array's part)
+        carrying ``deliveries`` starts now, before it starts: ``ledger resolve
+        --not-delivered`` is timed from the latest. ``False`` if it could not be recorded
+        (Redis down, lease lost): then the call must not start."""
+        ledger, tenant = self._books.ledger, deliveries[0].tenant.key
+        records = [(d.event_id, d.claim) for d in deliveries]
+        noted = await self._guarded(
+            lambda guard: _noted(ledger.note_attempts(guard, tenant, records))
+        )
+        return noted is not None
+
     async def write(self, results: list[ResultToWrite]) -> list[bool]:
         """Write results after a call. Redis trouble here means retry the write, never the
         call. One ``False`` per record another process had reported in doubt meanwhile."""
@@ -238,3 +250,9 @@ class Hold(Generic[T]):
 
     def _guard(self) -> Guard:
         return self._books.locks.guard(self._lease, quiet=self._quiet)
+
+
+async def _noted(step: Awaitable[None]) -> bool:
+    """A step that returns nothing, as one whose success :meth:`Hold._guarded` can tell."""
+    await step
+    return True
