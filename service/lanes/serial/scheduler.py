@@ -19,6 +19,11 @@ request after its client gave up. So:
 * a lock granted while an earlier holder's call may still be running (:attr:`Lease.occupied`)
   is first held quietly for ``settle_s`` too.
 
+On shutdown (:meth:`SerialLane.stop`) no call starts any more, not even a retry: a call in
+flight is finished and concluded, however long it takes (cut off, it would leave its records in
+doubt for the next replica), the lock is released, and the records still queued are given up
+unanswered, uncommitted, for the partition's next owner.
+
 Fail closed: any Redis error before the call means "wait and try again" — the lane never calls
 without the lock. An unexpected error never stops the tenant's worker, so one record cannot hold
 up the invoices queued behind it. What one turn does is :mod:`service.lanes.serial.turn`.
@@ -37,7 +42,7 @@ from typing import Generic
 from service.config import LEASE_MARGIN_S
 from service.errors import StateUnavailable
 from service.lanes import Delivery, Sink, T
-from service.lanes.breaker import Breakers
+from service.lanes.breaker import Breaker, Breakers
 from service.lanes.retry import Backoff, Retries
 from service.lanes.serial.hold import Bookkeeping, Hold
 from service.lanes.serial.ports import SerialLedger, SerialLocks
@@ -152,8 +157,14 @@ class SerialLane(Generic[T]):
                 queue.extend(kept)  # the same deque: the worker holds it
                 self._on_dropped(dropped)
 
+    def stop(self) -> None:
+        """Start no call any more: each worker finishes the call it is in, concludes it,
+        releases its lock and gives up the records still queued (see the module docstring);
+        :meth:`drain` then returns once every worker has."""
+        self._books.stopping.set()
+
     async def drain(self) -> None:
-        """Wait until every queued record has an outcome."""
+        """Wait until every queued record has an outcome (after :meth:`stop`: or is given up)."""
         await self._idle.wait()
 
     async def close(self) -> None:
@@ -166,15 +177,20 @@ class SerialLane(Generic[T]):
 
     async def _work(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
+        stopping = self._books.stopping
         try:
-            while queue:
+            while queue and not stopping.is_set():
                 try:
                     lease = await self._acquire(queue)
                     if lease is not None:
                         await self._serve(Hold(lease, self._books), queue)
                 except Exception:  # a bug must not strand this tenant's records for good
                     log.exception("serial lane worker failed; starting over", extra={"tenant": key})
-                    await asyncio.sleep(self._policy.redis_retry_s)
+                    await self._books.rest(self._policy.redis_retry_s)
+            if queue:  # stopping: the partitions' next owner answers them
+                given_up = [delivery.ticket for delivery in queue]
+                queue.clear()
+                self._on_dropped(given_up)
         finally:
             del self._workers[key]
             self._current.pop(key, None)
@@ -183,20 +199,29 @@ class SerialLane(Generic[T]):
 
     async def _acquire(self, queue: deque[Delivery[T]]) -> Lease | None:
         """Wait for the Connector (breaker) and then the tenant lock; Redis trouble means wait.
-        ``None`` if the queue emptied meanwhile (its records were withdrawn)."""
+        ``None`` if the queue emptied meanwhile (its records were withdrawn) or the lane is
+        stopping."""
         tenant = queue[0].tenant.key
         breaker = self._breakers.for_tenant(tenant)
         loop = asyncio.get_running_loop()
-        while queue:
-            await breaker.admit()  # during an outage, wait without holding the tenant's lock
+        books = self._books
+        while queue and not books.stopping.is_set():
+            # During an outage, wait without holding the tenant's lock. Both waits end on a
+            # shutdown; a lock granted in the instant of that cancel expires by its TTL.
+            if not await books.unless_stopping(_admitted(breaker)):
+                continue
             started = loop.time()
             try:
-                lease = await self._locks.acquire(tenant, self._policy.lock_wait_s)
+                lease = await books.unless_stopping(
+                    self._locks.acquire(tenant, self._policy.lock_wait_s)
+                )
             except StateUnavailable as exc:
                 await self._books.redis_down("acquire", exc)
                 continue
             self._books.redis_ok = True
             if lease is None:
+                if books.stopping.is_set():
+                    continue
                 log.warning("tenant lock still unavailable, waiting on", extra={"tenant": tenant})
                 continue
             self._on_lock_wait(loop.time() - started)
@@ -223,6 +248,8 @@ class SerialLane(Generic[T]):
         deadline = loop.time() + self._policy.hold_s
         served = 0
         while queue and served < self._policy.hold_records and loop.time() < deadline:
+            if self._books.stopping.is_set():
+                return
             if not hold.lease.usable():
                 return  # lease lost or run out: another replica may hold the lock now
             first = queue[0]
@@ -249,6 +276,11 @@ class SerialLane(Generic[T]):
             yield
         finally:
             self._current.pop(key, None)
+
+
+async def _admitted(breaker: Breaker) -> bool:
+    await breaker.admit()
+    return True
 
 
 def front_group(queue: Iterable[Delivery[T]], batch_max: int) -> list[Delivery[T]]:

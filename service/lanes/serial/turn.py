@@ -248,7 +248,7 @@ class Turn(Generic[T]):
         processed. Every attempt but the first after the begin (``fresh``) records its start
         in the ledger first (:meth:`Hold.note_attempt`). ``None`` if no call could start: the
         breaker opened, the lease no longer outlasts a call, a record of the part was
-        withdrawn, or the attempt could not be recorded."""
+        withdrawn, the attempt could not be recorded, or the lane is stopping."""
         lease = hold.lease
         first = part[0].delivery
         if len(part) == 1:
@@ -259,6 +259,8 @@ class Turn(Generic[T]):
         async def attempt() -> CallResult | None:
             nonlocal fresh
             if any(r.delivery.withdrawn for r in part) or not lease.usable(self._call_margin_s):
+                return None
+            if hold.books.stopping.is_set():  # shutting down: no new call, no retry
                 return None
             if not fresh and not await hold.note_attempt([r.delivery for r in part]):
                 return None
