@@ -344,12 +344,9 @@ class Bridge:
     async def drain(self) -> None:
         """Stop fetching, deliver and answer what was consumed, commit — within
         ``drain_timeout_s``; whatever is still open then is replayed by the next owner.
-        Runs before the consumer closes, so the group sees our final offsets.
-
-        The serial lane starts no new call; its transactional records still queued are left
-        to the next owner. A transactional call in flight is finished, answered and committed
-        even past ``drain_timeout_s`` (it ends within the HTTP timeout): cut off, its records
-        would be ``unknown_outcome`` for the next owner."""
+        Runs before the consumer closes, so the group sees our final offsets. A transactional
+        call in flight is finished and answered even past that (cut off, its records would be
+        ``unknown_outcome``); queued transactional records are left to the next owner."""
         self._answering.draining = True
         self._consumer.pause()
         self._serial.stop()

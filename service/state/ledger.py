@@ -137,6 +137,19 @@ def entry_from(found: Any, digest: str) -> LedgerEntry:
     return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
 
 
+def stored_entry(
+    state: bytes | None, attempts: bytes | None, at: bytes | None, tried: bytes | None, ttl_ms: int
+) -> StoredEntry | None:
+    """An entry's fields as an operator sees them (``None``: no entry)."""
+    if state is None:
+        return None
+    if state == b"delivered":
+        return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
+    attempted_at = None if at is None else int(at) / 1000
+    last_attempt_at = None if tried is None else int(tried) / 1000
+    return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000, attempted_at, last_attempt_at)
+
+
 class Ledger:
     def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
         self._redis = redis
@@ -248,10 +261,8 @@ class Ledger:
     async def note_attempts(
         self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str]]
     ) -> None:
-        """Record that a call carrying these (event_id, claim) records starts now, one that
-        is not the first since their intents were written (see ``NOTE_ATTEMPTS``), so an
-        operator's ``--not-delivered`` waits for it. Raises :class:`LeaseLost`, having written
-        nothing, if the lease is no longer the caller's: then no call may start."""
+        """Record that a later call (not their intents' first) with these (event_id, claim)
+        starts now (``NOTE_ATTEMPTS``); :class:`LeaseLost` if the lease is gone: no call."""
         reply: Any = await self._note_attempts(
             keys=[guard.keys.lock, *(self._key(tenant, event_id) for event_id, _ in records)],
             args=[guard.owner, guard.ttl_ms, *(claim for _, claim in records)],
@@ -327,13 +338,7 @@ class Ledger:
             pipe.hmget(entry_key, "state", "attempts", "at", "tried")
             pipe.pttl(entry_key)
             (state, attempts, at, tried), ttl_ms = await pipe.execute()
-        if state is None:
-            return None
-        if state == b"delivered":
-            return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
-        attempted_at = None if at is None else int(at) / 1000
-        last_attempt_at = None if tried is None else int(tried) / 1000
-        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000, attempted_at, last_attempt_at)
+        return stored_entry(state, attempts, at, tried, ttl_ms)
 
     @speaks_state
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:

@@ -89,10 +89,10 @@ class SerialLane(Generic[T]):
         """``doubtful`` (required: it guards against resending after Redis lost data) says
         whether a record the ledger does not know may have been sent before Redis lost its
         data; ``on_dropped`` receives tickets this lane gave up without an answer (withdrawn,
-        or answered meanwhile by another replica). For metrics: ``on_lock_wait`` gets the
-        seconds each lock acquisition waited, ``on_ledger_hit`` is told of each redelivery
-        answered from the ledger without a call. ``arrays``: the array rule of each endpoint
-        whose route sets ``batch_max`` (any other endpoint sends one record per call)."""
+        answered by another replica, left to the next owner on shutdown). For metrics:
+        ``on_lock_wait`` gets each lock acquisition's wait, ``on_ledger_hit`` is told of each
+        redelivery answered without a call. ``arrays``: the array rule of each endpoint whose
+        route sets ``batch_max`` (any other endpoint sends one record per call)."""
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
@@ -158,9 +158,8 @@ class SerialLane(Generic[T]):
                 self._on_dropped(dropped)
 
     def stop(self) -> None:
-        """Start no call any more: each worker finishes the call it is in, concludes it,
-        releases its lock and gives up the records still queued (see the module docstring);
-        :meth:`drain` then returns once every worker has."""
+        """Start no call any more (see the module docstring); :meth:`drain` then returns once
+        every worker has finished its call, released its lock and given up its queue."""
         self._books.stopping.set()
 
     async def drain(self) -> None:
@@ -177,9 +176,8 @@ class SerialLane(Generic[T]):
 
     async def _work(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
-        stopping = self._books.stopping
         try:
-            while queue and not stopping.is_set():
+            while queue and not self._books.stopping.is_set():
                 try:
                     lease = await self._acquire(queue)
                     if lease is not None:
@@ -188,9 +186,8 @@ class SerialLane(Generic[T]):
                     log.exception("serial lane worker failed; starting over", extra={"tenant": key})
                     await self._books.rest(self._policy.redis_retry_s)
             if queue:  # stopping: the partitions' next owner answers them
-                given_up = [delivery.ticket for delivery in queue]
+                self._on_dropped([delivery.ticket for delivery in queue])
                 queue.clear()
-                self._on_dropped(given_up)
         finally:
             del self._workers[key]
             self._current.pop(key, None)
@@ -198,16 +195,14 @@ class SerialLane(Generic[T]):
                 self._idle.set()
 
     async def _acquire(self, queue: deque[Delivery[T]]) -> Lease | None:
-        """Wait for the Connector (breaker) and then the tenant lock; Redis trouble means wait.
-        ``None`` if the queue emptied meanwhile (its records were withdrawn) or the lane is
-        stopping."""
+        """Wait for the breaker, then the tenant lock (Redis trouble: wait). ``None`` if the
+        queue emptied meanwhile (withdrawn) or the lane is stopping."""
         tenant = queue[0].tenant.key
         breaker = self._breakers.for_tenant(tenant)
         loop = asyncio.get_running_loop()
         books = self._books
         while queue and not books.stopping.is_set():
-            # During an outage, wait without holding the tenant's lock. Both waits end on a
-            # shutdown; a lock granted in the instant of that cancel expires by its TTL.
+            # Outage waits hold no lock; a shutdown ends both (a lock granted then expires).
             if not await books.unless_stopping(_admitted(breaker)):
                 continue
             started = loop.time()
@@ -220,9 +215,10 @@ class SerialLane(Generic[T]):
                 continue
             self._books.redis_ok = True
             if lease is None:
-                if books.stopping.is_set():
-                    continue
-                log.warning("tenant lock still unavailable, waiting on", extra={"tenant": tenant})
+                if not books.stopping.is_set():
+                    log.warning(
+                        "tenant lock still unavailable, waiting on", extra={"tenant": tenant}
+                    )
                 continue
             self._on_lock_wait(loop.time() - started)
             if queue:
@@ -248,10 +244,8 @@ class SerialLane(Generic[T]):
         deadline = loop.time() + self._policy.hold_s
         served = 0
         while queue and served < self._policy.hold_records and loop.time() < deadline:
-            if self._books.stopping.is_set():
-                return
-            if not hold.lease.usable():
-                return  # lease lost or run out: another replica may hold the lock now
+            if self._books.stopping.is_set() or not hold.lease.usable():
+                return  # stopping, or the lease lost or run out (another replica may hold it)
             first = queue[0]
             if first.withdrawn:
                 queue.popleft()
