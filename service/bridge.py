@@ -148,6 +148,11 @@ class Answering:
                 return False
         return True
 
+    async def published(self) -> None:
+        """Wait until the outcomes handed in so far are published (or failed to be)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -339,12 +344,17 @@ class Bridge:
     async def drain(self) -> None:
         """Stop fetching, deliver and answer what was consumed, commit — within
         ``drain_timeout_s``; whatever is still open then is replayed by the next owner.
-        Runs before the consumer closes, so the group sees our final offsets."""
+        Runs before the consumer closes, so the group sees our final offsets. A transactional
+        call in flight is finished and answered even past that (cut off, its records would be
+        ``unknown_outcome``); queued transactional records are left to the next owner."""
         self._answering.draining = True
         self._consumer.pause()
+        self._serial.stop()
         try:
             await asyncio.wait_for(self._finish_open_records(), self._drain_timeout_s)
         except TimeoutError:
+            await self._serial.drain()
+            await self._answering.published()
             log.warning(
                 "shutdown: records still open after the drain timeout; they will be replayed",
                 extra={"open": self._tracker.pending()},

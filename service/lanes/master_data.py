@@ -14,6 +14,9 @@ protocol here keeps that from happening:
 3. A delivered record is recorded in the ledger before its reply is published, so a
    redelivery after a crash is answered from there; a refused one's intent is withdrawn, so
    fixed data may come again under the same ``event_id``.
+4. A second copy of an event (same tenant and ``event_id``) that arrives while the first is
+   still on its way is not begun until the first is concluded
+   (:mod:`service.lanes.copies`); it is then answered from the ledger like a redelivery.
 
 If Redis is unreachable, master data is sent without the check (it is idempotent) and its
 delivery goes unrecorded; both are logged.
@@ -34,6 +37,7 @@ from service.intake.routes import Route
 from service.lanes import CallSpan, Delivery, Sink, T, untraced
 from service.lanes.batch import BatchLane, BatchPolicy, Post
 from service.lanes.breaker import Breakers
+from service.lanes.copies import LaterCopies
 from service.lanes.verdicts import answered_by_ledger
 from service.ops.traces import RecordTrace
 from service.state.ledger import EntryState, Ledger, LedgerEntry, fingerprint
@@ -96,11 +100,15 @@ class MasterData(Generic[T]):
             call_span=call_span,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._copies: LaterCopies[tuple[TenantKey, str], tuple[T, Admitted]] = LaterCopies()
 
     async def submit(self, items: Sequence[tuple[T, Admitted]]) -> list[tuple[T, Outcome]]:
         """Register each record in the ledger and send what it has not seen delivered. Returns
         the outcomes the ledger already knows, for the caller to answer with the rest of its
-        poll; the others reach the sink later."""
+        poll; the others reach the sink later (a later copy of an open event too)."""
+        items = [item for item in items if self._copies.open_or_wait(_event_of(item[1]), item)]
+        if not items:
+            return []
         recorded = [
             Recorded(ticket, admitted.tenant.key, admitted.event.event_id, "")
             for ticket, admitted in items
@@ -125,16 +133,27 @@ class MasterData(Generic[T]):
                 if outcome.ok:
                     self._on_ledger_hit()
                 answered.append((ticket, outcome))
+                self._concluded(record)
         if in_doubt:
             self._background(self._reconcile(in_doubt))
         return answered
 
     def withdraw(self, unwanted: Callable[[T], bool]) -> None:
-        """Give up queued records whose ticket is ``unwanted`` (see :meth:`BatchLane.withdraw`)."""
+        """Give up queued records whose ticket is ``unwanted`` (see :meth:`BatchLane.withdraw`),
+        and later copies waiting for an earlier one."""
+        waiting = self._copies.withdraw(lambda item: unwanted(item[0]))
+        if waiting:
+            self._on_dropped([ticket for ticket, _ in waiting])
         self.lane.withdraw(lambda record: unwanted(record.ticket))
 
     async def drain(self) -> None:
-        await self.lane.drain()
+        """Wait until every record has an outcome: later copies are taken in again only once
+        their earlier copy's result is written, after the lane went idle."""
+        while True:
+            await self.lane.drain()
+            if not self._tasks:
+                return
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
         await self.lane.close()
@@ -162,6 +181,7 @@ class MasterData(Generic[T]):
             if present:
                 self._on_ledger_hit()
                 answered.append((record.ticket, Outcome.success(entry.attempts)))
+                self._concluded(record)
             else:
                 self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
         log.info(
@@ -189,11 +209,31 @@ class MasterData(Generic[T]):
                 extra={"error": type(exc).__name__, "records": len(delivered)},
             )
         self._sink([(record.ticket, outcome) for record, outcome in results])
+        for record, _ in results:
+            self._concluded(record)
 
     def _dropped(self, records: Sequence[Recorded[T]]) -> None:
         self._on_dropped([record.ticket for record in records])
+        for record in records:
+            self._concluded(record)
+
+    def _concluded(self, record: Recorded[T]) -> None:
+        """``record``'s copy of its event has its result in the ledger (or was given up):
+        take in the copies that waited for it."""
+        waiting = self._copies.conclude((record.tenant, record.event_id))
+        if waiting:
+            self._background(self._take_in_again(waiting))
+
+    async def _take_in_again(self, items: list[tuple[T, Admitted]]) -> None:
+        answered = await self.submit(items)
+        if answered:
+            self._sink(answered)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _event_of(admitted: Admitted) -> tuple[TenantKey, str]:
+    return (admitted.tenant.key, admitted.event.event_id)

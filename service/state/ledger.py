@@ -40,6 +40,7 @@ from service.state.keys import key
 from service.state.ledger_scripts import (
     BEGIN_MANY,
     DELIVERED_MANY,
+    NOTE_ATTEMPTS,
     RESOLVE,
     SERIAL_BEGIN,
     SERIAL_BEGIN_MANY,
@@ -112,6 +113,9 @@ class StoredEntry:
     attempted_at: float | None = None
     """For an intent: when it was written, just before the first attempt (Unix seconds, Redis's
     clock); ``None`` for entries written before intents kept it."""
+    last_attempt_at: float | None = None
+    """For a transactional intent: when its latest attempt began (Unix seconds, Redis's clock);
+    ``None`` where attempts were not recorded (master data, an earlier release's intents)."""
 
 
 def fingerprint(record: dict[str, Any]) -> str:
@@ -133,6 +137,19 @@ def entry_from(found: Any, digest: str) -> LedgerEntry:
     return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
 
 
+def stored_entry(
+    state: bytes | None, attempts: bytes | None, at: bytes | None, tried: bytes | None, ttl_ms: int
+) -> StoredEntry | None:
+    """An entry's fields as an operator sees them (``None``: no entry)."""
+    if state is None:
+        return None
+    if state == b"delivered":
+        return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
+    attempted_at = None if at is None else int(at) / 1000
+    last_attempt_at = None if tried is None else int(tried) / 1000
+    return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000, attempted_at, last_attempt_at)
+
+
 class Ledger:
     def __init__(self, redis: Redis, prefix: str, retention_s: float, epoch: Epoch) -> None:
         self._redis = redis
@@ -145,6 +162,7 @@ class Ledger:
         self._serial_begin_many = redis.register_script(SERIAL_BEGIN_MANY)
         self._write_results = redis.register_script(WRITE_RESULTS)
         self._resolve = redis.register_script(RESOLVE)
+        self._note_attempts = redis.register_script(NOTE_ATTEMPTS)
         self.retention_s = retention_s
 
     def _key(self, tenant: TenantKey, event_id: str) -> str:
@@ -240,6 +258,19 @@ class Ledger:
         return [entry_from(row, digest) for (_, digest, _), row in zip(records, rows, strict=True)]
 
     @speaks_state
+    async def note_attempts(
+        self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str]]
+    ) -> None:
+        """Record that a later call (not their intents' first) with these (event_id, claim)
+        starts now (``NOTE_ATTEMPTS``); :class:`LeaseLost` if the lease is gone: no call."""
+        reply: Any = await self._note_attempts(
+            keys=[guard.keys.lock, *(self._key(tenant, event_id) for event_id, _ in records)],
+            args=[guard.owner, guard.ttl_ms, *(claim for _, claim in records)],
+        )
+        if reply[0] in (b"lost", "lost"):
+            raise LeaseLost(records[0][0] if records else "")
+
+    @speaks_state
     async def write_results(self, results: list[ResultToWrite], guard: Guard) -> list[bool]:
         """Write calls' results on their own (when no next record's begin carries them), in one
         step; clear the calling marker if ``guard.quiet`` and the lease is still the caller's.
@@ -304,15 +335,10 @@ class Ledger:
         """What the ledger holds for the event, or ``None``; reads only."""
         entry_key = self._key(tenant, event_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(entry_key, "state", "attempts", "at")
+            pipe.hmget(entry_key, "state", "attempts", "at", "tried")
             pipe.pttl(entry_key)
-            (state, attempts, at), ttl_ms = await pipe.execute()
-        if state is None:
-            return None
-        if state == b"delivered":
-            return StoredEntry("delivered", int(attempts or 0), max(0, ttl_ms) / 1000)
-        attempted_at = None if at is None else int(at) / 1000
-        return StoredEntry("in_doubt", None, max(0, ttl_ms) / 1000, attempted_at)
+            (state, attempts, at, tried), ttl_ms = await pipe.execute()
+        return stored_entry(state, attempts, at, tried, ttl_ms)
 
     @speaks_state
     async def resolve(self, tenant: TenantKey, event_id: str, *, delivered: bool) -> str | None:

@@ -21,7 +21,11 @@ from service.state.epoch import EPOCH_CHECK_LUA
 # run earlier; or, for ``delivered``, already delivered with this fingerprint by this very
 # write); they return 0 when the entry was superseded, 1 when written.
 # An intent also keeps ``at``: Redis's clock, in ms, when it was written (just before the first
-# attempt), read once per script; ``ledger resolve --not-delivered`` is timed from it.
+# attempt), read once per script. A transactional intent keeps ``tried`` too: when its latest
+# attempt began (``at`` at first, then NOTE_ATTEMPTS before each later call);
+# ``ledger resolve --not-delivered`` is timed from it, or from ``at`` for entries without it
+# (master data, and intents of a release that did not record its attempts). ``tried`` is a field
+# of its own so a release that does not know it reads the entry as before.
 STEPS = """
 local intent_at = nil
 local function begin(key, digest, claim, retention)
@@ -134,6 +138,7 @@ if ARGV[7] == '1' then
 end
 local found = begin(KEYS[6], ARGV[13], ARGV[12], ARGV[8])
 if not found then
+  redis.call('HSET', KEYS[6], 'tried', intent_at)
   redis.call('SET', KEYS[4], ARGV[6])
 end
 return {'begun', previous, found}
@@ -162,6 +167,7 @@ for i = 5, #KEYS do
   local n = i - 4
   found[n] = begin(KEYS[i], ARGV[8 + 2 * n], ARGV[7 + 2 * n], ARGV[8])
   if not found[n] then
+    redis.call('HSET', KEYS[i], 'tried', intent_at)
     sending = true
   end
 end
@@ -196,6 +202,29 @@ end
 return written
 """
 )
+
+
+# Before a transactional call that is not the first of its records' intents (a retry, a part of
+# a split array), under the tenant's lease: each entry that is still its claim's intent records
+# the call's start in ``tried`` (Redis's clock, ms), so ``ledger resolve --not-delivered`` waits
+# for this call, not only the first. KEYS: lock, then each record's entry. ARGV: owner, ttl ms,
+# then each record's claim. A lock that is no longer the caller's returns {'lost'} having written
+# nothing (no call may start); otherwise the lease is renewed and {'noted'} returned.
+NOTE_ATTEMPTS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {'lost'}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local now = redis.call('TIME')
+local tried = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+for i = 2, #KEYS do
+  local entry = redis.call('HMGET', KEYS[i], 'state', 'claim')
+  if entry[1] == 'intent' and entry[2] == ARGV[i + 1] then
+    redis.call('HSET', KEYS[i], 'tried', tried)
+  end
+end
+return {'noted'}
+"""
 
 
 # The operator's verdict on an intent (``ledger resolve``). KEYS: the entry. ARGV: 'delivered'

@@ -10,9 +10,12 @@ intent is refused, so a verdict never overwrites what the Cloud Connector itself
 ``--not-delivered`` is also refused while the record's last call may still land: the Cloud
 Connector finishes a request after its client gave up, for up to ``SETTLE_AFTER_UNKNOWN_S``. A
 person who checks Sage right after the alert could otherwise see nothing yet, clear the intent,
-replay, and have the invoice stored twice. The ledger keeps when the intent was written, just
-before the first attempt; retries follow only answers proving nothing was processed, so the
-last attempt began within :func:`attempts_window_s` of it. ``--force`` overrides the guard.
+replay, and have the invoice stored twice. The serial lane records in the entry when each of
+the record's calls began (the intent's first, then each retry or split part), so the guard
+counts from the last one. An intent without that record (written by an earlier release) is
+timed from when it was written, just before the first attempt: retries follow only answers
+proving nothing was processed, so its last attempt began within :func:`attempts_window_s` of
+it. ``--force`` overrides the guard.
 """
 
 from __future__ import annotations
@@ -103,19 +106,21 @@ def attempts_window_s(settings: Settings) -> float:
 
 def not_delivered_accepted_from(settings: Settings, entry: StoredEntry) -> datetime:
     """When ``--not-delivered`` becomes safe for this intent: its last attempt's timeout, then
-    the settle period, after the latest moment that attempt can have begun. An intent written
-    before intents kept their time is timed from its last write (its expiry less retention)."""
+    the settle period, after that attempt began — as recorded, or else the latest moment it
+    can have begun. An intent written before intents kept their time is timed from its last
+    write (its expiry less retention)."""
+    after_last_attempt = timedelta(
+        seconds=settings.http_timeout_s + settings.settle_after_unknown_s
+    )
+    if entry.last_attempt_at is not None:
+        return datetime.fromtimestamp(entry.last_attempt_at, UTC) + after_last_attempt
     if entry.attempted_at is not None:
         written = datetime.fromtimestamp(entry.attempted_at, UTC)
     else:
         written = datetime.now(UTC) + timedelta(
             seconds=entry.expires_in_s - settings.idempotency_retention_s
         )
-    return written + timedelta(
-        seconds=attempts_window_s(settings)
-        + settings.http_timeout_s
-        + settings.settle_after_unknown_s
-    )
+    return written + timedelta(seconds=attempts_window_s(settings)) + after_last_attempt
 
 
 async def resolve(

@@ -474,6 +474,10 @@ def test_template_guards_refuse_impossible_combinations(chart: Any) -> None:
     settings = {**EVERYTHING_ON["settings"], "DRAIN_TIMEOUT_S": 90}
     with pytest.raises(helm.HelmError, match="DRAIN_TIMEOUT_S"):
         render(chart, with_(EVERYTHING_ON, settings=settings))
+    # A stopping replica finishes its transactional call: the grace period must cover it.
+    slow_calls = {**EVERYTHING_ON["settings"], "DRAIN_TIMEOUT_S": 8, "HTTP_TIMEOUT_S": 55}
+    with pytest.raises(helm.HelmError, match="HTTP_TIMEOUT_S must be below"):
+        render(chart, with_(EVERYTHING_ON, settings=slow_calls, terminationGracePeriodSeconds=60))
     # existingSecret: the chart renders no Secret that could hold the Redis password.
     with pytest.raises(helm.HelmError, match="SAGEBRIDGE_REDIS_URL"):
         render(chart, with_(REDIS_WITH_PASSWORD, existingSecret="sagebridge-tokens"))

@@ -27,6 +27,8 @@ class _Entry:
     fingerprint: str
     attempts: str
     claim: str = ""
+    tries: int = 0
+    """Calls noted after the intent's first (``tried`` in Redis)."""
 
 
 @dataclass
@@ -115,6 +117,15 @@ class MemoryLedger:
             guard,
             [(self.key(tenant, event_id), claim, digest) for event_id, digest, claim in records],
         )
+
+    async def note_attempts(
+        self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str]]
+    ) -> None:
+        self._check_lease(guard, records[0][0] if records else "")
+        for event_id, claim in records:
+            entry = self.store.entries.get(self.key(tenant, event_id))
+            if entry is not None and (entry.state, entry.claim) == ("intent", claim):
+                entry.tries += 1
 
     async def write_results(self, results: list[ResultToWrite], guard: Guard) -> list[bool]:
         written = [self._write(result) for result in results]

@@ -94,6 +94,9 @@ the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}
 {{- if ge (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.terminationGracePeriodSeconds | float64) -}}
 {{- fail "settings.DRAIN_TIMEOUT_S must be below terminationGracePeriodSeconds, or the kubelet kills the drain" -}}
 {{- end -}}
+{{- if ge (addf (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.settings.HTTP_TIMEOUT_S | default 30 | float64)) (.Values.terminationGracePeriodSeconds | float64) -}}
+{{- fail "settings.DRAIN_TIMEOUT_S + settings.HTTP_TIMEOUT_S must be below terminationGracePeriodSeconds: a stopping replica finishes its transactional call in flight, and a call the kubelet kills is left unknown_outcome" -}}
+{{- end -}}
 {{- if and .Values.existingSecret (include "sagebridge.redisUrlIsSecret" .) -}}
 {{- fail "settings.REDIS_URL carries a password, and with existingSecret the chart renders no Secret to hold it: put SAGEBRIDGE_REDIS_URL in that Secret and leave the password out of settings.REDIS_URL" -}}
 {{- end -}}

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from service.answers.outcomes import Outcome
 from service.errors import EpochMovedError, LeaseLost, StateUnavailable
@@ -66,6 +66,31 @@ class Bookkeeping(Generic[T]):
         self._claims = itertools.count()
         self.redis_ok = True
         """False while Redis is unreachable (the lane is paused)."""
+        self.stopping = asyncio.Event()
+        """Set on shutdown: no call starts any more, and waits end early."""
+
+    async def rest(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if the lane is stopping: whether the whole wait passed."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        return not self.stopping.is_set()
+
+    async def unless_stopping(self, work: Awaitable[Done]) -> Done | None:
+        """``work``'s result, or ``None`` if the lane began stopping first (``work`` is then
+        cancelled: use it only for waits that start nothing at the Connector)."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if task.cancelled():
+            return None
+        result: Done = task.result()
+        return result
 
     def answer(self, delivery: Delivery[T], outcome: Outcome) -> None:
         """An answer that waits for no ledger write."""
@@ -98,7 +123,7 @@ class Bookkeeping(Generic[T]):
                 extra={"step": step, "error": type(exc).__name__},
             )
         self.redis_ok = False
-        await asyncio.sleep(self._redis_retry_s)
+        await self.rest(self._redis_retry_s)
 
     async def release(self, lease: Lease, *, quiet: bool) -> None:
         # On Redis trouble the lock expires by itself; nobody else can take it meanwhile.
@@ -142,8 +167,8 @@ class Hold(Generic[T]):
             "settle period before calling",
             extra={"tenant": self._lease.tenant, "settle_s": self._books.settle_s},
         )
-        await asyncio.sleep(self._books.settle_s)
-        self._quiet = True
+        if await self._books.rest(self._books.settle_s):
+            self._quiet = True
 
     def call_starting(self) -> None:
         self._quiet = False
@@ -163,8 +188,8 @@ class Hold(Generic[T]):
             "unknown outcome: no call for this tenant during the settle period",
             extra={"tenant": self._lease.tenant, "settle_s": self._books.settle_s},
         )
-        await asyncio.sleep(self._books.settle_s)
-        self._quiet = self._lease.usable()
+        rested = await self._books.rest(self._books.settle_s)  # cut short only by a shutdown
+        self._quiet = rested and self._lease.usable()
 
     async def begin(
         self, deliveries: Sequence[Delivery[T]], digests: Sequence[str]
@@ -195,6 +220,18 @@ class Hold(Generic[T]):
             (d.event_id, digest, d.claim) for d, digest in zip(deliveries, digests, strict=True)
         ]
         return await self._guarded(lambda guard: ledger.begin_guarded_many(guard, tenant, records))
+
+    async def note_attempt(self, deliveries: Sequence[Delivery[T]]) -> bool:
+        """Record in their ledger entries that a later call (a retry, a split array's part)
+        carrying ``deliveries`` starts now, before it starts: ``ledger resolve
+        --not-delivered`` is timed from the latest. ``False`` if it could not be recorded
+        (Redis down, lease lost): then the call must not start."""
+        ledger, tenant = self._books.ledger, deliveries[0].tenant.key
+        records = [(d.event_id, d.claim) for d in deliveries]
+        noted = await self._guarded(
+            lambda guard: _noted(ledger.note_attempts(guard, tenant, records))
+        )
+        return noted is not None
 
     async def write(self, results: list[ResultToWrite]) -> list[bool]:
         """Write results after a call. Redis trouble here means retry the write, never the
@@ -238,3 +275,9 @@ class Hold(Generic[T]):
 
     def _guard(self) -> Guard:
         return self._books.locks.guard(self._lease, quiet=self._quiet)
+
+
+async def _noted(step: Awaitable[None]) -> bool:
+    """A step that returns nothing, as one whose success :meth:`Hold._guarded` can tell."""
+    await step
+    return True

@@ -19,6 +19,11 @@ request after its client gave up. So:
 * a lock granted while an earlier holder's call may still be running (:attr:`Lease.occupied`)
   is first held quietly for ``settle_s`` too.
 
+On shutdown (:meth:`SerialLane.stop`) no call starts any more, not even a retry: a call in
+flight is finished and concluded, however long it takes (cut off, it would leave its records in
+doubt for the next replica), the lock is released, and the records still queued are given up
+unanswered, uncommitted, for the partition's next owner.
+
 Fail closed: any Redis error before the call means "wait and try again" — the lane never calls
 without the lock. An unexpected error never stops the tenant's worker, so one record cannot hold
 up the invoices queued behind it. What one turn does is :mod:`service.lanes.serial.turn`.
@@ -37,7 +42,7 @@ from typing import Generic
 from service.config import LEASE_MARGIN_S
 from service.errors import StateUnavailable
 from service.lanes import Delivery, Sink, T
-from service.lanes.breaker import Breakers
+from service.lanes.breaker import Breaker, Breakers
 from service.lanes.retry import Backoff, Retries
 from service.lanes.serial.hold import Bookkeeping, Hold
 from service.lanes.serial.ports import SerialLedger, SerialLocks
@@ -84,10 +89,10 @@ class SerialLane(Generic[T]):
         """``doubtful`` (required: it guards against resending after Redis lost data) says
         whether a record the ledger does not know may have been sent before Redis lost its
         data; ``on_dropped`` receives tickets this lane gave up without an answer (withdrawn,
-        or answered meanwhile by another replica). For metrics: ``on_lock_wait`` gets the
-        seconds each lock acquisition waited, ``on_ledger_hit`` is told of each redelivery
-        answered from the ledger without a call. ``arrays``: the array rule of each endpoint
-        whose route sets ``batch_max`` (any other endpoint sends one record per call)."""
+        answered by another replica, left to the next owner on shutdown). For metrics:
+        ``on_lock_wait`` gets each lock acquisition's wait, ``on_ledger_hit`` is told of each
+        redelivery answered without a call. ``arrays``: the array rule of each endpoint whose
+        route sets ``batch_max`` (any other endpoint sends one record per call)."""
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
@@ -152,8 +157,13 @@ class SerialLane(Generic[T]):
                 queue.extend(kept)  # the same deque: the worker holds it
                 self._on_dropped(dropped)
 
+    def stop(self) -> None:
+        """Start no call any more (see the module docstring); :meth:`drain` then returns once
+        every worker has finished its call, released its lock and given up its queue."""
+        self._books.stopping.set()
+
     async def drain(self) -> None:
-        """Wait until every queued record has an outcome."""
+        """Wait until every queued record has an outcome (after :meth:`stop`: or is given up)."""
         await self._idle.wait()
 
     async def close(self) -> None:
@@ -167,14 +177,17 @@ class SerialLane(Generic[T]):
     async def _work(self, key: tuple[str, str]) -> None:
         queue = self._queues[key]
         try:
-            while queue:
+            while queue and not self._books.stopping.is_set():
                 try:
                     lease = await self._acquire(queue)
                     if lease is not None:
                         await self._serve(Hold(lease, self._books), queue)
                 except Exception:  # a bug must not strand this tenant's records for good
                     log.exception("serial lane worker failed; starting over", extra={"tenant": key})
-                    await asyncio.sleep(self._policy.redis_retry_s)
+                    await self._books.rest(self._policy.redis_retry_s)
+            if queue:  # stopping: the partitions' next owner answers them
+                self._on_dropped([delivery.ticket for delivery in queue])
+                queue.clear()
         finally:
             del self._workers[key]
             self._current.pop(key, None)
@@ -182,22 +195,30 @@ class SerialLane(Generic[T]):
                 self._idle.set()
 
     async def _acquire(self, queue: deque[Delivery[T]]) -> Lease | None:
-        """Wait for the Connector (breaker) and then the tenant lock; Redis trouble means wait.
-        ``None`` if the queue emptied meanwhile (its records were withdrawn)."""
+        """Wait for the breaker, then the tenant lock (Redis trouble: wait). ``None`` if the
+        queue emptied meanwhile (withdrawn) or the lane is stopping."""
         tenant = queue[0].tenant.key
         breaker = self._breakers.for_tenant(tenant)
         loop = asyncio.get_running_loop()
-        while queue:
-            await breaker.admit()  # during an outage, wait without holding the tenant's lock
+        books = self._books
+        while queue and not books.stopping.is_set():
+            # Outage waits hold no lock; a shutdown ends both (a lock granted then expires).
+            if not await books.unless_stopping(_admitted(breaker)):
+                continue
             started = loop.time()
             try:
-                lease = await self._locks.acquire(tenant, self._policy.lock_wait_s)
+                lease = await books.unless_stopping(
+                    self._locks.acquire(tenant, self._policy.lock_wait_s)
+                )
             except StateUnavailable as exc:
                 await self._books.redis_down("acquire", exc)
                 continue
             self._books.redis_ok = True
             if lease is None:
-                log.warning("tenant lock still unavailable, waiting on", extra={"tenant": tenant})
+                if not books.stopping.is_set():
+                    log.warning(
+                        "tenant lock still unavailable, waiting on", extra={"tenant": tenant}
+                    )
                 continue
             self._on_lock_wait(loop.time() - started)
             if queue:
@@ -223,8 +244,8 @@ class SerialLane(Generic[T]):
         deadline = loop.time() + self._policy.hold_s
         served = 0
         while queue and served < self._policy.hold_records and loop.time() < deadline:
-            if not hold.lease.usable():
-                return  # lease lost or run out: another replica may hold the lock now
+            if self._books.stopping.is_set() or not hold.lease.usable():
+                return  # stopping, or the lease lost or run out (another replica may hold it)
             first = queue[0]
             if first.withdrawn:
                 queue.popleft()
@@ -251,17 +272,27 @@ class SerialLane(Generic[T]):
             self._current.pop(key, None)
 
 
+async def _admitted(breaker: Breaker) -> bool:
+    await breaker.admit()
+    return True
+
+
 def front_group(queue: Iterable[Delivery[T]], batch_max: int) -> list[Delivery[T]]:
     """The records one turn carries: those at the front of a tenant's queue that share the
-    first one's endpoint, up to ``batch_max``, in order (a withdrawn one ends the group: it is
-    dropped when it reaches the front)."""
+    first one's endpoint, up to ``batch_max``, in order. A withdrawn one ends the group (it is
+    dropped when it reaches the front), and so does a second copy of an ``event_id`` already in
+    it (a producer's retry, a replay): that copy is begun only in a later turn, once the
+    earlier copy's result is in the ledger, and is answered from there. Begun in the same turn,
+    the second copy's begin would find the first one's fresh intent and report it in doubt."""
     group: list[Delivery[T]] = []
+    event_ids: set[str] = set()
     for delivery in queue:
-        if len(group) == batch_max or delivery.withdrawn:
+        if len(group) == batch_max or delivery.withdrawn or delivery.event_id in event_ids:
             break
         if group and delivery.endpoint != group[0].endpoint:
             break
         group.append(delivery)
+        event_ids.add(delivery.event_id)
     return group
 
 

@@ -205,9 +205,11 @@ class Turn(Generic[T]):
         """Call with the records, then with their parts while an atomic refusal splits them, in
         order; stops at the first call whose outcome is unknown or that cannot start."""
         parts: deque[list[_Ready[T]]] = deque([records])
+        fresh = True  # the first call follows the begin that timed the intents
         while parts:
             part = parts.popleft()
-            result = await self._call(hold, part)
+            result = await self._call(hold, part, fresh=fresh)
+            fresh = False
             if result is None:  # breaker open, lease short, a record withdrawn: not sent
                 verdicts.unsent += [r for rest in (part, *parts) for r in rest]
                 return
@@ -241,10 +243,12 @@ class Turn(Generic[T]):
                     for r in part
                 ]
 
-    async def _call(self, hold: Hold[T], part: list[_Ready[T]]) -> Concluded | None:
+    async def _call(self, hold: Hold[T], part: list[_Ready[T]], *, fresh: bool) -> Concluded | None:
         """One call (a lone record as a JSON object), retrying only what was certainly not
-        processed. ``None`` if no call could start: the breaker opened, the lease no longer
-        outlasts a call, or a record of the part was withdrawn."""
+        processed. Every attempt but the first after the begin (``fresh``) records its start
+        in the ledger first (:meth:`Hold.note_attempt`). ``None`` if no call could start: the
+        breaker opened, the lease no longer outlasts a call, a record of the part was
+        withdrawn, the attempt could not be recorded, or the lane is stopping."""
         lease = hold.lease
         first = part[0].delivery
         if len(part) == 1:
@@ -253,8 +257,14 @@ class Turn(Generic[T]):
             payload = b"[" + b",".join(r.encoded for r in part) + b"]"
 
         async def attempt() -> CallResult | None:
+            nonlocal fresh
             if any(r.delivery.withdrawn for r in part) or not lease.usable(self._call_margin_s):
                 return None
+            if hold.books.stopping.is_set():  # shutting down: no new call, no retry
+                return None
+            if not fresh and not await hold.note_attempt([r.delivery for r in part]):
+                return None
+            fresh = False
             for r in part:
                 r.delivery.attempts += 1
             return await self._post(first.tenant, first.endpoint, payload, fence=lease.fence)
