@@ -65,13 +65,14 @@ async def test_lock_expires_when_the_holder_vanishes(redis, redis_prefix: str) -
 
 
 async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> None:
-    locks = await locks_for(redis, redis_prefix, ttl_s=0.3)
+    # A TTL long enough that renewal (every third of it) survives a loaded CI machine.
+    locks = await locks_for(redis, redis_prefix, ttl_s=1.0)
     held = await locks.try_acquire(T)
     assert held is not None
     async with locks.kept_alive(held):
         # Three TTLs pass while the "call" runs; without renewal the lock would be free.
         for _ in range(3):
-            assert await locks.acquire(T, wait_s=0.3) is None
+            assert await locks.acquire(T, wait_s=1.0) is None
     assert not held.lost
     assert await locks.release(held, quiet=True)
 
