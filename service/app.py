@@ -6,7 +6,7 @@ event's path (see the README's architecture section): the subscriber (:mod:`serv
 hands polls to the :class:`~service.bridge.Bridge`, which admits them (:mod:`service.intake`)
 and passes them to a lane (:mod:`service.lanes`); lanes call the Connector
 (:mod:`service.connector`) under Redis locks and the ledger (:mod:`service.state`) and report
-outcomes to :class:`~service.bridge.Answering`, which publishes them (:mod:`service.answers`)
+outcomes to :class:`~service.answering.Answering`, which publishes them (:mod:`service.answers`)
 and moves the offsets (:mod:`service.offsets`).
 
 Groups of parts that keep to one side — the Redis stores, the calls out over HTTP, Kafka's
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from faststream import FastStream
 from redis.exceptions import RedisError
 
-from service.bridge import Bridge, Consumed
+from service.answering import Consumed
+from service.bridge import Bridge
 from service.config import Settings
 from service.errors import StartupError
 from service.intake.admit import Intake

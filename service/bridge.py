@@ -3,7 +3,7 @@
 One poll: every record is registered with the offset tracker and passed through intake;
 refused records are answered at once, master data goes through the ledger to the batch lane
 (:mod:`service.lanes.master_data`), transactions to the serial lane. Lanes report outcomes to
-:class:`Answering`, which publishes replies and dead letters, waits for Kafka's
+:class:`~service.answering.Answering`, which publishes replies and dead letters, waits for Kafka's
 acknowledgement, marks the offsets answered and wakes the committer. The poll handler returns
 as soon as records are handed over, so the next poll overlaps with delivery; fetching pauses
 while too many records are open (:mod:`service.offsets.flow`).
@@ -17,16 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Collection, Coroutine, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Collection
+from dataclasses import replace
+from typing import Protocol
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from service.answering import Answering, Consumed
 from service.answers.joined import Joint, Part
-from service.answers.outcomes import Origin, Outcome, Stage, Subject
-from service.answers.publisher import Answer, OutcomePublisher
+from service.answers.outcomes import Outcome, Stage, Subject
 from service.intake.admit import Admitted, Imaging, Intake, Refused
 from service.intake.image_step import ImageStep
 from service.intake.routes import Lane
@@ -38,11 +37,7 @@ from service.lanes import Delivery
 from service.lanes.master_data import MasterData
 from service.lanes.serial import SerialLane
 from service.offsets.committer import Committer
-from service.offsets.flow import FlowControl
-from service.offsets.tracker import OffsetTracker
-from service.ops.logs import OutcomeLog, outcome_line
-from service.ops.metrics import Metrics
-from service.ops.traces import Publishing, RecordTrace, Tracing
+from service.ops.traces import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,153 +50,6 @@ class SchemaPrefetch(Protocol):
 
 
 REVOKE_WAIT_S = 30.0
-
-
-@dataclass(slots=True)
-class Consumed:
-    """A consumed record as the bridge keeps it while its event travels: where it came from
-    (to commit), its bytes (for the dead letter) and whom to answer."""
-
-    partition: TopicPartition
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    subject: Subject
-    reply_topic: str
-    received_at: float
-    generation: int
-    """The partition's assignment it was consumed under (see :mod:`service.offsets.tracker`)."""
-    part_of: Part[Consumed] | None = None
-    """Set on one record of an event that stands for several: the event is answered once,
-    when all are (:mod:`service.answers.joined`)."""
-    trace: RecordTrace | None = None
-    """The trace its event continues (:mod:`service.ops.traces`); ``None`` when untraced."""
-
-
-class Answering:
-    """Publishes outcomes and moves the offsets behind them: the sink every lane reports to."""
-
-    def __init__(
-        self,
-        publisher: OutcomePublisher,
-        tracker: OffsetTracker[TopicPartition],
-        flow: FlowControl,
-        consumer: GroupConsumer,
-        committer: Committer,
-        metrics: Metrics,
-        outcome_log: OutcomeLog,
-    ) -> None:
-        self.tracker = tracker
-        self.flow = flow
-        self._publisher = publisher
-        self._consumer = consumer
-        self._committer = committer
-        self._metrics = metrics
-        self._outcome_log = outcome_log
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._answered = asyncio.Condition()
-        self.draining = False
-        """Set on shutdown: fetching stays paused however many records are answered."""
-
-    def answer(self, results: Sequence[tuple[Consumed, Outcome]]) -> None:
-        """Publish these outcomes (in the background: lanes must not block)."""
-        self._background(self._answer(_joined(results)))
-
-    def dropped(self, tickets: Sequence[Consumed]) -> None:
-        """Records given up unanswered (their partition was revoked): the new owner answers
-        them, so they stay uncommitted here. Their ledger intents stay too: an intent may be a
-        crashed predecessor's trace of a call that did land, which the new owner looks up."""
-        tickets = [
-            t if t.part_of is None else t.part_of.joint.whole
-            for t in tickets
-            if t.part_of is None or t.part_of.joint.give_up()
-        ]
-        for ticket in tickets:
-            if ticket.generation == self.tracker.generation(ticket.partition):
-                self.tracker.dropped(ticket.partition, ticket.offset)
-        self._closed(tickets)
-        self._background(self._notify())
-
-    def opened(self, records: Sequence[ConsumerRecord]) -> None:
-        """Records were consumed: pause fetching past the in-flight limits."""
-        if self.flow.consumed(len(records), sum(_size(r.value) for r in records)):
-            self._consumer.pause()
-            self._metrics.fetch_paused.set(1)
-            log.warning(
-                "fetching paused: in-flight limit reached",
-                extra={"open": self.flow.open, "open_bytes": self.flow.open_bytes},
-            )
-        self._metrics.in_flight.set(self.flow.open)
-        self._metrics.in_flight_bytes.set(self.flow.open_bytes)
-
-    async def wait_answered(
-        self, partitions: set[TopicPartition] | None, wait_s: float | None
-    ) -> bool:
-        """Wait until no record of ``partitions`` (all, if ``None``) is open."""
-        async with self._answered:
-            try:
-                await asyncio.wait_for(
-                    self._answered.wait_for(lambda: self.tracker.pending(partitions) == 0),
-                    wait_s,
-                )
-            except TimeoutError:
-                return False
-        return True
-
-    async def published(self) -> None:
-        """Wait until the outcomes handed in so far are published (or failed to be)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _notify(self) -> None:
-        async with self._answered:
-            self._answered.notify_all()
-
-    def _closed(self, tickets: Sequence[Consumed]) -> None:
-        resume = self.flow.answered(len(tickets), sum(_size(t.value) for t in tickets))
-        if resume and not self.draining:
-            self._consumer.resume()
-            self._metrics.fetch_paused.set(0)
-            log.info("fetching resumed", extra={"open": self.flow.open})
-        self._metrics.in_flight.set(self.flow.open)
-        self._metrics.in_flight_bytes.set(self.flow.open_bytes)
-
-    async def _answer(self, results: list[tuple[Consumed, Outcome]]) -> None:
-        current: list[tuple[Consumed, Outcome]] = []
-        withheld: list[Consumed] = []
-        for ticket, outcome in results:
-            if ticket.generation == self.tracker.generation(ticket.partition):
-                current.append((ticket, outcome))
-            else:
-                withheld.append(ticket)
-        if withheld:
-            # Their partition was revoked meanwhile; its new owner answers them (a second,
-            # possibly different verdict from us would contradict its).
-            log.info("answers for a revoked partition withheld", extra={"records": len(withheld)})
-            self._closed(withheld)
-            results = current
-        if results:
-            publishing: list[Publishing] = []
-            await self._publisher.publish([_answer_of(t, o, publishing) for t, o in results])
-            for span in publishing:
-                span.end()
-            now = time.monotonic()
-            counted: Counter[tuple[str, bool, str]] = Counter()
-            for ticket, outcome in results:
-                self.tracker.answered(ticket.partition, ticket.offset)
-                counted[(ticket.subject.type or "", outcome.ok, str(outcome.stage or ""))] += 1
-            self._metrics.count_outcomes(counted)
-            self._outcome_log.write(
-                outcome_line(t.subject, o, now - t.received_at) for t, o in results
-            )
-            self._closed([ticket for ticket, _ in results])
-            self._committer.wanted()
-        await self._notify()
 
 
 class Bridge:
@@ -397,31 +245,3 @@ class Bridge:
             self._consumer.pause(assigned)
         await self._watch.assigned(assigned)
         self.assigned = True
-
-
-def _size(value: bytes | None) -> int:
-    return 0 if value is None else len(value)
-
-
-def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed, Outcome]]:
-    """The outcomes to publish: a part's outcome only completes its event's."""
-    joined: list[tuple[Consumed, Outcome]] = []
-    for ticket, outcome in results:
-        part = ticket.part_of
-        if part is None:
-            joined.append((ticket, outcome))
-        elif (whole := part.joint.note(part.index, outcome)) is not None:
-            joined.append((part.joint.whole, whole))
-    return joined
-
-
-def _answer_of(ticket: Consumed, outcome: Outcome, publishing: list[Publishing]) -> Answer:
-    """The answer to publish; a traced ticket's reply span is started and added to
-    ``publishing``, for the caller to end once Kafka has acknowledged it."""
-    origin = Origin(ticket.partition.topic, ticket.partition.partition, ticket.offset)
-    answer = Answer(ticket.subject, outcome, ticket.reply_topic, ticket.key, ticket.value, origin)
-    if ticket.trace is not None:
-        span = ticket.trace.publishing(ticket.reply_topic)
-        publishing.append(span)
-        answer.headers = span.headers
-    return answer

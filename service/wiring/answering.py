@@ -1,5 +1,5 @@
 """The answering side in Kafka: the reply producer, the publisher of replies and dead letters,
-the offsets that follow them, and :class:`~service.bridge.Answering`, which lanes report to."""
+the offsets that follow them, and :class:`~service.answering.Answering`, which lanes report to."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from service.answering import Answering
 from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
-from service.bridge import Answering
 from service.config import Settings
 from service.kafka.consumer import GroupConsumer
 from service.offsets.committer import Committer

@@ -151,7 +151,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("service.state", "service.connector", "service.registry"),
     ("service.kafka", "service.ops"),
     ("service.lanes", "service.tools", "service.console"),
-    ("service.bridge",),
+    ("service.bridge", "service.answering"),
     ("service.wiring",),
     ("service.app",),
     ("service.dev",),
