@@ -858,6 +858,30 @@ def test_the_dashboard_shows_unknown_outcomes_and_dead_letters_by_stage(chart: A
             assert named <= labels_of[metric], f"{metric} has no label {named - labels_of[metric]}"
 
 
+def test_the_unknown_outcome_panels_give_the_runbooks_steps(chart: Any) -> None:
+    """An operator reading a panel's help at 3 a.m. gets the runbook's steps in order, including
+    the wait before ``--not-delivered`` (the Connector may still be storing the record) and when
+    ``--force`` is allowed, and the page that has the rest."""
+    cm = one(render(chart, EVERYTHING_ON), "ConfigMap", "-dashboard")
+    panels = json.loads(cm["data"]["sagebridge.json"])["panels"]
+    helps = [p["description"] for p in panels if "unknown_outcome" in json.dumps(p["targets"])]
+    runbook = (CHART.parents[1] / "docs" / "operating.md").read_text(encoding="utf-8")
+    assert "### Runbook: `unknown_outcome`" in runbook
+    assert len(helps) == 2
+    for text in helps:
+        assert "docs/operating.md, Runbook: unknown_outcome" in text
+        steps = [
+            "dlt list --stage unknown_outcome",
+            "--delivered",
+            "ledger show EVENT_ID",
+            "--not-delivered",
+            "--force",
+            "dlt replay --stage unknown_outcome",
+        ]
+        places = [text.find(step) for step in steps]
+        assert -1 not in places and places == sorted(places), text
+
+
 def test_cross_reference_tables_are_mounted_over_the_shipped_ones(
     chart: Any, tmp_path: Path
 ) -> None:
