@@ -4,7 +4,7 @@ aiokafka alone against the embedded Tansu broker. Several producers write one si
 topic at once, each sending one small record every few milliseconds (as the serial lane's
 replicas answer invoices), while one consumer reads it live from the beginning. At the end a
 second consumer reads the topic again from offset 0, to show whether the records the live reader
-missed are in the log (the README's "Local infrastructure for tests" has what it found).
+missed are in the log (docs/deploy.md, "Local infrastructure for tests", has what it found).
 sagebridge's tests and benchmark read replies through :class:`service.dev.devstack.HoleGuard`
 because of this.
 """

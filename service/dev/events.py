@@ -1,7 +1,8 @@
 """The events the tests, the benchmark and the demo send: their JSON, and producing them.
 
 An event is the envelope the service reads from its input topics (``event_id``, ``type``,
-``data`` and optionally ``tenant`` and ``reply_to``; see the README's "Messages by example").
+``data`` and optionally ``tenant`` and ``reply_to``; see docs/crm-input.md, "Messages by
+example").
 The builders return plain dicts, so a test can break any field of one on purpose.
 """
 

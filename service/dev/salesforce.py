@@ -1,4 +1,5 @@
-"""Salesforce Change Data Capture payloads, as the tests, the demo and the README use them.
+"""Salesforce Change Data Capture payloads, as the tests, the demo and docs/crm-input.md use
+them.
 
 A ``ContactChangeEvent`` as the Salesforce CDC source connector puts it on Kafka: the
 ``ChangeEventHeader`` (entity, change type, record ids, changed fields, commit data) beside the

@@ -28,7 +28,8 @@ class StateSettings(BaseModel):
     """Longest single wait for a tenant lock before logging and waiting again."""
     settle_after_unknown_s: float = Field(120.0, ge=0)
     """After a transactional call whose outcome is unknown, how long the tenant makes no
-    further call: the Cloud Connector may still be processing it (see README)."""
+    further call: the Cloud Connector may still be processing it
+    (docs/transactional-safety.md)."""
     idempotency_retention_s: int = Field(7 * 24 * 3600, ge=60)
     """How long the ledger remembers delivered events (answers redeliveries without a call)."""
 

@@ -4,7 +4,7 @@ Each field is a tenant (``customer:company``, both parts escaped as in :mod:`ser
 so a ``:`` in either cannot make two tenants one field); its value is when it was paused (ISO
 8601, UTC). The hash has no expiry: a pause outlives restarts of every replica and lasts until
 someone resumes it. It does not outlive a loss of Redis's data (a restart without persistence),
-like the ledger; the README's runbook says so.
+like the ledger; docs/operating.md ("Pause a tenant") says so.
 """
 
 from __future__ import annotations

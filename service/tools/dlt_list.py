@@ -1,6 +1,6 @@
 """``sagebridge dlt list``: what is on the dead-letter topic, grouped the way operators act on it.
 
-Counts by stage, tenant and type (the stage says what to do; see the README's stage table),
+Counts by stage, tenant and type (the stage says what to do: docs/operating.md, "Dead letters"),
 then the newest letters. It reads the topic without a consumer group
 (:mod:`service.tools.dead_letter_reader`), so listing changes nothing for anyone.
 """

@@ -29,7 +29,9 @@ TOKEN = "default-token-5e1d9b7c"
 BETA_TOKEN = "beta-token-77a0c2"
 SASL_PASSWORD = "sasl-pass-91f3e"
 REDIS_PASSWORD = "redis-pass-3c8e1a"
-SECRETS = (TOKEN, BETA_TOKEN, SASL_PASSWORD, REDIS_PASSWORD)
+REGISTRY_PASSWORD = "registry-pass-0d4b7e"
+PROXY_PASSWORD = "proxy-pass-58c2a9"
+SECRETS = (TOKEN, BETA_TOKEN, SASL_PASSWORD, REDIS_PASSWORD, REGISTRY_PASSWORD, PROXY_PASSWORD)
 
 EVERYTHING_ON: dict[str, Any] = {
     "replicaCount": 3,
@@ -47,6 +49,18 @@ EVERYTHING_ON: dict[str, Any] = {
         "HTTP_PORT": 9100,
         "LOG_LEVEL": "DEBUG",
         "REPLY_TOPICS": "crm.*.replies",
+        "RETRY_AFTER_MAX_S": 120,
+        "MAX_RECORD_IDS": 5000,
+        "SCHEMA_REGISTRY_URL": "https://registry.example",
+        "SCHEMA_REGISTRY_USER": "registry-key",
+        "IMAGE_TTL_S": 2592000,
+        "IMAGE_MAX_BYTES": 262144,
+    },
+    "schemaRegistry": {"password": REGISTRY_PASSWORD},
+    "connector": {
+        "ca": {"configMapName": "corp-ca-bundle", "key": "bundle.pem"},
+        "clientCert": {"secretName": "connector-client-tls"},
+        "proxy": {"https": "http://proxy.corp:3128", "noProxy": ".svc,.cluster.local"},
     },
     "defaultTenant": {"customer": "1001", "company": "ACME", "token": TOKEN},
     "tenants": [
@@ -109,6 +123,15 @@ REDIS_WITH_PASSWORD = with_(
 )
 TOKEN_FILES = with_(EVERYTHING_ON, tenantTokenFiles={"enabled": True})
 TOKEN_FILES_EXISTING = with_(EXISTING_SECRET, tenantTokenFiles={"enabled": True})
+PROXY_URL_WITH_PASSWORD = f"http://sagebridge:{PROXY_PASSWORD}@proxy.corp:3128"
+CONNECTOR_SECRETS = with_(
+    EVERYTHING_ON,
+    connector={
+        "ca": {"secretName": "corp-ca", "key": "ca.pem", "mountPath": "/etc/corp-ca"},
+        "clientCert": {"secretName": "connector-client", "certKey": "both.pem", "keyKey": ""},
+        "proxy": {"https": PROXY_URL_WITH_PASSWORD},
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +165,7 @@ def kinds(objects: list[dict[str, Any]]) -> set[str]:
 
 
 def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    [only] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [only] = one(objects, "Deployment", "prod-sagebridge")["spec"]["template"]["spec"]["containers"]
     return dict(only)
 
 
@@ -154,6 +177,7 @@ VARIANTS = {
     "redis-password": REDIS_WITH_PASSWORD,
     "token-files": TOKEN_FILES,
     "token-files-existing": TOKEN_FILES_EXISTING,
+    "connector-secrets": CONNECTOR_SECRETS,
 }
 
 
@@ -195,6 +219,10 @@ def test_defaults_render_the_core_and_no_options(chart: Any) -> None:
     config = one(objects, "ConfigMap")["data"]
     assert config["SAGEBRIDGE_KAFKA_IDEMPOTENCE"] == "true", "real Kafka: idempotent producer"
     assert config["SAGEBRIDGE_CONTRACTS_DIR"] == "/app/contracts", "the image's contracts"
+    connector_files = [k for k in config if k.startswith("SAGEBRIDGE_CONNECTOR_C")]
+    assert not connector_files, "no Connector CA or certificate unless asked for"
+    assert [m["mountPath"] for m in container(objects)["volumeMounts"]] == ["/tmp"]
+    assert "env" not in container(objects), "no proxy unless asked for"
 
 
 def test_everything_on_renders_every_option(chart: Any) -> None:
@@ -280,6 +308,7 @@ def test_tokens_live_in_the_secret_and_reach_the_pod(chart: Any) -> None:
         "SAGEBRIDGE_AUTH_TOKEN": TOKEN,
         "BETA_SAGE_TOKEN": BETA_TOKEN,
         "SAGEBRIDGE_KAFKA_SASL_PASSWORD": SASL_PASSWORD,
+        "SAGEBRIDGE_SCHEMA_REGISTRY_PASSWORD": REGISTRY_PASSWORD,
     }
     env_from = container(objects)["envFrom"]
     assert {"secretRef": {"name": secret["metadata"]["name"]}} in env_from
@@ -384,6 +413,146 @@ def test_kafka_tls_and_sasl_reach_the_settings(chart: Any) -> None:
     assert volume["secret"]["secretName"] == "kafka-client-tls"
 
 
+CONSOLE_PASSWORD = "console-pass-6b2f0d"
+PROXY_PEERS = [{"podSelector": {"matchLabels": {"app": "oauth2-proxy"}}}]
+CONSOLE_VARIANTS = {
+    "console-password": with_(
+        EVERYTHING_ON, console={"enabled": True, "password": CONSOLE_PASSWORD}
+    ),
+    "console-proxy": with_(
+        EVERYTHING_ON,
+        console={
+            "enabled": True,
+            "trustedProxyHeader": "X-Forwarded-Email",
+            "ingressFrom": PROXY_PEERS,
+        },
+    ),
+    "console-existing-secret": with_(
+        TOKEN_FILES,
+        console={"enabled": True, "existingSecret": "ops-console", "existingSecretKey": "pw"},
+    ),
+}
+
+
+def console_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    [only] = one(objects, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def pod_spec(objects: list[dict[str, Any]], suffix: str = "prod-sagebridge") -> dict[str, Any]:
+    return dict(one(objects, "Deployment", suffix)["spec"]["template"]["spec"])
+
+
+def mounted_source(pod: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
+    """The volume a file path lies in (through the pod's only container's mounts), and the
+    file's key in that volume: where the pod would really find the file."""
+    [c] = pod["containers"]
+    mounts = [m for m in c["volumeMounts"] if Path(path).parent == Path(m["mountPath"])]
+    assert len(mounts) == 1, f"{path} is not in a mounted directory of {c['name']}"
+    [mount] = mounts
+    assert mount["readOnly"] is True and "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return volume, Path(path).name
+
+
+PATH_SETTINGS = ("_FILE", "_CAFILE", "_CERTFILE", "_KEYFILE", "_CLIENT_CERT", "_CLIENT_KEY")
+
+
+@pytest.mark.parametrize("variant", [*(v for v in VARIANTS if v != "defaults"), *CONSOLE_VARIANTS])
+def test_every_file_a_setting_names_is_mounted_in_every_pod_that_reads_it(
+    chart: Any, variant: str
+) -> None:
+    """The service and the console load the same settings, and start-up refuses a Connector
+    CA or certificate path that is not a readable file: each pod mounts every such file."""
+    objects = render(chart, {**VARIANTS, **CONSOLE_VARIANTS}[variant])
+    config = one(objects, "ConfigMap", "prod-sagebridge")["data"]
+    paths = [
+        v for k, v in config.items() if k.endswith(PATH_SETTINGS) and k != "SAGEBRIDGE_TENANTS_FILE"
+    ]
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        for path in paths:
+            volume, _ = mounted_source(pod, path)
+            source = volume.get("secret") or volume.get("configMap")
+            assert source is not None, f"{path}: {volume}"
+
+
+@pytest.mark.parametrize("suffix", ["prod-sagebridge", "-console"])
+def test_the_connector_ca_and_client_certificate_are_mounted_where_the_settings_point(
+    chart: Any, suffix: str
+) -> None:
+    objects = render(chart, CONSOLE_VARIANTS["console-password"])
+    config = one(objects, "ConfigMap", "prod-sagebridge")["data"]
+    pod = pod_spec(objects, suffix)
+    ca, key = mounted_source(pod, config["SAGEBRIDGE_CONNECTOR_CA_FILE"])
+    assert ca["configMap"]["name"] == "corp-ca-bundle" and key == "bundle.pem"
+    assert config["SAGEBRIDGE_CONNECTOR_CA_FILE"] == "/etc/sagebridge/connector-ca/bundle.pem"
+    cert, cert_key = mounted_source(pod, config["SAGEBRIDGE_CONNECTOR_CLIENT_CERT"])
+    key_volume, key_key = mounted_source(pod, config["SAGEBRIDGE_CONNECTOR_CLIENT_KEY"])
+    assert cert == key_volume and cert["secret"]["secretName"] == "connector-client-tls"
+    assert (cert_key, key_key) == ("tls.crt", "tls.key"), "a kubernetes.io/tls Secret's keys"
+
+
+def test_the_connector_ca_can_come_from_a_secret_and_the_key_with_the_certificate(
+    chart: Any,
+) -> None:
+    objects = render(chart, CONNECTOR_SECRETS)
+    config = one(objects, "ConfigMap", "prod-sagebridge")["data"]
+    pod = pod_spec(objects)
+    ca, key = mounted_source(pod, config["SAGEBRIDGE_CONNECTOR_CA_FILE"])
+    assert (ca["secret"]["secretName"], key) == ("corp-ca", "ca.pem")
+    assert config["SAGEBRIDGE_CONNECTOR_CA_FILE"] == "/etc/corp-ca/ca.pem"
+    cert, cert_key = mounted_source(pod, config["SAGEBRIDGE_CONNECTOR_CLIENT_CERT"])
+    assert (cert["secret"]["secretName"], cert_key) == ("connector-client", "both.pem")
+    assert "SAGEBRIDGE_CONNECTOR_CLIENT_KEY" not in config, "the key is in the certificate file"
+
+
+def test_the_proxy_is_set_in_the_service_pods_only(chart: Any) -> None:
+    """The standard variables, as the Connector's client reads them; the console never calls
+    the Connector, so it gets none."""
+    objects = render(chart, CONSOLE_VARIANTS["console-password"])
+    env = env_of(container(objects))
+    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128"
+    assert env["NO_PROXY"] == ".svc,.cluster.local"
+    assert "HTTP_PROXY" not in env
+    assert not {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} & set(env_of(console_container(objects)))
+    assert "HTTPS_PROXY" not in one(objects, "ConfigMap", "prod-sagebridge")["data"]
+
+
+def test_a_proxy_url_with_a_password_lives_in_the_secret(chart: Any) -> None:
+    objects = render(chart, CONNECTOR_SECRETS)
+    secret = one(objects, "Secret", "prod-sagebridge")
+    assert base64.b64decode(secret["data"]["HTTPS_PROXY"]).decode() == PROXY_URL_WITH_PASSWORD
+    ref = env_of(container(objects))["HTTPS_PROXY"]
+    assert ref == {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "HTTPS_PROXY"}}
+    for obj in objects:
+        if obj["kind"] != "Secret":
+            assert PROXY_PASSWORD not in json.dumps(obj), f"proxy password in {obj['kind']}"
+    # With existingSecret there is no Secret of ours to hold it: refused, naming the way out.
+    with pytest.raises(helm.HelmError, match="HTTPS_PROXY"):
+        render(chart, with_(CONNECTOR_SECRETS, existingSecret="sagebridge-tokens"))
+
+
+def test_the_grace_period_covers_a_call_in_flight_and_the_drain(chart: Any) -> None:
+    """A stopping replica may be inside a transactional call that lasts up to HTTP_TIMEOUT_S
+    before the drain's own DRAIN_TIMEOUT_S: the kubelet must not kill it before both."""
+    for values in (None, *VARIANTS.values()):
+        objects = render(chart, values)
+        config = one(objects, "ConfigMap", "prod-sagebridge")["data"]
+        needed = float(config["SAGEBRIDGE_HTTP_TIMEOUT_S"]) + float(
+            config["SAGEBRIDGE_DRAIN_TIMEOUT_S"]
+        )
+        assert pod_spec(objects)["terminationGracePeriodSeconds"] > needed
+    slow = {**EVERYTHING_ON["settings"], "HTTP_TIMEOUT_S": 55, "LOCK_TTL_MS": 60000}
+    with pytest.raises(helm.HelmError, match="HTTP_TIMEOUT_S"):
+        render(chart, with_(EVERYTHING_ON, settings=slow))
+    render(chart, with_(EVERYTHING_ON, settings=slow, terminationGracePeriodSeconds=70))
+
+
 def test_crd_objects_have_the_expected_shape(chart: Any) -> None:
     objects = render(chart, EVERYTHING_ON)
     selector = one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
@@ -465,6 +634,41 @@ def test_schema_rejects_bad_values(chart: Any, bad: dict[str, Any]) -> None:
     assert report["errors"], "lint must fail too"
 
 
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        (
+            {"settings": {"SCHEMA_REGISTRY_URL": "https://registry.example:8081/sr"}},
+            {"settings": {"SCHEMA_REGISTRY_URL": "https://key:secret@registry.example"}},
+        ),
+        (
+            {"connector": {"proxy": {"https": "proxy.corp:3128"}}},
+            {"connector": {"proxy": {"https": "socks5://proxy.corp:1080"}}},
+        ),
+        ({"settings": {"RETRY_AFTER_MAX_S": 3600}}, {"settings": {"RETRY_AFTER_MAX_S": 3601}}),
+        ({"settings": {"IMAGE_MAX_BYTES": 1024}}, {"settings": {"IMAGE_MAX_BYTES": 1023}}),
+        (
+            {"connector": {"ca": {"secretName": "ca"}}},
+            {"settings": {"CONNECTOR_CA_FILE": "/etc/ca.pem"}},  # the chart mounts the file
+        ),
+    ],
+    ids=["registry-credentials", "socks-proxy", "retry-after", "image-bytes", "ca-path"],
+)
+def test_the_schema_checks_the_newer_values(
+    chart: Any, good: dict[str, Any], bad: dict[str, Any]
+) -> None:
+    """What the service would refuse at start-up fails ``helm install`` instead; the same key
+    with a value it takes renders."""
+    base = {"KAFKA_BOOTSTRAP": "k:9092", "INPUT_TOPICS": "t", "HTTP_PORT": 8000}
+
+    def values(change: dict[str, Any]) -> dict[str, Any]:
+        return {**change, "settings": {**base, **change.get("settings", {})}}
+
+    render(chart, values(good))
+    with pytest.raises(helm.HelmValuesError):
+        chart.render(values(bad), name="prod")
+
+
 def test_template_guards_refuse_impossible_combinations(chart: Any) -> None:
     with pytest.raises(helm.HelmError, match="exclusive"):
         render(chart, with_(EVERYTHING_ON, autoscaling={"enabled": True}))
@@ -476,8 +680,11 @@ def test_template_guards_refuse_impossible_combinations(chart: Any) -> None:
         render(chart, with_(EVERYTHING_ON, settings=settings))
     # A stopping replica finishes its transactional call: the grace period must cover it.
     slow_calls = {**EVERYTHING_ON["settings"], "DRAIN_TIMEOUT_S": 8, "HTTP_TIMEOUT_S": 55}
-    with pytest.raises(helm.HelmError, match="HTTP_TIMEOUT_S must be below"):
+    with pytest.raises(helm.HelmError, match=r"must exceed settings\.HTTP_TIMEOUT_S"):
         render(chart, with_(EVERYTHING_ON, settings=slow_calls, terminationGracePeriodSeconds=60))
+    both_cas = with_(EVERYTHING_ON, connector={"ca": {"configMapName": "a", "secretName": "b"}})
+    with pytest.raises(helm.HelmError, match="not both"):
+        render(chart, both_cas)
     # existingSecret: the chart renders no Secret that could hold the Redis password.
     with pytest.raises(helm.HelmError, match="SAGEBRIDGE_REDIS_URL"):
         render(chart, with_(REDIS_WITH_PASSWORD, existingSecret="sagebridge-tokens"))
@@ -489,23 +696,103 @@ def test_schema_settings_are_real_and_never_secret() -> None:
     fields = set(Settings.model_fields)
     for key in allowed:
         assert key.lower() in fields, f"values.schema.json: settings.{key} is not a setting"
-    for secret in ("AUTH_TOKEN", "KAFKA_SASL_PASSWORD"):
+    for secret in ("AUTH_TOKEN", "KAFKA_SASL_PASSWORD", "SCHEMA_REGISTRY_PASSWORD"):
         assert secret not in allowed, f"{secret} would land in a ConfigMap"
 
 
-@pytest.mark.parametrize("variant", ["defaults", "everything", "redis-password"])
+CHART_MANAGED = {
+    "auth_token": "defaultTenant.token",
+    "customer": "defaultTenant.customer",
+    "company": "defaultTenant.company",
+    "tenants_file": "tenants",
+    "contracts_dir": "the image's /app/contracts",
+    "kafka_sasl_mechanism": "kafka.sasl.mechanism",
+    "kafka_sasl_username": "kafka.sasl.username",
+    "kafka_sasl_password": "kafka.sasl.password",
+    "kafka_ssl_cafile": "kafka.tls.caKey",
+    "kafka_ssl_certfile": "kafka.tls.certKey",
+    "kafka_ssl_keyfile": "kafka.tls.keyKey",
+    "schema_registry_password": "schemaRegistry.password",
+    "connector_ca_file": "connector.ca",
+    "connector_client_cert": "connector.clientCert.certKey",
+    "connector_client_key": "connector.clientCert.keyKey",
+}
+
+
+def test_the_chart_takes_every_setting() -> None:
+    """Each setting of the service is a settings.<NAME> the schema accepts, or one the chart
+    renders from a value of its own (a secret, a mounted file): none is out of reach."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    accepted = {k.lower() for k in schema["properties"]["settings"]["properties"]}
+    missing = set(Settings.model_fields) - accepted - set(CHART_MANAGED)
+    assert not missing, f"the chart cannot set {sorted(missing)}"
+    for path in CHART_MANAGED.values():
+        top = path.split(".")[0]
+        assert top.startswith("the ") or top in schema["properties"], path
+
+
+def pod_environment(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The service container's environment as the kubelet builds it: the ConfigMap and the
+    Secret (envFrom), then its own ``env``, whose secretKeyRefs name the chart's Secret."""
+    secrets = [
+        o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == "prod-sagebridge"
+    ]
+    data = {k: base64.b64decode(v).decode() for s in secrets for k, v in s["data"].items()}
+    env = dict(one(objects, "ConfigMap", "prod-sagebridge")["data"]) | data
+    for var in container(objects).get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == "prod-sagebridge", ref
+            env[var["name"]] = data[ref["key"]]
+    return env
+
+
+def write_mounted_pem_files(
+    objects: list[dict[str, Any]], env: dict[str, str], root: Path
+) -> dict[str, str]:
+    """``env`` with each Connector file setting pointing at a real PEM file under ``root``, in
+    the place the pod's mount would hold it (a CA of the test's own, a client certificate)."""
+    import trustme
+
+    ca = trustme.CA()
+    issued = ca.issue_cert("sagebridge.integrations.svc")
+    split_key = "SAGEBRIDGE_CONNECTOR_CLIENT_KEY" in env
+    blobs = {
+        "SAGEBRIDGE_CONNECTOR_CA_FILE": ca.cert_pem,
+        "SAGEBRIDGE_CONNECTOR_CLIENT_CERT": issued.cert_chain_pems[0]
+        if split_key
+        else issued.private_key_and_cert_chain_pem,
+        "SAGEBRIDGE_CONNECTOR_CLIENT_KEY": issued.private_key_pem,
+    }
+    local = dict(env)
+    for name, blob in blobs.items():
+        if name in env:
+            volume, key = mounted_source(pod_spec(objects), env[name])
+            path = root / volume["name"] / key
+            path.parent.mkdir(exist_ok=True)
+            blob.write_to_path(str(path))
+            local[name] = str(path)
+    return local
+
+
+@pytest.mark.parametrize(
+    "variant", ["defaults", "everything", "redis-password", "connector-secrets"]
+)
 def test_the_service_accepts_the_rendered_settings(
     chart: Any, variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The pod's environment (ConfigMap + Secret) loads as Settings: no value the service would
-    refuse at start-up (a bool spelled wrong, a number out of range)."""
+    """The pod's environment (ConfigMap, Secret, env) loads as Settings: no value the service
+    would refuse at start-up (a bool spelled wrong, a number out of range, a file not there),
+    and the Connector's client takes the mounted CA and certificate and the proxy."""
     from service.config import load_settings
+    from service.connector.network import connector_network
 
     objects = render(chart, VARIANTS[variant])
     for name in Settings.model_fields:
         monkeypatch.delenv("SAGEBRIDGE_" + name.upper(), raising=False)
-    env = dict(one(objects, "ConfigMap", "sagebridge")["data"])
-    env.update({k: base64.b64decode(v).decode() for k, v in one(objects, "Secret")["data"].items()})
+    env = write_mounted_pem_files(objects, pod_environment(objects), tmp_path)
     for name, setting in env.items():
         monkeypatch.setenv(name, setting)
     tenants_file = tmp_path / "tenants.yaml"
@@ -518,10 +805,29 @@ def test_the_service_accepts_the_rendered_settings(
     assert settings.http_port == int(env["SAGEBRIDGE_HTTP_PORT"])
     given = (VARIANTS[variant] or {}).get("settings", {}).get("REDIS_URL")
     assert settings.redis_url == (given or "redis://redis:6379/0"), "from the Secret if secret"
+    network = connector_network(
+        settings.connector_url,
+        ca_file=settings.connector_ca_file,
+        client_cert=settings.connector_client_cert,
+        client_key=settings.connector_client_key,
+        environ=env,
+    )
+    if variant == "defaults":
+        assert network.ssl_context is None and network.proxy is None
+        assert settings.schema_registry_url is None
+    else:
+        assert network.ssl_context is not None, "the mounted CA and client certificate load"
+        assert network.proxy == VARIANTS[variant]["connector"]["proxy"]["https"]
+        secret = settings.schema_registry_password
+        assert secret is not None and secret.get_secret_value() == REGISTRY_PASSWORD
     if variant == "everything":
         assert settings.reply_topics == ("crm.*.replies",)
         beta = directory.tenants[("2002", "BETA")].reply_topics
         assert beta is not None and beta.matches("beta.x.answers") and not beta.matches("crm.a")
+        assert (settings.retry_after_max_s, settings.max_record_ids) == (120, 5000)
+        assert (settings.image_ttl_s, settings.image_max_bytes) == (2592000, 262144)
+        assert settings.schema_registry_url == "https://registry.example"
+        assert settings.schema_registry_user == "registry-key"
 
 
 def test_the_dashboard_shows_unknown_outcomes_and_dead_letters_by_stage(chart: Any) -> None:
@@ -556,6 +862,30 @@ def test_the_dashboard_shows_unknown_outcomes_and_dead_letters_by_stage(chart: A
             assert named <= labels_of[metric], f"{metric} has no label {named - labels_of[metric]}"
 
 
+def test_the_unknown_outcome_panels_give_the_runbooks_steps(chart: Any) -> None:
+    """An operator reading a panel's help at 3 a.m. gets the runbook's steps in order, including
+    the wait before ``--not-delivered`` (the Connector may still be storing the record) and when
+    ``--force`` is allowed, and the page that has the rest."""
+    cm = one(render(chart, EVERYTHING_ON), "ConfigMap", "-dashboard")
+    panels = json.loads(cm["data"]["sagebridge.json"])["panels"]
+    helps = [p["description"] for p in panels if "unknown_outcome" in json.dumps(p["targets"])]
+    runbook = (CHART.parents[1] / "docs" / "operating.md").read_text(encoding="utf-8")
+    assert "### Runbook: `unknown_outcome`" in runbook
+    assert len(helps) == 2
+    for text in helps:
+        assert "docs/operating.md, Runbook: unknown_outcome" in text
+        steps = [
+            "dlt list --stage unknown_outcome",
+            "--delivered",
+            "ledger show EVENT_ID",
+            "--not-delivered",
+            "--force",
+            "dlt replay --stage unknown_outcome",
+        ]
+        places = [text.find(step) for step in steps]
+        assert -1 not in places and places == sorted(places), text
+
+
 def test_cross_reference_tables_are_mounted_over_the_shipped_ones(
     chart: Any, tmp_path: Path
 ) -> None:
@@ -581,36 +911,6 @@ def test_an_existing_config_map_of_tables_is_mounted_instead(chart: Any) -> None
     assert not [o for o in objects if o["metadata"]["name"].endswith("-xref")]
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert next(v for v in pod["volumes"] if v["name"] == "xref")["configMap"]["name"] == "mine"
-
-
-CONSOLE_PASSWORD = "console-pass-6b2f0d"
-PROXY_PEERS = [{"podSelector": {"matchLabels": {"app": "oauth2-proxy"}}}]
-CONSOLE_VARIANTS = {
-    "console-password": with_(
-        EVERYTHING_ON, console={"enabled": True, "password": CONSOLE_PASSWORD}
-    ),
-    "console-proxy": with_(
-        EVERYTHING_ON,
-        console={
-            "enabled": True,
-            "trustedProxyHeader": "X-Forwarded-Email",
-            "ingressFrom": PROXY_PEERS,
-        },
-    ),
-    "console-existing-secret": with_(
-        TOKEN_FILES,
-        console={"enabled": True, "existingSecret": "ops-console", "existingSecretKey": "pw"},
-    ),
-}
-
-
-def console_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    [only] = one(objects, "Deployment", "-console")["spec"]["template"]["spec"]["containers"]
-    return dict(only)
-
-
-def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
 @pytest.mark.parametrize("variant", CONSOLE_VARIANTS)

@@ -62,3 +62,51 @@ def test_a_broken_link_is_caught(tmp_path: Path) -> None:
 
 def test_the_readme_stays_the_first_hour() -> None:
     assert len((REPO / "README.md").read_text("utf-8").splitlines()) <= 300
+
+
+SOURCES = ("service", "contracts", "helm", "bench")
+SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".json", ".tpl", ".txt"}
+DOC_POINTER = re.compile(r'docs/([\w-]+\.md)(?:[,\s(]+"([^"\\]+)")?')
+README_POINTER = re.compile(r"([\w./-]*/)?README(\.md|'s [\w ]+? section)?")
+
+
+def heading_texts(page: Path) -> set[str]:
+    text = FENCE.sub("", page.read_text("utf-8"))
+    found = re.finditer(r"^#{1,6}\s+(.+?)\s*$", text, re.MULTILINE)
+    return {m.group(1).replace("`", "").lower() for m in found}
+
+
+def stale_pointers(path: Path) -> list[str]:
+    """Pointers from code and data into the documentation that lead nowhere: a docs/ page that
+    does not exist or a quoted heading it does not have, or the README for what moved to docs/
+    (only an existing README.md file, or a section the README still has, may be named)."""
+    text = path.read_text("utf-8")
+    wrong = []
+    for m in DOC_POINTER.finditer(text):
+        page = REPO / "docs" / m.group(1)
+        # A heading quoted across lines: joined again, comment markers dropped.
+        heading = " ".join(re.sub(r"\n\s*#*", " ", m.group(2) or "").split()).lower()
+        if not page.exists() or (heading and heading not in heading_texts(page)):
+            wrong.append(m.group(0))
+    readme = heading_texts(REPO / "README.md")
+    for m in README_POINTER.finditer(text):
+        folder, rest = m.group(1), m.group(2) or ""
+        if rest == ".md" and folder is not None and (REPO / folder / "README.md").exists():
+            continue
+        section = rest.removeprefix("'s ").removesuffix(" section")
+        if rest.startswith("'s") and folder is None and section.lower() in readme:
+            continue
+        wrong.append(m.group(0))
+    return wrong
+
+
+def test_code_and_data_point_at_pages_and_headings_that_exist() -> None:
+    files = [
+        p
+        for top in SOURCES
+        for p in sorted((REPO / top).rglob("*"))
+        if p.suffix in SOURCE_SUFFIXES and "__pycache__" not in p.parts
+    ]
+    assert any(p.name == "sagebridge.json" for p in files), "the dashboard is checked"
+    wrong = {str(p.relative_to(REPO)): w for p in files if (w := stale_pointers(p))}
+    assert wrong == {}

@@ -80,6 +80,62 @@ the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}
 {{- end -}}
 {{- end -}}
 
+{{/* "true" when a proxy URL carries credentials: it is then kept in the Secret, as a Redis
+URL with a password is. */}}
+{{- define "sagebridge.urlHasCredentials" -}}
+{{- if regexMatch "^([A-Za-z0-9+.-]+://)?[^/?#]*@" (toString .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The proxy variables the service's pods get, as a list of {name, url}: HTTPS_PROXY for an
+https:// Connector URL, HTTP_PROXY for http://. */}}
+{{- define "sagebridge.proxies" -}}
+{{- $proxies := list -}}
+{{- with .Values.connector.proxy.https }}{{ $proxies = append $proxies (dict "name" "HTTPS_PROXY" "url" .) }}{{ end -}}
+{{- with .Values.connector.proxy.http }}{{ $proxies = append $proxies (dict "name" "HTTP_PROXY" "url" .) }}{{ end -}}
+{{- toJson $proxies -}}
+{{- end -}}
+
+{{/* The volume the Connector's CA bundle is mounted from: a ConfigMap or a Secret. */}}
+{{- define "sagebridge.connectorCaVolume" -}}
+- name: connector-ca
+  {{- if .Values.connector.ca.configMapName }}
+  configMap:
+    name: {{ .Values.connector.ca.configMapName }}
+  {{- else }}
+  secret:
+    secretName: {{ .Values.connector.ca.secretName }}
+    defaultMode: 0440
+  {{- end }}
+{{- end -}}
+
+{{/* The Connector's TLS files, mounted read-only in every pod that loads the settings (the
+service's and the console's): start-up refuses a path that is not a readable file. Whole
+directories, never subPath, like every other mount here. */}}
+{{- define "sagebridge.connectorTlsMounts" -}}
+{{- if or .Values.connector.ca.configMapName .Values.connector.ca.secretName }}
+- name: connector-ca
+  mountPath: {{ .Values.connector.ca.mountPath }}
+  readOnly: true
+{{- end }}
+{{- if .Values.connector.clientCert.secretName }}
+- name: connector-client-cert
+  mountPath: {{ .Values.connector.clientCert.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "sagebridge.connectorTlsVolumes" -}}
+{{- if or .Values.connector.ca.configMapName .Values.connector.ca.secretName }}
+{{ include "sagebridge.connectorCaVolume" . }}
+{{- end }}
+{{- if .Values.connector.clientCert.secretName }}
+- name: connector-client-cert
+  secret:
+    secretName: {{ .Values.connector.clientCert.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
 {{- define "sagebridge.tenantsMountPath" -}}/etc/sagebridge/tenants{{- end -}}
 
 {{/* Fail early on combinations that cannot work. */}}
@@ -91,14 +147,22 @@ the URL is then a secret, rendered into the Secret instead of the ConfigMap. */}
 {{- if and (hasPrefix "SASL" $protocol) (not (and .Values.kafka.sasl.mechanism .Values.kafka.sasl.username)) -}}
 {{- fail "settings.KAFKA_SECURITY_PROTOCOL is SASL: set kafka.sasl.mechanism and kafka.sasl.username (and the password)" -}}
 {{- end -}}
-{{- if ge (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.terminationGracePeriodSeconds | float64) -}}
-{{- fail "settings.DRAIN_TIMEOUT_S must be below terminationGracePeriodSeconds, or the kubelet kills the drain" -}}
-{{- end -}}
-{{- if ge (addf (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) (.Values.settings.HTTP_TIMEOUT_S | default 30 | float64)) (.Values.terminationGracePeriodSeconds | float64) -}}
-{{- fail "settings.DRAIN_TIMEOUT_S + settings.HTTP_TIMEOUT_S must be below terminationGracePeriodSeconds: a stopping replica finishes its transactional call in flight, and a call the kubelet kills is left unknown_outcome" -}}
+{{- $stop := addf (.Values.settings.HTTP_TIMEOUT_S | default 30 | float64) (.Values.settings.DRAIN_TIMEOUT_S | default 8 | float64) -}}
+{{- if ge $stop (.Values.terminationGracePeriodSeconds | float64) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed settings.HTTP_TIMEOUT_S + settings.DRAIN_TIMEOUT_S (%v s): a stopping replica may be inside a transactional call, then drains, and the kubelet must not kill it first" .Values.terminationGracePeriodSeconds $stop) -}}
 {{- end -}}
 {{- if and .Values.existingSecret (include "sagebridge.redisUrlIsSecret" .) -}}
 {{- fail "settings.REDIS_URL carries a password, and with existingSecret the chart renders no Secret to hold it: put SAGEBRIDGE_REDIS_URL in that Secret and leave the password out of settings.REDIS_URL" -}}
+{{- end -}}
+{{- if and .Values.connector.ca.configMapName .Values.connector.ca.secretName -}}
+{{- fail "connector.ca: set configMapName or secretName, not both" -}}
+{{- end -}}
+{{- if .Values.existingSecret -}}
+{{- range (include "sagebridge.proxies" . | fromJsonArray) -}}
+{{- if include "sagebridge.urlHasCredentials" .url -}}
+{{- fail (printf "connector.proxy: the %s URL carries a password, and with existingSecret the chart renders no Secret to hold it: put %s in that Secret and leave connector.proxy empty" .name .name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $dt := .Values.defaultTenant -}}
 {{- if and (or $dt.customer $dt.company) (not (and $dt.customer $dt.company)) -}}

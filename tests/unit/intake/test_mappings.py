@@ -135,6 +135,16 @@ def test_delete_and_gap_events_are_refused_with_a_clear_message(
     assert words in result.message
 
 
+def test_a_gap_event_says_how_to_recover_with_record_images(mapping: Mapping) -> None:
+    """Record images exist: the way back after a gap is a fresh seed of the record and one
+    CREATE with its current values, not a bare re-read."""
+    result = mapping.apply(change_event("GAP_UPDATE", [JANE]))
+    assert isinstance(result, Unmapped)
+    assert "sagebridge crm seed salesforce_contact FILE" in result.message
+    assert "once as a CREATE" in result.message
+    assert "re-read" not in result.message
+
+
 def test_an_account_missing_from_the_cross_reference_names_it(mapping: Mapping) -> None:
     result = mapping.apply(created_contact(JANE, OTHER_ACCOUNT))
     assert isinstance(result, Unmapped) and result.stage is Stage.VALIDATION
