@@ -41,6 +41,9 @@ class RegistryClient:
             auth=auth,
             timeout=timeout_s,
             headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
+            # HTTPS_PROXY and friends are the Connector's (service.connector.network); the
+            # registry is asked directly, and never through a .netrc either.
+            trust_env=False,
         )
 
     async def schema(self, schema_id: int) -> RegisteredSchema | UnusableSchema:
