@@ -17,8 +17,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 from faststream import FastStream
@@ -29,14 +28,14 @@ from service.answers.publisher import OutcomePublisher
 from service.bridge import Answering, Bridge, Consumed
 from service.config import Settings
 from service.connector.client import ConnectorClient
-from service.connector.lookup import already_in_sage
+from service.connector.lookup import already_in_sage, sighting
 from service.connector.network import connector_network
 from service.connector.results import CallResult
 from service.errors import StartupError
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
 from service.intake.image_step import ImageStep
-from service.intake.routes import Lane, Route, RouteTable, load_route_table
+from service.intake.routes import Lane, RouteTable, load_route_table
 from service.intake.topics import ReplyTopics
 from service.kafka import subscriber
 from service.kafka.consumer import GroupConsumer
@@ -50,6 +49,7 @@ from service.lanes.master_data import MasterData
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
 from service.lanes.serial import ArrayRule, FencedPost, SerialLane, SerialPolicy
+from service.lanes.serial.lookups import Lookups, lookup_rules
 from service.offsets.committer import Committer
 from service.offsets.flow import FlowControl
 from service.offsets.log_ends import LogEnds
@@ -62,6 +62,7 @@ from service.ops.redis_check import RedisCheck
 from service.ops.tenant_states import TenantStates
 from service.ops.traces import RecordTrace, Tracing
 from service.registry import RegistryClient, SchemaCache
+from service.state.carried import CarriedCalls
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
@@ -195,7 +196,7 @@ class Service:
             ),
             self.breakers,
             ledger,
-            self._lookup,
+            functools.partial(already_in_sage, self._read),
             answering.answer,
             on_dropped=answering.dropped,
             may_doubt=self.watch.may_doubt,
@@ -205,6 +206,7 @@ class Service:
             trace_of=_trace_of,
             call_span=self.tracing.call_span,
         )
+        carried = CarriedCalls(self.redis, settings.redis_prefix)
         self.serial: SerialLane[Consumed] = SerialLane(
             self._timed_post("serial"),
             answering.answer,
@@ -217,6 +219,7 @@ class Service:
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
             arrays=_array_rules(routes),
+            lookups=Lookups(lookup_rules(routes), functools.partial(sighting, self._read), carried),
         )
         self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(
@@ -327,10 +330,10 @@ class Service:
     def _timed_post(self, lane: str) -> FencedPost:
         return timed_post(self.connector, self.metrics, lane)
 
-    async def _lookup(self, tenant: Tenant, route: Route, record: Mapping[str, Any]) -> bool:
-        """Whether Sage already has ``record`` (a read), once the tenant is not paused."""
+    async def _read(self, tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
+        """The Connector's list GET, once the tenant is not paused."""
         await self.pauses.until_resumed(tenant.key)
-        return await already_in_sage(self.connector.get, tenant, route, record)
+        return await self.connector.get(tenant, endpoint, params)
 
 
 def timed_post(connector: ConnectorClient, metrics: Metrics, lane: str) -> FencedPost:
