@@ -30,6 +30,7 @@ from service.connector.lookup import Sighting
 from service.errors import StateUnavailable
 from service.intake.routes import Lane, RouteTable
 from service.state.carried import Carried
+from service.state.locks import Lease
 from service.tenants import Tenant, TenantKey
 
 log = logging.getLogger("service.lanes.serial")
@@ -90,16 +91,19 @@ class Lookups:
             log.exception("look-up in Sage failed", extra={"endpoint": endpoint})
             return Sighting.FAILED
 
-    async def note(
-        self, tenant: TenantKey, fence: int, endpoint: str, encoded: Sequence[bytes]
-    ) -> bool:
-        """Note what the next call carries; ``False`` if that could not be written (then the
-        call must not start: an older note of the same holder would name a call that ended)."""
+    async def note(self, lease: Lease, endpoint: str, encoded: Sequence[bytes]) -> bool:
+        """Note what the next call under ``lease`` carries; ``False`` if that could not be
+        written (then the call must not start: an older note of the same holder would name a
+        call that has ended)."""
         if not self._rules:
             return True  # nothing is ever looked up: no note is read
         try:
-            await self._notes.note(tenant, fence, endpoint, encoded)
+            await self._notes.note(lease.tenant, lease.fence, endpoint, encoded)
         except StateUnavailable:
+            log.warning(
+                "Redis unreachable: what the call carries could not be noted; not calling",
+                extra={"tenant": lease.tenant},
+            )
             return False
         return True
 

@@ -17,7 +17,8 @@ request after its client gave up. So:
   ``unknown_outcome`` and never resent, and the tenant makes no further call for the quiet
   period (``settle_s``) while this worker keeps the lock;
 * a lock granted while an earlier holder's call may still be running (:attr:`Lease.occupied`)
-  is first held quietly for ``settle_s`` too.
+  is first held quietly for ``settle_s`` too — unless the records that call carried are found in
+  Sage (a route with a ``lookup``): then it has ended (:mod:`~service.lanes.serial.lookups`).
 
 Fail closed: any Redis error before the call means "wait and try again" — the lane never calls
 without the lock. An unexpected error never stops the tenant's worker, so one record cannot hold

@@ -13,9 +13,12 @@ bottom: prepare, ask the ledger, call, conclude.
   timeout plus a margin. A lone record goes as a JSON object.
 * **Conclude.** A timeout, a dropped connection, 500/502/504 or an answer without an envelope
   puts every record of the call in doubt (``unknown_outcome``, answered at once, never resent),
-  followed by the settle period, because the Connector may still be storing them. A known result
-  waits for its ledger write (:class:`~service.lanes.serial.hold.Pending`). A record not sent
-  this time has its intent withdrawn and stays queued.
+  followed by the settle period, because the Connector may still be storing them. On a route with
+  a ``lookup`` their answers wait: once the call has ended there, each is looked up in Sage
+  (:mod:`~service.lanes.serial.in_doubt`), as is a record the ledger already holds in doubt
+  when it is begun. A known result waits for its ledger write
+  (:class:`~service.lanes.serial.hold.Pending`). A record not sent this time has its intent
+  withdrawn and stays queued.
 
 A refused array is judged by the route's ``atomic_arrays``. Atomic: nothing was stored, so the
 array is split as the batch lane splits (:func:`~service.lanes.isolate.split_plan`) and each part
@@ -130,11 +133,8 @@ class Turn(Generic[T]):
         """``call_margin_s``: how much of the lease must remain for a call to start;
         ``doubtful``: whether a record the ledger does not know may have been sent before
         Redis lost its data; ``ledger_hit``: told of each record answered from the ledger;
-        ``lookups``: the routes whose records in doubt are looked up in Sage
-        (:mod:`~service.lanes.serial.lookups`)."""
-        self._in_doubt = InDoubt(
-            lookups if lookups is not None else no_lookups(), retries.max_attempts
-        )
+        ``lookups``: whose records in doubt are looked up (:mod:`.lookups`)."""
+        self._in_doubt = InDoubt(lookups or no_lookups(), retries.max_attempts)
         self._post = post
         self._breakers = breakers
         self._retries = retries
@@ -202,13 +202,11 @@ class Turn(Generic[T]):
                 self._ledger_hit()
             hold.books.answer(delivery, known)
         elif entry.state is EntryState.IN_DOUBT:  # begin orphaned the intent: its claim is ""
-            doubt = unknown_outcome(IN_DOUBT_MESSAGE, entry.attempts)
-            return await self._in_doubt.when_begun(hold, _doubted(ready, doubt), claim="")
+            doubt = _doubted(ready, unknown_outcome(IN_DOUBT_MESSAGE, entry.attempts))
+            return await self._in_doubt.when_begun(hold, doubt, claim="")
         elif await self._doubtful(delivery.ticket):  # new to a ledger that lost data?
-            doubt = unknown_outcome(LEDGER_LOST_MESSAGE, delivery.attempts)
-            return await self._in_doubt.when_begun(
-                hold, _doubted(ready, doubt), claim=delivery.claim
-            )
+            doubt = _doubted(ready, unknown_outcome(LEDGER_LOST_MESSAGE, delivery.attempts))
+            return await self._in_doubt.when_begun(hold, doubt, claim=delivery.claim)
         else:
             return Next.SEND
         return Next.ANSWERED
@@ -266,15 +264,9 @@ class Turn(Generic[T]):
         else:
             payload = b"[" + b",".join(r.encoded for r in part) + b"]"
 
-        noted = await self._in_doubt.lookups.note(
-            first.tenant.key, lease.fence, first.endpoint, [r.encoded for r in part]
-        )
-        if not noted:
-            log.warning(
-                "Redis unreachable: what the call carries could not be noted; not calling",
-                extra={"tenant": lease.tenant},
-            )
-            return None
+        encoded = [r.encoded for r in part]
+        if not await self._in_doubt.lookups.note(lease, first.endpoint, encoded):
+            return None  # not noted (Redis trouble): the call must not start
 
         async def attempt() -> CallResult | None:
             if any(r.delivery.withdrawn for r in part) or not lease.usable(self._call_margin_s):
