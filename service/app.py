@@ -16,6 +16,7 @@ answering side, the Redis watchers — are built by :mod:`service.wiring` and ha
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 from service.answering import Consumed
 from service.bridge import Bridge
 from service.config import Settings
+from service.connector.lookup import sighting
 from service.errors import StartupError
 from service.intake.admit import Intake
 from service.intake.envelope import NO_SCHEMAS
@@ -42,6 +44,7 @@ from service.lanes.master_data import MasterData
 from service.lanes.pause import PauseGate
 from service.lanes.retry import Backoff
 from service.lanes.serial import ArrayRule, SerialLane, SerialPolicy
+from service.lanes.serial.lookups import Lookups, lookup_rules
 from service.offsets.log_ends import LogEnds
 from service.ops.health import Readiness, health_app
 from service.ops.http_server import InLoopServer
@@ -49,9 +52,16 @@ from service.ops.metrics import Metrics
 from service.ops.tenant_states import TenantStates
 from service.ops.traces import RecordTrace, Tracing
 from service.registry import SchemaCache
+from service.state.carried import CarriedCalls
 from service.tenants import TenantDirectory, known_secrets
 from service.wiring.answering import build_answering
-from service.wiring.calls_out import connector_client, paused_lookup, registry_client, timed_post
+from service.wiring.calls_out import (
+    connector_client,
+    paused_lookup,
+    paused_read,
+    registry_client,
+    timed_post,
+)
 from service.wiring.state import build_state
 from service.wiring.watchers import build_watchers
 
@@ -111,6 +121,7 @@ class Service:
         self.producer, self.publisher = side.producer, side.publisher
         self.committer = side.committer
         backoff = Backoff(settings.retry_backoff_ms / 1000)
+        read = paused_read(self.connector, self.pauses)
         self.master_data: MasterData[Consumed] = MasterData(
             timed_post(self.connector, self.metrics, "batch"),
             BatchPolicy(
@@ -122,7 +133,7 @@ class Service:
             ),
             self.breakers,
             self.state.ledger,
-            paused_lookup(self.connector, self.pauses),
+            paused_lookup(read),
             side.answering.answer,
             on_dropped=side.answering.dropped,
             may_doubt=self.watchers.epoch.may_doubt,
@@ -144,6 +155,11 @@ class Service:
             on_lock_wait=self.metrics.lock_wait.observe,
             on_ledger_hit=self.metrics.idempotent_hits.inc,
             arrays=_array_rules(routes),
+            lookups=Lookups(
+                lookup_rules(routes),
+                functools.partial(sighting, read),
+                CarriedCalls(self.state.redis, settings.redis_prefix),
+            ),
         )
         self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
         self.crash_guard = CrashLoopGuard(

@@ -95,7 +95,7 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     :data:`MAX_REPLY_ERRORS` errors and :data:`MAX_MESSAGE_CHARS` of the message, the rest
     counted, so a reply always fits the broker's limit and carries its verdict."""
     body: dict[str, Any] = {"response": "SUCCESS" if outcome.ok else "ERROR"}
-    if not outcome.ok:
+    if not outcome.ok or outcome.message:  # a SUCCESS may say how it is known ("found in Sage")
         body["message"] = bounded_message(outcome.message or "")
     body["event_id"] = subject.event_id
     body["correlation_id"] = subject.correlation_id

@@ -7,12 +7,18 @@ Connector's list GET for the row by its key elements (the route's ``lookup``): i
 there with exactly our values, the record is answered SUCCESS without a second call.
 If the row is absent or different, or the lookup fails, the record is sent again. That is safe
 for an upsert by key, and it is what would have happened without this step.
+
+A transactional record in doubt is looked up the same way (:func:`sighting`), but there the
+three answers differ: a row with our values means the call stored it; no row means it did not
+(once no call can still be running); a row with other values, or a look-up that failed, leaves
+the question to a person.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Any
 
 from service.connector.results import CallResult, Delivered
@@ -22,20 +28,47 @@ from service.tenants import Tenant
 Get = Callable[[Tenant, str, dict[str, str]], Awaitable[CallResult]]
 
 
+class Sighting(StrEnum):
+    """What the Connector's list GET showed of one record."""
+
+    FOUND = "found"
+    """A row with every value we would send."""
+    ABSENT = "absent"
+    """No row with the record's key."""
+    DIFFERENT = "different"
+    """A row with the key, but other values: not ours to judge."""
+    FAILED = "failed"
+    """The look-up itself was not answered (or not understood)."""
+
+
+def query(lookup: Mapping[str, str], record: Mapping[str, Any]) -> dict[str, str]:
+    """The list GET's parameters for ``record``: each key element's value under its parameter."""
+    return {param: str(record.get(element, "")) for element, param in lookup.items()}
+
+
+async def sighting(
+    get: Get, tenant: Tenant, endpoint: str, lookup: Mapping[str, str], record: Mapping[str, Any]
+) -> Sighting:
+    """Look ``record`` up by its key elements (``lookup``) in ``endpoint``'s list GET."""
+    result = await get(tenant, endpoint, query(lookup, record))
+    if not isinstance(result, Delivered):
+        return Sighting.FAILED
+    rows = result.body.get("records")
+    if not isinstance(rows, list):
+        return Sighting.FAILED
+    if any(isinstance(row, dict) and matches(row, record) for row in rows):
+        return Sighting.FOUND
+    return Sighting.DIFFERENT if rows else Sighting.ABSENT
+
+
 async def already_in_sage(
     get: Get, tenant: Tenant, route: Route, record: Mapping[str, Any]
 ) -> bool:
     """``True`` only if the Connector shows the row with every value we would send."""
     if route.lookup is None:
         return False
-    params = {param: str(record.get(element, "")) for element, param in route.lookup.items()}
-    result = await get(tenant, route.endpoint, params)
-    if not isinstance(result, Delivered):
-        return False
-    rows = result.body.get("records")
-    if not isinstance(rows, list):
-        return False
-    return any(isinstance(row, dict) and matches(row, record) for row in rows)
+    seen = await sighting(get, tenant, route.endpoint, route.lookup, record)
+    return seen is Sighting.FOUND
 
 
 def matches(row: Mapping[str, Any], record: Mapping[str, Any]) -> bool:

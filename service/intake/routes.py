@@ -46,6 +46,9 @@ class Route:
     atomic_arrays: bool = False
     """Serial routes: a refused array stored none of its records, so it may be split and its
     parts resent. Otherwise a refused array's records are all in doubt."""
+    resend_if_absent: bool = False
+    """Serial routes with a ``lookup``: a record in doubt that the look-up does not find in
+    Sage is sent again (otherwise it stays ``unknown_outcome`` for a person)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +146,8 @@ def _route(
             )
     elif lane is Lane.BATCH:
         raise ContractFileError(f"{path}: route {event_type}: a batch route needs a contract")
-    lookup = spec.get("lookup")
-    if lookup is not None:
-        if not isinstance(lookup, dict) or contract is None or lane is not Lane.BATCH:
-            raise ContractFileError(
-                f"{path}: route {event_type}: lookup is a mapping, for batch routes only"
-            )
-        if set(lookup) != set(contract.keys):
-            raise ContractFileError(
-                f"{path}: route {event_type}: lookup must map exactly the keys {contract.keys}"
-            )
-        lookup = {str(k): str(v) for k, v in lookup.items()}
+    lookup = _lookup(path, event_type, lane, contract, spec.get("lookup"))
+    resend_if_absent = _resend_if_absent(path, event_type, lane, lookup, spec)
     mapping = None
     if (mapping_name := spec.get("mapping")) is not None:
         mapping = mappings.get(str(mapping_name))
@@ -176,7 +170,52 @@ def _route(
         mapping=mapping,
         batch_max=batch_max,
         atomic_arrays=atomic_arrays,
+        resend_if_absent=resend_if_absent,
     )
+
+
+def _lookup(
+    path: Path, event_type: str, lane: Lane, contract: Contract | None, spec: Any
+) -> dict[str, str] | None:
+    """A route's ``lookup``: key element -> query parameter of the Connector's list GET.
+
+    A batch route maps exactly its contract's keys (an upsert is found by its key). A serial
+    route names the elements that identify one transaction in Sage (an invoice number, say):
+    of its contract if it has one, any element otherwise, since the record is the operator's."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not spec or (lane is Lane.BATCH and contract is None):
+        raise ContractFileError(
+            f"{path}: route {event_type}: lookup is a mapping of key elements to query parameters"
+        )
+    if lane is Lane.BATCH and contract is not None and set(spec) != set(contract.keys):
+        raise ContractFileError(
+            f"{path}: route {event_type}: lookup must map exactly the keys {contract.keys}"
+        )
+    if lane is Lane.SERIAL and contract is not None:
+        unknown = sorted(set(map(str, spec)) - set(contract.elements))
+        if unknown:
+            raise ContractFileError(
+                f"{path}: route {event_type}: lookup names elements not in the contract: {unknown}"
+            )
+    return {str(k): str(v) for k, v in spec.items()}
+
+
+def _resend_if_absent(
+    path: Path, event_type: str, lane: Lane, lookup: dict[str, str] | None, spec: Any
+) -> bool:
+    """A serial route's ``resend_if_absent`` (default false): only a route that names a
+    ``lookup`` may send a record in doubt again, and only once Sage was checked."""
+    value = spec.get("resend_if_absent", False)
+    if "resend_if_absent" in spec and (lane is not Lane.SERIAL or lookup is None):
+        raise ContractFileError(
+            f"{path}: route {event_type}: resend_if_absent is for serial routes with a lookup"
+        )
+    if not isinstance(value, bool):
+        raise ContractFileError(
+            f"{path}: route {event_type}: resend_if_absent must be true or false, got {value!r}"
+        )
+    return value
 
 
 def _arrays(path: Path, event_type: str, lane: Lane, spec: dict[str, Any]) -> tuple[int, bool]:

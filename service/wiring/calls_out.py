@@ -11,7 +11,7 @@ from typing import Any
 
 from service.config import Settings
 from service.connector.client import ConnectorClient
-from service.connector.lookup import already_in_sage
+from service.connector.lookup import Get, already_in_sage
 from service.connector.network import connector_network
 from service.connector.results import CallResult
 from service.intake.routes import Route
@@ -73,11 +73,21 @@ def timed_post(connector: ConnectorClient, metrics: Metrics, lane: str) -> Fence
     return post
 
 
-def paused_lookup(connector: ConnectorClient, pauses: PauseGate) -> Lookup:
-    """Whether Sage already has a record (a read), asked once the tenant is not paused."""
+def paused_read(connector: ConnectorClient, pauses: PauseGate) -> Get:
+    """The Connector's list GET (a read), asked once the tenant is not paused: what both lanes'
+    look-ups in Sage go through."""
+
+    async def read(tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
+        await pauses.until_resumed(tenant.key)
+        return await connector.get(tenant, endpoint, params)
+
+    return read
+
+
+def paused_lookup(read: Get) -> Lookup:
+    """Whether Sage already has a master-data record, through ``read``."""
 
     async def lookup(tenant: Tenant, route: Route, record: dict[str, Any]) -> bool:
-        await pauses.until_resumed(tenant.key)
-        return await already_in_sage(connector.get, tenant, route, record)
+        return await already_in_sage(read, tenant, route, record)
 
     return lookup

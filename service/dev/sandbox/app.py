@@ -28,6 +28,7 @@ Order of handling a business call, chosen so each answer means one thing:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -130,7 +131,7 @@ class Sandbox:
             if self.faults.retry_after is not None:
                 call.reply_headers["Retry-After"] = self.faults.retry_after
             return self.faults.throttle_status, error("sandbox: throttled, try later")
-        if request.method == "GET" and route.lane is not Lane.SERIAL:
+        if request.method == "GET":
             return self._lookup(request, call, route)
         if request.method != "POST":
             return 405, error(f"sandbox: {request.method} {call.endpoint} is not supported")
@@ -170,18 +171,24 @@ class Sandbox:
     def _lookup(self, request: Request, call: Call, route: SageRoute) -> CallResponse:
         """``GET <endpoint>?<key>=<value>...``: the current rows matching the key elements.
         Parameter names match element names case-insensitively (the Connector's documentation
-        writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats."""
+        writes ``customerNo`` for ``CustomerNo``). Not counted as a business call in stats.
+
+        Transactional endpoints list their records too (how a record in doubt is looked up): a
+        read, so it neither waits for nor counts as the company's one call at a time. Without a
+        contract, the elements are the fields of the records stored there."""
         call.token, refused = self.front_door.check(
             request, call.customer, call.company, needs_body=False
         )
         if refused is not None:
             return refused
-        elements = {
-            name.lower(): name for name in (route.contract.elements if route.contract else ())
-        }
+        if route.contract is not None:
+            names: Iterable[str] = route.contract.elements
+        else:
+            names = self.store.field_names(call.endpoint, call.tenant)
+        elements = {name.lower(): name for name in names}
         criteria: dict[str, str] = {}
         for param, value in request.query_params.items():
-            name = elements.get(param.lower())
+            name = elements.get(param.lower(), param if route.contract is None else None)
             if name is None:
                 return 400, error(f"sandbox: {param} is not an element of {call.endpoint}")
             criteria[name] = value

@@ -214,6 +214,14 @@ class Store:
                 current[tuple(str(record.get(name, "")) for name in identity)] = record
         return list(current.values())
 
+    def field_names(self, endpoint: str, tenant: TenantKey) -> set[str]:
+        """Every field name of the records ``tenant`` stored at ``endpoint``."""
+        names: set[str] = set()
+        for entry in self.records:
+            if entry["endpoint"] == endpoint and (entry["customer"], entry["company"]) == tenant:
+                names.update(entry["record"])
+        return names
+
     def records_for(self, endpoint: str | None) -> list[dict[str, Any]]:
         """Accepted records, all or only those of ``endpoint``."""
         if endpoint is None:

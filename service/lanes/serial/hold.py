@@ -24,9 +24,11 @@ from typing import Any, Generic, TypeVar
 from service.answers.outcomes import Outcome
 from service.errors import EpochMovedError, LeaseLost, StateUnavailable
 from service.lanes import Delivery, Sink, T
+from service.lanes.serial.lookups import Lookups, no_lookups
 from service.lanes.serial.ports import SerialLedger, SerialLocks
 from service.state.ledger import LedgerEntry, ResultToWrite
 from service.state.locks import Guard, Lease, process_token
+from service.tenants import Tenant
 
 log = logging.getLogger("service.lanes.serial")
 
@@ -55,9 +57,12 @@ class Bookkeeping(Generic[T]):
         *,
         settle_s: float,
         redis_retry_s: float,
+        lookups: Lookups | None = None,
     ) -> None:
+        """``lookups``: see :class:`~service.lanes.serial.lookups.Lookups` (none: no look-ups)."""
         self.ledger = ledger
         self.locks = locks
+        self.lookups = lookups if lookups is not None else no_lookups()
         self.settle_s = settle_s
         self._sink = sink
         self._on_dropped = on_dropped
@@ -157,10 +162,18 @@ class Hold(Generic[T]):
     def pending(self) -> Sequence[Pending[T]]:
         return tuple(self._pending)
 
-    async def wait_out_earlier_call(self) -> None:
+    async def wait_out_earlier_call(self, tenant: Tenant) -> None:
         """A lock granted while an earlier holder's call may still run: no call for the settle
-        period, the lock kept (and renewed)."""
+        period, the lock kept (and renewed) — unless the records that call carried are found in
+        Sage, which means it has ended (:meth:`Lookups.earlier_call_ended`)."""
         if self._quiet:
+            return
+        if await self._books.lookups.earlier_call_ended(tenant):
+            log.warning(
+                "an earlier holder's call is found in Sage: it has ended; no settle period",
+                extra={"tenant": self._lease.tenant},
+            )
+            self._quiet = True
             return
         log.warning(
             "an earlier holder's call may still be running at the Cloud Connector; waiting the "

@@ -17,7 +17,8 @@ request after its client gave up. So:
   ``unknown_outcome`` and never resent, and the tenant makes no further call for the quiet
   period (``settle_s``) while this worker keeps the lock;
 * a lock granted while an earlier holder's call may still be running (:attr:`Lease.occupied`)
-  is first held quietly for ``settle_s`` too.
+  is first held quietly for ``settle_s`` too — unless the records that call carried are found in
+  Sage (a route with a ``lookup``): then it has ended (:mod:`~service.lanes.serial.lookups`).
 
 On shutdown (:meth:`SerialLane.stop`) no call starts any more, not even a retry: a call in
 flight is finished and concluded, however long it takes (cut off, it would leave its records in
@@ -45,6 +46,7 @@ from service.lanes import Delivery, Sink, T
 from service.lanes.breaker import Breaker, Breakers
 from service.lanes.retry import Backoff, Retries
 from service.lanes.serial.hold import Bookkeeping, Hold
+from service.lanes.serial.lookups import Lookups, no_lookups
 from service.lanes.serial.ports import SerialLedger, SerialLocks
 from service.lanes.serial.turn import ArrayRule, FencedPost, Turn
 from service.state.locks import Lease
@@ -85,6 +87,7 @@ class SerialLane(Generic[T]):
         on_lock_wait: Callable[[float], None] = lambda seconds: None,
         on_ledger_hit: Callable[[], None] = lambda: None,
         arrays: Mapping[str, ArrayRule] | None = None,
+        lookups: Lookups | None = None,
     ) -> None:
         """``doubtful`` (required: it guards against resending after Redis lost data) says
         whether a record the ledger does not know may have been sent before Redis lost its
@@ -92,7 +95,10 @@ class SerialLane(Generic[T]):
         answered by another replica, left to the next owner on shutdown). For metrics:
         ``on_lock_wait`` gets each lock acquisition's wait, ``on_ledger_hit`` is told of each
         redelivery answered without a call. ``arrays``: the array rule of each endpoint whose
-        route sets ``batch_max`` (any other endpoint sends one record per call)."""
+        route sets ``batch_max`` (any other endpoint sends one record per call). ``lookups``:
+        the routes whose records in doubt are looked up in Sage (none: every record in doubt is
+        left to a person, and an occupied lock always waits the settle period)."""
+        lookups = lookups if lookups is not None else no_lookups()
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
@@ -104,6 +110,7 @@ class SerialLane(Generic[T]):
             on_dropped,
             settle_s=policy.settle_s,
             redis_retry_s=policy.redis_retry_s,
+            lookups=lookups,
         )
         retries = Retries(
             policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
@@ -115,6 +122,7 @@ class SerialLane(Generic[T]):
             call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
             doubtful=doubtful,
             ledger_hit=on_ledger_hit,
+            lookups=lookups,
         )
         self._arrays = {e: r for e, r in (arrays or {}).items() if r.batch_max > 1}
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
@@ -229,10 +237,11 @@ class SerialLane(Generic[T]):
     async def _serve(self, hold: Hold[T], queue: deque[Delivery[T]]) -> None:
         """Serve the queue turn by turn under one hold; the pending results are written and
         the lock released however it ends."""
+        tenant = queue[0].tenant  # the queue is not empty when a lease is granted
         try:
             async with self._locks.kept_alive(hold.lease):
                 try:
-                    await hold.wait_out_earlier_call()
+                    await hold.wait_out_earlier_call(tenant)
                     await self._serve_turns(hold, queue)
                 finally:
                     await hold.write_pending()

@@ -13,9 +13,12 @@ bottom: prepare, ask the ledger, call, conclude.
   timeout plus a margin. A lone record goes as a JSON object.
 * **Conclude.** A timeout, a dropped connection, 500/502/504 or an answer without an envelope
   puts every record of the call in doubt (``unknown_outcome``, answered at once, never resent),
-  followed by the settle period, because the Connector may still be storing them. A known result
-  waits for its ledger write (:class:`~service.lanes.serial.hold.Pending`). A record not sent
-  this time has its intent withdrawn and stays queued.
+  followed by the settle period, because the Connector may still be storing them. On a route with
+  a ``lookup`` their answers wait: once the call has ended there, each is looked up in Sage
+  (:mod:`~service.lanes.serial.in_doubt`), as is a record the ledger already holds in doubt
+  when it is begun. A known result waits for its ledger write
+  (:class:`~service.lanes.serial.hold.Pending`). A record not sent this time has its intent
+  withdrawn and stays queued.
 
 A refused array is judged by the route's ``atomic_arrays``. Atomic: nothing was stored, so the
 array is split as the batch lane splits (:func:`~service.lanes.isolate.split_plan`) and each part
@@ -40,6 +43,8 @@ from service.lanes.breaker import Breakers
 from service.lanes.isolate import split_plan
 from service.lanes.retry import Concluded, Retries, call_with_retries
 from service.lanes.serial.hold import Hold, Pending
+from service.lanes.serial.in_doubt import Doubted, InDoubt, Next
+from service.lanes.serial.lookups import Lookups, no_lookups
 from service.lanes.verdicts import answered_by_ledger
 from service.state.ledger import EntryState, LedgerEntry, ResultToWrite, fingerprint
 from service.tenants import Tenant
@@ -123,10 +128,13 @@ class Turn(Generic[T]):
         call_margin_s: float,
         doubtful: Callable[[T], Awaitable[bool]],
         ledger_hit: Callable[[], None],
+        lookups: Lookups | None = None,
     ) -> None:
         """``call_margin_s``: how much of the lease must remain for a call to start;
         ``doubtful``: whether a record the ledger does not know may have been sent before
-        Redis lost its data; ``ledger_hit``: told of each record answered from the ledger."""
+        Redis lost its data; ``ledger_hit``: told of each record answered from the ledger;
+        ``lookups``: whose records in doubt are looked up (:mod:`.lookups`)."""
+        self._in_doubt = InDoubt(lookups or no_lookups(), retries.max_attempts)
         self._post = post
         self._breakers = breakers
         self._retries = retries
@@ -143,8 +151,9 @@ class Turn(Generic[T]):
         entries = await hold.begin([r.delivery for r in ready], [r.digest for r in ready])
         if entries is None:
             return Served(done, False)  # Redis trouble, lease lost: nothing was sent
-        to_send = [r for r, e in zip(ready, entries, strict=True) if await self._new(hold, r, e)]
-        done += [r.delivery for r in ready if r not in to_send]
+        steps = [await self._new(hold, r, e) for r, e in zip(ready, entries, strict=True)]
+        to_send = [r for r, step in zip(ready, steps, strict=True) if step is Next.SEND]
+        done += [r.delivery for r, step in zip(ready, steps, strict=True) if step is Next.ANSWERED]
         if not to_send:
             return Served(done, True)
         hold.call_starting()
@@ -183,21 +192,24 @@ class Turn(Generic[T]):
             ready.append(_Ready(delivery, digest, encoded))
         return ready
 
-    async def _new(self, hold: Hold[T], ready: _Ready[T], entry: LedgerEntry) -> bool:
-        """Whether the record is to be sent; if not, it is answered from what is known."""
+    async def _new(self, hold: Hold[T], ready: _Ready[T], entry: LedgerEntry) -> Next:
+        """Whether the record is to be sent; if not, it is answered from what is known (and,
+        if it is in doubt, from what Sage shows)."""
         delivery = ready.delivery
         known = answered_by_ledger(entry, delivery.event_id)
         if known is not None:
             if known.ok:
                 self._ledger_hit()
             hold.books.answer(delivery, known)
-        elif entry.state is EntryState.IN_DOUBT:
-            hold.books.answer(delivery, unknown_outcome(IN_DOUBT_MESSAGE, entry.attempts))
+        elif entry.state is EntryState.IN_DOUBT:  # begin orphaned the intent: its claim is ""
+            doubt = _doubted(ready, unknown_outcome(IN_DOUBT_MESSAGE, entry.attempts))
+            return await self._in_doubt.when_begun(hold, doubt, claim="")
         elif await self._doubtful(delivery.ticket):  # new to a ledger that lost data?
-            hold.books.answer(delivery, unknown_outcome(LEDGER_LOST_MESSAGE, delivery.attempts))
+            doubt = _doubted(ready, unknown_outcome(LEDGER_LOST_MESSAGE, delivery.attempts))
+            return await self._in_doubt.when_begun(hold, doubt, claim=delivery.claim)
         else:
-            return True
-        return False
+            return Next.SEND
+        return Next.ANSWERED
 
     async def _send(
         self, hold: Hold[T], records: list[_Ready[T]], rule: ArrayRule, verdicts: _Verdicts[T]
@@ -256,6 +268,10 @@ class Turn(Generic[T]):
         else:
             payload = b"[" + b",".join(r.encoded for r in part) + b"]"
 
+        encoded = [r.encoded for r in part]
+        if not await self._in_doubt.lookups.note(lease, first.endpoint, encoded):
+            return None  # not noted (Redis trouble): the call must not start
+
         async def attempt() -> CallResult | None:
             nonlocal fresh
             if any(r.delivery.withdrawn for r in part) or not lease.usable(self._call_margin_s):
@@ -282,7 +298,11 @@ class Turn(Generic[T]):
         then the settle period if a call may still be running. Returns the records done."""
         books = hold.books
         done: list[Delivery[T]] = []
+        to_look_up: list[Doubted[T]] = []
         for ready, outcome in verdicts.in_doubt:
+            if self._in_doubt.looks_up(ready.delivery.endpoint):
+                to_look_up.append(_doubted(ready, outcome))  # answered once Sage was asked
+                continue
             books.answer(ready.delivery, outcome)
             done.append(ready.delivery)
         hold.keep([_pending(r, outcome) for r, outcome in verdicts.judged])
@@ -304,7 +324,12 @@ class Turn(Generic[T]):
         if verdicts.may_run:
             await hold.write_pending()  # the known results are not kept waiting a settle period
             await hold.wait_settle_period()
+        done += await self._in_doubt.after_call(hold, to_look_up)
         return done
+
+
+def _doubted(ready: _Ready[T], doubt: Outcome) -> Doubted[T]:
+    return Doubted(ready.delivery, ready.digest, doubt)
 
 
 def _pending(ready: _Ready[T], outcome: Outcome) -> Pending[T]:

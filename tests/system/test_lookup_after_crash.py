@@ -1,0 +1,98 @@
+"""Shorter stalls after a crash: a replica SIGKILLed while it holds a company, with a look-up on
+the invoice route. The next holder finds the dead holder's last call in Sage, so that call has
+ended and the settle period is not waited. Real replica processes, the real broker, Redis and
+the sandbox (20 ms calls); the sandbox's arrival times and the replies are the verdict."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from service.dev.contracts import contracts_with_lookup
+from service.dev.events import produce
+from service.dev.sandbox.client import sandbox_get
+from service.dev.topics import Topics
+from tests.support.kafka import Collector
+from tests.support.waiting import until
+from tests.system.test_serial_replicas import TENANTS, lock_holder_pid
+from tests.system.test_transactional_safety import TWO_COMPANIES, assert_safe, invoices
+
+SETTLE_S = 60.0
+"""Far longer than the lease (6 s) plus a look-up, so skipping it shows."""
+
+
+async def test_a_killed_holders_company_resumes_within_the_lease_plus_a_look_up(
+    replicas,
+    kafka_bootstrap: str,
+    redis_url: str,
+    redis_prefix: str,
+    topics: Topics,
+    collector: Collector,
+    sandbox,
+    tmp_path: Path,
+) -> None:
+    """300 invoices, 2 companies, 3 replicas; the holder of a company is SIGKILLed with its
+    calling marker set (a call may be running) and a replacement started. The company's next
+    call reaches the Connector before the settle period would have ended, nothing overlaps or
+    lands twice, and every invoice is answered SUCCESS: the killed call's invoice too, found in
+    Sage, so nothing is left for a person."""
+    settings = {
+        "SAGEBRIDGE_CONTRACTS_DIR": str(contracts_with_lookup(tmp_path / "contracts")),
+        "SAGEBRIDGE_SETTLE_AFTER_UNKNOWN_S": str(SETTLE_S),
+    }
+    processes = [replicas(**settings) for _ in range(3)]
+    for process in processes:
+        await process.wait_ready()
+    started = time.monotonic()
+    await produce(kafka_bootstrap, topics.events, invoices(300, TWO_COMPANIES))
+    await collector.wait_for(topics.replies, 60, timeout_s=60)
+    holder_pid: int | None = None
+
+    async def holder_found() -> bool:
+        nonlocal holder_pid
+        holder_pid = await lock_holder_pid(redis_url, redis_prefix)
+        return holder_pid is not None
+
+    await until(holder_found, 30, "a replica holding a company's lock")
+    victim = next(p for p in processes if p.pid == holder_pid)
+    victim.kill()
+    killed_at = time.monotonic()
+    held, calling = await _held_by(redis_url, redis_prefix, victim.pid)
+    assert calling, f"no company of the killed holder had a call marked: {held}"
+    replacement = replicas(**settings)
+    await replacement.wait_ready()
+
+    final = await assert_safe(sandbox, collector, topics, 300, crashed=True)
+    finished = time.monotonic()
+    assert set(final.values()) == {("SUCCESS", None)}, "an invoice was left for a person"
+    calls = (await sandbox_get(sandbox, "/_sandbox/calls"))["calls"]
+    for tenant in calling:
+        resumed = min(
+            c["received_s"]
+            for c in calls
+            if (c["customer"], c["company"]) == tenant and c["received_s"] > killed_at
+        )
+        assert resumed < killed_at + SETTLE_S, (tenant, resumed - killed_at)
+        print(f"\n{tenant}: first call {resumed - killed_at:.1f} s after the SIGKILL")
+    print(f"300 invoices, one SIGKILL: {finished - started:.1f} s in all")
+
+
+async def _held_by(
+    redis_url: str, prefix: str, pid: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The companies whose lock the (dead) process still holds, and those of them whose calling
+    marker is set: an earlier call may still be running there."""
+    redis = Redis.from_url(redis_url)
+    try:
+        held, calling = [], []
+        for customer, company in TENANTS:
+            owner = await redis.get(f"{prefix}:lock:{customer}:{company}")
+            if owner and int(owner.decode().split(":")[1]) == pid:
+                held.append((customer, company))
+                if await redis.exists(f"{prefix}:calling:{customer}:{company}"):
+                    calling.append((customer, company))
+        return held, calling
+    finally:
+        await redis.aclose()
