@@ -11,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from service.dev.devstack import HoleGuard
+from service.dev.topics import Topics
 
 
 @dataclass
@@ -173,3 +174,14 @@ async def everything_in(bootstrap: str, topic: str, timeout_s: float = 30.0) -> 
     finally:
         await consumer.stop()
     return found
+
+
+async def committed(bootstrap: str, topics: Topics) -> int:
+    """The service group's committed offset of the one input partition (-1 for none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
+    await consumer.start()
+    try:
+        offset = await consumer.committed(TopicPartition(topics.events, 0))
+    finally:
+        await consumer.stop()
+    return -1 if offset is None else offset

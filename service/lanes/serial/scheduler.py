@@ -98,31 +98,21 @@ class SerialLane(Generic[T]):
         route sets ``batch_max`` (any other endpoint sends one record per call). ``lookups``:
         the routes whose records in doubt are looked up in Sage (none: every record in doubt is
         left to a person, and an occupied lock always waits the settle period)."""
-        lookups = lookups if lookups is not None else no_lookups()
         self._breakers = breakers
         self._on_dropped = on_dropped
         self._locks = locks
         self._policy = policy
-        self._books: Bookkeeping[T] = Bookkeeping(
-            ledger,
-            locks,
-            sink,
-            on_dropped,
-            settle_s=policy.settle_s,
-            redis_retry_s=policy.redis_retry_s,
-            lookups=lookups,
-        )
-        retries = Retries(
-            policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
-        )
-        self._turn: Turn[T] = Turn(
+        self._books, self._turn = _parts(
             post,
+            sink,
+            locks,
+            ledger,
+            policy,
             breakers,
-            retries,
-            call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
-            doubtful=doubtful,
-            ledger_hit=on_ledger_hit,
-            lookups=lookups,
+            doubtful,
+            on_dropped,
+            on_ledger_hit,
+            lookups if lookups is not None else no_lookups(),
         )
         self._arrays = {e: r for e, r in (arrays or {}).items() if r.batch_max > 1}
         self._queues: dict[tuple[str, str], deque[Delivery[T]]] = {}
@@ -315,3 +305,41 @@ def leave_queue(
     for _ in group:
         queue.popleft()
     queue.extendleft(reversed(kept))
+
+
+def _parts(
+    post: FencedPost,
+    sink: Sink[T],
+    locks: SerialLocks,
+    ledger: SerialLedger,
+    policy: SerialPolicy,
+    breakers: Breakers,
+    doubtful: Callable[[T], Awaitable[bool]],
+    on_dropped: Callable[[Sequence[T]], None],
+    on_ledger_hit: Callable[[], None],
+    lookups: Lookups,
+) -> tuple[Bookkeeping[T], Turn[T]]:
+    """The lane's bookkeeping (what holds write and answer) and its turn (how a group of
+    records is served), both under the lane's policy."""
+    books: Bookkeeping[T] = Bookkeeping(
+        ledger,
+        locks,
+        sink,
+        on_dropped,
+        settle_s=policy.settle_s,
+        redis_retry_s=policy.redis_retry_s,
+        lookups=lookups,
+    )
+    retries = Retries(
+        policy.max_attempts, policy.backoff, retry_unknown=False, wait_out_outage=False
+    )
+    turn: Turn[T] = Turn(
+        post,
+        breakers,
+        retries,
+        call_margin_s=policy.call_timeout_s + LEASE_MARGIN_S,
+        doubtful=doubtful,
+        ledger_hit=on_ledger_hit,
+        lookups=lookups,
+    )
+    return books, turn

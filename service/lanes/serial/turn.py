@@ -145,7 +145,7 @@ class Turn(Generic[T]):
     async def take(self, hold: Hold[T], group: Sequence[Delivery[T]], rule: ArrayRule) -> Served[T]:
         """One turn for ``group`` (queued records of one endpoint, in order)."""
         done: list[Delivery[T]] = []
-        ready = self._prepare(hold, group, done)
+        ready = _prepare(hold, group, done)
         if not ready:
             return Served(done, True)
         entries = await hold.begin([r.delivery for r in ready], [r.digest for r in ready])
@@ -176,21 +176,6 @@ class Turn(Generic[T]):
             verdicts.may_run = True
         done += await self._conclude(hold, verdicts)
         return Served(done, not (verdicts.may_run or verdicts.unsent))
-
-    def _prepare(
-        self, hold: Hold[T], group: Sequence[Delivery[T]], done: list[Delivery[T]]
-    ) -> list[_Ready[T]]:
-        ready: list[_Ready[T]] = []
-        for delivery in group:
-            try:
-                digest = fingerprint(delivery.record)
-                encoded = orjson.dumps(delivery.record)
-            except Exception as exc:  # nothing was sent: the record's own problem, answered alone
-                hold.books.answer(delivery, cannot_prepare(exc))
-                done.append(delivery)
-                continue
-            ready.append(_Ready(delivery, digest, encoded))
-        return ready
 
     async def _new(self, hold: Hold[T], ready: _Ready[T], entry: LedgerEntry) -> Next:
         """Whether the record is to be sent; if not, it is answered from what is known (and,
@@ -362,3 +347,21 @@ def cannot_prepare(exc: Exception) -> Outcome:
         f"the record cannot be encoded for the Cloud Connector ({type(exc).__name__}: {exc}); "
         "nothing was sent",
     )
+
+
+def _prepare(
+    hold: Hold[T], group: Sequence[Delivery[T]], done: list[Delivery[T]]
+) -> list[_Ready[T]]:
+    """The group's records ready to send (fingerprinted, encoded); a record that cannot be
+    encoded is answered alone, nothing was sent."""
+    ready: list[_Ready[T]] = []
+    for delivery in group:
+        try:
+            digest = fingerprint(delivery.record)
+            encoded = orjson.dumps(delivery.record)
+        except Exception as exc:  # nothing was sent: the record's own problem, answered alone
+            hold.books.answer(delivery, cannot_prepare(exc))
+            done.append(delivery)
+            continue
+        ready.append(_Ready(delivery, digest, encoded))
+    return ready

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.dev.contracts import contracts_with_arrays
 from service.dev.events import contact, event, produce
 from service.dev.sandbox.client import sandbox_post, stored_records
 from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import Topics
-from tests.support.kafka import Collector
+from tests.support.kafka import Collector, committed
 from tests.support.waiting import until
 
 
@@ -44,17 +43,6 @@ def invoice(n: int, *, changed: bool = False) -> dict[str, Any]:
 
 def a_contact(n: int, *, changed: bool = False) -> dict[str, Any]:
     return contact(n, ContactNotes="changed" if changed else "first")
-
-
-async def committed(bootstrap: str, topics: Topics) -> int:
-    """The service group's committed offset of the one input partition (-1 for none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
-    await consumer.start()
-    try:
-        offset = await consumer.committed(TopicPartition(topics.events, 0))
-    finally:
-        await consumer.stop()
-    return -1 if offset is None else offset
 
 
 def assert_one_reply_each(collector: Collector, topics: Topics) -> dict[str, list[Any]]:

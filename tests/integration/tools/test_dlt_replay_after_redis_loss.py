@@ -19,7 +19,8 @@ from service.dev.sandbox.client import sandbox_get, stored_records
 from service.dev.topics import Topics
 from tests.conftest import TOKEN
 from tests.support.cli import sagebridge
-from tests.support.kafka import Collector
+from tests.support.kafka import Collector, committed
+from tests.support.waiting import until
 
 BETA = {"customer": "2002", "company": "BETA"}
 BETA_TOKEN = "beta-token-c41e07"
@@ -67,6 +68,12 @@ async def test_a_replay_after_redis_lost_its_data_sends_nothing_twice(
         first = await sagebridge(service_env, "dlt", "replay")
         assert first.out.splitlines()[-1] == "replayed 2 dead letter(s)"
         await collector.wait_for(topics.replies, 4)
+
+        async def replayed_events_committed() -> bool:
+            return await committed(kafka_bootstrap, topics) == 4  # 2 refused, 2 replayed
+
+        # Else a slow drain could leave them to the next run, which would consume them anew.
+        await until(replayed_events_committed, 30, "the replayed events' offsets committed")
 
     await forget_keys(redis_url, redis_prefix)  # Redis lost the deployment's data
 
