@@ -45,18 +45,22 @@ class Console:
         unknown = Counter(str(i.tenant) for i in await self._sources.ledger.in_doubt())
         stages = await self._sources.letters.by_stage(DAY)
         backlog = await self._sources.tenants.backlog()
+        replicas, open_ = await self._sources.tenants.breakers()
+        breakers = {str(t): b for t, b in open_.items()}
         names = {str(t) for t in self._sources.tenants.known} | set(stages) | set(unknown)
+        names |= set(breakers)
         by_name = {str(t): since for t, since in paused.items()}
         rows = [
             {
                 "tenant": name,
                 "paused": by_name.get(name),
+                "breaker": breakers.get(name),
                 "unknown": unknown.get(name, 0),
                 "stages": sorted(stages.get(name, Counter()).items()),
             }
             for name in sorted(names)
         ]
-        return self._page(request, "overview.html", rows=rows, backlog=backlog)
+        return self._page(request, "overview.html", rows=rows, backlog=backlog, replicas=replicas)
 
     async def letters(self, request: Request) -> Response:
         query = letter_query(request.query_params)
