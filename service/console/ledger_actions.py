@@ -26,6 +26,12 @@ class Doubt:
     not_delivered_from: datetime
 
     @property
+    def last_attempt(self) -> datetime:
+        """When its last call began, as the serial lane recorded it; else its last write."""
+        at = self.intent.entry.last_attempt_at
+        return self.intent.written if at is None else datetime.fromtimestamp(at, UTC)
+
+    @property
     def settled(self) -> bool:
         """Its last call can no longer be stored: "not delivered" is accepted now."""
         return datetime.now(UTC) >= self.not_delivered_from

@@ -47,12 +47,13 @@ class Console:
         backlog = await self._sources.tenants.backlog()
         replicas, open_ = await self._sources.tenants.breakers()
         breakers = {str(t): b for t, b in open_.items()}
-        names = {str(t) for t in self._sources.tenants.known} | set(stages) | set(unknown)
-        names |= set(breakers)
+        known = {str(t) for t in self._sources.tenants.known}
+        names = known | set(stages) | set(unknown) | set(breakers)
         by_name = {str(t): since for t, since in paused.items()}
         rows = [
             {
                 "tenant": name,
+                "configured": name in known,
                 "paused": by_name.get(name),
                 "breaker": breakers.get(name),
                 "unknown": unknown.get(name, 0),

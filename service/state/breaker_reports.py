@@ -2,32 +2,31 @@
 
 A breaker lives in one replica's memory (:mod:`service.lanes.breaker`): replicas do not share
 it, and each opens on its own failures. So that a person can see a tenant's outage on one page,
-every replica keeps one hash, ``<prefix>:breakers:<replica>``, holding its breakers that are not
-closed and when it last wrote:
+every replica keeps its report in one hash, ``<prefix>:breakers``, under its own field (its
+name), valued as JSON: when it wrote (``seen``), until when the report holds (``until``), and its
+breakers that are not closed — per tenant (``customer:company``, each part escaped as in
+:mod:`service.state.keys`) the state (``open`` or ``half_open``) and when it left ``closed``.
 
-- field ``seen``: when the replica wrote the hash (ISO 8601, UTC);
-- one field per tenant whose breaker is open or probing (``customer:company``, each part escaped
-  as in :mod:`service.state.keys`, so a tenant field always holds a ``:`` and ``seen`` never
-  does), valued ``<state> <since>``: ``open`` or ``half_open``, and when it left ``closed``.
-
-The hash is rewritten whole (one transaction) when a breaker changes and on a slow heartbeat, and
-expires a few heartbeats later: a replica that died stops being counted once its hash expires,
-and one that stops cleanly deletes it. Closed breakers and idle tenants cost nothing.
+A replica rewrites its field when a breaker changes and on a slow heartbeat, each time moving
+``until`` a few heartbeats on; a report past its ``until`` is a replica that died, ignored and
+removed by the next reader, and one that stops cleanly removes its own. One hash, not a key per
+replica, so a reader asks Redis one ``HGETALL`` instead of scanning a keyspace the ledger fills
+with millions of keys; the hash itself expires with the last report written. Closed breakers
+and idle tenants cost nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from redis.asyncio import Redis
 
-from service.state.keys import escape, key, pattern, unescape
+from service.state.keys import escape, key, unescape
 from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
-
-SEEN = "seen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +65,25 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _report(replica: str, fields: Mapping[bytes, bytes]) -> ReplicaReport | None:
-    """A hash as read back; ``None`` for one that is not a report (no ``seen``)."""
-    found = {_text(k): _text(v) for k, v in fields.items()}
+def _report(replica: str, value: bytes | str, now: datetime) -> ReplicaReport | None:
+    """A field as read back; ``None`` for one that has run out or cannot be read."""
     try:
-        seen = datetime.fromisoformat(found.pop(SEEN))
-    except (KeyError, ValueError):
+        found = orjson.loads(value)
+        seen = datetime.fromisoformat(found["seen"])
+        if datetime.fromisoformat(found["until"]) < now:
+            return None
+        open_ = {
+            _tenant(name): OpenBreaker(state, datetime.fromisoformat(since))
+            for name, (state, since) in found["open"].items()
+        }
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    open_: dict[TenantKey, OpenBreaker] = {}
-    for name, value in found.items():
-        customer, _, company = name.partition(":")
-        state, _, since = value.partition(" ")
-        try:
-            opened = datetime.fromisoformat(since)
-        except ValueError:
-            continue
-        open_[TenantKey(unescape(customer), unescape(company))] = OpenBreaker(state, opened)
     return ReplicaReport(replica, seen, open_)
+
+
+def _tenant(name: str) -> TenantKey:
+    customer, _, company = name.partition(":")
+    return TenantKey(unescape(customer), unescape(company))
 
 
 def by_tenant(reports: list[ReplicaReport]) -> dict[TenantKey, TenantBreaker]:
@@ -102,43 +103,41 @@ class BreakerReports:
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        self._prefix = prefix
-
-    def _key(self, replica: str) -> str:
-        return key(self._prefix, "breakers", replica)
+        self._key = key(prefix, "breakers")
 
     @speaks_state
     async def publish(
         self, replica: str, open_: Mapping[TenantKey, OpenBreaker], ttl_s: float
     ) -> None:
-        """Replace ``replica``'s report with ``open_``; it expires after ``ttl_s``."""
-        fields = [SEEN, datetime.now(UTC).isoformat()]
-        for tenant, breaker in open_.items():
-            fields += [_field(tenant), f"{breaker.state} {breaker.since.isoformat()}"]
-        name = self._key(replica)
+        """Replace ``replica``'s report with ``open_``; it holds for ``ttl_s``."""
+        now = datetime.now(UTC)
+        report = {
+            "seen": now.isoformat(),
+            "until": (now + timedelta(seconds=ttl_s)).isoformat(),
+            "open": {_field(t): [b.state, b.since.isoformat()] for t, b in open_.items()},
+        }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(name)
-            pipe.hset(name, items=fields)
-            pipe.pexpire(name, max(1, int(ttl_s * 1000)))
+            pipe.hset(self._key, replica, orjson.dumps(report))
+            pipe.pexpire(self._key, max(1, int(ttl_s * 1000)))
             await pipe.execute()
 
     @speaks_state
     async def withdraw(self, replica: str) -> None:
         """``replica`` stops: it no longer counts."""
-        await self._redis.delete(self._key(replica))
+        await self._redis.hdel(self._key, replica)
 
     @speaks_state
     async def reports(self) -> list[ReplicaReport]:
-        """Every live replica's report, by replica name."""
-        head = key(self._prefix, "breakers") + ":"
-        names = [n async for n in self._redis.scan_iter(match=pattern(self._prefix, "breakers"))]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hgetall(name)
-            found = await pipe.execute()
-        reports = []
-        for name, fields in zip(names, found, strict=True):
-            report = _report(unescape(_text(name)[len(head) :]), fields)
-            if report is not None:
+        """Every live replica's report, by replica name; run-out ones are removed."""
+        now = datetime.now(UTC)
+        found = await self._redis.hgetall(self._key)
+        reports, gone = [], []
+        for name, value in found.items():
+            report = _report(_text(name), value, now)
+            if report is None:
+                gone.append(name)
+            else:
                 reports.append(report)
+        if gone:
+            await self._redis.hdel(self._key, *gone)
         return sorted(reports, key=lambda r: r.replica)

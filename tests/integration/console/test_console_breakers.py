@@ -28,7 +28,7 @@ async def breaker_cell(client: httpx.AsyncClient) -> str:
     page = await client.get("/")
     assert page.status_code == 200, page.text
     for row in re.findall(r"<tr>(.*?)</tr>", page.text, re.DOTALL):
-        cells = [text_of(c) for c in re.findall(r"<td>(.*?)</td>", row, re.DOTALL)]
+        cells = [text_of(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.DOTALL)]
         if cells and cells[0] == TENANT:
             return cells[2]
     raise AssertionError(f"no row for {TENANT}: {text_of(page.text)}")
