@@ -46,6 +46,7 @@ from service.lanes.retry import Backoff
 from service.lanes.serial import ArrayRule, SerialLane, SerialPolicy
 from service.lanes.serial.lookups import Lookups, lookup_rules
 from service.offsets.log_ends import LogEnds
+from service.ops.breaker_board import BreakerBoard, replica_name
 from service.ops.health import Readiness, health_app
 from service.ops.http_server import InLoopServer
 from service.ops.metrics import Metrics
@@ -100,7 +101,8 @@ class Service:
         self.tracing = Tracing.from_environment() if tracing is None else tracing
         self.connector = connector_client(settings)
         self.state = build_state(settings)
-        tenant_states = TenantStates(self.metrics)
+        self.breaker_board = BreakerBoard(self.state.breakers, replica_name())
+        tenant_states = TenantStates(self.metrics, self.breaker_board)
         self.pauses = PauseGate(on_change=tenant_states.pause_changed)
         # The breaker must open before any record can use up its retry budget on an outage:
         # consecutive failures reach the threshold no later than one record's attempts do.
@@ -196,6 +198,7 @@ class Service:
             raise
         await self.watchers.redis_answers.start()
         await self.watchers.pause_reads.start()
+        await self.breaker_board.start()
         await self.http.start()
         try:
             await start_when_reachable(
@@ -227,6 +230,7 @@ class Service:
         self.crash_guard.close()
         await self.watchers.redis_answers.stop()
         await self.watchers.pause_reads.stop()
+        await self.breaker_board.stop()
         await self.state.redis.aclose()
         await self.http.stop()
         self.tracing.close()

@@ -11,10 +11,13 @@ callers catch exactly the class they mean:
   (:class:`StateUnavailable`, raised by ``state/`` for every Redis failure), the lock's lease is
   gone, or Redis lost its data (see :mod:`service.state.epoch`).
 - :class:`NotAcknowledged` means Kafka did not confirm an answer in time.
-- :class:`ToolError` ends an operator's command with one line and a non-zero exit.
+- :class:`ToolError` ends an operator's command with one line and a non-zero exit;
+  :class:`VerdictRefused` is the one a person can act on (wait, or look again).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class SagebridgeError(Exception):
@@ -73,6 +76,15 @@ class NotAcknowledged(SagebridgeError):
 class ToolError(SagebridgeError):
     """An operator's command (``dlt``, ``ledger``) cannot do what was asked: Kafka or Redis is
     unreachable, or the request is refused; ``str()`` is the one line the command prints."""
+
+
+class VerdictRefused(ToolError):
+    """``ledger resolve`` refused the verdict and wrote nothing: the entry is not an intent, or
+    ``--not-delivered`` came before :attr:`accepted_from` (the settle guard)."""
+
+    def __init__(self, message: str, accepted_from: datetime | None = None) -> None:
+        super().__init__(message)
+        self.accepted_from = accepted_from
 
 
 class ImagesUnavailable(StateError):

@@ -19,7 +19,7 @@ from service.console.forms import MAX_FILTER, BadInput, letter_query, tenant, te
 from service.console.guard import checked_form
 from service.console.render import Pages
 from service.console.sources import Sources
-from service.errors import ToolError
+from service.errors import ToolError, VerdictRefused
 from service.tools.dead_letters import iso
 
 DAY = timedelta(hours=24)
@@ -42,21 +42,26 @@ class Console:
 
     async def overview(self, request: Request) -> Response:
         paused = await self._sources.tenants.paused()
-        unknown = Counter(str(i.tenant) for i in await self._sources.ledger.in_doubt())
+        unknown = Counter(str(d.intent.tenant) for d in await self._sources.ledger.in_doubt())
         stages = await self._sources.letters.by_stage(DAY)
         backlog = await self._sources.tenants.backlog()
-        names = {str(t) for t in self._sources.tenants.known} | set(stages) | set(unknown)
+        replicas, open_ = await self._sources.tenants.breakers()
+        breakers = {str(t): b for t, b in open_.items()}
+        known = {str(t) for t in self._sources.tenants.known}
+        names = known | set(stages) | set(unknown) | set(breakers)
         by_name = {str(t): since for t, since in paused.items()}
         rows = [
             {
                 "tenant": name,
+                "configured": name in known,
                 "paused": by_name.get(name),
+                "breaker": breakers.get(name),
                 "unknown": unknown.get(name, 0),
                 "stages": sorted(stages.get(name, Counter()).items()),
             }
             for name in sorted(names)
         ]
-        return self._page(request, "overview.html", rows=rows, backlog=backlog)
+        return self._page(request, "overview.html", rows=rows, backlog=backlog, replicas=replicas)
 
     async def letters(self, request: Request) -> Response:
         query = letter_query(request.query_params)
@@ -94,8 +99,9 @@ class Console:
             request, done, f"Replayed {count} dead letter(s).", [("Dead letters", "/letters")]
         )
 
-    async def in_doubt(self, request: Request) -> Response:
-        return self._page(request, "in_doubt.html", intents=await self._sources.ledger.in_doubt())
+    async def in_doubt(self, request: Request, status: int = 200, refused: str = "") -> Response:
+        doubts = await self._sources.ledger.in_doubt()
+        return self._page(request, "in_doubt.html", status, doubts=doubts, refused=refused)
 
     async def resolve(self, request: Request) -> Response:
         form = await checked_form(request)
@@ -108,8 +114,8 @@ class Console:
             said = await self._sources.ledger.resolve(
                 event_id, who, delivered=verdict == "delivered"
             )
-        except ToolError as exc:
-            return self._pages.problem(request, 409, "Verdict not recorded", str(exc))
+        except VerdictRefused as exc:
+            return await self.in_doubt(request, 409, refused=_refusal(event_id, verdict, exc))
         done = action(
             request.state.user,
             f"resolve_{verdict}",
@@ -191,3 +197,16 @@ class Console:
                 f"{said} The audit record was not written: {exc}",
             )
         return self._page(request, "done.html", title="Done", detail=said, links=links)
+
+
+def _refusal(event_id: str, verdict: str, exc: VerdictRefused) -> str:
+    """Why a verdict was not recorded, in the page's words (the command's names its flags)."""
+    if exc.accepted_from is not None:
+        return (
+            f"“Not delivered” was not recorded for {event_id}: its last call may still be "
+            "stored in Sage, because the Cloud Connector finishes a call after sagebridge "
+            f"stopped waiting for it. It is accepted from {iso(exc.accepted_from)}: look in "
+            "Sage again then."
+        )
+    said = str(exc).removeprefix("ledger resolve: ")
+    return f"“{verdict.replace('_', ' ').capitalize()}” was not recorded: {said}."

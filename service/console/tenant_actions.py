@@ -1,5 +1,6 @@
 """The tenants as the console shows them: which are configured and paused, pausing and resuming
-one as ``sagebridge tenant`` does, and the backlog the service's group has yet to read."""
+one as ``sagebridge tenant`` does, their breakers as the replicas report them, and the backlog
+the service's group has yet to read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from service.config import Settings
 from service.console.reading import REDIS_TIMEOUT_S, redis_for
 from service.kafka.security import kafka_client_options
 from service.offsets.log_ends import UNKNOWN_END, LogEnds
+from service.state.breaker_reports import BreakerReports, TenantBreaker, by_tenant
 from service.state.pauses import PauseStore
 from service.tenants import TenantDirectory, TenantKey
 
@@ -29,6 +31,12 @@ class TenantActions:
     async def paused(self) -> dict[TenantKey, str]:
         async with redis_for(self._settings, "tenants") as redis:
             return await PauseStore(redis, self._settings.redis_prefix).paused()
+
+    async def breakers(self) -> tuple[int, dict[TenantKey, TenantBreaker]]:
+        """How many replicas report, and each tenant whose breaker is open on any of them."""
+        async with redis_for(self._settings, "breakers") as redis:
+            reports = await BreakerReports(redis, self._settings.redis_prefix).reports()
+        return len(reports), by_tenant(reports)
 
     async def pause(self, tenant: TenantKey, *, pause: bool) -> bool:
         """Pause (or resume) ``tenant`` as ``sagebridge tenant`` does; whether it changed."""

@@ -4,6 +4,8 @@ The ledger (:mod:`service.state.ledger`) is keyed by tenant and ``event_id`` and
 its intents, so they are found with ``SCAN`` over the ledger's keys (non-blocking for Redis,
 whatever the ledger's size) and read in pipelined batches. When an intent was last written
 (its last attempt) follows from its remaining lifetime: every write sets the retention anew.
+Each intent carries its entry as ``ledger show`` reads it, so the console can say from when the
+settle guard of ``ledger resolve --not-delivered`` lets a verdict through.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from service.state.keys import key, unescape
+from service.state.keys import key, pattern, unescape
+from service.state.ledger import StoredEntry, stored_entry
 from service.tenants import TenantKey
 
 SCAN_COUNT = 1000
@@ -28,11 +31,8 @@ class Intent:
     event_id: str
     written: datetime
     """When the intent was last written: the event's last attempt (UTC)."""
-
-
-def _glob(text: str) -> str:
-    """``text`` with Redis's glob characters escaped, so a prefix matches only itself."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+    entry: StoredEntry
+    """The entry as :meth:`~service.state.ledger.Ledger.look` reads it (its attempts' times)."""
 
 
 async def intents(redis: Redis, prefix: str, retention_s: float) -> list[Intent]:
@@ -41,7 +41,7 @@ async def intents(redis: Redis, prefix: str, retention_s: float) -> list[Intent]
     found: list[Intent] = []
     now = datetime.now(UTC)
     batch: list[bytes] = []
-    async for name in redis.scan_iter(match=_glob(head) + "*", count=SCAN_COUNT):
+    async for name in redis.scan_iter(match=pattern(prefix, "ledger"), count=SCAN_COUNT):
         batch.append(name)
         if len(batch) >= SCAN_COUNT:
             found += await _read(redis, batch, head, retention_s, now)
@@ -56,16 +56,18 @@ async def _read(
 ) -> list[Intent]:
     async with redis.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hget(name, "state")
+            pipe.hmget(name, "state", "attempts", "at", "tried")
             pipe.pttl(name)
         answers = await pipe.execute()
     found = []
     for i, name in enumerate(names):
-        state, ttl_ms = answers[2 * i], answers[2 * i + 1]
+        (state, attempts, at, tried), ttl_ms = answers[2 * i], answers[2 * i + 1]
         parts = name.decode("utf-8", "replace")[len(head) :].split(":")
-        if state != b"intent" or len(parts) != 3:
+        entry = stored_entry(state, attempts, at, tried, ttl_ms)
+        if state != b"intent" or entry is None or len(parts) != 3:
             continue
         customer, company, event_id = (unescape(p) for p in parts)
         age_s = max(0.0, retention_s - max(0, ttl_ms) / 1000)
-        found.append(Intent(TenantKey(customer, company), event_id, now - timedelta(seconds=age_s)))
+        written = now - timedelta(seconds=age_s)
+        found.append(Intent(TenantKey(customer, company), event_id, written, entry))
     return found

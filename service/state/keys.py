@@ -31,3 +31,10 @@ def unescape(part: str) -> str:
 def key(prefix: str, kind: str, *parts: str) -> str:
     """``prefix:kind:part:...`` with every part escaped (the prefix and kind are ours)."""
     return ":".join((prefix, kind, *(escape(p) for p in parts)))
+
+
+def pattern(prefix: str, kind: str) -> str:
+    """A ``SCAN`` pattern for every key of ``kind`` under ``prefix``: the prefix's glob
+    characters escaped, so it matches only itself (a prefix ``app[1]`` never ``app1``)."""
+    head = key(prefix, kind) + ":"
+    return "".join("\\" + c if c in "*?[]\\" else c for c in head) + "*"

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from service.config import Settings
-from service.errors import ToolError
+from service.errors import ToolError, VerdictRefused
 from service.state.client import connect as connect_redis
 from service.state.epoch import Epoch
 from service.state.ledger import Ledger, StoredEntry
@@ -132,8 +132,9 @@ async def resolve(
     force: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Record the operator's verdict on an intent; :class:`ToolError` for anything else, and
-    for ``--not-delivered`` while the last call may still land (unless ``force``)."""
+    """Record the operator's verdict on an intent; :class:`VerdictRefused` for anything else,
+    and for ``--not-delivered`` while the last call may still land (unless ``force``);
+    :class:`ToolError` when Redis cannot be reached."""
     who = tenant_or_default(settings, tenant, "ledger resolve")
     out = out or sys.stdout
     async with _ledger(settings, "ledger resolve") as ledger:
@@ -141,20 +142,21 @@ async def resolve(
         if not delivered and not force and entry is not None and entry.state == "in_doubt":
             accepted = not_delivered_accepted_from(settings, entry)
             if datetime.now(UTC) < accepted:
-                raise ToolError(
+                raise VerdictRefused(
                     f"ledger resolve: refused: {event_id} ({who}) may still be stored by its "
                     f"last call (the Cloud Connector finishes calls its client gave up); "
                     f"--not-delivered is accepted from {iso(accepted)}: check Sage again "
-                    "then, or add --force"
+                    "then, or add --force",
+                    accepted,
                 )
         found = await ledger.resolve(who, event_id, delivered=delivered)
     if found == "delivered":
-        raise ToolError(
+        raise VerdictRefused(
             f"ledger resolve: {event_id} ({who}) is already delivered (the Cloud Connector "
             "answered SUCCESS); nothing to resolve"
         )
     if found is None:
-        raise ToolError(
+        raise VerdictRefused(
             f"ledger resolve: the ledger does not know {event_id} ({who}): never sent, "
             "already resolved --not-delivered, or expired; nothing to resolve"
         )

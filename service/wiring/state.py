@@ -1,5 +1,5 @@
 """What the service keeps in Redis — the epoch, the ledger, the tenant locks, the pauses, the
-record images and the crash marks — built once on one client."""
+record images, the crash marks and the breaker reports — built once on one client."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service.config import Settings
+from service.state.breaker_reports import BreakerReports
 from service.state.client import connect as connect_redis
 from service.state.crash_marks import MarkStore, blocking_client
 from service.state.epoch import Epoch
@@ -32,6 +33,7 @@ class StateParts:
     pauses: PauseStore
     images: ImageStore
     marks: MarkStore
+    breakers: BreakerReports
 
 
 def build_state(settings: Settings) -> StateParts:
@@ -54,4 +56,5 @@ def build_state(settings: Settings) -> StateParts:
         PauseStore(redis, prefix),
         ImageStore(redis, prefix, settings.image_ttl_s, wait_for_epoch=epoch.ready),
         MarkStore(redis, blocking_client(settings.redis_url), prefix),
+        BreakerReports(redis, prefix),
     )

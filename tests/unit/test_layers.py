@@ -169,6 +169,9 @@ UPWARD = {
         "the breaker's metric names the breaker's own State; a copy of the enum in ops/ would "
         "be a second state machine to keep in step"
     ),
+    ("service.ops.breaker_board", "service.lanes.breaker"): (
+        "the console's report of the breakers reads the breaker's own State, for the same reason"
+    ),
 }
 """The imports that run back up a floor, each with the reason it is allowed."""
 

@@ -32,11 +32,16 @@ def audit_topic() -> str:
 
 
 @pytest.fixture
-def console_env(service_env: dict[str, str], audit_topic: str) -> dict[str, str]:
+def console_env(
+    service_env: dict[str, str], audit_topic: str, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """The console's environment; a test adds settings with
+    ``@pytest.mark.parametrize("console_env", [{NAME: value}], indirect=True)``."""
     return {
         **service_env,
         "SAGEBRIDGE_AUDIT_TOPIC": audit_topic,
         "SAGEBRIDGE_CONSOLE_PASSWORD": PASSWORD,
+        **getattr(request, "param", {}),
     }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.dev.events import event, produce
+from service.dev.events import contact, event, produce
 from service.dev.sandbox.client import sandbox_post
 from service.dev.topics import Topics
 from tests.integration.console.conftest import OPERATOR, PASSWORD
 from tests.integration.tools import letters
 from tests.support.browser import DESKTOP, PHONE, Browser
 from tests.support.kafka import Collector
+from tests.support.waiting import until
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "console"
 PAGES = {
@@ -24,6 +25,18 @@ PAGES = {
 }
 
 
+async def shoot(browser: Browser, name: str, path: str) -> None:
+    """``path`` at both widths, saved as ``name``; it must not scroll sideways."""
+    page = await browser.open(path)
+    assert "Something went wrong" not in page and "Cannot" not in page, (name, page)
+    for width, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        await browser.screenshot(DOCS / f"{name}-{width}.png", size)
+        overflow = browser.driver.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0, f"{name} at {width} width scrolls sideways"
+
+
 async def test_each_page_at_desktop_and_phone_widths(
     running_service,
     browser: Browser,
@@ -34,7 +47,8 @@ async def test_each_page_at_desktop_and_phone_widths(
 ) -> None:
     await letters.write(kafka_bootstrap, topics.dlt, topics.events, letters.sample())
     await sandbox_post(sandbox, "/_sandbox/faults", {"store_then_fail_rate": 1.0})
-    async with running_service():
+    DOCS.mkdir(parents=True, exist_ok=True)
+    async with running_service(breaker_cooldown_ms=100):
         invoice = {"InvoiceNo": "INV000001", "CustomerNo": "ABC", "Amount": 101}
         await produce(
             kafka_bootstrap,
@@ -42,19 +56,26 @@ async def test_each_page_at_desktop_and_phone_widths(
             [(b"inv-1", event("inv-1", invoice, type="ar_invoice.create"))],
         )
         await collector.wait_for(topics.replies, 1)
-    DOCS.mkdir(parents=True, exist_ok=True)
-    await browser.open("/login")
-    await browser.screenshot(DOCS / "sign-in-phone.png", PHONE)
-    await browser.sign_in(OPERATOR, PASSWORD)
+        # A gateway refusing the token opens the tenant's breaker, shown on the Overview.
+        await sandbox_post(
+            sandbox, "/_sandbox/faults", {"store_then_fail_rate": 0.0, "gateway_401": 100_000}
+        )
+        await produce(kafka_bootstrap, topics.events, [(b"c-9", event("c-9", contact(9)))])
+        await browser.open("/login")
+        await browser.screenshot(DOCS / "sign-in-phone.png", PHONE)
+        await browser.sign_in(OPERATOR, PASSWORD)
+
+        async def breaker_shown() -> bool:
+            return "OPEN on 1 of 1 replica" in await browser.open("/")
+
+        await until(breaker_shown, 60, "the Overview to show the open breaker")
+        await shoot(browser, "overview", "/")
+        await sandbox_post(sandbox, "/_sandbox/faults", {"gateway_401": 0})
+        # The held contact goes once the breaker closes: only inv-1 is left in doubt.
+        await collector.wait_for(topics.replies, 2)
     for name, path in PAGES.items():
-        page = await browser.open(path)
-        assert "Something went wrong" not in page and "Cannot" not in page, (name, page)
-        for width, size in (("desktop", DESKTOP), ("phone", PHONE)):
-            await browser.screenshot(DOCS / f"{name}-{width}.png", size)
-            overflow = browser.driver.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth"
-            )
-            assert overflow <= 0, f"{name} at {width} width scrolls sideways"
+        if name != "overview":
+            await shoot(browser, name, path)
     assert sorted(p.name for p in DOCS.glob("*.png")) == sorted(
         [f"{n}-{w}.png" for n in PAGES for w in ("desktop", "phone")] + ["sign-in-phone.png"]
     )
