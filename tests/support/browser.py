@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -87,7 +89,7 @@ class Browser:
             button.click()
             # The form's answer is a new document: wait for the old one to go, then for the new.
             wait = WebDriverWait(self.driver, PAGE_TIMEOUT_S)
-            wait.until(expected_conditions.staleness_of(page))
+            wait.until(_gone(page))
             wait.until(expected_conditions.presence_of_element_located((By.TAG_NAME, "body")))
 
         await self._run(step)
@@ -108,3 +110,22 @@ class Browser:
             self.driver.set_window_size(*DESKTOP)
 
         await self._run(step)
+
+
+def _gone(element: WebElement) -> Callable[[WebDriver], bool]:
+    """Whether ``element``'s document has been replaced. Selenium's ``staleness_of`` expects a
+    StaleElementReferenceException; chromium sometimes reports the same fact as "Node with
+    given id does not belong to the document"."""
+
+    def check(_: WebDriver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    return check
