@@ -28,7 +28,7 @@ from service.answers.producer import ACK_TIMEOUT_S, reply_producer
 from service.answers.publisher import OutcomePublisher
 from service.bridge import Answering, Bridge, Consumed
 from service.config import Settings
-from service.connector.client import ConnectorClient
+from service.connector.client import ConnectorClient, pool_size
 from service.connector.lookup import already_in_sage
 from service.connector.network import connector_network
 from service.connector.results import CallResult
@@ -127,6 +127,7 @@ class Service:
         self.connector = ConnectorClient(
             settings.connector_url,
             settings.http_timeout_s,
+            max_connections=settings.connector_max_connections or pool_size(tenants.count),
             retry_after_max_s=settings.retry_after_max_s,
             network=network,
         )

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(1_000_000, ge=1_024)
     """Largest event value accepted; bigger ones are refused at parse (Kafka's own default)."""
     http_timeout_s: float = Field(30.0, gt=0)
+    connector_max_connections: int | None = Field(None, ge=1)
+    """Connections to the Cloud Connector, shared by every company; unset: 64 plus one per
+    configured company, so each company's one-at-a-time call always finds one."""
     max_attempts: int = Field(5, ge=1, le=100)
     retry_backoff_ms: int = Field(200, ge=0)
     http_port: int = Field(8000, ge=0, le=65535)
