@@ -38,6 +38,8 @@ from bench.cases import (
     setups,
     wants_serial,
 )
+from bench.companies import COMPANIES
+from bench.companies import KEYS as COMPANY_KEYS
 from bench.lockbench import LockFigures, measure_locks
 from bench.seedbench import (
     QUICK_SEED_ROWS,
@@ -51,7 +53,7 @@ from bench.seedbench import (
 from bench.stack import Stack
 
 ALL_CASES = ",".join(
-    (CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES, SEED)
+    (CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES, COMPANIES, SEED)
 )
 
 
@@ -70,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(SERIAL_CASES)
         + f", {LATENCY} runs "
         + ", ".join(LATENCY_KEYS)
+        + f", {COMPANIES} runs "
+        + ", ".join(COMPANY_KEYS)
         + ", each of which can be named alone",
     )
     parser.add_argument(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import companies as scale
 from bench.cases import (
     BATCH,
     BYTES,
@@ -189,6 +190,7 @@ def goals(
         *_array_goals(results),
         *_memory_goals(results),
         *_lock_goals(locks),
+        *_company_goals(results),
     ]
 
 
@@ -308,6 +310,107 @@ def _array_goals(results: dict[str, CaseResult]) -> list[Goal]:
 QUEUED_RSS_MB = 320
 """The bytes case's bound, as in ``tests/system/test_memory_bound.py``: 64 MiB held open (each
 record's value and its packed record) beside the interpreter, well inside a 512 MiB limit."""
+
+
+SCALE_SHARE = 0.75
+"""The serial lane at the most companies: at least this share of companies x 1/latency."""
+SCALE_RSS_MB = 200
+
+
+def _company_goals(results: dict[str, CaseResult]) -> list[Goal]:
+    """The goals at the most companies measured, with 1 company beside it where run."""
+    most = max(
+        (
+            c
+            for c in scale.COUNTS
+            if scale.serial_key(c) in results or scale.batch_key(c) in results
+        ),
+        default=None,
+    )
+    if most is None:
+        return []
+    area = "companies"
+    found: list[Goal] = []
+    serial = results.get(scale.serial_key(most))
+    if serial is not None and serial.ideal_per_s:
+        share = serial.events_per_s / serial.ideal_per_s
+        found.append(
+            Goal(
+                area,
+                f"({serial.key}) one invoice per call at {scale.LATENCY_MS} ms, 1 replica",
+                f">= {SCALE_SHARE:.0%} of {serial.ideal_per_s:,.0f}/s",
+                f"{fmt(serial.events_per_s)}/s = {fmt(share * 100)} %",
+                _ok(share, share >= SCALE_SHARE),
+            )
+        )
+    shown = [r for r in (serial, results.get(scale.batch_key(most))) if r is not None]
+    rss = max(r.peak_rss_mb for r in shown)
+    found.append(
+        Goal(
+            area,
+            f"service peak RSS with {most} companies",
+            f"<= {SCALE_RSS_MB} MB",
+            f"{fmt(rss, 1)} MB",
+            _ok(rss, rss <= SCALE_RSS_MB),
+        )
+    )
+    one = results.get(scale.serial_key(1))
+    if serial is not None and serial.idle is not None and one is not None and one.idle:
+        many, few = serial.idle.redis_commands_per_s, one.idle.redis_commands_per_s
+        found.append(
+            Goal(
+                area,
+                f"idle Redis commands/s with {most} companies against 1 (periodic checks only)",
+                "no more than with 1 company (+1/s)",
+                f"{fmt(many, 1)}/s against {fmt(few, 1)}/s",
+                _ok(many, many <= few + 1),
+            )
+        )
+    return found
+
+
+def company_lines(results: Sequence[CaseResult]) -> list[str]:
+    """The companies cases side by side: throughput against the ideal, and the idle service."""
+    by_key = {r.key: r for r in results}
+    rows = []
+    for count in scale.COUNTS:
+        serial, batch = by_key.get(scale.serial_key(count)), by_key.get(scale.batch_key(count))
+        if serial is None and batch is None:
+            continue
+        idle = next((r.idle for r in (serial, batch) if r is not None and r.idle), None)
+        ideal = serial.ideal_per_s if serial is not None and serial.ideal_per_s else math.nan
+        rate = serial.events_per_s if serial is not None else math.nan
+        rss = max(r.peak_rss_mb for r in (serial, batch) if r is not None)
+        commands = (
+            ", ".join(f"{name} {n}" for name, n in sorted(idle.commands.items())) if idle else ""
+        )
+        rows.append(
+            f"| {count} | {fmt(rate)} | {fmt(ideal)} | {fmt(rate / ideal * 100)} % "
+            f"| {fmt(batch.events_per_s if batch else math.nan)} | {fmt(rss, 1)} "
+            f"| {idle.redis_connections if idle else 'n/a'} "
+            f"| {fmt(idle.series_per_company if idle else math.nan)} "
+            f"| {fmt(idle.redis_commands_per_s if idle else math.nan, 1)} "
+            f"| {commands or '-'} |"
+        )
+    if not rows:
+        return []
+    return [
+        f"## Scale in companies ({scale.COMPANIES})",
+        "",
+        f"One replica, a tenants file of 1, 10 or 100 companies (a token each), the sandbox "
+        f"knowing them all. Serial: one invoice per call at {scale.LATENCY_MS} ms, dealt in "
+        "turn to the companies (ideal: companies x 1/latency). Batch: contacts spread over the "
+        "same companies, sandbox without latency. Idle: after the last reply, the service's own "
+        "sockets to Redis, its metrics series per company, and the commands Redis ran for those "
+        "sockets (MONITOR) per second.",
+        "",
+        "| companies | serial events/s | ideal | share | batch events/s | peak RSS MB "
+        "| Redis connections | metrics series per company | idle Redis commands/s "
+        "| idle commands seen |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+    ]
 
 
 def _memory_goals(results: dict[str, CaseResult]) -> list[Goal]:
@@ -583,6 +686,7 @@ def markdown(
     queued = by_key.get(BYTES)
     if queued is not None and queued.queued_mb:
         out += bytes_lines(queued)
+    out += company_lines(results)
     if locks is not None:
         out += [
             f"## Tenant lock ({LOCK})",

@@ -55,6 +55,7 @@ def pool_size(companies: int) -> int:
     side (``bench/RESULTS.md``, the companies cases)."""
     return SHARED_CONNECTIONS + companies
 
+
 _NOT_SENT = (
     aiohttp.ClientConnectorError,  # refused, unreachable, DNS, TLS handshake
     aiohttp.ConnectionTimeoutError,  # no connection (or no pooled one) in time
