@@ -24,6 +24,7 @@ The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -203,7 +204,10 @@ class CaseResult:
     call_ms: float = float("nan")
     """Mean Cloud Connector call time as the service measured it (its /metrics)."""
     lock_wait_ms: float = float("nan")
-    """Mean wait for the tenant lock per transactional call (its /metrics)."""
+    """Mean wait for the tenant lock per acquisition (its /metrics; one per hold of the lock,
+    which serves several calls)."""
+    lock_wait_total_ms: float = float("nan")
+    """All waits for the tenant lock together, over all replicas."""
     failure: str | None = None
     reader_holes: int = 0
     """Records Tansu skipped for the live reply reader, found by their offsets and read again."""
@@ -398,6 +402,7 @@ async def _scrape(services: list[Process], result: CaseResult) -> None:
         if count:
             seconds = totals.get(f"sagebridge_{metric}_seconds_sum", 0.0)
             setattr(result, target, seconds / count * 1000)
+    result.lock_wait_total_ms = totals.get("sagebridge_lock_wait_seconds_sum", math.nan) * 1000
 
 
 _SCRAPED = {

@@ -94,6 +94,15 @@ def test_quick_benchmark_at_realistic_latency_reports_every_case_and_its_goals(
     assert any(w.startswith("(serial-50ms-3r) one invoice per call at 50 ms") for w in whats)
     assert any(w.startswith("(serial-50ms-array50-1r) arrays of 50 against") for w in whats)
     assert all(g[-1] in ("met", "**missed**") for g in goals), goals
+    per_call = section(results, "Per-call overhead of the serial lane (serial-50ms-1r)")
+    rows = [line for line in per_call.splitlines() if line.startswith("| ")][1:]  # no header
+    parts = [row.strip("| ").rsplit(" | ", 1) for row in rows]
+    assert [p[0].split(":")[0].split(" (")[0] for p in parts[:2]] == [
+        "bare call",
+        "the service's call beyond the bare call",
+    ], parts
+    assert parts[-1][0].startswith("**overhead per call**"), parts
+    assert all(NUMBER.match(p[1].strip("*~")) or p[1] == "~0" for p in parts), parts
 
 
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
