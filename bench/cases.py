@@ -593,6 +593,7 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 f"BATCH_WAIT_MS {wait}",
                 steady,
                 pace=plan.steady_rate,
+                ideal_per_s=plan.steady_rate,
                 service_env=batch,
             )
         )

@@ -790,6 +790,7 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
         for r in shown
     ]
     bars = ax.bar([r.key for r in shown], [r.events_per_s for r in shown], color=colours)
+    bare = next((r.events_per_s for r in shown if r.key == CEILING), None)
     for bar, r in zip(bars, shown, strict=True):
         ax.annotate(
             f"{r.events_per_s:,.0f}",
@@ -807,13 +808,24 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
                 linestyles="dashed",
                 linewidth=1,
             )
+        elif bare is not None and r.key != CEILING:
+            ax.hlines(
+                bare,
+                bar.get_x(),
+                bar.get_x() + bar.get_width(),
+                colors="#555555",
+                linestyles="dotted",
+                linewidth=1,
+            )
     ax.tick_params(axis="x", labelsize=7, labelrotation=60)
     plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_yscale("log")
     ax.set_ylabel("events/s (log scale)")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(
-        "dashed: the serial lane's ceiling, 1 / sandbox latency x records per call x companies",
+        "ceilings: dashed, the serial lane's (1 / sandbox latency x records per call x "
+        "companies) or the offered rate (steady); dotted, the bare consume -> reply loop "
+        "(ceiling) of this run",
         fontsize=7,
     )
     fig.tight_layout()
