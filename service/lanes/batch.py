@@ -140,6 +140,7 @@ class BatchLane(Generic[T]):
         """Batches taken from their buffer and not yet answered, by ``id``."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
+        self._hurried = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._on_call = on_call
@@ -173,6 +174,18 @@ class BatchLane(Generic[T]):
             self._on_dropped(dropped)
         self._mark_idle_if_done()
 
+    def hurry(self) -> None:
+        """Send what waits now, without waiting for full arrays or ``batch_wait``: the caller
+        takes in nothing more until some of it is answered (fetching paused at the in-flight
+        limit), so waiting could only stall. With many companies each buffer holds a small
+        share of the limit and would otherwise wait out ``batch_wait`` every time."""
+        self._hurried = True
+        try:
+            for buffer in self._buffers.values():
+                self._flush(buffer)
+        finally:
+            self._hurried = False
+
     async def drain(self) -> None:
         """Flush every buffer now and wait until every queued record has an outcome."""
         self._draining = True
@@ -198,7 +211,7 @@ class BatchLane(Generic[T]):
     def _due(self, buffer: _Buffer[T]) -> bool:
         if not buffer.pending:
             return False
-        if self._draining or len(buffer.pending) >= self._policy.batch_max:
+        if self._draining or self._hurried or len(buffer.pending) >= self._policy.batch_max:
             return True
         oldest = buffer.pending[0][0]
         return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s

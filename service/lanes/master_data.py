@@ -133,6 +133,10 @@ class MasterData(Generic[T]):
         """Give up queued records whose ticket is ``unwanted`` (see :meth:`BatchLane.withdraw`)."""
         self.lane.withdraw(lambda record: unwanted(record.ticket))
 
+    def hurry(self) -> None:
+        """Send the buffered records now (see :meth:`BatchLane.hurry`)."""
+        self.lane.hurry()
+
     async def drain(self) -> None:
         await self.lane.drain()
 
