@@ -140,7 +140,6 @@ class BatchLane(Generic[T]):
         """Batches taken from their buffer and not yet answered, by ``id``."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining = False
-        self._hurried = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._on_call = on_call
@@ -175,22 +174,14 @@ class BatchLane(Generic[T]):
         self._mark_idle_if_done()
 
     def hurry(self) -> None:
-        """Send what waits now, without waiting for full arrays or ``batch_wait``: the caller
-        takes in nothing more until some of it is answered (fetching paused at the in-flight
-        limit), so waiting could only stall. With many companies each buffer holds a small
-        share of the limit and would otherwise wait out ``batch_wait`` every time."""
-        self._hurried = True
-        try:
-            for buffer in self._buffers.values():
-                self._flush(buffer)
-        finally:
-            self._hurried = False
+        """Send what waits now, full arrays or not (see :meth:`MasterData.hurry`)."""
+        for buffer in self._buffers.values():
+            self._flush(buffer, now=True)
 
     async def drain(self) -> None:
         """Flush every buffer now and wait until every queued record has an outcome."""
         self._draining = True
-        for buffer in self._buffers.values():
-            self._flush(buffer)
+        self.hurry()
         await self._idle.wait()
 
     async def close(self) -> None:
@@ -208,16 +199,16 @@ class BatchLane(Generic[T]):
         buffer.timer = None
         self._flush(buffer)
 
-    def _due(self, buffer: _Buffer[T]) -> bool:
+    def _due(self, buffer: _Buffer[T], now: bool = False) -> bool:
         if not buffer.pending:
             return False
-        if self._draining or self._hurried or len(buffer.pending) >= self._policy.batch_max:
+        if now or self._draining or len(buffer.pending) >= self._policy.batch_max:
             return True
         oldest = buffer.pending[0][0]
         return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s
 
-    def _flush(self, buffer: _Buffer[T]) -> None:
-        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
+    def _flush(self, buffer: _Buffer[T], *, now: bool = False) -> None:
+        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer, now):
             batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
@@ -267,13 +258,8 @@ class BatchLane(Generic[T]):
         elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
             for part in split_plan(len(batch), result.record_index):
                 await self._deliver(buffer, batch[part])
-        elif isinstance(result, Rejected):
-            self._report_each(
-                batch,
-                lambda d: Outcome.failure(Stage.CONNECTOR, result.message, attempts=d.attempts),
-            )
         else:
-            reason = result.reason
+            reason = result.message if isinstance(result, Rejected) else result.reason
             self._report_each(
                 batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
             )

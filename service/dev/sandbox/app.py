@@ -53,12 +53,13 @@ if TYPE_CHECKING:
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def wait_left(received_s: float, latency_ms: int, now_s: float) -> float:
+def wait_left(received_s: float, latency_ms: int, now_s: float | None = None) -> float:
     """Seconds still to wait so that a call answers ``latency_ms`` after it arrived: the
     latency is the Connector's whole time for a call, its own handling included, as the
     benchmark's ideal (1/latency calls a second) assumes; sleeping the full latency after
     reading the request would add the sandbox's handling to every call."""
-    return max(0.0, received_s + latency_ms / 1000 - now_s)
+    now = time.monotonic() if now_s is None else now_s
+    return max(0.0, received_s + latency_ms / 1000 - now)
 
 
 @dataclass(slots=True)
@@ -269,9 +270,7 @@ class Sandbox:
         generation: int,
     ) -> CallResponse:
         if self.faults.latency_ms:
-            await asyncio.sleep(
-                wait_left(call.received_s, self.faults.latency_ms, time.monotonic())
-            )
+            await asyncio.sleep(wait_left(call.received_s, self.faults.latency_ms))
         if self._roll(self.faults.slow_rate):
             self.store.injected["slow"] += 1
             await asyncio.sleep(self.faults.slow_ms / 1000)
