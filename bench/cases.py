@@ -14,7 +14,9 @@ three serial cases at once):
 - ``steady``: end-to-end latency at a steady rate below capacity;
 - ``memory``: the service's peak RSS after each of several equal bursts;
 - ``bytes``: the service's peak RSS against the bytes of large journals queued behind a paused
-  company (``MAX_IN_FLIGHT_BYTES`` at its default), then every journal answered once resumed.
+  company (``MAX_IN_FLIGHT_BYTES`` at its default), then every journal answered once resumed;
+- ``companies``: one replica serving 1, 10 and 100 companies, transactional and master data
+  (:mod:`bench.companies`; e.g. ``companies-100-serial``); each can be named alone.
 
 The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
 """
@@ -22,6 +24,7 @@ The tenant lock itself (``lock``) is measured in :mod:`bench.lockbench`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +35,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from bench import companies as scale
 from bench import feed
+from bench.companies import Company, Idle
 from bench.feed import Message, Replies, Sent
 from bench.stack import COMPANY, CUSTOMER, TOKEN, Stack, wait_file
 from service.connector.client import ConnectorClient
@@ -110,6 +115,8 @@ CASES = (
     LOCK,
     MEMORY,
     BYTES,
+    scale.COMPANIES,
+    *scale.KEYS,
 )
 """What ``--cases`` accepts."""
 SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
@@ -146,6 +153,8 @@ class Plan:
     """Contacts per burst in the memory case; it sends :data:`BURSTS` of them."""
     journals: int = 500
     """Journals of about 240 KB the bytes case queues, in :data:`QUEUED_STEPS` steps."""
+    idle_s: float = 5.0
+    """The window in which the companies cases count an idle service's Redis commands."""
     quick: bool = False
 
     @classmethod
@@ -164,6 +173,7 @@ class Plan:
                 latency_case_s=0.5,
                 burst=burst or 1_000,
                 journals=50,
+                idle_s=1.0,
                 quick=True,
             )
         n = events or cls.events
@@ -194,7 +204,10 @@ class CaseResult:
     call_ms: float = float("nan")
     """Mean Cloud Connector call time as the service measured it (its /metrics)."""
     lock_wait_ms: float = float("nan")
-    """Mean wait for the tenant lock per transactional call (its /metrics)."""
+    """Mean wait for the tenant lock per acquisition (its /metrics; one per hold of the lock,
+    which serves several calls)."""
+    lock_wait_total_ms: float = float("nan")
+    """All waits for the tenant lock together, over all replicas."""
     failure: str | None = None
     reader_holes: int = 0
     """Records Tansu skipped for the live reply reader, found by their offsets and read again."""
@@ -205,6 +218,10 @@ class CaseResult:
     """The bytes case: MB produced behind the paused company by each step (0 when ready)."""
     open_mb: list[float] = field(default_factory=list)
     """The bytes case: MB the service held open after each step (its in-flight bytes)."""
+    companies: int = 0
+    """The companies cases: how many companies the service served."""
+    idle: Idle | None = None
+    """The companies cases: the service once every company was idle."""
 
     @property
     def complete(self) -> bool:
@@ -231,6 +248,10 @@ class Setup:
     queued: bool = False
     """The feed queues behind a paused company in :data:`QUEUED_STEPS` steps, then the company
     is resumed (the bytes case)."""
+    companies: tuple[Company, ...] = ()
+    """Served from a tenants file of their own, each with its token (the companies cases)."""
+    idle_s: float = 0.0
+    """After the last reply, how long to watch the idle service (0: not at all)."""
 
 
 async def run_case(stack: Stack, setup: Setup) -> CaseResult:
@@ -256,9 +277,12 @@ async def _start(
         started.append(ceiling)
         await wait_file(ceiling, ready_file)
         return [ceiling], None
-    sandbox = stack.start_sandbox(setup.sandbox_latency_ms)
+    tokens = [c.token for c in setup.companies]
+    sandbox = stack.start_sandbox(setup.sandbox_latency_ms, tokens)
     started.append(sandbox)
     env = stack.service_env(topics, sandbox, prefix, **setup.service_env)
+    if setup.companies:
+        env.update(scale.service_env(stack.log_dir, setup.companies))
     if setup.serial_array > 1:
         env["SAGEBRIDGE_CONTRACTS_DIR"] = str(stack.contracts_dir(setup.serial_array))
     replicas = [stack.start_service(env) for _ in range(setup.replicas)]
@@ -279,6 +303,7 @@ async def _measure(
 ) -> CaseResult:
     result = CaseResult(setup.key, setup.title, len(setup.feed), replicas=setup.replicas)
     result.ideal_per_s = setup.ideal_per_s
+    result.companies = len(setup.companies)
     assert stack.broker is not None
     watched: dict[str, list[int]] = {"service": [s.pid for s in services]}
     if sandbox is not None:
@@ -300,6 +325,11 @@ async def _measure(
         result.cpu_s["bench"] = time.process_time() - bench_before
         if sandbox is not None:
             await _scrape(services, result)
+        if setup.idle_s and result.failure is None:
+            service = services[0]
+            result.idle = await scale.observe_idle(
+                service.pid, service.port, stack.redis_url, setup.idle_s
+            )
     finally:
         await producer.stop()
         await replies.stop()
@@ -372,6 +402,7 @@ async def _scrape(services: list[Process], result: CaseResult) -> None:
         if count:
             seconds = totals.get(f"sagebridge_{metric}_seconds_sum", 0.0)
             setattr(result, target, seconds / count * 1000)
+    result.lock_wait_total_ms = totals.get("sagebridge_lock_wait_seconds_sum", math.nan) * 1000
 
 
 _SCRAPED = {
@@ -550,6 +581,7 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 )
             )
     chosen += _latency_setups(plan, cases)
+    chosen += _company_setups(plan, cases)
     if STEADY in cases:
         steady = contacts[: int(plan.steady_rate * plan.steady_seconds)]
         if len(steady) < plan.steady_rate * plan.steady_seconds:
@@ -561,6 +593,7 @@ def setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 f"BATCH_WAIT_MS {wait}",
                 steady,
                 pace=plan.steady_rate,
+                ideal_per_s=plan.steady_rate,
                 service_env=batch,
             )
         )
@@ -611,4 +644,41 @@ def _latency_setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                 serial_array=case.array,
             )
         )
+    return chosen
+
+
+def _company_setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
+    """The companies cases selected by ``cases``: per count, the serial lane one invoice per
+    call at :data:`bench.companies.LATENCY_MS` (as many calls per company as a latency case),
+    then master data (``plan.events`` contacts) spread over the same companies."""
+    chosen = []
+    per_company = max(3, round(plan.latency_case_s * 1000 / scale.LATENCY_MS))
+    batch = {"SAGEBRIDGE_BATCH_MAX": "100", "SAGEBRIDGE_BATCH_WAIT_MS": str(plan.batch_wait_ms)}
+    for count in scale.COUNTS:
+        these = scale.companies(count)
+        many = f"{count} compan{'ies' if count > 1 else 'y'}"
+        if scale.COMPANIES in cases or scale.serial_key(count) in cases:
+            chosen.append(
+                Setup(
+                    scale.serial_key(count),
+                    f"serial lane, one invoice per call, sandbox {scale.LATENCY_MS} ms, "
+                    f"1 replica, {many} in a tenants file",
+                    scale.invoices(per_company, these),
+                    sandbox_latency_ms=scale.LATENCY_MS,
+                    ideal_per_s=1000 / scale.LATENCY_MS * count,
+                    companies=these,
+                    idle_s=plan.idle_s,
+                )
+            )
+        if scale.COMPANIES in cases or scale.batch_key(count) in cases:
+            chosen.append(
+                Setup(
+                    scale.batch_key(count),
+                    f"batch lane, contacts spread over {many}, BATCH_MAX 100",
+                    scale.contacts(plan.events, these),
+                    service_env=batch,
+                    companies=these,
+                    idle_s=plan.idle_s,
+                )
+            )
     return chosen

@@ -38,6 +38,8 @@ from bench.cases import (
     setups,
     wants_serial,
 )
+from bench.companies import COMPANIES
+from bench.companies import KEYS as COMPANY_KEYS
 from bench.lockbench import LockFigures, measure_locks
 from bench.seedbench import (
     QUICK_SEED_ROWS,
@@ -51,7 +53,7 @@ from bench.seedbench import (
 from bench.stack import Stack
 
 ALL_CASES = ",".join(
-    (CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES, SEED)
+    (CEILING, BATCH, PER_RECORD, SERIAL, LATENCY, STEADY, LOCK, MEMORY, BYTES, COMPANIES, SEED)
 )
 
 
@@ -70,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(SERIAL_CASES)
         + f", {LATENCY} runs "
         + ", ".join(LATENCY_KEYS)
+        + f", {COMPANIES} runs "
+        + ", ".join(COMPANY_KEYS)
         + ", each of which can be named alone",
     )
     parser.add_argument(
@@ -115,6 +119,10 @@ async def _run(
     round's and then every other case's result."""
     if wants_serial(cases):
         floor = await call_floor(stack, plan.serial_latency_ms, plan.floor_calls)
+        floors.append(floor)
+        print(report.floor_line(floor), flush=True)
+    if LATENCY in cases or report.PER_CALL_CASE in cases:
+        floor = await call_floor(stack, report.PER_CALL_LATENCY_MS, plan.floor_calls // 5)
         floors.append(floor)
         print(report.floor_line(floor), flush=True)
     together = [k for k in SIDE_BY_SIDE if k in cases]
@@ -189,10 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     chart_path = args.out / "results.png"
     if results:  # a run of only the lock or seed case has no events/s to chart
         report.chart(results, chart_path, f"sagebridge benchmark, {date} ({host['nproc']} cores)")
-    floor = floors[0] if floors else None
+    floor = next((f for f in floors if f.latency_ms == plan.serial_latency_ms), None)
+    floor_50 = next((f for f in floors if f.latency_ms == report.PER_CALL_LATENCY_MS), None)
     side_by_side = report.Rounds(runs)
     text = report.markdown(
-        results, locks, floor, plan, command, date, host, chart_path.name, side_by_side
+        results, locks, floor, plan, command, date, host, chart_path.name, side_by_side, floor_50
     )
     for figures in seeds:
         text += "\n" + "\n".join(seed_markdown(figures))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import companies as scale
 from bench.cases import (
     BATCH,
     BYTES,
@@ -189,6 +190,7 @@ def goals(
         *_array_goals(results),
         *_memory_goals(results),
         *_lock_goals(locks),
+        *_company_goals(results),
     ]
 
 
@@ -308,6 +310,159 @@ def _array_goals(results: dict[str, CaseResult]) -> list[Goal]:
 QUEUED_RSS_MB = 320
 """The bytes case's bound, as in ``tests/system/test_memory_bound.py``: 64 MiB held open (each
 record's value and its packed record) beside the interpreter, well inside a 512 MiB limit."""
+
+
+SCALE_SHARE = 0.75
+"""The serial lane at the most companies: at least this share of companies x 1/latency."""
+SCALE_RSS_MB = 200
+
+
+def _company_goals(results: dict[str, CaseResult]) -> list[Goal]:
+    """The goals at the most companies measured, with 1 company beside it where run."""
+    most = max(
+        (
+            c
+            for c in scale.COUNTS
+            if scale.serial_key(c) in results or scale.batch_key(c) in results
+        ),
+        default=None,
+    )
+    if most is None:
+        return []
+    area = "companies"
+    found: list[Goal] = []
+    serial = results.get(scale.serial_key(most))
+    if serial is not None and serial.ideal_per_s:
+        share = serial.events_per_s / serial.ideal_per_s
+        found.append(
+            Goal(
+                area,
+                f"({serial.key}) one invoice per call at {scale.LATENCY_MS} ms, 1 replica",
+                f">= {SCALE_SHARE:.0%} of {serial.ideal_per_s:,.0f}/s",
+                f"{fmt(serial.events_per_s)}/s = {fmt(share * 100)} %",
+                _ok(share, share >= SCALE_SHARE),
+            )
+        )
+    shown = [r for r in (serial, results.get(scale.batch_key(most))) if r is not None]
+    rss = max(r.peak_rss_mb for r in shown)
+    found.append(
+        Goal(
+            area,
+            f"service peak RSS with {most} companies",
+            f"<= {SCALE_RSS_MB} MB",
+            f"{fmt(rss, 1)} MB",
+            _ok(rss, rss <= SCALE_RSS_MB),
+        )
+    )
+    one = results.get(scale.serial_key(1))
+    if serial is not None and serial.idle is not None and one is not None and one.idle:
+        many, few = serial.idle.redis_commands_per_s, one.idle.redis_commands_per_s
+        found.append(
+            Goal(
+                area,
+                f"idle Redis commands/s with {most} companies against 1 (periodic checks only)",
+                "no more than with 1 company (+1/s)",
+                f"{fmt(many, 1)}/s against {fmt(few, 1)}/s",
+                _ok(many, many <= few + 1),
+            )
+        )
+    return found
+
+
+def company_lines(results: Sequence[CaseResult]) -> list[str]:
+    """The companies cases side by side: throughput against the ideal, and the idle service."""
+    by_key = {r.key: r for r in results}
+    rows = []
+    for count in scale.COUNTS:
+        serial, batch = by_key.get(scale.serial_key(count)), by_key.get(scale.batch_key(count))
+        if serial is None and batch is None:
+            continue
+        idle = next((r.idle for r in (serial, batch) if r is not None and r.idle), None)
+        ideal = serial.ideal_per_s if serial is not None and serial.ideal_per_s else math.nan
+        rate = serial.events_per_s if serial is not None else math.nan
+        rss = max(r.peak_rss_mb for r in (serial, batch) if r is not None)
+        commands = (
+            ", ".join(f"{name} {n}" for name, n in sorted(idle.commands.items())) if idle else ""
+        )
+        rows.append(
+            f"| {count} | {fmt(rate)} | {fmt(ideal)} | {fmt(rate / ideal * 100)} % "
+            f"| {fmt(batch.events_per_s if batch else math.nan)} | {fmt(rss, 1)} "
+            f"| {idle.redis_connections if idle else 'n/a'} "
+            f"| {fmt(idle.series_per_company if idle else math.nan)} "
+            f"| {fmt(idle.redis_commands_per_s if idle else math.nan, 1)} "
+            f"| {commands or '-'} |"
+        )
+    if not rows:
+        return []
+    return [
+        f"## Scale in companies ({scale.COMPANIES})",
+        "",
+        f"One replica, a tenants file of 1, 10 or 100 companies (a token each), the sandbox "
+        f"knowing them all. Serial: one invoice per call at {scale.LATENCY_MS} ms, dealt in "
+        "turn to the companies (ideal: companies x 1/latency). Batch: contacts spread over the "
+        "same companies, sandbox without latency. Idle: after the last reply, the service's own "
+        "sockets to Redis, its metrics series per company, and the commands Redis ran for those "
+        "sockets (MONITOR) per second.",
+        "",
+        "| companies | serial events/s | ideal | share | batch events/s | peak RSS MB "
+        "| Redis connections | metrics series per company | idle Redis commands/s "
+        "| idle commands seen |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+    ]
+
+
+PER_CALL_CASE = "serial-50ms-1r"
+PER_CALL_LATENCY_MS = 50
+PER_CALL_BUDGET_MS = 2.5
+
+
+def per_call_lines(serial: CaseResult | None, floor: CallFloor | None) -> list[str]:
+    """Where one invoice's time goes beyond the Connector's latency, one at a time at 50 ms:
+    the bare call (the call floor), what the service's own call adds, the tenant lock, and the
+    rest (the ledger begin that carries the previous invoice's result, the reply, scheduling).
+    """
+    if serial is None or not serial.received or math.isnan(serial.call_ms):
+        return []
+    latency = PER_CALL_LATENCY_MS
+    wall = serial.seconds / serial.received * 1000
+    total = serial.lock_wait_total_ms
+    lock = 0.0 if math.isnan(total) else total / serial.received
+    rows = []
+    if floor is not None:
+        rows.append(
+            f"| bare call: the service's Connector client, HTTP and the sandbox's handling "
+            f"({floor.calls} sequential POSTs, no Kafka, no Redis) "
+            f"| {floor.mean_ms - latency:.2f} |"
+        )
+        rows.append(
+            "| the service's call beyond the bare call (event loop shared with Kafka and Redis) "
+            f"| {serial.call_ms - floor.mean_ms:.2f} |"
+        )
+    else:
+        rows.append(f"| the Connector call beyond its latency | {serial.call_ms - latency:.2f} |")
+    rows += [
+        f"| tenant lock waits (one per hold of the lock), spread over the calls | {lock:.2f} |",
+        "| the rest: ledger begin (one round trip, carrying the previous invoice's result), "
+        f"reply, scheduling | {wall - serial.call_ms - lock:.2f} |",
+        "| lease renewal: one round trip per third of the lock TTL during a hold | ~0 |",
+        f"| **overhead per call** (wall per invoice - {latency} ms) | **{wall - latency:.2f}** |",
+    ]
+    return [
+        f"## Per-call overhead of the serial lane ({serial.key})",
+        "",
+        f"One invoice per call against a sandbox answering {latency} ms after each call "
+        f"arrives: {serial.received} invoices in {serial.seconds:.2f} s, {wall:.2f} ms each "
+        f"({serial.events_per_s:.1f}/s = {serial.events_per_s * latency / 10:.0f} % of "
+        f"1/latency). Budget: the overhead per call <= {PER_CALL_BUDGET_MS} ms "
+        f"({latency / (latency + PER_CALL_BUDGET_MS):.0%} of 1/latency).",
+        "",
+        "| part of each call beyond the latency | ms |",
+        "|---|---:|",
+        *rows,
+        "",
+    ]
 
 
 def _memory_goals(results: dict[str, CaseResult]) -> list[Goal]:
@@ -493,6 +648,7 @@ def markdown(
     host: dict[str, str],
     chart: str,
     rounds: Rounds,
+    floor_50: CallFloor | None = None,
 ) -> str:
     by_key = {r.key: r for r in results}
     out = ["# sagebridge benchmark results", ""]
@@ -535,7 +691,7 @@ def markdown(
         "## Where the time goes (from the service's /metrics)",
         "",
         "| case | ms per event (wall / events) | service CPU µs per event "
-        "| mean connector call ms | mean lock wait ms |",
+        "| mean connector call ms | mean lock wait ms (per acquisition) |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -583,6 +739,8 @@ def markdown(
     queued = by_key.get(BYTES)
     if queued is not None and queued.queued_mb:
         out += bytes_lines(queued)
+    out += company_lines(results)
+    out += per_call_lines(by_key.get(PER_CALL_CASE), floor_50)
     if locks is not None:
         out += [
             f"## Tenant lock ({LOCK})",
@@ -632,6 +790,7 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
         for r in shown
     ]
     bars = ax.bar([r.key for r in shown], [r.events_per_s for r in shown], color=colours)
+    bare = next((r.events_per_s for r in shown if r.key == CEILING), None)
     for bar, r in zip(bars, shown, strict=True):
         ax.annotate(
             f"{r.events_per_s:,.0f}",
@@ -649,13 +808,24 @@ def chart(results: Sequence[CaseResult], path: Path, title: str) -> None:
                 linestyles="dashed",
                 linewidth=1,
             )
+        elif bare is not None and r.key != CEILING:
+            ax.hlines(
+                bare,
+                bar.get_x(),
+                bar.get_x() + bar.get_width(),
+                colors="#555555",
+                linestyles="dotted",
+                linewidth=1,
+            )
     ax.tick_params(axis="x", labelsize=7, labelrotation=60)
     plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_yscale("log")
     ax.set_ylabel("events/s (log scale)")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(
-        "dashed: the serial lane's ceiling, 1 / sandbox latency x records per call x companies",
+        "ceilings: dashed, the serial lane's (1 / sandbox latency x records per call x "
+        "companies) or the offered rate (steady); dotted, the bare consume -> reply loop "
+        "(ceiling) of this run",
         fontsize=7,
     )
     fig.tight_layout()

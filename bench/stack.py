@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -106,8 +107,10 @@ class Stack:
             if child in self.children:
                 self.children.remove(child)
 
-    def start_sandbox(self, latency_ms: int = 0) -> SandboxProcess:
-        sandbox = start_sandbox_process(self.log_dir, (TOKEN, TOKEN_B, TOKEN_C), latency_ms)
+    def start_sandbox(self, latency_ms: int = 0, tokens: Sequence[str] = ()) -> SandboxProcess:
+        """A sandbox knowing the bench's three tokens and ``tokens``."""
+        known = (TOKEN, TOKEN_B, TOKEN_C, *tokens)
+        sandbox = start_sandbox_process(self.log_dir, known, latency_ms)
         self.children.append(sandbox)
         return sandbox
 

@@ -20,9 +20,13 @@ import aiohttp
 import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
+from pydantic import SecretStr
 
 from bench.stack import COMPANY, CUSTOMER, TOKEN
+from service.connector.client import ConnectorClient
+from service.connector.results import Delivered
 from service.dev.sandbox.process import start_sandbox_process
+from service.tenants import Tenant
 
 Post = Callable[[bytes], Awaitable[int]]
 """One POST of a JSON body; returns the HTTP status."""
@@ -66,15 +70,59 @@ class _Httpx(AbstractAsyncContextManager["_Httpx"]):
         await self._client.aclose()
 
 
-def _clients(url: str) -> dict[str, Callable[[], _Aiohttp | _Httpx]]:
+class _Transport(AbstractAsyncContextManager["_Transport"]):
+    """httpx's models over the httpx-aiohttp transport without ``httpx.AsyncClient``: what the
+    client layer (request building, header merging, cookies, redirects, auth) costs."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url + "/accountsReceivable"
+        self._transport = AiohttpTransport()
+        self._timeout = httpx.Timeout(10).as_dict()
+
+    async def post(self, body: bytes) -> int:
+        request = httpx.Request(
+            "POST", self._url, content=body, headers=HEADERS, extensions={"timeout": self._timeout}
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transport.aclose()
+
+
+class _Service(AbstractAsyncContextManager["_Service"]):
+    """The service's own Connector client, classification of the answer included."""
+
+    def __init__(self, url: str) -> None:
+        self._client = ConnectorClient(url, 10.0)
+        self._tenant = Tenant(CUSTOMER, COMPANY, SecretStr(TOKEN))
+
+    async def post(self, body: bytes) -> int:
+        result = await self._client.post(self._tenant, "/accountsReceivable", body)
+        return 200 if isinstance(result, Delivered) else 500
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+
+Client = _Aiohttp | _Httpx | _Transport | _Service
+
+
+def _clients(url: str) -> dict[str, Callable[[], Client]]:
     return {
         "aiohttp": lambda: _Aiohttp(url),
         "httpx": lambda: _Httpx(url),
         "httpx + httpx-aiohttp": lambda: _Httpx(url, AiohttpTransport()),
+        "httpx-aiohttp transport alone": lambda: _Transport(url),
+        "service ConnectorClient": lambda: _Service(url),
     }
 
 
-async def _cpu_per_post_ms(make: Callable[[], _Aiohttp | _Httpx], posts: int) -> float:
+async def _cpu_per_post_ms(make: Callable[[], Client], posts: int) -> float:
     async with make() as client:
         for n in range(WARM_UP + posts):
             if n == WARM_UP:

@@ -99,7 +99,7 @@ class Service:
         )
         self.metrics = Metrics(known_types=routes.routes)
         self.tracing = Tracing.from_environment() if tracing is None else tracing
-        self.connector = connector_client(settings)
+        self.connector = connector_client(settings, tenants.count)
         self.state = build_state(settings)
         self.breaker_board = BreakerBoard(self.state.breakers, replica_name())
         tenant_states = TenantStates(self.metrics, self.breaker_board)

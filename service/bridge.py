@@ -152,6 +152,8 @@ class Bridge:
         self._answering.opened(records)
         if master_data:
             refused.extend(await self._master_data.submit(master_data))
+        if self._answering.flow.paused:
+            self._master_data.hurry()  # nothing more arrives until some of it is answered
         if refused:
             self._answering.answer(refused)
 

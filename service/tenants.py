@@ -85,6 +85,14 @@ class TenantDirectory:
     secrets: SecretSet = field(default_factory=SecretSet)
     """Every token read so far, token files' later ones included (see :func:`known_secrets`)."""
 
+    @property
+    def count(self) -> int:
+        """How many companies this deployment may write to, the default tenant included."""
+        keys = set(self.tenants)
+        if self.default is not None:
+            keys.add(self.default.key)
+        return len(keys)
+
     def resolve(self, customer: str | None, company: str | None) -> Tenant | None:
         if customer is None and company is None:
             return self.default

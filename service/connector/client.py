@@ -43,6 +43,19 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10.0
 """At most this much of a call's timeout goes to getting a connection (nothing sent yet)."""
 
+SHARED_CONNECTIONS = 64
+"""The pool's room for calls any company may take (the batch lane's arrays)."""
+
+
+def pool_size(companies: int) -> int:
+    """Connections for a deployment writing to ``companies`` companies: the shared room plus
+    one per company. Each company's serial lane makes one call at a time, and a call waiting
+    for a pooled connection holds the company's lock while another company's call goes on;
+    with a fixed pool, companies past its size would take turns instead of running side by
+    side (``bench/RESULTS.md``, the companies cases)."""
+    return SHARED_CONNECTIONS + companies
+
+
 _NOT_SENT = (
     aiohttp.ClientConnectorError,  # refused, unreachable, DNS, TLS handshake
     aiohttp.ConnectionTimeoutError,  # no connection (or no pooled one) in time
@@ -66,7 +79,7 @@ class ConnectorClient:
         base_url: str,
         timeout_s: float,
         *,
-        max_connections: int = 64,
+        max_connections: int = SHARED_CONNECTIONS,
         retry_after_max_s: float = RETRY_AFTER_MAX_S,
         network: ConnectorNetwork | None = None,
     ) -> None:

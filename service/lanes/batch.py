@@ -173,11 +173,15 @@ class BatchLane(Generic[T]):
             self._on_dropped(dropped)
         self._mark_idle_if_done()
 
+    def hurry(self) -> None:
+        """Send what waits now, full arrays or not (see :meth:`MasterData.hurry`)."""
+        for buffer in self._buffers.values():
+            self._flush(buffer, now=True)
+
     async def drain(self) -> None:
         """Flush every buffer now and wait until every queued record has an outcome."""
         self._draining = True
-        for buffer in self._buffers.values():
-            self._flush(buffer)
+        self.hurry()
         await self._idle.wait()
 
     async def close(self) -> None:
@@ -195,16 +199,16 @@ class BatchLane(Generic[T]):
         buffer.timer = None
         self._flush(buffer)
 
-    def _due(self, buffer: _Buffer[T]) -> bool:
+    def _due(self, buffer: _Buffer[T], now: bool = False) -> bool:
         if not buffer.pending:
             return False
-        if self._draining or len(buffer.pending) >= self._policy.batch_max:
+        if now or self._draining or len(buffer.pending) >= self._policy.batch_max:
             return True
         oldest = buffer.pending[0][0]
         return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s
 
-    def _flush(self, buffer: _Buffer[T]) -> None:
-        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer):
+    def _flush(self, buffer: _Buffer[T], *, now: bool = False) -> None:
+        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer, now):
             batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
@@ -254,13 +258,8 @@ class BatchLane(Generic[T]):
         elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
             for part in split_plan(len(batch), result.record_index):
                 await self._deliver(buffer, batch[part])
-        elif isinstance(result, Rejected):
-            self._report_each(
-                batch,
-                lambda d: Outcome.failure(Stage.CONNECTOR, result.message, attempts=d.attempts),
-            )
         else:
-            reason = result.reason
+            reason = result.message if isinstance(result, Rejected) else result.reason
             self._report_each(
                 batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
             )

@@ -146,6 +146,13 @@ class MasterData(Generic[T]):
             self._on_dropped([ticket for ticket, _ in waiting])
         self.lane.withdraw(lambda record: unwanted(record.ticket))
 
+    def hurry(self) -> None:
+        """Send the buffered records now, without waiting for full arrays or ``batch_wait``:
+        the caller takes in nothing more until some of them are answered (fetching paused at
+        the in-flight limit), so waiting could only stall. With many companies each buffer
+        holds a small share of that limit and would otherwise wait out ``batch_wait`` each time."""
+        self.lane.hurry()
+
     async def drain(self) -> None:
         """Wait until every record has an outcome: later copies are taken in again only once
         their earlier copy's result is written, after the lane went idle."""

@@ -24,6 +24,9 @@ class ConnectorSettings(BaseModel):
     company: str | None = None
     tenants_file: Path | None = None
     http_timeout_s: float = Field(30.0, gt=0)
+    connector_max_connections: int | None = Field(None, ge=1)
+    """Connections to the Cloud Connector, shared by every company; unset: 64 plus one per
+    configured company, so each company's one-at-a-time call always finds one."""
     retry_after_max_s: float = Field(60.0, ge=0, le=3600)
     """Longest ``Retry-After`` (on a 429 or 503) obeyed before the next attempt; a longer one
     is cut to this, so a server's hint cannot park a tenant for hours."""

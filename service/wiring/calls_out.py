@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from service.config import Settings
-from service.connector.client import ConnectorClient
+from service.connector.client import ConnectorClient, pool_size
 from service.connector.lookup import Get, already_in_sage
 from service.connector.network import connector_network
 from service.connector.results import CallResult
@@ -25,9 +25,10 @@ from service.tenants import Tenant
 log = logging.getLogger(__name__)
 
 
-def connector_client(settings: Settings) -> ConnectorClient:
+def connector_client(settings: Settings, companies: int) -> ConnectorClient:
     """The Connector's client, through the proxy and TLS the settings and ``*_PROXY`` ask for
-    (logged once, so an operator sees which network the calls take)."""
+    (logged once, so an operator sees which network the calls take), with a connection pool
+    sized for ``companies`` unless ``SAGEBRIDGE_CONNECTOR_MAX_CONNECTIONS`` says otherwise."""
     network = connector_network(
         settings.connector_url,
         ca_file=settings.connector_ca_file,
@@ -40,6 +41,7 @@ def connector_client(settings: Settings) -> ConnectorClient:
     return ConnectorClient(
         settings.connector_url,
         settings.http_timeout_s,
+        max_connections=settings.connector_max_connections or pool_size(companies),
         retry_after_max_s=settings.retry_after_max_s,
         network=network,
     )

@@ -94,6 +94,15 @@ def test_quick_benchmark_at_realistic_latency_reports_every_case_and_its_goals(
     assert any(w.startswith("(serial-50ms-3r) one invoice per call at 50 ms") for w in whats)
     assert any(w.startswith("(serial-50ms-array50-1r) arrays of 50 against") for w in whats)
     assert all(g[-1] in ("met", "**missed**") for g in goals), goals
+    per_call = section(results, "Per-call overhead of the serial lane (serial-50ms-1r)")
+    rows = [line for line in per_call.splitlines() if line.startswith("| ")][1:]  # no header
+    parts = [row.strip("| ").rsplit(" | ", 1) for row in rows]
+    assert [p[0].split(":")[0].split(" (")[0] for p in parts[:2]] == [
+        "bare call",
+        "the service's call beyond the bare call",
+    ], parts
+    assert parts[-1][0].startswith("**overhead per call**"), parts
+    assert all(NUMBER.match(p[1].strip("*~")) or p[1] == "~0" for p in parts), parts
 
 
 def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
@@ -144,3 +153,25 @@ def test_quick_bytes_case_reports_rss_against_queued_bytes(tmp_path: Path) -> No
     memory_goals = table_rows(section(results, GOALS), "memory")
     [goal] = [g for g in memory_goals if g[1].startswith("(bytes)")]
     assert goal[-1] in ("met", "**missed**"), goal
+
+
+COMPANY_CASES = tuple(f"companies-{n}-{lane}" for n in (1, 10, 100) for lane in ("serial", "batch"))
+
+
+def test_quick_companies_cases_report_scale_figures_and_goals(tmp_path: Path) -> None:
+    """1, 10 and 100 companies: each case's row, the scale table with the idle service's
+    connections, series and Redis commands, and the goals at 100 companies judged."""
+    stdout, results = quick_bench(tmp_path, "--cases", "companies")
+    assert_cases_reported(stdout, results, COMPANY_CASES)
+    scale = section(results, "Scale in companies (companies)")
+    for count in ("1", "10", "100"):
+        [row] = table_rows(scale, count)
+        *numbers, seen = row[1:]
+        assert all(NUMBER.match(n.removesuffix(" %")) for n in numbers), row
+        assert "INFO" in seen or "PING" in seen or seen == "-", row
+    goals = table_rows(section(results, GOALS), "companies")
+    whats = [goal[1] for goal in goals]
+    assert any(w.startswith("(companies-100-serial) one invoice per call at 50 ms") for w in whats)
+    assert any(w == "service peak RSS with 100 companies" for w in whats)
+    assert any(w.startswith("idle Redis commands/s with 100 companies") for w in whats)
+    assert all(g[-1] in ("met", "**missed**") for g in goals), goals

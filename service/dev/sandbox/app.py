@@ -208,7 +208,9 @@ class Sandbox:
         violation: bool,
         generation: int,
     ) -> CallResponse:
-        injected = await self.injector.before_sage(self.faults, self.store.injected)
+        injected = await self.injector.before_sage(
+            self.faults, self.store.injected, call.received_s
+        )
         if injected is not None:
             return injected
         if violation:

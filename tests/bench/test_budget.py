@@ -1,0 +1,42 @@
+"""``python -m bench.budget``: py-spy samples of the service counted under their stage.
+
+Run as a command, as the smoke tests run the benchmark (``tests/bench`` is itself a package
+named ``bench`` to pytest, so the benchmark's modules are not imported here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE = 'process 1:"python -m bench";process 2:"/x/python -m service run"'
+SANDBOX = 'process 1:"python -m bench";process 3:"/x/python -m service sandbox"'
+ENVELOPE = "envelope and format detection (own JSON, Connect JSON / wire format, CloudEvents)"
+
+
+def test_each_sample_goes_to_the_stage_of_its_innermost_known_frame(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.txt"
+    lines = [
+        f"{SERVICE};run (asyncio/runners.py:1);Bridge.on_poll (service/bridge.py:2);"
+        "Intake.admit (service/intake/admit.py:3);parse_event (service/intake/envelope.py:4) 3",
+        f"{SERVICE};run (asyncio/runners.py:1);Bridge.on_poll (service/bridge.py:2) 1",
+        f"{SERVICE};run (asyncio/runners.py:1) 2",
+        f"{SERVICE};_find_and_load (<frozen importlib._bootstrap>:5) 7",  # start-up
+        f"{SERVICE};Thread.run (threading.py:7);Condition.wait (threading.py:8) 5",  # idle
+        f"{SANDBOX};handle (service/dev/sandbox/app.py:6) 9",  # another process
+    ]
+    profile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.budget", str(profile), "--cpu-us", "30"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    rows = {line.split(" | ")[0].strip("| "): line for line in run.stdout.splitlines()}
+    assert rows[ENVELOPE].endswith("| 50.0 % | 15.0 |")
+    assert rows["offsets, flow control and tickets (bridge glue)"].endswith("| 16.7 % | 5.0 |")
+    assert rows["event loop, garbage collector and the rest"].endswith("| 33.3 % | 10.0 |")
+    assert rows["**total** (6 samples)"].endswith("| 100 % | 30.0 |")
