@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
@@ -109,6 +110,9 @@ class ConnectorClient:
                 follow_redirects=False,
                 transport=transport,
                 trust_env=False,
+                # One client serves every company: a cookie one company's answer sets (a
+                # gateway's session, a balancer's affinity) must never ride on another's call.
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._http
 
