@@ -82,7 +82,7 @@ def salesforce_feed() -> list[FeedEvent]:
         _event("DELETE", wei, envelope("sf-007", change_event("DELETE", [wei])), refused=True),
         _event("UPDATE of the last name only", jane, envelope(NAME_CHANGE, last_name)),
         _event(
-            "CREATE as Connect JSON, compound fields flattened (the Confluent connector's shape)",
+            "CREATE as Connect JSON, flattened (Confluent)",
             wei,
             connect_json(envelope("sf-009", flattened(created_contact(wei, harbor)))),
             event_id="sf-009",
