@@ -50,13 +50,7 @@ class Admitted:
 
     @property
     def subject(self) -> Subject:
-        return Subject(
-            self.event.event_id,
-            self.event.correlation_id,
-            self.event.type,
-            self.tenant.key,
-            self.route.endpoint,
-        )
+        return _subject(self.event, self.tenant, self.route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +71,7 @@ class Imaging:
 
     @property
     def subject(self) -> Subject:
-        return Subject(
-            self.event.event_id,
-            self.event.correlation_id,
-            self.event.type,
-            self.tenant.key,
-            self.route.endpoint,
-        )
+        return _subject(self.event, self.tenant, self.route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +193,8 @@ class Intake:
     def _no_route(self, event_type: str) -> Outcome:
         known = ", ".join(sorted(self.routes.routes))
         return Outcome.failure(Stage.ROUTE, f"type: no route for {event_type!r} (known: {known})")
+
+
+def _subject(event: Event, tenant: Tenant, route: Route) -> Subject:
+    """What a reply repeats of an event taken in as far as its route and tenant."""
+    return Subject(event.event_id, event.correlation_id, event.type, tenant.key, route.endpoint)
