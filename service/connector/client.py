@@ -9,19 +9,22 @@ No redirect is followed (:func:`~service.connector.results.refused_redirect`), a
 tenant's token is masked in every result's text (:func:`~service.connector.results.masked`).
 A transactional call carries the tenant lock's fence as ``X-Fencing-Token``.
 
-The client is ``httpx.AsyncClient`` over the ``httpx-aiohttp`` transport: httpx's interface with
-aiohttp's connection handling, which costs the client a fraction of httpx's own transport per
-call (figures in bench/RESULTS.md) — the serial lane pays that on every call while it holds the
-tenant's lock. That transport maps aiohttp's errors onto httpx's coarsely (a connection dropped
-mid-request becomes ``httpx.ConnectTimeout``), so whether a request was sent is judged by the
-aiohttp error it keeps as the cause, never by the httpx type alone.
+Each call is an ``httpx.Request`` handed straight to the ``httpx-aiohttp`` transport: httpx's
+models and transport interface with aiohttp's connection handling, which costs a fraction of
+httpx's own transport per call — the serial lane pays that on every call while it holds the
+tenant's lock. ``httpx.AsyncClient`` is left out on purpose: everything its layer adds per call
+(merging default headers and cookies, the auth and redirect steps, keeping cookies) is what
+this client must not do — no redirect is followed, and no cookie one company's answer sets may
+ride on another company's call — and that layer cost a quarter of the whole call's CPU (figures
+in bench/RESULTS.md). The transport maps aiohttp's errors onto httpx's coarsely (a connection
+dropped mid-request becomes ``httpx.ConnectTimeout``), so whether a request was sent is judged
+by the aiohttp error it keeps as the cause, never by the httpx type alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import aiohttp
 import httpx
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0
 """At most this much of a call's timeout goes to getting a connection (nothing sent yet)."""
+
+USER_AGENT = "sagebridge"
+"""How calls name their client in the Connector's and proxies' logs."""
 
 SHARED_CONNECTIONS = 64
 """The pool's room for calls any company may take (the batch lane's arrays)."""
@@ -93,28 +99,20 @@ class ConnectorClient:
         connect_s = min(timeout_s, CONNECT_TIMEOUT_S)
         self._timeout = httpx.Timeout(timeout_s, connect=connect_s, pool=connect_s)
         self._limits = httpx.Limits(max_connections=max_connections)
-        self._http: httpx.AsyncClient | None = None
+        self._timeout_extension = self._timeout.as_dict()
+        self._transport: AiohttpTransport | None = None
 
-    def _client(self) -> httpx.AsyncClient:
-        """The client, made on first use so that its pool belongs to the running event loop."""
-        if self._http is None:
+    def _transport_now(self) -> AiohttpTransport:
+        """The transport, made on first use so that its pool belongs to the running event loop."""
+        if self._transport is None:
             network = self._network
-            transport = AiohttpTransport(
+            self._transport = AiohttpTransport(
                 verify=network.ssl_context if network.ssl_context is not None else True,
                 proxy=httpx.Proxy(network.proxy) if network.proxy is not None else None,
                 limits=self._limits,
                 trust_env=False,
             )
-            self._http = httpx.AsyncClient(
-                timeout=self._timeout,
-                follow_redirects=False,
-                transport=transport,
-                trust_env=False,
-                # One client serves every company: a cookie one company's answer sets (a
-                # gateway's session, a balancer's affinity) must never ride on another's call.
-                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-            )
-        return self._http
+        return self._transport
 
     async def post(
         self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
@@ -137,15 +135,21 @@ class ConnectorClient:
         content: bytes | None = None,
         params: dict[str, str] | None = None,
     ) -> CallResult:
+        request = httpx.Request(
+            method,
+            self._base_url + endpoint,
+            params=params,
+            headers={**_COMMON_HEADERS, **headers},
+            content=content,
+            extensions={"timeout": self._timeout_extension},
+        )
         try:
             async with asyncio.timeout(self._timeout_s):  # the whole call, not each read
-                response = await self._client().request(
-                    method,
-                    self._base_url + endpoint,
-                    content=content,
-                    params=params,
-                    headers=headers,
-                )
+                response = await self._transport_now().handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
             return _failure(exc)
         redirect = refused_redirect(response.status_code, response.headers.get("Location"))
@@ -158,8 +162,17 @@ class ConnectorClient:
         return masked(result, headers["Auth-Token"])
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+_COMMON_HEADERS = {
+    "Accept": "*/*",
+    "Accept-Encoding": "gzip, deflate",
+    "Connection": "keep-alive",
+    "User-Agent": USER_AGENT,
+}
+"""What ``httpx.AsyncClient`` would have sent on every call, with our own name."""
 
 
 def _failure(exc: BaseException) -> Retryable | Unknown:
