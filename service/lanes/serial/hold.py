@@ -101,9 +101,10 @@ class Bookkeeping(Generic[T]):
         """An answer that waits for no ledger write."""
         self._sink([(delivery.ticket, outcome)])
 
-    def drop(self, ticket: T) -> None:
-        """Give up a record unanswered: withdrawn, or answered by another replica."""
-        self._on_dropped([ticket])
+    def drop(self, tickets: Sequence[T]) -> None:
+        """Give up records unanswered: withdrawn, answered by another replica, or left to the
+        partition's next owner on shutdown."""
+        self._on_dropped(tickets)
 
     def after_write(self, pending: Pending[T], written: bool) -> None:
         """Send an answer whose ledger write has run: dropped if another process had reported

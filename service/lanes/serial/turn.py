@@ -304,7 +304,7 @@ class Turn(Generic[T]):
             results = [_withdrawal(r) for r in verdicts.unsent]
             for ready, landed in zip(verdicts.unsent, await hold.write(results), strict=True):
                 if ready.delivery.withdrawn or not landed:
-                    books.drop(ready.delivery.ticket)
+                    books.drop([ready.delivery.ticket])
                     done.append(ready.delivery)
         if verdicts.may_run:
             await hold.write_pending()  # the known results are not kept waiting a settle period

@@ -21,7 +21,7 @@ from service.lanes import Delivery
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff
 from service.lanes.serial import ArrayRule, SerialLane, SerialPolicy
-from service.lanes.serial.scheduler import front_group
+from service.lanes.serial.worker import front_group
 from service.tenants import Tenant
 from tests.support.lanes import never_doubtful
 from tests.support.memory_state import MemoryLedger, MemoryLocks, MemoryRedis
