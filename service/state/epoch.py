@@ -39,6 +39,7 @@ scripts embed :data:`EPOCH_LUA` and call ``epoch_moved`` first.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -118,8 +119,16 @@ end
 :meth:`Epoch.script_args`: it returns the epoch's verdict if the epoch moved."""
 
 
+_EPOCH_ORIGIN = secrets.token_hex(8)
+_EPOCH_SERIAL = itertools.count()
+
+
 def fresh_epoch() -> str:
-    return secrets.token_hex(8)
+    """An epoch no one has used: this process's random origin and a serial number. Every
+    guarded ledger step carries one (used only if that step finds Redis emptied), so it must be
+    cheap — one ``os.urandom`` per process, not per step — and never repeat: two steps in
+    flight at once must not declare the same epoch for two losses."""
+    return f"{_EPOCH_ORIGIN}.{next(_EPOCH_SERIAL)}"
 
 
 def _horizon_args(horizon: Mapping[tuple[str, int], int]) -> list[str | int]:
