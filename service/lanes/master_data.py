@@ -110,11 +110,14 @@ class MasterData(Generic[T]):
         if not items:
             return []
         recorded = [
-            Recorded(ticket, admitted.tenant.key, admitted.event.event_id, "")
+            Recorded(
+                ticket,
+                admitted.tenant.key,
+                admitted.event.event_id,
+                fingerprint(admitted.event.data),
+            )
             for ticket, admitted in items
         ]
-        for record, (_, admitted) in zip(recorded, items, strict=True):
-            record.digest = fingerprint(admitted.event.data)
         entries = await self._begin(recorded)
         answered: list[tuple[T, Outcome]] = []
         in_doubt: list[tuple[Recorded[T], Admitted, LedgerEntry]] = []
@@ -203,8 +206,13 @@ class MasterData(Generic[T]):
 
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
-        delivered = [(r.tenant, r.event_id, r.digest, o.attempts) for r, o in results if o.ok]
-        refused = [(r.tenant, r.event_id) for r, o in results if not o.ok]
+        delivered: list[tuple[TenantKey, str, str, int]] = []
+        refused: list[tuple[TenantKey, str]] = []
+        for r, o in results:
+            if o.stage is None:  # ``o.ok``, without a property call per record
+                delivered.append((r.tenant, r.event_id, r.digest, o.attempts))
+            else:
+                refused.append((r.tenant, r.event_id))
         try:
             if delivered:
                 await self._ledger.delivered_many(delivered)
