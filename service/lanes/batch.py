@@ -64,20 +64,31 @@ class _Buffer(Generic[T]):
         """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
         later record of a skipped identity, so the order per identity holds)."""
         batch: list[Delivery[T]] = []
-        kept: deque[tuple[float, Delivery[T]]] = deque()
+        skipped: list[tuple[float, Delivery[T]]] = []
         held: set[Hashable] = set()
         busy = self.in_flight_identities
-        while self.pending and len(batch) < batch_max:
-            entry = self.pending.popleft()
+        pending = self.pending
+        while pending and len(batch) < batch_max:
+            entry = pending.popleft()
             identity = entry[1].identity
             if identity is not None and (identity in held or identity in busy):
                 held.add(identity)
-                kept.append(entry)
+                skipped.append(entry)
             else:
                 batch.append(entry[1])
-        kept.extend(self.pending)
-        self.pending = kept
+        # Skipped records go back in front, in their order; the rest of the queue stays
+        # where it is (copying it on every take would cost a pass over the whole buffer).
+        pending.extendleft(reversed(skipped))
         return batch
+
+    def due(self, policy: BatchPolicy, now: bool) -> bool:
+        """Whether a call should take records: asked for ``now``, a full array, or the oldest
+        record has waited ``batch_wait``."""
+        if not self.pending:
+            return False
+        if now or len(self.pending) >= policy.batch_max:
+            return True
+        return asyncio.get_running_loop().time() - self.pending[0][0] >= policy.batch_wait_s
 
     def drop(self, unwanted: Callable[[T], bool]) -> list[T]:
         """Remove the waiting records whose ticket is ``unwanted``; their tickets."""
@@ -155,7 +166,8 @@ class BatchLane(Generic[T]):
         buffer.pending.append((loop.time(), delivery))
         self._idle.clear()
         if len(buffer.pending) >= self._policy.batch_max or self._draining:
-            self._flush(buffer)
+            if buffer.in_flight_calls < self._policy.concurrency:
+                self._flush(buffer)  # else the next call to end flushes (and arms no timer)
         elif buffer.timer is None:
             buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
 
@@ -199,16 +211,10 @@ class BatchLane(Generic[T]):
         buffer.timer = None
         self._flush(buffer)
 
-    def _due(self, buffer: _Buffer[T], now: bool = False) -> bool:
-        if not buffer.pending:
-            return False
-        if now or self._draining or len(buffer.pending) >= self._policy.batch_max:
-            return True
-        oldest = buffer.pending[0][0]
-        return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s
-
     def _flush(self, buffer: _Buffer[T], *, now: bool = False) -> None:
-        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer, now):
+        while buffer.in_flight_calls < self._policy.concurrency and buffer.due(
+            self._policy, now or self._draining
+        ):
             batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
