@@ -156,20 +156,24 @@ class BatchLane(Generic[T]):
         self._on_call = on_call
         self._call_span = call_span
 
-    def submit(self, delivery: Delivery[T]) -> None:
-        """Queue one record; never blocks. Its outcome reaches the sink later."""
-        key = (delivery.tenant.key, delivery.endpoint)
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            buffer = self._buffers[key] = _Buffer(delivery.tenant, delivery.endpoint)
+    def submit(self, deliveries: Sequence[Delivery[T]]) -> None:
+        """Queue records, in order; never blocks. Their outcomes reach the sink later. Records
+        handed over together (a poll's) share one arrival time, read once for all of them."""
+        if deliveries:
+            self._idle.clear()
         loop = asyncio.get_running_loop()
-        buffer.pending.append((loop.time(), delivery))
-        self._idle.clear()
-        if len(buffer.pending) >= self._policy.batch_max or self._draining:
-            if buffer.in_flight_calls < self._policy.concurrency:
-                self._flush(buffer)  # else the next call to end flushes (and arms no timer)
-        elif buffer.timer is None:
-            buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
+        now = loop.time()
+        for delivery in deliveries:
+            key = (delivery.tenant.key, delivery.endpoint)
+            buffer = self._buffers.get(key)
+            if buffer is None:
+                buffer = self._buffers[key] = _Buffer(delivery.tenant, delivery.endpoint)
+            buffer.pending.append((now, delivery))
+            if len(buffer.pending) >= self._policy.batch_max or self._draining:
+                if buffer.in_flight_calls < self._policy.concurrency:
+                    self._flush(buffer)  # else the next call to end flushes (and arms no timer)
+            elif buffer.timer is None:
+                buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
 
     def withdraw(self, unwanted: Callable[[T], bool]) -> None:
         """Give up the records whose ticket is ``unwanted``: buffered ones now, those in a

@@ -122,12 +122,16 @@ class MasterData(Generic[T]):
         answered: list[tuple[T, Outcome]] = []
         in_doubt: list[tuple[Recorded[T], Admitted, LedgerEntry]] = []
         doubt = self._may_doubt()
+        fresh: list[Delivery[Recorded[T]]] = []  # queued together, before anything else runs
         for record, (ticket, admitted), found in zip(recorded, items, entries, strict=True):
             entry = found
-            if doubt and found.state is EntryState.NEW and await self._doubtful(ticket):
-                entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up first
+            if doubt and found.state is EntryState.NEW:
+                self.lane.submit(fresh)  # what came before is queued before the wait
+                fresh = []
+                if await self._doubtful(ticket):
+                    entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up
             if entry.state is EntryState.NEW:
-                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
+                fresh.append(Delivery.of(record, admitted, self._trace_of(record.ticket)))
             elif entry.state is EntryState.IN_DOUBT:
                 in_doubt.append((record, admitted, entry))
             else:
@@ -137,6 +141,7 @@ class MasterData(Generic[T]):
                     self._on_ledger_hit()
                 answered.append((ticket, outcome))
                 self._concluded(record)
+        self.lane.submit(fresh)
         if in_doubt:
             self._background(self._reconcile(in_doubt))
         return answered
@@ -193,7 +198,7 @@ class MasterData(Generic[T]):
                 answered.append((record.ticket, Outcome.success(entry.attempts)))
                 self._concluded(record)
             else:
-                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
+                self.lane.submit([Delivery.of(record, admitted, self._trace_of(record.ticket))])
         log.info(
             "reconciled master data left in doubt",
             extra={"already_in_sage": len(answered), "sent_again": len(items) - len(answered)},
