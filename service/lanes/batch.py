@@ -264,15 +264,15 @@ class BatchLane(Generic[T]):
         if result is None:
             return  # every record was withdrawn
         if isinstance(result, Delivered):
-            self._report_each(batch, lambda d: Outcome.success(d.attempts))
+            # One outcome for all: every record of a batch has been in the same calls.
+            self._report(batch, Outcome.success(batch[0].attempts))
         elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
             for part in split_plan(len(batch), result.record_index):
                 await self._deliver(buffer, batch[part])
         else:
             reason = result.message if isinstance(result, Rejected) else result.reason
-            self._report_each(
-                batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
-            )
+            failure = Outcome.failure(Stage.CONNECTOR, reason, attempts=batch[0].attempts)
+            self._report(batch, failure)
 
     async def _call(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> Concluded | None:
         """The batch as one call, retried (:mod:`service.lanes.retry`); an unknown outcome is
@@ -313,11 +313,6 @@ class BatchLane(Generic[T]):
             made=batch[0].attempts,  # every record of a batch has been in the same calls
             on_retry=retrying,
         )
-
-    def _report_each(
-        self, batch: list[Delivery[T]], make: Callable[[Delivery[T]], Outcome]
-    ) -> None:
-        self._sink([(delivery.ticket, make(delivery)) for delivery in batch])
 
     def _report(self, batch: list[Delivery[T]], outcome: Outcome) -> None:
         self._sink([(delivery.ticket, outcome) for delivery in batch])
