@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from service.answers.joined import Part
-from service.answers.outcomes import Origin, Outcome, Subject
+from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.kafka.consumer import GroupConsumer
 from service.offsets.committer import Committer
@@ -110,7 +110,7 @@ class Answering:
 
     def opened(self, records: Sequence[ConsumerRecord]) -> None:
         """Records were consumed: pause fetching past the in-flight limits."""
-        if self.flow.consumed(len(records), sum(_size(r.value) for r in records)):
+        if self.flow.consumed(len(records), _total_size([r.value for r in records])):
             self._consumer.pause()
             self._metrics.fetch_paused.set(1)
             log.warning(
@@ -149,7 +149,7 @@ class Answering:
             self._answered.notify_all()
 
     def _closed(self, tickets: Sequence[Consumed]) -> None:
-        resume = self.flow.answered(len(tickets), sum(_size(t.value) for t in tickets))
+        resume = self.flow.answered(len(tickets), _total_size([t.value for t in tickets]))
         if resume and not self.draining:
             self._consumer.resume()
             self._metrics.fetch_paused.set(0)
@@ -181,10 +181,14 @@ class Answering:
             for span in publishing:
                 span.end()
             now = time.monotonic()
-            counted: Counter[tuple[str, bool, str]] = Counter()
+            answered = self.tracker.answered
+            by_stage: Counter[tuple[str | None, Stage | None]] = Counter()
             for ticket, outcome in results:
-                self.tracker.answered(ticket.partition, ticket.offset)
-                counted[(ticket.subject.type or "", outcome.ok, str(outcome.stage or ""))] += 1
+                answered(ticket.partition, ticket.offset)
+                by_stage[(ticket.subject.type, outcome.stage)] += 1
+            counted: Counter[tuple[str, bool, str]] = Counter()
+            for (event_type, stage), count in by_stage.items():  # a few kinds per batch
+                counted[(event_type or "", stage is None, str(stage or ""))] += count
             self._metrics.count_outcomes(counted)
             self._outcome_log.write(
                 outcome_line(t.subject, o, now - t.received_at) for t, o in results
@@ -194,8 +198,10 @@ class Answering:
         await self._notify()
 
 
-def _size(value: bytes | None) -> int:
-    return 0 if value is None else len(value)
+def _total_size(values: list[bytes | None]) -> int:
+    """Bytes of the values together (a tombstone has none); one call per poll or answered
+    batch, not one per record."""
+    return sum([len(value) for value in values if value is not None])
 
 
 def _joined(results: Sequence[tuple[Consumed, Outcome]]) -> list[tuple[Consumed, Outcome]]:

@@ -94,23 +94,40 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     """The reply value, shaped as SPEC shows. Bounded whatever the event: the first
     :data:`MAX_REPLY_ERRORS` errors and :data:`MAX_MESSAGE_CHARS` of the message, the rest
     counted, so a reply always fits the broker's limit and carries its verdict."""
-    body: dict[str, Any] = {"response": "SUCCESS" if outcome.ok else "ERROR"}
-    if not outcome.ok or outcome.message:  # a SUCCESS may say how it is known ("found in Sage")
+    ok = outcome.stage is None  # read once: every answer passes here
+    body: dict[str, Any] = {"response": "SUCCESS" if ok else "ERROR"}
+    if not ok or outcome.message:  # a SUCCESS may say how it is known ("found in Sage")
         body["message"] = bounded_message(outcome.message or "")
     body["event_id"] = subject.event_id
     body["correlation_id"] = subject.correlation_id
     body["type"] = subject.type
     if subject.tenant is not None:
-        body["tenant"] = {"customer": subject.tenant[0], "company": subject.tenant[1]}
+        body["tenant"] = _tenant_object(subject.tenant)
     if subject.endpoint is not None:
         body["endpoint"] = subject.endpoint
-    if not outcome.ok:
+    if not ok:
         body["stage"] = str(outcome.stage)
         body["errors"] = [error.as_dict() for error in outcome.errors[:MAX_REPLY_ERRORS]]
         if len(outcome.errors) > MAX_REPLY_ERRORS:
             body["errors_omitted"] = len(outcome.errors) - MAX_REPLY_ERRORS
     body["attempts"] = outcome.attempts
     return orjson.dumps(body)
+
+
+_TENANT_OBJECTS: dict[tuple[str, str], dict[str, str]] = {}
+_TENANT_OBJECTS_KEPT = 10_000
+"""Tenants whose reply object is kept; they are the configured ones, the bound is a guard."""
+
+
+def _tenant_object(tenant: tuple[str, str]) -> dict[str, str]:
+    """A reply's ``tenant`` object, made once per tenant: only read (by ``orjson.dumps``),
+    never changed, so every reply of a tenant can share it."""
+    found = _TENANT_OBJECTS.get(tenant)
+    if found is None:
+        found = {"customer": tenant[0], "company": tenant[1]}
+        if len(_TENANT_OBJECTS) < _TENANT_OBJECTS_KEPT:
+            _TENANT_OBJECTS[tenant] = found
+    return found
 
 
 def bounded_message(text: str) -> str:

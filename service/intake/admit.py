@@ -104,25 +104,24 @@ class Intake:
             subject = Subject(parsed.event_id, parsed.correlation_id, parsed.type)
             return Refused(subject, Outcome.failure(Stage.PARSE, parsed.reason), None)
         event = parsed
-        subject = Subject(event.event_id, event.correlation_id, event.type)
         route = self.routes.get(event.type)
         tenant = self.tenants.resolve(event.customer, event.company)
         if tenant is None:
             if route is None:
-                return Refused(subject, self._no_route(event.type), None)
+                return Refused(_unrouted(event), self._no_route(event.type), None)
             who = (
                 "no tenant given and no default tenant configured"
                 if event.customer is None and event.company is None
                 else f"unknown tenant customer={event.customer!r} company={event.company!r}"
             )
-            return Refused(subject, Outcome.failure(Stage.ROUTE, f"tenant: {who}"), None)
+            return Refused(_unrouted(event), Outcome.failure(Stage.ROUTE, f"tenant: {who}"), None)
         if event.reply_to is not None:
             refusal = self.reply_topics.refusal(event.reply_to, tenant)
             if refusal is not None:
                 message = f"reply_to: topic {event.reply_to!r} is not allowed: {refusal}"
-                return Refused(subject, Outcome.failure(Stage.ROUTE, message), None)
+                return Refused(_unrouted(event), Outcome.failure(Stage.ROUTE, message), None)
         if route is None:
-            return Refused(subject, self._no_route(event.type), event.reply_to)
+            return Refused(_unrouted(event), self._no_route(event.type), event.reply_to)
         if route.mapping is not None and route.mapping.image is not None:
             keys = tuple(image_keys(route.mapping, event.data))
             if len(keys) <= self.max_record_ids:  # past it, refused below without images
@@ -193,6 +192,12 @@ class Intake:
     def _no_route(self, event_type: str) -> Outcome:
         known = ", ".join(sorted(self.routes.routes))
         return Outcome.failure(Stage.ROUTE, f"type: no route for {event_type!r} (known: {known})")
+
+
+def _unrouted(event: Event) -> Subject:
+    """What a reply repeats of an event refused before its route and tenant were settled:
+    made only for such a refusal, since every admitted event has its own subject."""
+    return Subject(event.event_id, event.correlation_id, event.type)
 
 
 def _subject(event: Event, tenant: Tenant, route: Route) -> Subject:

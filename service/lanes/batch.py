@@ -64,20 +64,31 @@ class _Buffer(Generic[T]):
         """Up to ``batch_max`` records in arrival order, skipping identities in flight (and every
         later record of a skipped identity, so the order per identity holds)."""
         batch: list[Delivery[T]] = []
-        kept: deque[tuple[float, Delivery[T]]] = deque()
+        skipped: list[tuple[float, Delivery[T]]] = []
         held: set[Hashable] = set()
         busy = self.in_flight_identities
-        while self.pending and len(batch) < batch_max:
-            entry = self.pending.popleft()
+        pending = self.pending
+        while pending and len(batch) < batch_max:
+            entry = pending.popleft()
             identity = entry[1].identity
             if identity is not None and (identity in held or identity in busy):
                 held.add(identity)
-                kept.append(entry)
+                skipped.append(entry)
             else:
                 batch.append(entry[1])
-        kept.extend(self.pending)
-        self.pending = kept
+        # Skipped records go back in front, in their order; the rest of the queue stays
+        # where it is (copying it on every take would cost a pass over the whole buffer).
+        pending.extendleft(reversed(skipped))
         return batch
+
+    def due(self, policy: BatchPolicy, now: bool) -> bool:
+        """Whether a call should take records: asked for ``now``, a full array, or the oldest
+        record has waited ``batch_wait``."""
+        if not self.pending:
+            return False
+        if now or len(self.pending) >= policy.batch_max:
+            return True
+        return asyncio.get_running_loop().time() - self.pending[0][0] >= policy.batch_wait_s
 
     def drop(self, unwanted: Callable[[T], bool]) -> list[T]:
         """Remove the waiting records whose ticket is ``unwanted``; their tickets."""
@@ -145,19 +156,24 @@ class BatchLane(Generic[T]):
         self._on_call = on_call
         self._call_span = call_span
 
-    def submit(self, delivery: Delivery[T]) -> None:
-        """Queue one record; never blocks. Its outcome reaches the sink later."""
-        key = (delivery.tenant.key, delivery.endpoint)
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            buffer = self._buffers[key] = _Buffer(delivery.tenant, delivery.endpoint)
+    def submit(self, deliveries: Sequence[Delivery[T]]) -> None:
+        """Queue records, in order; never blocks. Their outcomes reach the sink later. Records
+        handed over together (a poll's) share one arrival time, read once for all of them."""
+        if deliveries:
+            self._idle.clear()
         loop = asyncio.get_running_loop()
-        buffer.pending.append((loop.time(), delivery))
-        self._idle.clear()
-        if len(buffer.pending) >= self._policy.batch_max or self._draining:
-            self._flush(buffer)
-        elif buffer.timer is None:
-            buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
+        now = loop.time()
+        for delivery in deliveries:
+            key = (delivery.tenant.key, delivery.endpoint)
+            buffer = self._buffers.get(key)
+            if buffer is None:
+                buffer = self._buffers[key] = _Buffer(delivery.tenant, delivery.endpoint)
+            buffer.pending.append((now, delivery))
+            if len(buffer.pending) >= self._policy.batch_max or self._draining:
+                if buffer.in_flight_calls < self._policy.concurrency:
+                    self._flush(buffer)  # else the next call to end flushes (and arms no timer)
+            elif buffer.timer is None:
+                buffer.timer = loop.call_later(self._policy.batch_wait_s, self._on_timer, buffer)
 
     def withdraw(self, unwanted: Callable[[T], bool]) -> None:
         """Give up the records whose ticket is ``unwanted``: buffered ones now, those in a
@@ -199,16 +215,10 @@ class BatchLane(Generic[T]):
         buffer.timer = None
         self._flush(buffer)
 
-    def _due(self, buffer: _Buffer[T], now: bool = False) -> bool:
-        if not buffer.pending:
-            return False
-        if now or self._draining or len(buffer.pending) >= self._policy.batch_max:
-            return True
-        oldest = buffer.pending[0][0]
-        return asyncio.get_running_loop().time() - oldest >= self._policy.batch_wait_s
-
     def _flush(self, buffer: _Buffer[T], *, now: bool = False) -> None:
-        while buffer.in_flight_calls < self._policy.concurrency and self._due(buffer, now):
+        while buffer.in_flight_calls < self._policy.concurrency and buffer.due(
+            self._policy, now or self._draining
+        ):
             batch = buffer.take(self._policy.batch_max)
             if not batch:
                 # Everything left waits for an identity that is in flight; that call's end
@@ -254,15 +264,15 @@ class BatchLane(Generic[T]):
         if result is None:
             return  # every record was withdrawn
         if isinstance(result, Delivered):
-            self._report_each(batch, lambda d: Outcome.success(d.attempts))
+            # One outcome for all: every record of a batch has been in the same calls.
+            self._report(batch, Outcome.success(batch[0].attempts))
         elif isinstance(result, Rejected) and len(batch) > 1 and not result.whole_call:
             for part in split_plan(len(batch), result.record_index):
                 await self._deliver(buffer, batch[part])
         else:
             reason = result.message if isinstance(result, Rejected) else result.reason
-            self._report_each(
-                batch, lambda d: Outcome.failure(Stage.CONNECTOR, reason, attempts=d.attempts)
-            )
+            failure = Outcome.failure(Stage.CONNECTOR, reason, attempts=batch[0].attempts)
+            self._report(batch, failure)
 
     async def _call(self, buffer: _Buffer[T], batch: list[Delivery[T]]) -> Concluded | None:
         """The batch as one call, retried (:mod:`service.lanes.retry`); an unknown outcome is
@@ -303,11 +313,6 @@ class BatchLane(Generic[T]):
             made=batch[0].attempts,  # every record of a batch has been in the same calls
             on_retry=retrying,
         )
-
-    def _report_each(
-        self, batch: list[Delivery[T]], make: Callable[[Delivery[T]], Outcome]
-    ) -> None:
-        self._sink([(delivery.ticket, make(delivery)) for delivery in batch])
 
     def _report(self, batch: list[Delivery[T]], outcome: Outcome) -> None:
         self._sink([(delivery.ticket, outcome) for delivery in batch])

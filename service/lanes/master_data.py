@@ -110,21 +110,28 @@ class MasterData(Generic[T]):
         if not items:
             return []
         recorded = [
-            Recorded(ticket, admitted.tenant.key, admitted.event.event_id, "")
+            Recorded(
+                ticket,
+                admitted.tenant.key,
+                admitted.event.event_id,
+                fingerprint(admitted.event.data),
+            )
             for ticket, admitted in items
         ]
-        for record, (_, admitted) in zip(recorded, items, strict=True):
-            record.digest = fingerprint(admitted.event.data)
         entries = await self._begin(recorded)
         answered: list[tuple[T, Outcome]] = []
         in_doubt: list[tuple[Recorded[T], Admitted, LedgerEntry]] = []
         doubt = self._may_doubt()
+        fresh: list[Delivery[Recorded[T]]] = []  # queued together, before anything else runs
         for record, (ticket, admitted), found in zip(recorded, items, entries, strict=True):
             entry = found
-            if doubt and found.state is EntryState.NEW and await self._doubtful(ticket):
-                entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up first
+            if doubt and found.state is EntryState.NEW:
+                self.lane.submit(fresh)  # what came before is queued before the wait
+                fresh = []
+                if await self._doubtful(ticket):
+                    entry = LedgerEntry(EntryState.IN_DOUBT)  # Redis lost the ledger: look it up
             if entry.state is EntryState.NEW:
-                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
+                fresh.append(Delivery.of(record, admitted, self._trace_of(record.ticket)))
             elif entry.state is EntryState.IN_DOUBT:
                 in_doubt.append((record, admitted, entry))
             else:
@@ -134,6 +141,7 @@ class MasterData(Generic[T]):
                     self._on_ledger_hit()
                 answered.append((ticket, outcome))
                 self._concluded(record)
+        self.lane.submit(fresh)
         if in_doubt:
             self._background(self._reconcile(in_doubt))
         return answered
@@ -190,7 +198,7 @@ class MasterData(Generic[T]):
                 answered.append((record.ticket, Outcome.success(entry.attempts)))
                 self._concluded(record)
             else:
-                self.lane.submit(Delivery.of(record, admitted, self._trace_of(record.ticket)))
+                self.lane.submit([Delivery.of(record, admitted, self._trace_of(record.ticket))])
         log.info(
             "reconciled master data left in doubt",
             extra={"already_in_sage": len(answered), "sent_again": len(items) - len(answered)},
@@ -203,8 +211,13 @@ class MasterData(Generic[T]):
 
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
-        delivered = [(r.tenant, r.event_id, r.digest, o.attempts) for r, o in results if o.ok]
-        refused = [(r.tenant, r.event_id) for r, o in results if not o.ok]
+        delivered: list[tuple[TenantKey, str, str, int]] = []
+        refused: list[tuple[TenantKey, str]] = []
+        for r, o in results:
+            if o.stage is None:  # ``o.ok``, without a property call per record
+                delivered.append((r.tenant, r.event_id, r.digest, o.attempts))
+            else:
+                refused.append((r.tenant, r.event_id))
         try:
             if delivered:
                 await self._ledger.delivered_many(delivered)

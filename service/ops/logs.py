@@ -93,18 +93,34 @@ class OutcomeLog:
 
 def outcome_line(subject: Subject, outcome: Outcome, latency_s: float) -> dict[str, Any]:
     """The outcome line of one event, carrying the ids an operator searches by."""
+    ok = outcome.stage is None  # read once: every answer passes here
     line: dict[str, Any] = {
-        "msg": "event delivered" if outcome.ok else "event failed",
+        "msg": "event delivered" if ok else "event failed",
         "event_id": subject.event_id,
         "correlation_id": subject.correlation_id,
         "type": subject.type,
-        "outcome": "SUCCESS" if outcome.ok else "ERROR",
+        "outcome": "SUCCESS" if ok else "ERROR",
         "attempts": outcome.attempts,
         "latency_ms": round(latency_s * 1000, 1),
     }
     if subject.tenant is not None:
-        line["tenant"] = f"{subject.tenant[0]}/{subject.tenant[1]}"
-    if not outcome.ok:
+        line["tenant"] = _tenant_text(subject.tenant)
+    if not ok:
         line["stage"] = str(outcome.stage)
         line["error"] = outcome.message
     return line
+
+
+_TENANT_TEXTS: dict[tuple[str, str], str] = {}
+_TENANT_TEXTS_KEPT = 10_000
+"""Tenants whose ``customer/company`` text is kept; they are the configured ones, the bound is
+a guard."""
+
+
+def _tenant_text(tenant: tuple[str, str]) -> str:
+    found = _TENANT_TEXTS.get(tenant)
+    if found is None:
+        found = f"{tenant[0]}/{tenant[1]}"
+        if len(_TENANT_TEXTS) < _TENANT_TEXTS_KEPT:
+            _TENANT_TEXTS[tenant] = found
+    return found

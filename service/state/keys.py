@@ -33,6 +33,24 @@ def key(prefix: str, kind: str, *parts: str) -> str:
     return ":".join((prefix, kind, *(escape(p) for p in parts)))
 
 
+class KeysUnder:
+    """Keys ``prefix:kind:<a>:<b>:<last>`` for many ``last`` under few ``(a, b)`` (the ledger's
+    tenants): each head is escaped and joined once, so a key costs one :func:`escape` and one
+    concatenation. Heads are kept for good, so they must come from configuration."""
+
+    def __init__(self, prefix: str, kind: str) -> None:
+        self._prefix = prefix
+        self._kind = kind
+        self._heads: dict[tuple[str, str], str] = {}
+
+    def key(self, head: tuple[str, str], last: str) -> str:
+        """``key(prefix, kind, *head, last)``."""
+        start = self._heads.get(head)
+        if start is None:
+            start = self._heads[head] = key(self._prefix, self._kind, *head) + ":"
+        return start + escape(last)
+
+
 def pattern(prefix: str, kind: str) -> str:
     """A ``SCAN`` pattern for every key of ``kind`` under ``prefix``: the prefix's glob
     characters escaped, so it matches only itself (a prefix ``app[1]`` never ``app1``)."""

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 
 from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import Epoch, moved
-from service.state.keys import key
+from service.state.keys import KeysUnder
 from service.state.ledger_scripts import (
     BEGIN_MANY,
     DELIVERED_MANY,
@@ -164,9 +164,10 @@ class Ledger:
         self._resolve = redis.register_script(RESOLVE)
         self._note_attempts = redis.register_script(NOTE_ATTEMPTS)
         self.retention_s = retention_s
+        self._keys = KeysUnder(prefix, "ledger")
 
     def _key(self, tenant: TenantKey, event_id: str) -> str:
-        return key(self._prefix, "ledger", tenant[0], tenant[1], event_id)
+        return self._keys.key(tenant, event_id)
 
     @speaks_state
     async def begin_guarded(

@@ -107,7 +107,7 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
         Breakers(5, 1.0),
     )
     tenant = Tenant("1", "A", SecretStr("t"))
-    lane.submit(Delivery("v1", tenant, "/x", {"k": 1}, identity=("row",)))
+    lane.submit([Delivery("v1", tenant, "/x", {"k": 1}, identity=("row",))])
     await asyncio.wait_for(started.wait(), 5)  # v1's call is in flight
     fired = 0
     on_timer = lane._on_timer
@@ -118,7 +118,7 @@ async def test_records_held_behind_an_identity_in_flight_do_not_spin_the_loop() 
         on_timer(buffer)  # type: ignore[arg-type]
 
     lane._on_timer = counting  # type: ignore[method-assign]
-    lane.submit(Delivery("v2", tenant, "/x", {"k": 2}, identity=("row",)))
+    lane.submit([Delivery("v2", tenant, "/x", {"k": 2}, identity=("row",))])
     for _ in range(50):
         await asyncio.sleep(0)
     assert fired <= 1, f"the flush timer fired {fired} times while v2 waited"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.state.keys import escape, key, unescape
+from service.state.keys import KeysUnder, escape, key, unescape
 
 
 @pytest.mark.parametrize("part", ["ACME", "A:x", "x:e", "100%", "%3A", "::", "", "é:%25"])
@@ -22,3 +22,10 @@ def test_plain_parts_keep_the_names_written_before_escaping() -> None:
     assert (
         key("sagebridge", "ledger", "1001", "ACME", "inv-1") == "sagebridge:ledger:1001:ACME:inv-1"
     )
+
+
+@pytest.mark.parametrize("last", ["inv-1", "x:e", "100%", ""])
+def test_keys_under_a_kept_head_are_the_keys_named_in_full(last: str) -> None:
+    keys = KeysUnder("p", "ledger")
+    assert keys.key(("1", "A:x"), "first") == key("p", "ledger", "1", "A:x", "first")
+    assert keys.key(("1", "A:x"), last) == key("p", "ledger", "1", "A:x", last)
