@@ -267,8 +267,9 @@ def _serial_goals(results: dict[str, CaseResult]) -> list[Goal]:
     return found
 
 
-ONE_AT_A_TIME_SHARE = {1: 0.95, 3: 0.90}
-"""One invoice per call at 50 ms: the least share of 1/latency, by replicas."""
+ONE_AT_A_TIME_SHARE = {1: 0.95, 3: 0.95}
+"""One invoice per call at 50 ms: the least share of 1/latency, by replicas (issue 24 asks
+95 % with one replica and with three)."""
 ARRAY_GAIN = 20.0
 """Arrays of 50 at 50 ms against one invoice per call, one company."""
 
