@@ -20,6 +20,7 @@ from service.dev.sandbox import SandboxOptions, SandboxThread
 from service.dev.topics import Topics
 from tests.support.broker import broker_for_tests
 from tests.support.kafka import Collector
+from tests.support.nowhere import port_nobody_listens_on
 
 TOKEN = "test-token-3f9a1c"  # a distinctive string, so leak checks can grep for it
 CUSTOMER, COMPANY = "1001", "ACME"
@@ -36,6 +37,13 @@ def redis_url() -> str:
     url = os.environ.get("SAGEBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
     assert redis_reachable(url), f"tests need Redis at {url} (.ci/run starts one)"
     return url
+
+
+@pytest.fixture
+def nowhere() -> Iterator[str]:
+    """``127.0.0.1:<port>`` where nothing listens during the test: connecting is refused."""
+    with port_nobody_listens_on() as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture

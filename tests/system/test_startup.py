@@ -28,9 +28,8 @@ def attempt_lines(service: ServiceProcess) -> int:
 
 
 async def test_without_kafka_it_waits_healthy_and_unready_then_gives_up_in_one_line(
-    replicas,
+    replicas, nowhere: str
 ) -> None:
-    nowhere = f"127.0.0.1:{free_port()}"
     service = replicas(SAGEBRIDGE_KAFKA_BOOTSTRAP=nowhere, SAGEBRIDGE_STARTUP_WAIT_S="6")
 
     async def healthy() -> bool:

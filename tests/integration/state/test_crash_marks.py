@@ -14,7 +14,6 @@ from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
 from service.dev.devstack import start_redis
-from service.dev.processes import free_port
 from service.kafka.crash_guard import CrashLoopGuard, TakeIn
 from service.state.client import connect
 from service.state.crash_marks import MarkStore, blocking_client, digest
@@ -214,9 +213,11 @@ def stalled(pid: int) -> Iterator[None]:
         os.kill(pid, signal.SIGCONT)
 
 
-async def test_an_unreachable_or_stalled_redis_never_holds_a_poll_back(redis_prefix: str) -> None:
+async def test_an_unreachable_or_stalled_redis_never_holds_a_poll_back(
+    redis_prefix: str, nowhere: str
+) -> None:
     poll = tuple(record(n) for n in range(10))
-    nobody = Process(f"redis://127.0.0.1:{free_port()}/0", redis_prefix)
+    nobody = Process(f"redis://{nowhere}/0", redis_prefix)
     private = start_redis()
     hung = Process(f"redis://127.0.0.1:{private.port}/0", redis_prefix)
     try:

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from service.dev.processes import free_port
 from service.dev.topics import Topics
 from service.tools.dead_letters import iso
 from tests.integration.tools.letters import START, sample, write
@@ -99,14 +98,15 @@ async def test_listing_consumes_nothing(
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"SAGEBRIDGE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}, "cannot reach Kafka at"),
+        ({"SAGEBRIDGE_KAFKA_BOOTSTRAP": "<nowhere>"}, "cannot reach Kafka at"),
         ({"SAGEBRIDGE_DLT_TOPIC": "no-such-dead-letter-topic"}, "does not exist"),
     ],
     ids=["kafka-unreachable", "no-such-topic"],
 )
 async def test_trouble_is_one_line_and_a_non_zero_exit(
-    service_env: dict[str, str], change: dict[str, str], says: str
+    service_env: dict[str, str], change: dict[str, str], says: str, nowhere: str
 ) -> None:
+    change = {name: value.replace("<nowhere>", nowhere) for name, value in change.items()}
     ran = await sagebridge({**service_env, **change}, "dlt", "list", ok=False)
     assert ran.out == ""
     assert len(ran.err.splitlines()) == 1 and says in ran.err, ran.err
