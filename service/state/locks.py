@@ -342,19 +342,31 @@ class TenantLocks(LeaseOwner):
 
     @asynccontextmanager
     async def kept_alive(self, lease: Lease) -> AsyncIterator[Lease]:
-        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it)."""
-        task = asyncio.create_task(self._renew_loop(lease))
+        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it).
+
+        The renewals end when the body does, by a flag the loop reads before every renewal as
+        well as by cancelling it: a cancellation can be lost inside the Redis client (on
+        Python 3.11 a cancel that meets the socket timeout's expiry becomes a timeout, which
+        redis-py retries), and a loop kept alive by a lost cancel would renew a lease nobody
+        uses for ever — the company's lock held by a process that makes no call."""
+        ended = asyncio.Event()
+        task = asyncio.create_task(self._renew_loop(lease, ended))
         try:
             yield lease
         finally:
+            ended.set()
             task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            # Not ``await task``: with its CancelledError suppressed, a cancel of the holder
+            # itself, arriving meanwhile, would be swallowed too.
+            await asyncio.wait({task})
 
-    async def _renew_loop(self, lease: Lease) -> None:
+    async def _renew_loop(self, lease: Lease, ended: asyncio.Event) -> None:
         interval = self.ttl_ms / 3000
         while True:
-            await asyncio.sleep(interval)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), interval)
+            if ended.is_set():
+                return
             try:
                 if not await self.renew(lease):
                     log.error("tenant lock lost during a hold", extra={"tenant": lease.tenant})

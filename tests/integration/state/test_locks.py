@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -75,6 +77,49 @@ async def test_renewal_keeps_a_slow_call_locked(redis, redis_prefix: str) -> Non
             assert await locks.acquire(T, wait_s=1.0) is None
     assert not held.lost
     assert await locks.release(held, quiet=True)
+
+
+class _LosesACancel(TenantLocks):
+    """Locks whose renewal swallows one cancellation and then renews anyway: what redis-py
+    does when, on Python 3.11, the cancel meets its socket timeout's expiry (the cancel
+    becomes a timeout, and its retry runs the command again)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.renewing = asyncio.Event()
+        self.renewals = 0
+
+    async def renew(self, lease: Lease) -> bool:
+        self.renewals += 1
+        if self.renewals == 1:
+            self.renewing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()  # in flight when the hold ends
+        return await super().renew(lease)
+
+
+async def test_a_hold_that_ends_stops_renewing_even_if_a_cancel_is_lost(
+    redis, redis_prefix: str
+) -> None:
+    """Found by tests/system/test_transactional_safety.py (the stopped lock holder): a
+    replica kept renewing the company's lock after its hold had ended, for minutes, so no
+    replica could call. Ending the hold must end the renewals, however the cancel fares."""
+    epoch = Epoch(redis, redis_prefix, 5.0)
+    await epoch.establish()
+    locks = _LosesACancel(redis, redis_prefix, 0.3, epoch)
+    held = await locks.try_acquire(T)
+    assert held is not None
+
+    async def hold_until_a_renewal_is_in_flight() -> None:
+        async with locks.kept_alive(held):
+            await locks.renewing.wait()
+
+    hold = asyncio.create_task(hold_until_a_renewal_is_in_flight())
+    # On failure the hold never ends (its renewals go on); the wait only bounds that hang.
+    done, _ = await asyncio.wait({hold}, timeout=30)
+    assert hold in done, "the hold ended but its lease is still being renewed"
+    assert await locks.release(held, quiet=True) is True
+    assert await locks.try_acquire(T) is not None
 
 
 async def test_fencing_numbers_strictly_increase(redis, redis_prefix: str) -> None:
