@@ -41,8 +41,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from redis.asyncio.client import PubSub
 from service.errors import EpochMovedError, LeaseLost
 from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
 from service.state.keys import key
+from service.state.renewal import renewed_while
 from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
 
@@ -340,39 +341,10 @@ class TenantLocks(LeaseOwner):
         lease._lose()
         return False
 
-    @asynccontextmanager
-    async def kept_alive(self, lease: Lease) -> AsyncIterator[Lease]:
-        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it).
-
-        The renewals end when the body does, by a flag the loop reads before every renewal as
-        well as by cancelling it: a cancellation can be lost inside the Redis client (on
-        Python 3.11 a cancel that meets the socket timeout's expiry becomes a timeout, which
-        redis-py retries), and a loop kept alive by a lost cancel would renew a lease nobody
-        uses for ever — the company's lock held by a process that makes no call."""
-        ended = asyncio.Event()
-        task = asyncio.create_task(self._renew_loop(lease, ended))
-        try:
-            yield lease
-        finally:
-            ended.set()
-            task.cancel()
-            # Not ``await task``: with its CancelledError suppressed, a cancel of the holder
-            # itself, arriving meanwhile, would be swallowed too.
-            await asyncio.wait({task})
-
-    async def _renew_loop(self, lease: Lease, ended: asyncio.Event) -> None:
-        interval = self.ttl_ms / 3000
-        while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), interval)
-            if ended.is_set():
-                return
-            try:
-                if not await self.renew(lease):
-                    log.error("tenant lock lost during a hold", extra={"tenant": lease.tenant})
-                    return
-            except Exception as exc:  # Redis trouble: keep trying; the lease runs out meanwhile
-                log.warning("lock renewal failed", extra={"error": type(exc).__name__})
+    def kept_alive(self, lease: Lease) -> AbstractAsyncContextManager[Lease]:
+        """Renew ``lease`` every third of its TTL while the body runs (a slow call keeps it),
+        and no longer once it has ended (:mod:`~service.state.renewal`)."""
+        return renewed_while(self.renew, lease, self.ttl_ms / 3000, lease.tenant)
 
     @speaks_state
     async def start_listening(self) -> None:
