@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from service.answers.joined import Part
-from service.answers.outcomes import Origin, Outcome, Stage, Subject
+from service.answers.outcomes import Origin, Outcome, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.kafka.consumer import GroupConsumer
 from service.offsets.committer import Committer
@@ -181,14 +181,10 @@ class Answering:
             for span in publishing:
                 span.end()
             now = time.monotonic()
-            answered = self.tracker.answered
-            by_stage: Counter[tuple[str | None, Stage | None]] = Counter()
-            for ticket, outcome in results:
-                answered(ticket.partition, ticket.offset)
-                by_stage[(ticket.subject.type, outcome.stage)] += 1
             counted: Counter[tuple[str, bool, str]] = Counter()
-            for (event_type, stage), count in by_stage.items():  # a few kinds per batch
-                counted[(event_type or "", stage is None, str(stage or ""))] += count
+            for ticket, outcome in results:
+                self.tracker.answered(ticket.partition, ticket.offset)
+                counted[(ticket.subject.type or "", outcome.ok, str(outcome.stage or ""))] += 1
             self._metrics.count_outcomes(counted)
             self._outcome_log.write(
                 outcome_line(t.subject, o, now - t.received_at) for t, o in results

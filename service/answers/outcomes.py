@@ -5,6 +5,7 @@ Pure data and formatting; publishing lives in :mod:`service.answers.publisher`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -94,7 +95,7 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     """The reply value, shaped as SPEC shows. Bounded whatever the event: the first
     :data:`MAX_REPLY_ERRORS` errors and :data:`MAX_MESSAGE_CHARS` of the message, the rest
     counted, so a reply always fits the broker's limit and carries its verdict."""
-    ok = outcome.stage is None  # read once: every answer passes here
+    ok = outcome.ok
     body: dict[str, Any] = {"response": "SUCCESS" if ok else "ERROR"}
     if not ok or outcome.message:  # a SUCCESS may say how it is known ("found in Sage")
         body["message"] = bounded_message(outcome.message or "")
@@ -114,20 +115,11 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     return orjson.dumps(body)
 
 
-_TENANT_OBJECTS: dict[tuple[str, str], dict[str, str]] = {}
-_TENANT_OBJECTS_KEPT = 10_000
-"""Tenants whose reply object is kept; they are the configured ones, the bound is a guard."""
-
-
+@functools.lru_cache(maxsize=10_000)  # the configured tenants; the bound is a guard
 def _tenant_object(tenant: tuple[str, str]) -> dict[str, str]:
     """A reply's ``tenant`` object, made once per tenant: only read (by ``orjson.dumps``),
     never changed, so every reply of a tenant can share it."""
-    found = _TENANT_OBJECTS.get(tenant)
-    if found is None:
-        found = {"customer": tenant[0], "company": tenant[1]}
-        if len(_TENANT_OBJECTS) < _TENANT_OBJECTS_KEPT:
-            _TENANT_OBJECTS[tenant] = found
-    return found
+    return {"customer": tenant[0], "company": tenant[1]}
 
 
 def bounded_message(text: str) -> str:

@@ -95,9 +95,7 @@ class OutcomePublisher:
                     answer.reply_topic,
                     reply_body(answer.subject, answer.outcome),
                     answer.key,
-                    [("correlation_id", correlation), *answer.headers]
-                    if answer.headers
-                    else [("correlation_id", correlation)],
+                    [("correlation_id", correlation), *answer.headers],
                     redirectable=answer.reply_topic != self._default_reply_topic,
                 )
             )

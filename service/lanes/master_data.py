@@ -211,13 +211,8 @@ class MasterData(Generic[T]):
 
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
-        delivered: list[tuple[TenantKey, str, str, int]] = []
-        refused: list[tuple[TenantKey, str]] = []
-        for r, o in results:
-            if o.stage is None:  # ``o.ok``, without a property call per record
-                delivered.append((r.tenant, r.event_id, r.digest, o.attempts))
-            else:
-                refused.append((r.tenant, r.event_id))
+        delivered = [(r.tenant, r.event_id, r.digest, o.attempts) for r, o in results if o.ok]
+        refused = [(r.tenant, r.event_id) for r, o in results if not o.ok]
         try:
             if delivered:
                 await self._ledger.delivered_many(delivered)

@@ -8,6 +8,7 @@ and Redis passwords): the formatter's lines and the outcome lines alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterable
@@ -93,7 +94,7 @@ class OutcomeLog:
 
 def outcome_line(subject: Subject, outcome: Outcome, latency_s: float) -> dict[str, Any]:
     """The outcome line of one event, carrying the ids an operator searches by."""
-    ok = outcome.stage is None  # read once: every answer passes here
+    ok = outcome.ok
     line: dict[str, Any] = {
         "msg": "event delivered" if ok else "event failed",
         "event_id": subject.event_id,
@@ -111,16 +112,7 @@ def outcome_line(subject: Subject, outcome: Outcome, latency_s: float) -> dict[s
     return line
 
 
-_TENANT_TEXTS: dict[tuple[str, str], str] = {}
-_TENANT_TEXTS_KEPT = 10_000
-"""Tenants whose ``customer/company`` text is kept; they are the configured ones, the bound is
-a guard."""
-
-
+@functools.lru_cache(maxsize=10_000)  # the configured tenants; the bound is a guard
 def _tenant_text(tenant: tuple[str, str]) -> str:
-    found = _TENANT_TEXTS.get(tenant)
-    if found is None:
-        found = f"{tenant[0]}/{tenant[1]}"
-        if len(_TENANT_TEXTS) < _TENANT_TEXTS_KEPT:
-            _TENANT_TEXTS[tenant] = found
-    return found
+    """An outcome line's ``customer/company``, made once per tenant."""
+    return f"{tenant[0]}/{tenant[1]}"

@@ -63,7 +63,7 @@ class CompanyGate(Generic[T]):
         except StateUnavailable as exc:
             await books.redis_down("acquire", exc)
             return None
-        books.redis_ok = True
+        books.redis_back()
         if lease is None:
             if not books.stopping.is_set():
                 log.warning(

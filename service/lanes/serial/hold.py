@@ -122,6 +122,10 @@ class Bookkeeping(Generic[T]):
         if not delivery.claim:
             delivery.claim = f"{self._claim_prefix}:{next(self._claims)}"
 
+    def redis_back(self) -> None:
+        """A Redis step succeeded: the lane is no longer paused for Redis."""
+        self.redis_ok = True
+
     async def redis_down(self, step: str, exc: Exception) -> None:
         if self.redis_ok:
             log.error(
@@ -256,7 +260,7 @@ class Hold(Generic[T]):
             except StateUnavailable as exc:
                 await self._books.redis_down("ledger write", exc)
                 continue
-            self._books.redis_ok = True
+            self._books.redis_back()
             return written
 
     async def write_pending(self) -> None:
@@ -284,7 +288,7 @@ class Hold(Generic[T]):
                 "tenant lock lost before a call; re-acquiring", extra={"tenant": self._lease.tenant}
             )
             return None
-        self._books.redis_ok = True
+        self._books.redis_back()
         return done
 
     def _guard(self) -> Guard:
