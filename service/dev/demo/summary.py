@@ -59,6 +59,7 @@ def _salesforce_lines(feed: list[FeedEvent], tally: Tally) -> list[str]:
     if not crm:
         return []
     lines = ["", "Salesforce change events (contracts/mappings/salesforce_contact.yaml):"]
+    width = max(len(sent.note) for sent in crm) + 2  # the longest label still leaves a gap
     for sent in crm:
         body = tally.replies.get(sent.event_id or "", {})
         outcome = str(body.get("response", "no reply"))
@@ -67,7 +68,7 @@ def _salesforce_lines(feed: list[FeedEvent], tally: Tally) -> list[str]:
             outcome += f" {body['stage']}: " + (
                 message[:88] + "…" if len(message) > 90 else message
             )
-        lines.append(f"  {sent.event_id}  {sent.note:<44}{outcome}")
+        lines.append(f"  {sent.event_id}  {sent.note:<{width}}{outcome}")
     return lines
 
 
