@@ -6,6 +6,10 @@ attempt, the health server already up (``/healthz`` 200, ``/readyz`` 503: not as
 ``wait_s`` (``SAGEBRIDGE_STARTUP_WAIT_S``) it gives up with :class:`KafkaUnreachable`, one line
 and a non-zero exit, so an orchestrator's restart policy takes over.
 
+Each attempt is bounded by the time left: a peer that accepts the connection and never answers
+(a hung broker, a wrong port that swallows packets) would otherwise hold one attempt for the
+client's own request timeout, and the wait would outlast the setting that promises to bound it.
+
 aiokafka logs every refused bootstrap connection at ERROR level itself; while this wait runs
 those lines are held back, because the attempt line already says the same once.
 """
@@ -49,8 +53,9 @@ async def start_when_reachable(
         while True:
             attempt += 1
             try:
-                await start()
-            except (KafkaError, OSError) as exc:
+                async with asyncio.timeout_at(deadline):
+                    await start()
+            except (KafkaError, OSError) as exc:  # TimeoutError is an OSError
                 left = deadline - loop.time()
                 if left <= 0:
                     raise KafkaUnreachable(

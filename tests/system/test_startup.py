@@ -12,6 +12,7 @@ from service.dev.processes import free_port
 from service.dev.replicas import ServiceProcess
 from service.dev.topics import Topics
 from tests.support.kafka import Collector
+from tests.support.nowhere import port_that_never_answers
 from tests.support.waiting import until
 
 
@@ -53,6 +54,25 @@ async def test_without_kafka_it_waits_healthy_and_unready_then_gives_up_in_one_l
     assert log.count("giving up") == 1
     assert f"sagebridge: cannot start: Kafka not reachable at {nowhere}" in log
     assert "Traceback" not in log and "Unclosed" not in log and "Unable connect" not in log
+
+
+async def test_a_peer_that_never_answers_is_given_up_on_within_the_wait(replicas) -> None:
+    """A bootstrap address that accepts connections and then says nothing (a hung broker): the
+    wait still ends at ``SAGEBRIDGE_STARTUP_WAIT_S``, not at the reply producer's request
+    timeout (20 s), which held each attempt before."""
+    with port_that_never_answers() as port:
+        service = replicas(
+            SAGEBRIDGE_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", SAGEBRIDGE_STARTUP_WAIT_S="4"
+        )
+
+        async def exited() -> bool:
+            return not service.alive()
+
+        await until(exited, 12, "the service to give up about 4 s after it began waiting")
+    assert service.popen.returncode == 2
+    log = service.log_path.read_text()
+    assert log.count("giving up") == 1
+    assert "Traceback" not in log and "Unclosed" not in log
 
 
 async def test_kafka_that_appears_within_the_wait_is_used(
