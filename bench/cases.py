@@ -681,4 +681,18 @@ def _company_setups(plan: Plan, cases: Collection[str]) -> list[Setup]:
                     idle_s=plan.idle_s,
                 )
             )
+    if scale.COMPANIES in cases or scale.replicas_key() in cases:
+        these = scale.companies(scale.MOST)
+        chosen.append(
+            Setup(
+                scale.replicas_key(),
+                f"serial lane, one invoice per call, sandbox {scale.LATENCY_MS} ms, "
+                f"{scale.REPLICAS} replicas, {scale.MOST} companies in a tenants file",
+                scale.invoices(per_company, these),
+                replicas=scale.REPLICAS,
+                sandbox_latency_ms=scale.LATENCY_MS,
+                ideal_per_s=1000 / scale.LATENCY_MS * scale.MOST,
+                companies=these,
+            )
+        )
     return chosen

@@ -6,7 +6,10 @@ series each. These cases measure how that grows:
 
 - ``companies-<n>-serial``: AR invoices one per call, dealt in turn to ``n`` companies, against
   a sandbox answering in :data:`LATENCY_MS`; the ideal is ``n`` x 1/latency;
-- ``companies-<n>-batch``: contacts spread over the same companies (master data, arrays).
+- ``companies-<n>-batch``: contacts spread over the same companies (master data, arrays);
+- ``companies-100-serial-3r``: the hundred companies' invoices on three replicas. The invoices
+  are keyed by invoice number, as a CRM keys its records, so every replica gets some of every
+  company's invoices and the replicas take turns on each company's lock.
 
 After the last reply each case looks at the service while every company is idle: its Redis
 connections (its own sockets to Redis, from ``/proc``), its metrics series per company (from
@@ -48,7 +51,18 @@ def batch_key(count: int) -> str:
     return f"{COMPANIES}-{count}-batch"
 
 
-KEYS = tuple(key for count in COUNTS for key in (serial_key(count), batch_key(count)))
+REPLICAS = 3
+MOST = COUNTS[-1]
+
+
+def replicas_key(count: int = MOST) -> str:
+    return f"{serial_key(count)}-{REPLICAS}r"
+
+
+KEYS = (
+    *(key for count in COUNTS for key in (serial_key(count), batch_key(count))),
+    replicas_key(),
+)
 
 
 @dataclass(frozen=True)

@@ -411,7 +411,24 @@ def company_lines(results: Sequence[CaseResult]) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
+        *_replicas_lines(by_key),
     ]
+
+
+def _replicas_lines(by_key: dict[str, CaseResult]) -> list[str]:
+    """The hundred companies on three replicas against one: how much the figure grows here."""
+    three, one = by_key.get(scale.replicas_key()), by_key.get(scale.serial_key(scale.MOST))
+    if three is None or not three.ideal_per_s:
+        return []
+    line = (
+        f"With {scale.REPLICAS} replicas ({three.key}): {fmt(three.events_per_s)}/s = "
+        f"{fmt(three.events_per_s / three.ideal_per_s * 100)} % of the ideal, "
+        f"{fmt(three.cpu_s.get('service', math.nan) / three.seconds, 2)} cores "
+        f"of service CPU, mean lock wait {fmt(three.lock_wait_ms, 2)} ms per acquisition"
+    )
+    if one is not None and one.events_per_s:
+        line += f"; {fmt(three.events_per_s / one.events_per_s, 2)}x one replica"
+    return [line + ".", ""]
 
 
 PER_CALL_CASE = "serial-50ms-1r"

@@ -155,7 +155,10 @@ def test_quick_bytes_case_reports_rss_against_queued_bytes(tmp_path: Path) -> No
     assert goal[-1] in ("met", "**missed**"), goal
 
 
-COMPANY_CASES = tuple(f"companies-{n}-{lane}" for n in (1, 10, 100) for lane in ("serial", "batch"))
+COMPANY_CASES = (
+    *(f"companies-{n}-{lane}" for n in (1, 10, 100) for lane in ("serial", "batch")),
+    "companies-100-serial-3r",
+)
 
 
 def test_quick_companies_cases_report_scale_figures_and_goals(tmp_path: Path) -> None:
@@ -169,6 +172,8 @@ def test_quick_companies_cases_report_scale_figures_and_goals(tmp_path: Path) ->
         *numbers, seen = row[1:]
         assert all(NUMBER.match(n.removesuffix(" %")) for n in numbers), row
         assert "INFO" in seen or "PING" in seen or seen == "-", row
+    [three] = [line for line in scale.splitlines() if line.startswith("With 3 replicas")]
+    assert re.search(r"[\d,]+/s = \d+ % of the ideal, [\d.]+ cores .* [\d.]+x one replica", three)
     goals = table_rows(section(results, GOALS), "companies")
     whats = [goal[1] for goal in goals]
     assert any(w.startswith("(companies-100-serial) one invoice per call at 50 ms") for w in whats)
