@@ -171,7 +171,9 @@ def test_quick_companies_cases_report_scale_figures_and_goals(tmp_path: Path) ->
         [row] = table_rows(scale, count)
         *numbers, seen = row[1:]
         assert all(NUMBER.match(n.removesuffix(" %")) for n in numbers), row
-        assert "INFO" in seen or "PING" in seen or seen == "-", row
+        # the commands seen, each with its count: which of the periodic checks fall in a quick
+        # run's short idle window depends on the machine's load
+        assert seen == "-" or re.fullmatch(r"[A-Z]+ \d+(, [A-Z]+ \d+)*", seen), row
     [three] = [line for line in scale.splitlines() if line.startswith("With 3 replicas")]
     assert re.search(r"[\d,]+/s = \d+ % of the ideal, [\d.]+ cores .* [\d.]+x one replica", three)
     goals = table_rows(section(results, GOALS), "companies")
