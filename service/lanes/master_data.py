@@ -106,7 +106,12 @@ class MasterData(Generic[T]):
         """Register each record in the ledger and send what it has not seen delivered. Returns
         the outcomes the ledger already knows, for the caller to answer with the rest of its
         poll; the others reach the sink later (a later copy of an open event too)."""
-        items = [item for item in items if self._copies.open_or_wait(_event_of(item[1]), item)]
+        copies = self._copies
+        items = [
+            item
+            for item in items
+            if copies.open_or_wait((item[1].tenant.key, item[1].event.event_id), item)
+        ]
         if not items:
             return []
         recorded = [
@@ -224,8 +229,11 @@ class MasterData(Generic[T]):
                 extra={"error": type(exc).__name__, "records": len(delivered)},
             )
         self._sink([(record.ticket, outcome) for record, outcome in results])
-        for record, _ in results:
-            self._concluded(record)
+        conclude = self._copies.conclude
+        for record, _ in results:  # as _concluded, without a call of its own per record
+            waiting = conclude((record.tenant, record.event_id))
+            if waiting:
+                self._background(self._take_in_again(waiting))
 
     def _dropped(self, records: Sequence[Recorded[T]]) -> None:
         self._on_dropped([record.ticket for record in records])
@@ -248,7 +256,3 @@ class MasterData(Generic[T]):
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _event_of(admitted: Admitted) -> tuple[TenantKey, str]:
-    return (admitted.tenant.key, admitted.event.event_id)
