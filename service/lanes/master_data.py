@@ -100,6 +100,9 @@ class MasterData(Generic[T]):
             call_span=call_span,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finished: list[tuple[Recorded[T], Outcome]] = []
+        self._recording = False
+        """Whether a task will record :attr:`_finished` (it starts on the loop's next turn)."""
         self._copies: LaterCopies[tuple[TenantKey, str], tuple[T, Admitted]] = LaterCopies()
 
     async def submit(self, items: Sequence[tuple[T, Admitted]]) -> list[tuple[T, Outcome]]:
@@ -212,7 +215,17 @@ class MasterData(Generic[T]):
             self._sink(answered)
 
     def _answered(self, results: Sequence[tuple[Recorded[T], Outcome]]) -> None:
-        self._background(self._record_then_answer(list(results)))
+        """Calls that end during one turn of the event loop are recorded together: one ledger
+        step and one hand-over for all of them. A busy service reads several calls' answers
+        from the Connector in one turn, and each step costs a Redis round trip."""
+        self._finished += results
+        if not self._recording:
+            self._recording = True
+            self._background(self._record_finished())
+
+    async def _record_finished(self) -> None:
+        results, self._finished, self._recording = self._finished, [], False
+        await self._record_then_answer(results)
 
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
