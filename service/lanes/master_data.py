@@ -38,6 +38,7 @@ from service.lanes import CallSpan, Delivery, Sink, T, untraced
 from service.lanes.batch import BatchLane, BatchPolicy, Post
 from service.lanes.breaker import Breakers
 from service.lanes.copies import LaterCopies
+from service.lanes.gathered import Gathered
 from service.lanes.verdicts import answered_by_ledger
 from service.ops.traces import RecordTrace
 from service.state.ledger import EntryState, Ledger, LedgerEntry, fingerprint
@@ -90,9 +91,12 @@ class MasterData(Generic[T]):
         self._doubtful = doubtful
         self._on_ledger_hit = on_ledger_hit
         self._trace_of = trace_of
+        self._finished: Gathered[tuple[Recorded[T], Outcome]]
+        self._finished = Gathered(self._record_then_answer, self._background)
+        """Calls that end in one turn are recorded in one ledger step."""
         self.lane: BatchLane[Recorded[T]] = BatchLane(
             post,
-            self._answered,
+            self._finished.add,
             policy,
             breakers,
             on_dropped=self._dropped,
@@ -100,9 +104,6 @@ class MasterData(Generic[T]):
             call_span=call_span,
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._finished: list[tuple[Recorded[T], Outcome]] = []
-        self._recording = False
-        """Whether a task will record :attr:`_finished` (it starts on the loop's next turn)."""
         self._copies: LaterCopies[tuple[TenantKey, str], tuple[T, Admitted]] = LaterCopies()
 
     async def submit(self, items: Sequence[tuple[T, Admitted]]) -> list[tuple[T, Outcome]]:
@@ -213,19 +214,6 @@ class MasterData(Generic[T]):
         )
         if answered:
             self._sink(answered)
-
-    def _answered(self, results: Sequence[tuple[Recorded[T], Outcome]]) -> None:
-        """Calls that end during one turn of the event loop are recorded together: one ledger
-        step and one hand-over for all of them. A busy service reads several calls' answers
-        from the Connector in one turn, and each step costs a Redis round trip."""
-        self._finished += results
-        if not self._recording:
-            self._recording = True
-            self._background(self._record_finished())
-
-    async def _record_finished(self) -> None:
-        results, self._finished, self._recording = self._finished, [], False
-        await self._record_then_answer(results)
 
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
