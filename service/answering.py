@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from service.answers.joined import Part
-from service.answers.outcomes import Origin, Outcome, Subject
+from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.kafka.consumer import GroupConsumer
 from service.offsets.committer import Committer
@@ -164,8 +164,14 @@ class Answering:
     async def _answer(self, results: list[tuple[Consumed, Outcome]]) -> None:
         current: list[tuple[Consumed, Outcome]] = []
         withheld: list[Consumed] = []
+        generations: dict[TopicPartition, int] = {}  # each partition's looked up once
         for ticket, outcome in results:
-            if ticket.generation == self.tracker.generation(ticket.partition):
+            generation = generations.get(ticket.partition)
+            if generation is None:
+                generation = generations[ticket.partition] = self.tracker.generation(
+                    ticket.partition
+                )
+            if ticket.generation == generation:
                 current.append((ticket, outcome))
             else:
                 withheld.append(ticket)
@@ -181,17 +187,27 @@ class Answering:
             for span in publishing:
                 span.end()
             now = time.monotonic()
-            counted: Counter[tuple[str, bool, str]] = Counter()
-            for ticket, outcome in results:
-                self.tracker.answered(ticket.partition, ticket.offset)
-                counted[(ticket.subject.type or "", outcome.ok, str(outcome.stage or ""))] += 1
-            self._metrics.count_outcomes(counted)
+            tickets = [ticket for ticket, _ in results]
+            self.tracker.answered_all(tickets)
+            self._metrics.count_outcomes(_counted(results))
             self._outcome_log.write(
                 outcome_line(t.subject, o, now - t.received_at) for t, o in results
             )
-            self._closed([ticket for ticket, _ in results])
+            self._closed(tickets)
             self._committer.wanted()
         await self._notify()
+
+
+def _counted(results: list[tuple[Consumed, Outcome]]) -> Counter[tuple[str, bool, str]]:
+    """Answered events per (type, ok, stage) for the metrics, counted before the labels are
+    made: one label text per kind of outcome, not one per event."""
+    by_kind: Counter[tuple[str | None, bool, Stage | None]] = Counter()
+    for ticket, outcome in results:
+        by_kind[(ticket.subject.type, outcome.ok, outcome.stage)] += 1
+    counted: Counter[tuple[str, bool, str]] = Counter()
+    for (event_type, ok, stage), count in by_kind.items():
+        counted[(event_type or "", ok, str(stage or ""))] += count
+    return counted
 
 
 def _total_size(values: list[bytes | None]) -> int:

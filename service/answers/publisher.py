@@ -123,10 +123,13 @@ class OutcomePublisher:
         for message in messages:
             message.attempts += 1
         sends = await self.sender.send_all(messages)
-        waiting = {id(s): s for s in sends if isinstance(s, asyncio.Future)}
+        distinct = set(sends)  # a batch's messages share one acknowledgement
+        waiting = [sent for sent in distinct if isinstance(sent, asyncio.Future)]
         if waiting:
-            await asyncio.wait(waiting.values(), timeout=self._ack_timeout_s)
-        errors = {key: self._error_of(future) for key, future in waiting.items()}
+            await asyncio.wait(waiting, timeout=self._ack_timeout_s)
+        errors = {id(future): self._error_of(future) for future in waiting}
+        if len(waiting) == len(distinct) and not any(errors.values()):
+            return []  # every message acknowledged, without a look at each
         failed: list[_Message] = []
         for message, sent in zip(messages, sends, strict=True):
             error = sent if isinstance(sent, BaseException) else errors[id(sent)]

@@ -40,7 +40,7 @@ from service.connector.results import (
     masked,
     refused_redirect,
 )
-from service.tenants import Tenant
+from service.tenants import Tenant, TenantKey
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ class ConnectorClient:
         self._urls: dict[str, httpx.URL] = {}
         """Each endpoint's URL, parsed once: httpx parses a string on every request, about
         half of building one. Endpoints come from the routes, so this stays small."""
+        self._tenant_headers: dict[tuple[TenantKey, bool], tuple[str, httpx.Headers]] = {}
+        """Each tenant's headers (with or without a JSON body) as httpx keeps them, with the
+        token they carry: httpx normalizes every header of a dict on every request. A rotated
+        token replaces its tenant's entry, so this holds two per company at most."""
 
     def _transport_now(self) -> AiohttpTransport:
         """The transport, made on first use so that its pool belongs to the running event loop."""
@@ -121,19 +125,39 @@ class ConnectorClient:
         self, tenant: Tenant, endpoint: str, payload: bytes, *, fence: int | None = None
     ) -> CallResult:
         """POST ``payload`` (a JSON object or array, already encoded) to ``endpoint``."""
-        headers = _headers(tenant, json_body=True, fence=fence)
-        return _told(tenant, await self._call("POST", endpoint, headers, content=payload))
+        token = tenant.secret()
+        headers = self._headers(tenant, token, json_body=True, fence=fence)
+        return _told(tenant, await self._call("POST", endpoint, headers, token, content=payload))
 
     async def get(self, tenant: Tenant, endpoint: str, params: dict[str, str]) -> CallResult:
         """The Connector's list GET (a read; never changes Sage)."""
-        headers = _headers(tenant, json_body=False, fence=None)
-        return _told(tenant, await self._call("GET", endpoint, headers, params=params))
+        token = tenant.secret()
+        headers = self._headers(tenant, token, json_body=False, fence=None)
+        return _told(tenant, await self._call("GET", endpoint, headers, token, params=params))
+
+    def _headers(
+        self, tenant: Tenant, token: str, *, json_body: bool, fence: int | None
+    ) -> httpx.Headers:
+        """The call's headers: the tenant's kept ones (see ``_tenant_headers``), and a copy of
+        them with the fence when there is one. httpx copies what a request is given, so the
+        kept ones are never changed."""
+        place = (tenant.key, json_body)
+        kept = self._tenant_headers.get(place)
+        if kept is None or kept[0] != token:
+            made = httpx.Headers({**_COMMON_HEADERS, **_headers(tenant, token, json_body)})
+            kept = self._tenant_headers[place] = (token, made)
+        if fence is None:
+            return kept[1]
+        fenced = kept[1].copy()
+        fenced["X-Fencing-Token"] = str(fence)
+        return fenced
 
     async def _call(
         self,
         method: str,
         endpoint: str,
-        headers: dict[str, str],
+        headers: httpx.Headers,
+        token: str,
         *,
         content: bytes | None = None,
         params: dict[str, str] | None = None,
@@ -142,7 +166,7 @@ class ConnectorClient:
             method,
             self._url(endpoint),
             params=params,
-            headers={**_COMMON_HEADERS, **headers},
+            headers=headers,
             content=content,
             extensions={"timeout": self._timeout_extension},
         )
@@ -162,7 +186,7 @@ class ConnectorClient:
             retry_after=response.headers.get("Retry-After"),
             retry_after_max_s=self._retry_after_max_s,
         )
-        return masked(result, headers["Auth-Token"])
+        return masked(result, token)
 
     def _url(self, endpoint: str) -> httpx.URL:
         url = self._urls.get(endpoint)
@@ -220,12 +244,10 @@ def _told(tenant: Tenant, result: CallResult) -> CallResult:
     return result
 
 
-def _headers(tenant: Tenant, *, json_body: bool, fence: int | None) -> dict[str, str]:
-    headers = {"Auth-Token": tenant.secret()}
+def _headers(tenant: Tenant, token: str, json_body: bool) -> dict[str, str]:
+    headers = {"Auth-Token": token}
     if json_body:
         headers["Content-Type"] = "application/json"
     headers["customer"] = tenant.customer
     headers["company"] = tenant.company
-    if fence is not None:
-        headers["X-Fencing-Token"] = str(fence)
     return headers

@@ -38,6 +38,7 @@ from service.lanes import CallSpan, Delivery, Sink, T, untraced
 from service.lanes.batch import BatchLane, BatchPolicy, Post
 from service.lanes.breaker import Breakers
 from service.lanes.copies import LaterCopies
+from service.lanes.gathered import Gathered
 from service.lanes.verdicts import answered_by_ledger
 from service.ops.traces import RecordTrace
 from service.state.ledger import EntryState, Ledger, LedgerEntry, fingerprint
@@ -90,9 +91,12 @@ class MasterData(Generic[T]):
         self._doubtful = doubtful
         self._on_ledger_hit = on_ledger_hit
         self._trace_of = trace_of
+        self._finished: Gathered[tuple[Recorded[T], Outcome]]
+        self._finished = Gathered(self._record_then_answer, self._background)
+        """Calls that end in one turn are recorded in one ledger step."""
         self.lane: BatchLane[Recorded[T]] = BatchLane(
             post,
-            self._answered,
+            self._finished.add,
             policy,
             breakers,
             on_dropped=self._dropped,
@@ -106,7 +110,12 @@ class MasterData(Generic[T]):
         """Register each record in the ledger and send what it has not seen delivered. Returns
         the outcomes the ledger already knows, for the caller to answer with the rest of its
         poll; the others reach the sink later (a later copy of an open event too)."""
-        items = [item for item in items if self._copies.open_or_wait(_event_of(item[1]), item)]
+        copies = self._copies
+        items = [
+            item
+            for item in items
+            if copies.open_or_wait((item[1].tenant.key, item[1].event.event_id), item)
+        ]
         if not items:
             return []
         recorded = [
@@ -206,9 +215,6 @@ class MasterData(Generic[T]):
         if answered:
             self._sink(answered)
 
-    def _answered(self, results: Sequence[tuple[Recorded[T], Outcome]]) -> None:
-        self._background(self._record_then_answer(list(results)))
-
     async def _record_then_answer(self, results: list[tuple[Recorded[T], Outcome]]) -> None:
         """Delivered records go into the ledger before their reply; refused ones leave it."""
         delivered = [(r.tenant, r.event_id, r.digest, o.attempts) for r, o in results if o.ok]
@@ -224,8 +230,11 @@ class MasterData(Generic[T]):
                 extra={"error": type(exc).__name__, "records": len(delivered)},
             )
         self._sink([(record.ticket, outcome) for record, outcome in results])
-        for record, _ in results:
-            self._concluded(record)
+        conclude = self._copies.conclude
+        for record, _ in results:  # as _concluded, without a call of its own per record
+            waiting = conclude((record.tenant, record.event_id))
+            if waiting:
+                self._background(self._take_in_again(waiting))
 
     def _dropped(self, records: Sequence[Recorded[T]]) -> None:
         self._on_dropped([record.ticket for record in records])
@@ -248,7 +257,3 @@ class MasterData(Generic[T]):
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _event_of(admitted: Admitted) -> tuple[TenantKey, str]:
-    return (admitted.tenant.key, admitted.event.event_id)

@@ -15,10 +15,22 @@ arrives later for it is recognisably stale — the new owner answers that record
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 P = TypeVar("P")  # a partition handle (aiokafka's TopicPartition in the service)
+P_co = TypeVar("P_co", covariant=True)
+
+
+class Placed(Protocol[P_co]):
+    """Where a record was consumed (the bridge's :class:`~service.answering.Consumed`)."""
+
+    @property
+    def partition(self) -> P_co: ...
+
+    @property
+    def offset(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -61,6 +73,24 @@ class OffsetTracker(Generic[P]):
         state.done.add(offset)
         while state.open and state.open[0] in state.done:
             state.done.discard(state.open.popleft())
+
+    def answered_all(self, records: Iterable[Placed[P]]) -> None:
+        """:meth:`answered` for each record (its ``partition`` and ``offset``): one call for an
+        answered batch, and each partition's open offsets moved past once."""
+        touched: list[_Partition] = []
+        partition: P | None = None
+        state: _Partition | None = None
+        for record in records:
+            if record.partition is not partition:
+                partition = record.partition
+                state = self._partitions.get(partition)
+                if state is not None:
+                    touched.append(state)
+            if state is not None:  # else revoked meanwhile; its new owner replays it
+                state.done.add(record.offset)
+        for state in touched:
+            while state.open and state.open[0] in state.done:
+                state.done.discard(state.open.popleft())
 
     def committable(self) -> dict[P, int]:
         """Partitions whose commit position moved since :meth:`mark_committed`: ``{p: next}``."""

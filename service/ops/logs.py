@@ -79,7 +79,11 @@ class OutcomeLog:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         head = {"ts": stamp, "level": "info", "logger": "sagebridge.events"}
         opening = orjson.dumps(head)[:-1] + b","  # the head's fields, then each line's
-        rendered = b"".join([opening + orjson.dumps(line)[1:] + b"\n" for line in lines])
+        bodies = [orjson.dumps(line)[1:] for line in lines]
+        if not bodies:
+            return
+        between = b"\n" + opening  # joined in one pass, not two concatenations per line
+        rendered = opening + between.join(bodies) + b"\n"
         rendered = self._redactor.data(rendered)
         stream = self._stream or sys.stderr
         raw = getattr(stream, "buffer", None)

@@ -13,6 +13,9 @@ those were the ambiguous ones).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 
 def escape(part: str) -> str:
     """One key part with ``%`` and ``:`` percent-encoded (``%`` first, so it round-trips)."""
@@ -49,6 +52,19 @@ class KeysUnder:
         if start is None:
             start = self._heads[head] = key(self._prefix, self._kind, *head) + ":"
         return start + escape(last)
+
+    def keys(self, entries: Iterable[Sequence[Any]]) -> list[str]:
+        """:meth:`key` of each entry's first two items (head, last), for the ledger's
+        many-record steps: one call for all, not two per record."""
+        heads = self._heads
+        found: list[str] = []
+        for entry in entries:
+            start = heads.get(entry[0])
+            if start is None:
+                start = self.key(entry[0], "")
+            last = entry[1]
+            found.append(start + (last if "%" not in last and ":" not in last else escape(last)))
+        return found
 
 
 def pattern(prefix: str, kind: str) -> str:

@@ -308,7 +308,7 @@ class Ledger:
         if not keys:
             return []
         rows = await self._begin_many(
-            keys=[self._key(tenant, event_id) for tenant, event_id, _ in keys],
+            keys=self._keys.keys(keys),
             args=[self._retention_ms, claim, *(digest for _, _, digest in keys)],
         )
         return [entry_from(row, digest) for (_, _, digest), row in zip(keys, rows, strict=True)]
@@ -321,9 +321,7 @@ class Ledger:
         args: list[str | int] = [self._retention_ms]
         for _, _, digest, attempts in entries:
             args += [digest, attempts]
-        await self._delivered_many(
-            keys=[self._key(tenant, event_id) for tenant, event_id, _, _ in entries], args=args
-        )
+        await self._delivered_many(keys=self._keys.keys(entries), args=args)
 
     @speaks_state
     async def withdraw_many(self, keys: list[tuple[TenantKey, str]]) -> None:

@@ -4,6 +4,7 @@ and which mean "maybe sent" (never resent for a transaction)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -75,3 +76,58 @@ async def test_a_connection_dropped_after_the_request_is_an_unknown_outcome() ->
         result = await post_once(url)
     assert isinstance(result, Unknown), result
     assert TOKEN not in result.reason
+
+
+@asynccontextmanager
+async def recording_heads(heads: list[bytes]) -> AsyncIterator[str]:
+    """A server that answers every request SUCCESS and keeps each request's head."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = b'{"response": "SUCCESS"}'
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
+            await answer_each(reader, writer, body)
+
+    async def answer_each(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes
+    ) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            heads.append(head.lower())
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            writer.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_kept_headers_follow_a_rotated_token_and_carry_no_earlier_calls_fence() -> None:
+    """The client keeps each tenant's headers between calls: a fence belongs to its own call
+    only, and a new token is sent as soon as the tenant has it."""
+    heads: list[bytes] = []
+    rotated = Tenant(CUSTOMER, COMPANY, SecretStr("rotated-token"))
+    async with recording_heads(heads) as url:
+        client = ConnectorClient(url, 5.0)
+        try:
+            assert isinstance(await client.post(TENANT, "/ar", INVOICE, fence=7), Delivered)
+            assert isinstance(await client.post(TENANT, "/ar", INVOICE), Delivered)
+            assert isinstance(await client.post(rotated, "/ar", INVOICE, fence=8), Delivered)
+            assert isinstance(await client.post(rotated, "/ar", INVOICE), Delivered)
+        finally:
+            await client.aclose()
+    fences = [[line for line in h.split(b"\r\n") if b"x-fencing-token" in line] for h in heads]
+    assert fences == [[b"x-fencing-token: 7"], [], [b"x-fencing-token: 8"], []]
+    tokens = [[line for line in h.split(b"\r\n") if line.startswith(b"auth-token")] for h in heads]
+    assert (
+        tokens
+        == [[b"auth-token: " + TOKEN.lower().encode()]] * 2 + [[b"auth-token: rotated-token"]] * 2
+    )
+    assert all(b"customer: " + CUSTOMER.lower().encode() in h for h in heads)

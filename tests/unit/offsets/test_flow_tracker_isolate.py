@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from service.lanes.isolate import split_plan
@@ -55,6 +57,27 @@ def test_partitions_are_tracked_independently_and_forgotten_on_revoke() -> None:
     tracker.forget({"a"})
     tracker.answered("a", 0)  # a late answer for a revoked partition changes nothing
     assert tracker.committable() == {"b": 1}
+
+
+@dataclass
+class _Placed:
+    partition: str
+    offset: int
+
+
+def test_a_batch_answered_at_once_moves_each_partition_as_one_by_one_would() -> None:
+    tracker: OffsetTracker[str] = OffsetTracker()
+    for partition in ("a", "b", "c"):
+        for offset in range(5):
+            tracker.consumed(partition, offset)
+    tracker.forget({"c"})
+    answered = [_Placed("a", 1), _Placed("b", 0), _Placed("a", 0), _Placed("c", 0)]
+    tracker.answered_all([*answered, _Placed("b", 1), _Placed("a", 3), _Placed("b", 4)])
+    assert tracker.committable() == {"a": 2, "b": 2}  # c was revoked: its answer is stale
+    assert tracker.pending() == 4
+    tracker.answered_all([_Placed("b", 3), _Placed("b", 2), _Placed("a", 2), _Placed("a", 4)])
+    assert tracker.committable() == {"a": 5, "b": 5}
+    assert tracker.pending() == 0
 
 
 @pytest.mark.parametrize(

@@ -29,3 +29,10 @@ def test_keys_under_a_kept_head_are_the_keys_named_in_full(last: str) -> None:
     keys = KeysUnder("p", "ledger")
     assert keys.key(("1", "A:x"), "first") == key("p", "ledger", "1", "A:x", "first")
     assert keys.key(("1", "A:x"), last) == key("p", "ledger", "1", "A:x", last)
+
+
+def test_many_keys_at_once_are_the_keys_named_one_by_one() -> None:
+    entries = [(("1", "A:x"), "inv-1", "digest"), (("2", "B"), "x:e", 3), (("1", "A:x"), "100%")]
+    assert KeysUnder("p", "ledger").keys(entries) == [
+        key("p", "ledger", *head, last) for head, last, *_ in entries
+    ]
