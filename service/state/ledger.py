@@ -98,6 +98,9 @@ class Begun:
 
     entry: LedgerEntry
     previous_written: bool
+    wanted: bool = True
+    """Another replica waits for the tenant's lock (see :mod:`service.state.locks`); ``True``
+    when that is not known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +192,8 @@ class Ledger:
         records of one lane in doubt — and recording it costs no round trip of its own."""
         entry_key = self._key(tenant, event_id)
         previous_key = entry_key if after is None else self._key(after.tenant, after.event_id)
-        if after is None:
-            previous: list[str | int] = ["-", "", ""]
-        else:
+        previous: list[str | int] = ["-", "", ""]
+        if after is not None:
             previous = [after.attempts if after.delivered else "", after.digest, after.claim]
         reply: Any = await self._serial_begin(
             keys=[
@@ -200,6 +202,7 @@ class Ledger:
                 guard.keys.calling,
                 previous_key,
                 entry_key,
+                guard.keys.wanted,
             ],
             args=[
                 *self._epoch.script_args(),
@@ -219,7 +222,7 @@ class Ledger:
             raise EpochMovedError(found.epoch)
         if reply[0] in (b"lost", "lost"):
             raise LeaseLost(event_id)
-        return Begun(entry_from(reply[2], digest), previous_written=bool(reply[1]))
+        return Begun(entry_from(reply[2], digest), bool(reply[1]), bool(reply[3]))
 
     @speaks_state
     async def begin_guarded_many(

@@ -117,11 +117,13 @@ redis.call('PEXPIRE', KEYS[3], ARGV[5])
 # 4. the calling marker is cleared if no call of the holder can still be running, and set
 #    again when this record is to be sent;
 # 5. the record's entry is looked up / its intent written.
-# KEYS: epoch, quarantine, lock, calling, previous record's entry, this record's entry.
+# 6. whether a waiter has marked the lock wanted (see service.state.locks) is read.
+# KEYS: epoch, quarantine, lock, calling, previous record's entry, this record's entry, wanted.
 # ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms, fence, quiet ('1'/'0'),
 # retention, previous result ('-' none, '' withdraw, else its attempts: delivered), previous
 # fingerprint, previous claim, claim, fingerprint.
-# Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil}.
+# Returns an epoch verdict, {'lost'}, or {'begun', previous written (1/0), found or nil,
+# wanted (1/0)}.
 SERIAL_BEGIN = (
     EPOCH_CHECK_LUA
     + STEPS
@@ -141,7 +143,7 @@ if not found then
   redis.call('HSET', KEYS[6], 'tried', intent_at)
   redis.call('SET', KEYS[4], ARGV[6])
 end
-return {'begun', previous, found}
+return {'begun', previous, found, redis.call('EXISTS', KEYS[7])}
 """
 )
 

@@ -26,7 +26,11 @@ that make that discipline hold:
 * a fencing number per acquisition, sent as ``X-Fencing-Token``, for a server or proxy that
   checks it (the Cloud Connector does not);
 * release publishes on a channel; waiters block on that notification (with the remaining TTL as
-  their timeout, for holders that die without releasing) instead of polling.
+  their timeout, for holders that die without releasing) instead of polling;
+* a waiter that finds the lock taken leaves a mark (``<prefix>:wanted:<customer>:<company>``,
+  expiring a second after its wait would end; a release clears it), which every ``begin``
+  reports to the holder: a holder that no other replica waits for may keep the lock longer
+  before handing it back. The mark decides only how long a hold lasts, never who may call.
 
 Redis failures are raised as :class:`~service.errors.StateUnavailable`: the serial lane treats
 them as "wait", never as permission to call without the lock. The lock owns its :class:`Lease`:
@@ -50,8 +54,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from service.errors import EpochMovedError, LeaseLost
-from service.state.epoch import EPOCH_CHECK_LUA, Epoch, moved
+from service.state.epoch import Epoch, moved
 from service.state.keys import key
+from service.state.lock_scripts import ACQUIRE, RELEASE, RENEW, WANTED_MARGIN_MS
 from service.state.renewal import renewed_while
 from service.state.unavailable import speaks_state
 from service.tenants import TenantKey
@@ -59,64 +64,6 @@ from service.tenants import TenantKey
 log = logging.getLogger(__name__)
 
 Done = TypeVar("Done")
-
-"""(customer, company): what a lock is taken for."""
-
-# KEYS: epoch, quarantine, lock, fence, calling. ARGV: known epoch, fresh epoch, quarantine ms,
-# owner, ttl ms, highest fence this process was given for the tenant.
-# Returns an epoch verdict, {'quarantine', ms left}, {'taken', ms left} or
-# {'held', fence, 1 if the calling marker is set}.
-_ACQUIRE = (
-    EPOCH_CHECK_LUA
-    + """
-local quiet = redis.call('PTTL', KEYS[2])
-if quiet > 0 then
-  return {'quarantine', quiet}
-end
-if not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]) then
-  return {'taken', redis.call('PTTL', KEYS[3])}
-end
-if redis.call('EXISTS', KEYS[4]) == 0 then
-  local now = redis.call('TIME')
-  redis.call('SET', KEYS[4], now[1] .. string.rep('0', 6 - #now[2]) .. now[2])
-end
-local fence = redis.call('INCR', KEYS[4])
-if fence <= tonumber(ARGV[6]) then
-  redis.call('DEL', KEYS[3])
-  redis.call('SET', KEYS[1], ARGV[2])
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  return {'lost', ARGV[2]}
-end
-return {'held', fence, redis.call('EXISTS', KEYS[5])}
-"""
-)
-
-# KEYS: epoch, quarantine, lock. ARGV: known epoch, fresh epoch, quarantine ms, owner, ttl ms.
-# Returns an epoch verdict, {'held'} or {'lost'}.
-_RENEW = (
-    EPOCH_CHECK_LUA
-    + """
-if redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-  return {'held'}
-end
-return {'lost'}
-"""
-)
-
-# KEYS: lock, calling. ARGV: owner, '1' if no call of ours may still be running, channel.
-# Deletes (and clears the calling marker, and notifies) only if still the owner.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-if ARGV[2] == '1' then
-  redis.call('DEL', KEYS[2])
-end
-redis.call('PUBLISH', ARGV[3], '1')
-return 1
-"""
 
 _HOST = socket.gethostname()
 
@@ -169,10 +116,13 @@ class Lease:
 
 @dataclass(frozen=True, slots=True)
 class LeaseKeys:
-    """What a script needs to check a lease and mark a call (see :mod:`service.state.ledger`)."""
+    """What a script needs to check a lease and mark a call (see :mod:`service.state.ledger`),
+    and where waiters for the lock leave their mark: a holder that finds none may keep the lock
+    longer (:class:`~service.lanes.serial.policy.SerialPolicy`)."""
 
     lock: str
     calling: str
+    wanted: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +183,11 @@ class TenantLocks(LeaseOwner):
         self._prefix = prefix
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.epoch = epoch
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._release = redis.register_script(_RELEASE)
-        self._renew = redis.register_script(_RENEW)
+        self._acquire = redis.register_script(ACQUIRE)
+        self._release = redis.register_script(RELEASE)
+        self._renew = redis.register_script(RENEW)
         self._highest_fence: dict[TenantKey, int] = {}
+        self._keys: dict[TenantKey, LeaseKeys] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -244,8 +195,16 @@ class TenantLocks(LeaseOwner):
         self._on_wait = on_wait
 
     def keys(self, tenant: TenantKey) -> LeaseKeys:
-        """Where the tenant's lock and calling marker live."""
-        return LeaseKeys(key(self._prefix, "lock", *tenant), key(self._prefix, "calling", *tenant))
+        """Where the tenant's lock, calling marker and waiters' mark live (built once per
+        tenant: tenants come from configuration)."""
+        found = self._keys.get(tenant)
+        if found is None:
+            found = self._keys[tenant] = LeaseKeys(
+                key(self._prefix, "lock", *tenant),
+                key(self._prefix, "calling", *tenant),
+                key(self._prefix, "wanted", *tenant),
+            )
+        return found
 
     def _fence_key(self, tenant: TenantKey) -> str:
         return key(self._prefix, "fence", *tenant)
@@ -257,23 +216,31 @@ class TenantLocks(LeaseOwner):
     async def try_acquire(self, tenant: TenantKey) -> Lease | None:
         """One attempt; ``None`` if someone else holds it, or while Redis is in quarantine
         after a loss of data (see :meth:`acquire` to wait for either)."""
-        granted, _ = await self._attempt(tenant)
+        granted, _ = await self._attempt(tenant, 0)
         return granted
 
-    async def _attempt(self, tenant: TenantKey) -> tuple[Lease | None, float]:
-        """A lease, or how long (seconds) it makes sense to wait before trying again."""
+    async def _attempt(self, tenant: TenantKey, wanted_ms: int) -> tuple[Lease | None, float]:
+        """A lease, or how long (seconds) it makes sense to wait before trying again; a lock
+        found taken is marked wanted for ``wanted_ms`` (0: not marked)."""
         await self.epoch.ready()
         keys = self.keys(tenant)
         owner = process_token()  # who holds it, for operators
         while True:
             sent = time.monotonic()
             reply: Any = await self._acquire(
-                keys=[*self.epoch.script_keys(), keys.lock, self._fence_key(tenant), keys.calling],
+                keys=[
+                    *self.epoch.script_keys(),
+                    keys.lock,
+                    self._fence_key(tenant),
+                    keys.calling,
+                    keys.wanted,
+                ],
                 args=[
                     *self.epoch.script_args(),
                     owner,
                     self.ttl_ms,
                     self._highest_fence.get(tenant, 0),
+                    wanted_ms,
                 ],
             )
             found = moved(reply)
@@ -295,9 +262,10 @@ class TenantLocks(LeaseOwner):
         channel = self._channel(tenant)
         released = self._released.setdefault(channel, asyncio.Event())
         deadline = time.monotonic() + wait_s
+        wanted_ms = int(wait_s * 1000) + WANTED_MARGIN_MS
         while True:
             released.clear()  # cleared before trying, so a release after the try is not missed
-            lease, retry_in_s = await self._attempt(tenant)
+            lease, retry_in_s = await self._attempt(tenant, wanted_ms)
             if lease is not None:
                 return lease
             remaining = deadline - time.monotonic()
@@ -317,7 +285,7 @@ class TenantLocks(LeaseOwner):
         the calling marker goes too. Otherwise the next holder waits the settle period."""
         keys = self.keys(lease.tenant)
         released = await self._release(
-            keys=[keys.lock, keys.calling],
+            keys=[keys.lock, keys.calling, keys.wanted],
             args=[lease.owner, "1" if quiet else "0", self._channel(lease.tenant)],
         )
         return bool(released)

@@ -50,12 +50,16 @@ class MemoryLocks(LeaseOwner):
         self.ttl_ms = max(1, int(ttl_s * 1000))
 
     def keys(self, tenant: TenantKey) -> LeaseKeys:
-        return LeaseKeys(f"lock:{tenant[0]}:{tenant[1]}", f"calling:{tenant[0]}:{tenant[1]}")
+        where = f"{tenant[0]}:{tenant[1]}"
+        return LeaseKeys(f"lock:{where}", f"calling:{where}", f"wanted:{where}")
 
     async def try_acquire(self, tenant: TenantKey) -> Lease | None:
         keys = self.keys(tenant)
         if keys.lock in self.store.values:
             return None
+        return self._grant(tenant, keys)
+
+    def _grant(self, tenant: TenantKey, keys: LeaseKeys) -> Lease:
         owner = f"memory:{next(self.store.counter)}"
         self.store.values[keys.lock] = owner
         occupied = keys.calling in self.store.values
@@ -64,13 +68,19 @@ class MemoryLocks(LeaseOwner):
         )
 
     async def acquire(self, tenant: TenantKey, wait_s: float) -> Lease | None:
-        return await self.try_acquire(tenant)
+        """One attempt; one that finds the lock taken marks it wanted, as a waiter does."""
+        keys = self.keys(tenant)
+        if keys.lock in self.store.values:
+            self.store.values[keys.wanted] = "1"
+            return None
+        return self._grant(tenant, keys)
 
     async def release(self, lease: Lease, *, quiet: bool) -> bool:
         keys = self.keys(lease.tenant)
         if self.store.values.get(keys.lock) != lease.owner:
             return False
         del self.store.values[keys.lock]
+        self.store.values.pop(keys.wanted, None)
         if quiet:
             self.store.values.pop(keys.calling, None)
         return True
@@ -107,7 +117,7 @@ class MemoryLedger:
         self._check_lease(guard, event_id)
         previous = True if after is None else self._write(after)
         found = self._under_lease(guard, [(self.key(tenant, event_id), claim, digest)])
-        return Begun(found[0], previous_written=previous)
+        return Begun(found[0], previous, guard.keys.wanted in self.store.values)
 
     async def begin_guarded_many(
         self, guard: Guard, tenant: TenantKey, records: list[tuple[str, str, str]]

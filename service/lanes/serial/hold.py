@@ -149,6 +149,7 @@ class Hold(Generic[T]):
         self._books = books
         self._quiet = not lease.occupied
         self._pending: list[Pending[T]] = []
+        self._wanted = True
 
     @property
     def lease(self) -> Lease:
@@ -166,6 +167,12 @@ class Hold(Generic[T]):
     @property
     def pending(self) -> Sequence[Pending[T]]:
         return tuple(self._pending)
+
+    @property
+    def wanted(self) -> bool:
+        """Another replica may be waiting for the lock: as the last begin found it (a lone
+        record's begin reads the waiters' mark), ``True`` when not known."""
+        return self._wanted
 
     async def wait_out_earlier_call(self, tenant: Tenant) -> None:
         """A lock granted while an earlier holder's call may still run: no call for the settle
@@ -229,10 +236,12 @@ class Hold(Generic[T]):
             )
             if begun is None:
                 return None
+            self._wanted = begun.wanted
             self._pending.clear()
             if riding is not None:
                 self._books.after_write(riding, begun.previous_written)
             return [begun.entry]
+        self._wanted = True
         await self.write_pending()
         records = [
             (d.event_id, digest, d.claim) for d, digest in zip(deliveries, digests, strict=True)

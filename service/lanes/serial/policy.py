@@ -21,4 +21,9 @@ class SerialPolicy:
     hold_records: int = 50
     """Most records delivered under one acquisition of a tenant lock."""
     hold_s: float = 0.5
-    """Longest one acquisition is kept while records are queued."""
+    """Longest one acquisition is kept while records are queued and another replica may be
+    waiting for the lock."""
+    hold_alone_s: float = 2.5
+    """Longest one acquisition is kept while records are queued and no other replica has marked
+    the lock wanted (:mod:`service.state.locks`): each hand-back costs an acquire, a release and
+    a write of its own, which a replica alone on a company need not pay every ``hold_s``."""

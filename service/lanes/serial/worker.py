@@ -3,7 +3,8 @@ task that serves them, from the first record queued until the queue is empty.
 
 The worker reads top to bottom: wait at the company's gate (breaker, then lock), serve turns
 under that hold (:class:`~service.lanes.serial.hold.Hold`) for at most ``hold_records`` records
-or ``hold_s`` seconds, release — and again while records are queued. Then it ends, and the
+or ``hold_s`` seconds (``hold_alone_s`` while no other replica waits for the lock), release —
+and again while records are queued. Then it ends, and the
 scheduler forgets it: an idle company costs nothing, and its next record starts a new worker.
 
 An unexpected error never ends the worker, so one record cannot hold up the invoices queued
@@ -141,9 +142,14 @@ class CompanyWorker(Generic[T]):
 
     async def _serve_turns(self, hold: Hold[T]) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._policy.hold_s
-        served = 0
-        while self._queue and served < self._policy.hold_records and loop.time() < deadline:
+        started, policy = loop.time(), self._policy
+        served = turns = 0
+        while self._queue and served < policy.hold_records:
+            held_s = loop.time() - started
+            if turns and (
+                held_s >= policy.hold_alone_s or (held_s >= policy.hold_s and hold.wanted)
+            ):
+                return  # handed back, for another replica waiting (or every hold_alone_s)
             if self._books.stopping.is_set() or not hold.lease.usable():
                 return  # stopping, or the lease lost or run out (another replica may hold it)
             first = self._queue[0]
@@ -160,6 +166,7 @@ class CompanyWorker(Generic[T]):
                 self._current = ()
             leave_queue(self._queue, group, served_now.done)
             served += len(served_now.done)
+            turns += 1
             if not served_now.goes_on:
                 return
 

@@ -151,3 +151,17 @@ async def test_a_lock_released_while_a_call_may_run_comes_back_occupied(state: S
     await state.ledger.write_results([ResultToWrite(TENANT, "inv-2", "d2", 0, False, "c2")], guard)
     assert await state.locks.release(loud, quiet=True)
     assert not (await state.lease()).occupied
+
+
+async def test_a_waiter_marks_the_lock_wanted_for_the_holders_begin_until_a_release(
+    state: State,
+) -> None:
+    lease = await state.lease()
+    assert not (await state.begin(lease, "inv-1", "d1", "c1")).wanted, "nobody waits"
+    assert await state.locks.try_acquire(TENANT) is None
+    assert not (await state.begin(lease, "inv-2", "d2", "c2")).wanted, "a try is no wait"
+    assert await state.locks.acquire(TENANT, 0.05) is None, "another replica waits in vain"
+    assert (await state.begin(lease, "inv-3", "d3", "c3")).wanted
+    assert await state.locks.release(lease, quiet=True)
+    again = await state.lease()
+    assert not (await state.begin(again, "inv-4", "d4", "c4")).wanted, "the release cleared it"

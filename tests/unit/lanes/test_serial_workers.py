@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from pydantic import SecretStr
@@ -83,6 +83,7 @@ class Lane:
     answered: dict[str, Outcome] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
     lock_waits: int = 0
+    policy: SerialPolicy = POLICY
 
     def __post_init__(self) -> None:
         self.lane: SerialLane[str] = SerialLane(
@@ -90,7 +91,7 @@ class Lane:
             self._sink,
             MemoryLocks(self.store),
             MemoryLedger(self.store),
-            POLICY,
+            self.policy,
             Breakers(5, 1.0),
             doubtful=never_doubtful,
             on_dropped=self.dropped.extend,
@@ -120,6 +121,36 @@ async def test_a_companys_next_record_after_its_queue_emptied_gets_a_worker_and_
     await lane.drained()
     assert set(lane.answered) == {"inv-1", "inv-2"}
     assert lane.lock_waits == 2 and lane.store.values == {}
+
+
+HAND_BACK_AFTER_EACH_TURN = replace(POLICY, hold_s=0.0, hold_alone_s=60.0)
+"""A hold goes back after every turn if another replica waits, after a minute if none does."""
+
+
+async def test_a_replica_alone_on_a_company_keeps_its_lock_across_turns() -> None:
+    lane = Lane(policy=HAND_BACK_AFTER_EACH_TURN)
+    for n in range(5):
+        lane.lane.submit(record(ACME, f"inv-{n}"))
+    await lane.drained()
+    assert len(lane.answered) == 5
+    assert lane.lock_waits == 1, "one acquisition, one release for the five invoices"
+    assert lane.store.values == {}
+
+
+async def test_a_hold_goes_back_once_its_begin_finds_another_replica_waiting() -> None:
+    """Another replica tries the lock while inv-0 is in its call: inv-1's begin finds its
+    mark, and the hold goes back after inv-1's turn; the release clears the mark, so the
+    next hold keeps the lock for the rest."""
+    lane = Lane(Connector(held={"inv-0"}), policy=HAND_BACK_AFTER_EACH_TURN)
+    for n in range(5):
+        lane.lane.submit(record(ACME, f"inv-{n}"))
+    await asyncio.wait_for(lane.connector.in_call("inv-0").wait(), 10)
+    assert await MemoryLocks(lane.store).acquire(ACME.key, 0) is None, "ours is held"
+    lane.connector.let_go()
+    await lane.drained()
+    assert len(lane.answered) == 5
+    assert lane.lock_waits == 2, "handed back once, after inv-1's turn"
+    assert lane.store.values == {}
 
 
 async def test_withdrawing_drops_only_the_unwanted_records_not_begun() -> None:
