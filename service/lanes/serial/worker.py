@@ -4,8 +4,8 @@ task that serves them, from the first record queued until the queue is empty.
 The worker reads top to bottom: wait at the company's gate (breaker, then lock), serve turns
 under that hold (:class:`~service.lanes.serial.hold.Hold`) for at most ``hold_records`` records
 or ``hold_s`` seconds (``hold_alone_s`` while no other replica waits for the lock), release —
-and again while records are queued. Then it ends, and the
-scheduler forgets it: an idle company costs nothing, and its next record starts a new worker.
+and again while records are queued. Then it ends, and the scheduler forgets it: an idle company
+costs nothing, and its next record starts a new worker.
 
 An unexpected error never ends the worker, so one record cannot hold up the invoices queued
 behind it. On shutdown the records still queued are given up unanswered, uncommitted, for the
