@@ -113,11 +113,24 @@ class ConnectorClient:
         """The transport, made on first use so that its pool belongs to the running event loop."""
         if self._transport is None:
             network = self._network
+            verify = network.ssl_context if network.ssl_context is not None else True
+            context = httpx.create_ssl_context(verify=verify, trust_env=False)
+            # The transport's own session would keep cookies: one client serves every company,
+            # and a cookie one company's answer sets must not go out on another's call.
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._limits.max_connections or 0,
+                    keepalive_timeout=self._limits.keepalive_expiry,
+                    ssl=context,
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
             self._transport = AiohttpTransport(
-                verify=network.ssl_context if network.ssl_context is not None else True,
+                verify=context,
                 proxy=httpx.Proxy(network.proxy) if network.proxy is not None else None,
                 limits=self._limits,
                 trust_env=False,
+                client=session,
             )
         return self._transport
 

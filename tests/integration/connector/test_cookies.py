@@ -25,7 +25,8 @@ BETA = Tenant("2002", "BETA", SecretStr("beta-token-93c4"))
 @asynccontextmanager
 async def cookie_setting_connector() -> AsyncIterator[tuple[str, list[str | None]]]:
     """A Connector front that sets a session cookie on every answer and notes the Cookie header
-    of each request it gets."""
+    of each request it gets; reached by a host name, as a Connector is (a cookie jar ignores
+    cookies from a bare IP address, so an address would hide a jar that keeps them)."""
     seen: list[str | None] = []
 
     async def contacts(request: Request) -> JSONResponse:
@@ -36,7 +37,7 @@ async def cookie_setting_connector() -> AsyncIterator[tuple[str, list[str | None
 
     app = Starlette(routes=[Route("/customerContacts", contacts, methods=["POST"])])
     with AppThread(app, "127.0.0.1", 0, "cookie-connector") as running:
-        yield running.url, seen
+        yield running.url.replace("127.0.0.1", "localhost"), seen
 
 
 async def test_a_cookie_set_for_one_company_never_reaches_another() -> None:
