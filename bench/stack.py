@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import httpx
+
 from service.dev.contracts import contracts_with_arrays
 from service.dev.devstack import redis_reachable, start_redis, start_tansu
 from service.dev.processes import REPO, Process, spawn
@@ -112,6 +114,7 @@ class Stack:
         known = (TOKEN, TOKEN_B, TOKEN_C, *tokens)
         sandbox = start_sandbox_process(self.log_dir, known, latency_ms)
         self.children.append(sandbox)
+        warm_up(sandbox)
         return sandbox
 
     def tenants_file(self) -> Path:
@@ -171,3 +174,17 @@ async def wait_file(child: Process, path: Path, timeout_s: float = 60.0) -> None
         return await asyncio.to_thread(path.exists)
 
     await until(written, timeout_s, f"{child.name} to be ready")
+
+
+def warm_up(sandbox: SandboxProcess) -> None:
+    """One look-up before the case: a fresh sandbox's first request costs it about 40 ms of its
+    own start-up (the service's first call against a warmed one takes 2-3 ms), which would
+    otherwise count against the service in every case that starts a sandbox. A look-up is a
+    read: no business call in the sandbox's counters."""
+    response = httpx.get(
+        f"{sandbox.url}/accountsReceivable",
+        params={"InvoiceNo": "warm-up"},
+        headers={"Auth-Token": TOKEN, "customer": CUSTOMER, "company": COMPANY},
+        timeout=30.0,
+    )
+    response.raise_for_status()

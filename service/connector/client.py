@@ -100,6 +100,10 @@ class ConnectorClient:
         self._timeout = httpx.Timeout(timeout_s, connect=connect_s, pool=connect_s)
         self._limits = httpx.Limits(max_connections=max_connections)
         self._timeout_extension = self._timeout.as_dict()
+        verify = self._network.ssl_context if self._network.ssl_context is not None else True
+        self._ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        """Made here, at start-up: reading the CA bundle takes about 20 ms, which the first call
+        would otherwise pay inside a company's lock."""
         self._transport: AiohttpTransport | None = None
         self._urls: dict[str, httpx.URL] = {}
         """Each endpoint's URL, parsed once: httpx parses a string on every request, about
@@ -112,9 +116,7 @@ class ConnectorClient:
     def _transport_now(self) -> AiohttpTransport:
         """The transport, made on first use so that its pool belongs to the running event loop."""
         if self._transport is None:
-            network = self._network
-            verify = network.ssl_context if network.ssl_context is not None else True
-            context = httpx.create_ssl_context(verify=verify, trust_env=False)
+            network, context = self._network, self._ssl_context
             # The transport's own session would keep cookies: one client serves every company,
             # and a cookie one company's answer sets must not go out on another's call.
             session = aiohttp.ClientSession(
