@@ -27,10 +27,14 @@ from service.kafka.security import broker_security
 FASTSTREAM_LOG = logging.getLogger("sagebridge.faststream")
 POLL_MAX_RECORDS = 1000
 FETCH_MAX_WAIT_MS = 50
-FETCH_MAX_BYTES = 50 * 1024 * 1024
-"""aiokafka's own default for one fetch answer."""
 """A fetch that finds nothing waits at most this long on the broker: the default 500 ms would
 show up directly in end-to-end latency and after every resume."""
+FETCH_MAX_BYTES = 1024 * 1024
+"""At most this much in one fetch answer, and from one partition. Fetched records are held
+outside the in-flight count: aiokafka keeps each partition's until they are polled, and reading
+an answer holds it about three times over (the socket buffer, its copy, each partition's
+records). Larger fetches only raise the peak: a poll takes at most POLL_MAX_RECORDS. A larger
+record still comes, alone (the broker always returns the first batch whole)."""
 
 
 class Rebalancing(Protocol):
@@ -80,6 +84,7 @@ def declare(
         max_records=min(POLL_MAX_RECORDS, max(1, settings.max_in_flight // 2)),
         # Likewise for bytes: one fetch brings at most half of MAX_IN_FLIGHT_BYTES.
         fetch_max_bytes=min(FETCH_MAX_BYTES, settings.max_in_flight_bytes // 2),
+        max_partition_fetch_bytes=min(FETCH_MAX_BYTES, settings.max_in_flight_bytes // 2),
         batch_timeout_ms=max(settings.batch_wait_ms, 50),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
