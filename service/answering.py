@@ -22,6 +22,7 @@ from service.answers.joined import Part
 from service.answers.outcomes import Origin, Outcome, Stage, Subject
 from service.answers.publisher import Answer, OutcomePublisher
 from service.kafka.consumer import GroupConsumer
+from service.lanes.gathered import Gathered
 from service.offsets.committer import Committer
 from service.offsets.flow import FlowControl
 from service.offsets.tracker import OffsetTracker
@@ -74,9 +75,9 @@ class Answering:
         self._metrics = metrics
         self._outcome_log = outcome_log
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gathered: list[tuple[Consumed, Outcome]] = []
-        self._gathering = False
-        """Whether a task will answer :attr:`_gathered` (it starts on the loop's next turn)."""
+        self._gathered: Gathered[tuple[Consumed, Outcome]] = Gathered(
+            self._answer, self._background
+        )
         self._answered = asyncio.Condition()
         self.draining = False
         """Set on shutdown: fetching stays paused however many records are answered."""
@@ -88,10 +89,7 @@ class Answering:
         order they came: a hundred companies' serial lanes each answer one invoice at a time,
         and one publish, one outcome-log write and one wake-up for all of them costs a fraction
         of one each."""
-        self._gathered += _joined(results)
-        if not self._gathering:
-            self._gathering = True
-            self._background(self._answer_gathered())
+        self._gathered.add(_joined(results))
 
     def dropped(self, tickets: Sequence[Consumed]) -> None:
         """Records given up unanswered (their partition was revoked): the new owner answers
@@ -156,10 +154,6 @@ class Answering:
             log.info("fetching resumed", extra={"open": self.flow.open})
         self._metrics.in_flight.set(self.flow.open)
         self._metrics.in_flight_bytes.set(self.flow.open_bytes)
-
-    async def _answer_gathered(self) -> None:
-        results, self._gathered, self._gathering = self._gathered, [], False
-        await self._answer(results)
 
     async def _answer(self, results: list[tuple[Consumed, Outcome]]) -> None:
         current: list[tuple[Consumed, Outcome]] = []

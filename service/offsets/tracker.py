@@ -42,6 +42,12 @@ class _Partition:
     next_offset: int | None = None
     committed: int | None = None
 
+    def move_past_done(self) -> None:
+        """Close the answered offsets at the front: the commit position moves up to the
+        first record still open."""
+        while self.open and self.open[0] in self.done:
+            self.done.discard(self.open.popleft())
+
 
 class OffsetTracker(Generic[P]):
     def __init__(self) -> None:
@@ -71,8 +77,7 @@ class OffsetTracker(Generic[P]):
         if state is None:
             return  # partition was revoked meanwhile; its new owner replays it
         state.done.add(offset)
-        while state.open and state.open[0] in state.done:
-            state.done.discard(state.open.popleft())
+        state.move_past_done()
 
     def answered_all(self, records: Iterable[Placed[P]]) -> None:
         """:meth:`answered` for each record (its ``partition`` and ``offset``): one call for an
@@ -89,8 +94,7 @@ class OffsetTracker(Generic[P]):
             if state is not None:  # else revoked meanwhile; its new owner replays it
                 state.done.add(record.offset)
         for state in touched:
-            while state.open and state.open[0] in state.done:
-                state.done.discard(state.open.popleft())
+            state.move_past_done()
 
     def committable(self) -> dict[P, int]:
         """Partitions whose commit position moved since :meth:`mark_committed`: ``{p: next}``."""

@@ -45,9 +45,13 @@ def _admitted(tenant: Tenant, route: Route, n: int) -> Admitted:
 async def test_calls_ending_in_one_turn_are_recorded_in_one_ledger_step() -> None:
     """Two companies' arrays are called side by side and answered in the same turn of the
     event loop: their records go into the ledger in one step, and every one is answered."""
-    ends = asyncio.Event()
+    ends, both_called = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
 
     async def post(tenant: Tenant, endpoint: str, payload: bytes) -> Delivered:
+        calls.append(tenant.company)
+        if len(calls) == 2:
+            both_called.set()
         await ends.wait()  # both calls end when the test says so, in one turn
         return Delivered({"response": "SUCCESS"})
 
@@ -79,8 +83,7 @@ async def test_calls_ending_in_one_turn_are_recorded_in_one_ledger_step() -> Non
     companies = [Tenant("1", "A", SecretStr("a")), Tenant("1", "B", SecretStr("b"))]
     items = [(f"t-{t.company}-{n}", _admitted(t, route, n)) for t in companies for n in range(3)]
     assert await master_data.submit(items) == []
-    for _ in range(5):
-        await asyncio.sleep(0)  # both arrays are in their calls
+    await asyncio.wait_for(both_called.wait(), 5)  # both arrays are in their calls
     ends.set()
     await master_data.drain()
     assert [ticket for ticket, _ in answered] == [ticket for ticket, _ in items]
