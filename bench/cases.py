@@ -121,6 +121,22 @@ CASES = (
 """What ``--cases`` accepts."""
 SIDE_BY_SIDE = (CEILING, BATCH, PER_RECORD)
 """Run together in several rounds: the goals judge their ratios within a round."""
+REPEATED = {
+    AtLatency(50, 1, 1, 1).key: LATENCY,
+    AtLatency(50, 1, 1, 3).key: LATENCY,
+    scale.serial_key(scale.MOST): scale.COMPANIES,
+}
+"""Cases whose goal is a throughput of their own (one invoice per call at 50 ms, a hundred
+companies), with the group that selects each: they run in every round too, and the goals judge
+the median round's figure, because one run alone is at the mercy of the machine."""
+
+
+def in_every_round(cases: Collection[str]) -> list[str]:
+    """The cases ``cases`` selects that run in every round, in the order a round runs them."""
+    chosen = [key for key in SIDE_BY_SIDE if key in cases]
+    return chosen + [key for key, group in REPEATED.items() if key in cases or group in cases]
+
+
 MIB = 1024 * 1024
 
 

@@ -25,6 +25,7 @@ from bench.cases import (
     LOCK,
     MEMORY,
     PER_RECORD,
+    REPEATED,
     SERIAL,
     SERIAL_CASES,
     SIDE_BY_SIDE,
@@ -34,6 +35,7 @@ from bench.cases import (
     Plan,
     Setup,
     call_floor,
+    in_every_round,
     run_case,
     setups,
     wants_serial,
@@ -93,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         "--rounds",
         type=int,
         default=None,
-        help=f"times {', '.join(SIDE_BY_SIDE)} run side by side; the goals judge the median "
-        "ratios (default 3, or 1 with --quick)",
+        help=f"times {', '.join(SIDE_BY_SIDE)} run side by side, and {', '.join(REPEATED)} "
+        "with them; the goals judge the median ratios and figures (default 3, or 1 with --quick)",
     )
     parser.add_argument(
         "--out",
@@ -125,15 +127,17 @@ async def _run(
         floor = await call_floor(stack, report.PER_CALL_LATENCY_MS, plan.floor_calls // 5)
         floors.append(floor)
         print(report.floor_line(floor), flush=True)
-    together = [k for k in SIDE_BY_SIDE if k in cases]
+    together = in_every_round(cases)
     for number in range(rounds if together else 0):
         if rounds > 1:
             print(f"  round {number + 1} of {rounds}", flush=True)
         runs.append({s.key: await _measure(stack, s) for s in setups(plan, together)})
     if runs:
-        results.extend(report.Rounds(runs).median_round().values())
+        results.extend(report.Rounds(runs).medians())
     for setup in setups(plan, [k for k in cases if k not in SIDE_BY_SIDE]):
-        results.append(await _measure(stack, setup))
+        if setup.key not in together:
+            results.append(await _measure(stack, setup))
+    results.sort(key=lambda result: CASES.index(result.key))
     if SEED in cases:
         rows = QUICK_SEED_ROWS if plan.quick else SEED_ROWS
         seeds.append(await measure_seed(stack.redis_url, rows))
