@@ -5,7 +5,9 @@ A profile of the ``batch`` case (``py-spy record --subprocesses -f raw`` around
 ``sagebridge run`` process is counted under the stage of the event's path its innermost
 recognised frame belongs to (:data:`STAGES`, first match wins), start-up imports left out.
 With the service CPU per event the benchmark measured in the same run, each stage's share
-becomes microseconds per event: the budget table in ``bench/RESULTS.md``.
+becomes microseconds per event: the budget table in ``bench/RESULTS.md``. ``--lane serial``
+counts a profile of ``companies-100-serial`` under the serial lane's steps instead
+(:data:`SERIAL_STAGES`): microseconds per invoice.
 """
 
 from __future__ import annotations
@@ -64,18 +66,55 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 """(stage, substrings of a frame that put a sample there). A sample goes to the stage of its
 innermost frame that matches any stage; frames are tried innermost first, stages in order."""
 
+SERIAL_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("crash guard", ("service/kafka/crash_guard.py", "service/intake/crash_loop.py")),
+    ("intake: envelope, route, tenant", ("service/intake/", "service/tenants.py")),
+    # Redis's own frames match nothing: a command counts under the step that sent it.
+    ("ledger begin and results (Lua, Redis client)", ("service/state/ledger",)),
+    (
+        "lock: acquire, lease renewal, release (Redis client)",
+        ("service/state/lock", "service/lanes/serial/gate.py"),
+    ),
+    ("Connector call (httpx, aiohttp, the client)", ("service/connector/", "httpx", "aiohttp")),
+    ("traces", ("service/ops/traces.py", "opentelemetry")),
+    ("serial lane: worker, turn, hold", ("service/lanes/",)),
+    (
+        "answers: outcomes, outcome lines, metrics, publish",
+        (
+            "service/answers/",
+            "service/answering.py",
+            "service/ops/logs.py",
+            "service/ops/metrics.py",
+            "prometheus_client",
+            "service/redaction.py",
+        ),
+    ),
+    ("produce (aiokafka producer)", ("aiokafka/producer",)),
+    ("offsets and commit (bridge glue)", ("service/offsets/", "service/bridge.py")),
+    ("poll (aiokafka fetcher)", ("aiokafka/",)),
+    ("periodic full collection", ("service/ops/gc.py",)),
+)
+"""The same for the serial lane (``--lane serial``, a profile of ``companies-100-serial``):
+its per-invoice steps, with each Redis command under the step that sent it."""
+
+LANES = {"batch": STAGES, "serial": SERIAL_STAGES}
+
 OTHER = "event loop, garbage collector and the rest"
 IDLE = ("Condition.wait (threading.py", "Event.wait (threading.py")
+
+
+Stages = Sequence[tuple[str, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
 class Budget:
     samples: int
     by_stage: dict[str, int]
+    stages: Stages = STAGES
 
     def rows(self, cpu_us_per_event: float) -> list[tuple[str, float, float]]:
         """(stage, share, µs per event), in path order, the rest last."""
-        names = [name for name, _ in STAGES] + [OTHER]
+        names = [name for name, _ in self.stages] + [OTHER]
         return [
             (
                 name,
@@ -87,15 +126,17 @@ class Budget:
         ]
 
 
-def stage_of(frames: Sequence[str]) -> str:
+def stage_of(frames: Sequence[str], stages: Stages = STAGES) -> str:
     for frame in reversed(frames):
-        for name, marks in STAGES:
+        for name, marks in stages:
             if any(mark in frame for mark in marks):
                 return name
     return OTHER
 
 
-def budget(lines: Iterable[str], process: str = "-m service run") -> Budget:
+def budget(
+    lines: Iterable[str], process: str = "-m service run", stages: Stages = STAGES
+) -> Budget:
     """Samples of ``process`` (a substring of its command line) by stage."""
     counted: Counter[str] = Counter()
     for line in lines:
@@ -111,8 +152,8 @@ def budget(lines: Iterable[str], process: str = "-m service run") -> Budget:
             continue  # start-up: importing modules
         if inner and inner[-1].startswith(IDLE):
             continue  # a worker thread waiting for work: py-spy counts it, it costs nothing
-        counted[stage_of(inner)] += int(count)
-    return Budget(sum(counted.values()), dict(counted))
+        counted[stage_of(inner, stages)] += int(count)
+    return Budget(sum(counted.values()), dict(counted), stages)
 
 
 def markdown(found: Budget, cpu_us_per_event: float) -> list[str]:
@@ -132,9 +173,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-us", type=float, required=True, help="service CPU µs per event in the same run"
     )
+    parser.add_argument(
+        "--lane",
+        choices=sorted(LANES),
+        default="batch",
+        help="whose stages: the batch case's (default) or the serial lane's (companies-100-serial)",
+    )
     args = parser.parse_args(argv)
     with args.profile.open(encoding="utf-8") as lines:
-        found = budget(lines)
+        found = budget(lines, stages=LANES[args.lane])
     if not found.samples:
         print("bench.budget: no samples of the service process in the profile")
         return 1
