@@ -164,6 +164,7 @@ class Service:
             ),
         )
         self.metrics.serial_paused.set_function(lambda: 0 if self.serial.redis_ok else 1)
+        self.metrics.serial_busy.set_function(lambda: self.serial.busy_companies)
         self.crash_guard = CrashLoopGuard(
             self.state.marks, settings.crash_loop_limit, register=side.tracker.consumed
         )

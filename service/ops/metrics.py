@@ -88,6 +88,12 @@ class Metrics:
             ["customer", "company"],
             registry=r,
         )
+        self.serial_busy = Gauge(
+            "sagebridge_serial_busy_companies",
+            "Companies with a serial-lane worker: records queued or in a call (an idle company "
+            "has none).",
+            registry=r,
+        )
         self.serial_paused = Gauge(
             "sagebridge_serial_lane_paused",
             "1 while Redis is unreachable and the serial lane waits.",

@@ -101,6 +101,12 @@ class SerialLane(Generic[T]):
         self._idle.set()
 
     @property
+    def busy_companies(self) -> int:
+        """Companies with a worker: records queued or in a call. An idle company has none (no
+        task, no lock, no Redis traffic), so this falls to 0 once every queue is empty."""
+        return len(self._workers)
+
+    @property
     def redis_ok(self) -> bool:
         """False while Redis is unreachable (the lane is paused); readiness reports it."""
         return self._books.redis_ok

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from service.dev.devstack import start_redis
 from service.dev.events import contact, event, produce
 from service.dev.processes import Process
+from service.dev.sandbox.client import sandbox_post
 from service.dev.topics import Topics
 from service.ops.http_server import HEADER_TIMEOUT_S, MAX_CONNECTIONS
 from tests.conftest import TOKEN
@@ -185,6 +186,31 @@ async def test_metrics_move_with_traffic(
     assert value(after, "sagebridge_connector_latency_seconds_count", **latency) == calls
     assert value(after, "sagebridge_connector_latency_seconds_sum", **latency) > 0
     assert value(after, "sagebridge_in_flight") == 0, "everything answered"
+
+
+async def test_busy_companies_show_while_a_call_runs_and_fall_to_zero_when_idle(
+    running_service, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
+) -> None:
+    """What an idle company costs is nothing: the gauge of companies with a serial worker
+    shows the one whose invoice is in a (hung) call, and 0 once it is answered."""
+    await sandbox_post(sandbox, "/_sandbox/faults", {"hang_rate": 1.0})
+    invoice = {"InvoiceNo": "INV000001", "CustomerNo": "ABC", "Amount": 1}
+    async with running_service() as bridge:
+        assert value(await scrape(bridge), "sagebridge_serial_busy_companies") == 0
+
+        async def busy(count: int) -> bool:
+            return value(await scrape(bridge), "sagebridge_serial_busy_companies") == count
+
+        await produce(
+            kafka_bootstrap,
+            topics.events,
+            [(b"k", event("inv-1", invoice, type="ar_invoice.create"))],
+        )
+        await until(lambda: busy(1), 20, "the company's worker to show while its call hangs")
+        await sandbox_post(sandbox, "/_sandbox/faults", {"hang_rate": 0.0})  # releases it
+        [reply] = await collector.wait_for(topics.replies, 1)
+        await until(lambda: busy(0), 20, "the worker to end once the queue is empty")
+    assert reply.json()["endpoint"] == "/accountsReceivable"
 
 
 @pytest.mark.parametrize("append_only", [True, False], ids=["aof", "no-persistence"])
