@@ -331,6 +331,7 @@ async def _measure(
         await producer.start()
         cpu_before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in watched.items()}
         bench_before = time.process_time()
+        ready_rss_mb = peak_rss_mb(services[0].pid)
         if setup.queued:
             queue = Queueing(stack.redis_url, prefix, services[0])
             sent = await queue.send(producer, topics.events, setup.feed, replies, result)
@@ -344,7 +345,7 @@ async def _measure(
         if setup.idle_s and result.failure is None:
             service = services[0]
             result.idle = await scale.observe_idle(
-                service.pid, service.port, stack.redis_url, setup.idle_s
+                service.pid, service.port, stack.redis_url, setup.idle_s, ready_rss_mb
             )
     finally:
         await producer.stop()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections import Counter
@@ -142,16 +143,30 @@ class Idle:
     redis_commands_per_s: float
     commands: dict[str, int]
     """The commands seen in the idle window, by name."""
+    busy_companies: float
+    """Companies still holding a serial worker (a task) once idle: 0 when idle costs none."""
+    ready_rss_mb: float
+    """The service's peak RSS once ready, before any event: what the configured companies
+    cost while idle."""
 
 
-async def observe_idle(pid: int, health_port: int, redis_url: str, window_s: float) -> Idle:
-    """Connections, series and Redis traffic of the service ``pid`` once its companies are
-    idle, the traffic over ``window_s`` seconds."""
+async def observe_idle(
+    pid: int, health_port: int, redis_url: str, window_s: float, ready_rss_mb: float
+) -> Idle:
+    """Connections, series, workers and Redis traffic of the service ``pid`` once its
+    companies are idle, the traffic over ``window_s`` seconds."""
     await asyncio.sleep(IDLE_SETTLE_S)  # a measurement window, not synchronisation
     ports = redis_client_ports(pid, _redis_port(redis_url))
-    series = await series_per_company(health_port)
+    metrics = await scrape(health_port)
     seen = await monitor(redis_url, ports, window_s)
-    return Idle(len(ports), series, sum(seen.values()) / window_s, dict(seen))
+    return Idle(
+        len(ports),
+        series_per_company(metrics),
+        sum(seen.values()) / window_s,
+        dict(seen),
+        busy_companies=gauge(metrics, "sagebridge_serial_busy_companies"),
+        ready_rss_mb=ready_rss_mb,
+    )
 
 
 def _redis_port(url: str) -> int:
@@ -182,11 +197,21 @@ def redis_client_ports(pid: int, redis_port: int) -> set[int]:
     return ports
 
 
-async def series_per_company(health_port: int) -> float:
+async def scrape(health_port: int) -> str:
+    """The service's /metrics text."""
     async with httpx.AsyncClient(timeout=5) as client:
-        text = (await client.get(f"http://127.0.0.1:{health_port}/metrics")).text
+        return (await client.get(f"http://127.0.0.1:{health_port}/metrics")).text
+
+
+def gauge(metrics: str, name: str) -> float:
+    """An unlabelled sample's value in a /metrics text (NaN when absent)."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else math.nan
+
+
+def series_per_company(metrics: str) -> float:
     per: Counter[str] = Counter()
-    for line in text.splitlines():
+    for line in metrics.splitlines():
         if line.startswith("#"):
             continue
         found = re.search(r'company="([^"]*)"', line)

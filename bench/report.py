@@ -420,7 +420,9 @@ def company_lines(results: Sequence[CaseResult]) -> list[str]:
             f"| {idle.redis_connections if idle else 'n/a'} "
             f"| {fmt(idle.series_per_company if idle else math.nan)} "
             f"| {fmt(idle.redis_commands_per_s if idle else math.nan, 1)} "
-            f"| {commands or '-'} |"
+            f"| {commands or '-'} "
+            f"| {fmt(idle.busy_companies if idle else math.nan)} "
+            f"| {fmt(idle.ready_rss_mb if idle else math.nan, 1)} |"
         )
     if not rows:
         return []
@@ -432,15 +434,39 @@ def company_lines(results: Sequence[CaseResult]) -> list[str]:
         "turn to the companies (ideal: companies x 1/latency). Batch: contacts spread over the "
         "same companies, sandbox without latency. Idle: after the last reply, the service's own "
         "sockets to Redis, its metrics series per company, and the commands Redis ran for those "
-        "sockets (MONITOR) per second.",
+        "sockets (MONITOR) per second, the companies still holding a serial worker (a task; "
+        "`sagebridge_serial_busy_companies`), and the service's RSS once ready, before any "
+        "event, with that many companies configured.",
         "",
         "| companies | serial events/s | ideal | share | batch events/s | peak RSS MB "
         "| Redis connections | metrics series per company | idle Redis commands/s "
-        "| idle commands seen |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| idle commands seen | idle workers | RSS when ready MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
         *rows,
         "",
+        *_idle_company_lines(by_key),
         *_replicas_lines(by_key),
+    ]
+
+
+def _idle_company_lines(by_key: dict[str, CaseResult]) -> list[str]:
+    """What one more idle company costs: memory when ready, per company configured."""
+    ready = {
+        count: result.idle.ready_rss_mb
+        for count in scale.COUNTS
+        if (result := by_key.get(scale.serial_key(count))) is not None and result.idle
+    }
+    if len(ready) < 2:
+        return []
+    fewest, most = min(ready), max(ready)
+    per = (ready[most] - ready[fewest]) / (most - fewest)
+    busy = max(r.idle.busy_companies for r in by_key.values() if r.idle is not None)
+    tasks = "no task" if busy == 0 else f"yet {fmt(busy)} companies still held a worker"
+    return [
+        f"An idle company costs {fmt(per * 1024)} KB of RSS (ready with {most} companies "
+        f"against {fewest}: {fmt(ready[most], 1)} against {fmt(ready[fewest], 1)} MB) and "
+        f"{tasks} once idle; its Redis traffic is in the table.",
+        "",
     ]
 
 

@@ -181,11 +181,14 @@ def test_quick_companies_cases_report_scale_figures_and_goals(tmp_path: Path) ->
     scale = section(results, "Scale in companies (companies)")
     for count in ("1", "10", "100"):
         [row] = table_rows(scale, count)
-        *numbers, seen = row[1:]
+        *numbers, seen, workers, ready_rss = row[1:]
         assert all(NUMBER.match(n.removesuffix(" %")) for n in numbers), row
         # the commands seen, each with its count: which of the periodic checks fall in a quick
         # run's short idle window depends on the machine's load
         assert seen == "-" or re.fullmatch(r"[A-Z]+ \d+(, [A-Z]+ \d+)*", seen), row
+        assert workers == "0", f"an idle company holds no worker task: {row}"
+        assert NUMBER.match(ready_rss) and float(ready_rss) > 0, row
+    assert re.search(r"An idle company costs -?[\d,]+ KB of RSS .* no task once idle", scale)
     [three] = [line for line in scale.splitlines() if line.startswith("With 3 replicas")]
     assert re.search(r"[\d,]+/s = \d+ % of the ideal, [\d.]+ cores .* [\d.]+x one replica", three)
     goals = table_rows(section(results, GOALS), "companies")
