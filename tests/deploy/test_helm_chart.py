@@ -604,6 +604,7 @@ def test_grafana_dashboard_is_shipped_with_the_sidecar_label(chart: Any) -> None
         "sagebridge_lock_wait_seconds_bucket",
         "sagebridge_in_flight",
         "sagebridge_serial_lane_paused",
+        "sagebridge_serial_busy_companies",
         "sagebridge_breaker_open",
     ):
         assert metric in exprs, f"no panel shows {metric}"
