@@ -15,8 +15,22 @@ SANDBOX = 'process 1:"python -m bench";process 3:"/x/python -m service sandbox"'
 ENVELOPE = "envelope and format detection (own JSON, Connect JSON / wire format, CloudEvents)"
 
 
-def test_each_sample_goes_to_the_stage_of_its_innermost_known_frame(tmp_path: Path) -> None:
+def budget_rows(tmp_path: Path, lines: list[str], *args: str) -> dict[str, str]:
+    """``python -m bench.budget`` on a profile of ``lines``: its table's rows by stage."""
     profile = tmp_path / "profile.txt"
+    profile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.budget", str(profile), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {line.split(" | ")[0].strip("| "): line for line in run.stdout.splitlines()}
+
+
+def test_each_sample_goes_to_the_stage_of_its_innermost_known_frame(tmp_path: Path) -> None:
     lines = [
         f"{SERVICE};run (asyncio/runners.py:1);Bridge.on_poll (service/bridge.py:2);"
         "Intake.admit (service/intake/admit.py:3);parse_event (service/intake/envelope.py:4) 3",
@@ -26,16 +40,7 @@ def test_each_sample_goes_to_the_stage_of_its_innermost_known_frame(tmp_path: Pa
         f"{SERVICE};Thread.run (threading.py:7);Condition.wait (threading.py:8) 5",  # idle
         f"{SANDBOX};handle (service/dev/sandbox/app.py:6) 9",  # another process
     ]
-    profile.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.budget", str(profile), "--cpu-us", "30"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    rows = {line.split(" | ")[0].strip("| "): line for line in run.stdout.splitlines()}
+    rows = budget_rows(tmp_path, lines, "--cpu-us", "30")
     assert rows[ENVELOPE].endswith("| 50.0 % | 15.0 |")
     assert rows["offsets, flow control and tickets (bridge glue)"].endswith("| 16.7 % | 5.0 |")
     assert rows["event loop, garbage collector and the rest"].endswith("| 33.3 % | 10.0 |")
@@ -60,17 +65,7 @@ def test_a_serial_profile_counts_each_redis_command_under_the_step_that_sent_it(
         "ConnectorClient.post (service/connector/client.py:6);send (httpx/_client.py:7) 3",
         f"{worker};Turn.take (service/lanes/serial/turn.py:5) 2",
     ]
-    profile = tmp_path / "profile.txt"
-    profile.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.budget", str(profile), "--cpu-us", "500", "--lane", "serial"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    rows = {line.split(" | ")[0].strip("| "): line for line in run.stdout.splitlines()}
+    rows = budget_rows(tmp_path, lines, "--cpu-us", "500", "--lane", "serial")
     assert rows["ledger begin and results (Lua, Redis client)"].endswith("| 40.0 % | 200.0 |")
     assert rows["lock: acquire, lease renewal, release (Redis client)"].endswith(
         "| 10.0 % | 50.0 |"
