@@ -36,8 +36,18 @@ class _HiredisPacking:
             raise DataError(str(exc)) from exc
 
 
+MAX_CONNECTIONS = 10_000
+"""The pool's cap: Redis's own default ``maxclients``. redis-py's default of 100 failed the
+101st command at once ("Too many connections") whenever a hundred were waiting on a slow Redis,
+as a hundred busy companies' serial workers do — and the serial lane took that for Redis being
+down. What bounds a replica's connections is its own concurrency: a ledger step and a lease
+renewal per busy company, the batch lane's steps within the in-flight limit, a few checks."""
+
+
 def connect(url: str, **options: Any) -> Redis:
-    """``Redis.from_url(url, **options)``, packing commands with hiredis."""
+    """``Redis.from_url(url, **options)``, packing commands with hiredis, its pool capped at
+    :data:`MAX_CONNECTIONS` unless ``options`` say otherwise."""
+    options.setdefault("max_connections", MAX_CONNECTIONS)
     client = Redis.from_url(url, **options)
     pool = client.connection_pool
     base: type[AbstractConnection] = pool.connection_class
