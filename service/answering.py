@@ -26,7 +26,7 @@ from service.lanes.gathered import Gathered
 from service.offsets.committer import Committer
 from service.offsets.flow import FlowControl
 from service.offsets.tracker import OffsetTracker
-from service.ops.logs import OutcomeLog, outcome_line
+from service.ops.logs import OutcomeLog
 from service.ops.metrics import Metrics
 from service.ops.traces import Publishing, RecordTrace
 
@@ -184,8 +184,8 @@ class Answering:
             tickets = [ticket for ticket, _ in results]
             self.tracker.answered_all(tickets)
             self._metrics.count_outcomes(_counted(results))
-            self._outcome_log.write(
-                outcome_line(t.subject, o, now - t.received_at) for t, o in results
+            self._outcome_log.write_outcomes(
+                (t.subject, o, now - t.received_at) for t, o in results
             )
             self._closed(tickets)
             self._committer.wanted()
@@ -195,9 +195,9 @@ class Answering:
 def _counted(results: list[tuple[Consumed, Outcome]]) -> Counter[tuple[str, bool, str]]:
     """Answered events per (type, ok, stage) for the metrics, counted before the labels are
     made: one label text per kind of outcome, not one per event."""
-    by_kind: Counter[tuple[str | None, bool, Stage | None]] = Counter()
-    for ticket, outcome in results:
-        by_kind[(ticket.subject.type, outcome.ok, outcome.stage)] += 1
+    by_kind: Counter[tuple[str | None, bool, Stage | None]] = Counter(
+        [(ticket.subject.type, outcome.ok, outcome.stage) for ticket, outcome in results]
+    )  # counted in C, not by a ``+= 1`` per event
     counted: Counter[tuple[str, bool, str]] = Counter()
     for (event_type, ok, stage), count in by_kind.items():
         counted[(event_type or "", ok, str(stage or ""))] += count

@@ -117,7 +117,7 @@ class Bridge:
                     record.topic, record.partition, record.offset, record.headers
                 )
             decision = self._intake.admit(record.value, record.headers, record.topic)
-            ticket = Consumed(
+            ticket = Consumed(  # positional: a keyword costs the dataclass's __init__ more
                 partition,
                 record.offset,
                 record.key,
@@ -126,7 +126,8 @@ class Bridge:
                 decision.reply_to or self._default_reply_topic,
                 now,
                 generation,
-                trace=trace,
+                None,
+                trace,
             )
             if trace is not None:
                 trace.taken_in(decision.subject.event_id, decision.subject.type)

@@ -98,6 +98,8 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     :data:`MAX_REPLY_ERRORS` errors and :data:`MAX_MESSAGE_CHARS` of the message, the rest
     counted, so a reply always fits the broker's limit and carries its verdict."""
     ok = outcome.ok
+    if ok and not outcome.message:
+        return _plain_success(subject, outcome.attempts)
     body: dict[str, Any] = {"response": "SUCCESS" if ok else "ERROR"}
     if not ok or outcome.message:  # a SUCCESS may say how it is known ("found in Sage")
         body["message"] = bounded_message(outcome.message or "")
@@ -115,6 +117,41 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
             body["errors_omitted"] = len(outcome.errors) - MAX_REPLY_ERRORS
     body["attempts"] = outcome.attempts
     return orjson.dumps(body)
+
+
+_SUCCESS_HEAD = b'{"response":"SUCCESS","event_id":'
+_CORRELATION = b',"correlation_id":'
+_SUCCESS_TAILS: dict[tuple[str | None, tuple[str, str] | None, str | None, int], bytes] = {}
+"""The end of a plain SUCCESS reply (``type`` to ``attempts``) per kind of event: a batch's
+replies differ only in their ids, so each kind's end is rendered once."""
+MAX_SUCCESS_TAILS = 10_000
+"""A guard: the kinds are the routes' types and endpoints, the configured tenants and the
+attempts a call may take, so far fewer than this in practice."""
+
+
+def _plain_success(subject: Subject, attempts: int) -> bytes:
+    """A SUCCESS reply without a message, byte for byte what :func:`reply_body`'s dict would
+    render: the ids encoded on their own, the rest from :data:`_SUCCESS_TAILS` (a fifth of the
+    dict's cost per reply)."""
+    kind = (subject.type, subject.tenant, subject.endpoint, attempts)
+    tail = _SUCCESS_TAILS.get(kind)
+    if tail is None:
+        rest: dict[str, Any] = {"type": subject.type}
+        if subject.tenant is not None:
+            rest["tenant"] = _tenant_object(subject.tenant)
+        if subject.endpoint is not None:
+            rest["endpoint"] = subject.endpoint
+        rest["attempts"] = attempts
+        if len(_SUCCESS_TAILS) >= MAX_SUCCESS_TAILS:
+            _SUCCESS_TAILS.clear()
+        tail = _SUCCESS_TAILS[kind] = b"," + orjson.dumps(rest)[1:]
+    event_id = orjson.dumps(subject.event_id)
+    correlation_id = (
+        event_id
+        if subject.correlation_id == subject.event_id
+        else orjson.dumps(subject.correlation_id)
+    )
+    return b"".join((_SUCCESS_HEAD, event_id, _CORRELATION, correlation_id, tail))
 
 
 @functools.lru_cache(maxsize=10_000)  # the configured tenants; the bound is a guard

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,16 @@ class Contract:
     """Most fields are short printable ASCII strings; with these limits :meth:`check` passes
     them without a call or a regex (about half its cost per record)."""
 
+    _key_values: Callable[[Mapping[str, Any]], Any] = field(init=False, repr=False, compare=False)
+    """The key elements' values read in one C call (:meth:`identity`)."""
+
     def __post_init__(self) -> None:
         limits = {n: e.max_chars for n, e in self.elements.items() if e.max_chars is not None}
         object.__setattr__(self, "_string_limits", limits)
+        # Two names or more give a tuple; one name its bare value, so it gets a second name
+        # whose value is dropped (the identity is always a tuple of the key values).
+        keys = self.keys if len(self.keys) != 1 else (*self.keys, *self.keys)
+        object.__setattr__(self, "_key_values", itemgetter(*keys) if keys else _no_keys)
 
     def check(self, record: Mapping[str, Any]) -> list[FieldError]:
         """Every problem with ``record``: missing keys first, then the record's fields in their
@@ -154,7 +162,11 @@ class Contract:
         """The record's key values: two events with the same identity touch the same Sage row."""
         if not self.keys:
             return None
-        return tuple([record.get(key) for key in self.keys])
+        try:
+            values: tuple[Any, ...] = self._key_values(record)
+        except KeyError:  # a key missing (the record is refused for it): ``None`` in its place
+            return tuple([record.get(key) for key in self.keys])
+        return values if len(self.keys) != 1 else values[:1]
 
     @classmethod
     def from_data(cls, name: str, raw: Mapping[str, Any]) -> Contract:
@@ -169,6 +181,10 @@ class Contract:
         if unknown := [k for k in keys if k not in elements]:
             raise ContractFileError(f"{table}: keys {unknown} are not elements")
         return cls(name=name, table=table, keys=keys, elements=elements)
+
+
+def _no_keys(record: Mapping[str, Any]) -> None:
+    return None
 
 
 def load_contracts(directory: Path) -> dict[str, Contract]:

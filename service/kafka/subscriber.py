@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.message import FAKE_CONSUMER, KafkaAckableMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from faststream.message import StreamMessage
@@ -93,13 +92,12 @@ def declare(
         heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 5),
         listener=_Listener(rebalancing),
         parser=read_records_as_they_are,
-        decoder=no_body,
+        decoder=records_as_body,
         title="crm-events",
         description="CRM record events (contact upserts, invoices, ...) to deliver to Sage.",
     )
 
-    async def handle(message: KafkaMessage) -> None:
-        records = message.raw_message
+    async def handle(records: Any) -> None:
         await on_poll(records if isinstance(records, tuple) else (records,))
 
     subscriber(handle)
@@ -125,6 +123,8 @@ async def read_records_as_they_are(records: tuple[ConsumerRecord, ...]) -> Strea
     )
 
 
-async def no_body(message: StreamMessage[Any]) -> None:
-    """The handler takes the raw records, so there is no body to decode."""
-    return None
+async def records_as_body(message: StreamMessage[Any]) -> Any:
+    """FastStream decoder: the poll's raw records are the handler's body. Taken as the body,
+    not through FastStream's context (a ``KafkaMessage`` parameter): its context is read by a
+    synchronous function, which fast_depends runs in a worker thread, a thread hop per poll."""
+    return message.raw_message

@@ -73,14 +73,19 @@ class Delivery(Generic[T]):
         if packed:
             with suppress(orjson.JSONEncodeError):
                 source = orjson.dumps(source)
+        # Every field positional: keywords cost a dataclass's ``__init__`` half as much again,
+        # and every master-data record passes here.
         return cls(
             ticket,
             admitted.tenant,
             admitted.route.endpoint,
             source,
-            identity=admitted.identity,
-            event_id=admitted.event.event_id,
-            trace=trace,
+            admitted.identity,
+            admitted.event.event_id,
+            0,
+            "",
+            False,
+            trace,
         )
 
     async def traced(self, work: Awaitable[R]) -> R:

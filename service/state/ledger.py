@@ -140,6 +140,20 @@ def entry_from(found: Any, digest: str) -> LedgerEntry:
     return LedgerEntry(EntryState.IN_DOUBT, int(attempts or 0))
 
 
+def delivered_args(
+    retention_ms: int, entries: list[tuple[TenantKey, str, str, int]]
+) -> list[str | int]:
+    """``DELIVERED_MANY``'s arguments for (tenant, event_id, digest, attempts): the attempts
+    once when every record shares them (the records of one call do), else with each digest."""
+    attempts = entries[0][3]
+    if all(entry[3] == attempts for entry in entries):
+        return [retention_ms, attempts, *(entry[2] for entry in entries)]
+    args: list[str | int] = [retention_ms, ""]
+    for _, _, digest, made in entries:
+        args += [digest, made]
+    return args
+
+
 def stored_entry(
     state: bytes | None, attempts: bytes | None, at: bytes | None, tried: bytes | None, ttl_ms: int
 ) -> StoredEntry | None:
@@ -321,9 +335,7 @@ class Ledger:
         """Record (tenant, event_id, digest, attempts) as delivered, in one command."""
         if not entries:
             return
-        args: list[str | int] = [self._retention_ms]
-        for _, _, digest, attempts in entries:
-            args += [digest, attempts]
+        args = delivered_args(self._retention_ms, entries)
         await self._delivered_many(keys=self._keys.keys(entries), args=args)
 
     @speaks_state

@@ -89,12 +89,20 @@ return found
 """
 )
 
-# ARGV[1] is the retention, then fingerprint and attempts for each key.
+# ARGV[1] is the retention; ARGV[2] the attempts of every key, then the fingerprint of each
+# key (ARGV[2 + i] for KEYS[i]); or ARGV[2] is '' and fingerprint and attempts follow for each
+# key (ARGV[1 + 2 * i], ARGV[2 + 2 * i]). The records of a call share their attempts, so the
+# first form is the usual one: a third fewer arguments to send.
 DELIVERED_MANY = (
     STEPS
     + """
+local shared = ARGV[2]
 for i, key in ipairs(KEYS) do
-  delivered(key, ARGV[2 * i], ARGV[2 * i + 1], ARGV[1], '')
+  if shared ~= '' then
+    delivered(key, ARGV[2 + i], shared, ARGV[1], '')
+  else
+    delivered(key, ARGV[1 + 2 * i], ARGV[2 + 2 * i], ARGV[1], '')
+  end
 end
 return #KEYS
 """

@@ -217,3 +217,23 @@ async def test_an_array_is_begun_in_one_guarded_step_and_settled_in_another(
     with pytest.raises(LeaseLost):
         await ledger.begin_guarded_many(held, TENANT, [("inv-9", "d9", "c9")])
     assert await redis.exists(f"{redis_prefix}:ledger:1001:ACME:inv-9") == 0
+
+
+@pytest.mark.parametrize("attempts", [(1, 1, 1), (1, 3, 2)], ids=["shared", "each-its-own"])
+async def test_delivered_many_keeps_each_records_data_and_attempts(
+    redis: Redis, redis_prefix: str, attempts: tuple[int, int, int]
+) -> None:
+    """The records of one call share their attempts and are sent in the short form; records of
+    calls that took different attempts each carry their own."""
+    ledger = ledger_for(redis, redis_prefix)
+    records = [(TENANT, f"c-{i}", f"d{i}") for i in range(3)]
+    await ledger.begin_many(records)
+    await ledger.delivered_many(
+        [(t, e, d, made) for (t, e, d), made in zip(records, attempts, strict=True)]
+    )
+    found = await ledger.begin_many(records)
+    assert [(f.state, f.attempts) for f in found] == [
+        (EntryState.DELIVERED, made) for made in attempts
+    ]
+    other_data = await ledger.begin_many([(TENANT, "c-1", "changed")])
+    assert [f.state for f in other_data] == [EntryState.CONFLICT]

@@ -412,6 +412,17 @@ def test_identity_ignores_non_key_fields() -> None:
     assert CONTACT.identity(a) == CONTACT.identity(b)
 
 
+def test_identity_of_a_record_missing_a_key_has_none_in_its_place() -> None:
+    record = {"ARDivisionNo": "01", "ContactCode": "JSMITH"}
+    assert CONTACT.identity(record) == ("01", None, "JSMITH")
+
+
+def test_identity_under_one_key_is_a_tuple_of_its_value() -> None:
+    one = Contract.from_data("one", {"keys": ["Code"], "elements": [_el("Code", "String", "10")]})
+    assert one.identity({"Code": "A1"}) == ("A1",)
+    assert one.identity({}) == (None,)
+
+
 def test_identity_is_none_for_a_contract_without_keys() -> None:
     keyless = Contract.from_data("free", {"elements": [_el("Note", "String", "10")]})
     assert keyless.identity({"Note": "hi"}) is None

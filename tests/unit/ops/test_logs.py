@@ -9,7 +9,8 @@ import logging
 
 import orjson
 
-from service.ops.logs import JsonFormatter, OutcomeLog
+from service.answers.outcomes import Outcome, Stage, Subject
+from service.ops.logs import JsonFormatter, OutcomeLog, outcome_line
 
 LINES = [
     {"msg": "event delivered", "event_id": "ev-1", "outcome": "SUCCESS", "latency_ms": 1.5},
@@ -70,3 +71,36 @@ def test_the_formatter_masks_a_secret_also_where_json_escaped_it() -> None:
     )
     line = JsonFormatter(secrets=[quoted]).format(record)
     assert orjson.loads(line)["error"] == "auth *** refused"
+
+
+OUTCOMES = [
+    (Subject("ev-1", "ev-1", "contact.upsert", ("CUST", "CO"), "/x"), Outcome.success(1), 0.01234),
+    (
+        Subject("ev-2", "corr-2", "contact.upsert", ("CUST", "CO"), "/x"),
+        Outcome.success(1),
+        0.01234,
+    ),
+    (Subject('e "3" \\ é', "e", "contact.upsert", ("C:1", 'C"2')), Outcome.success(2), 0.5),
+    (Subject("ev-4", "ev-4", "contact.upsert"), Outcome.success(0), 0.5),
+    (
+        Subject("ev-5", "ev-5", "contact.upsert", ("CUST", "CO")),
+        Outcome.failure(Stage.CONNECTOR, "refused"),
+        0.5,
+    ),
+    (Subject("ev-6", "ev-6", "contact.upsert", ("CUST", "CO"), "/x"), Outcome.success(1), 1.25),
+]
+
+
+def test_outcome_lines_are_each_outcome_line_written() -> None:
+    """Delivered lines are put together from rendered parts: the same lines, byte for byte
+    after the time stamp, as writing each :func:`outcome_line`."""
+    fast, slow = io.StringIO(), io.StringIO()
+    OutcomeLog("INFO", fast).write_outcomes(OUTCOMES)
+    OutcomeLog("INFO", slow).write(outcome_line(s, o, took) for s, o, took in OUTCOMES)
+
+    def after_stamp(text: str) -> list[str]:
+        return [line.partition('"level"')[2] for line in text.splitlines()]
+
+    assert after_stamp(fast.getvalue()) == after_stamp(slow.getvalue())
+    assert len(after_stamp(fast.getvalue())) == len(OUTCOMES)
+    assert _read(fast.getvalue())[1]["latency_ms"] == 12.3
