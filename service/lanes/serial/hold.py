@@ -128,9 +128,11 @@ class Bookkeeping(Generic[T]):
 
     async def redis_down(self, step: str, exc: Exception) -> None:
         if self.redis_ok:
+            # ``cause``: the Redis error behind it, by name only ("MaxConnectionsError" is a
+            # full pool, not a Redis that is down); never its text, which may name the server.
             log.error(
                 "Redis unreachable: serial lane paused",
-                extra={"step": step, "error": type(exc).__name__},
+                extra={"step": step, "error": type(exc).__name__, "cause": str(exc)},
             )
         self.redis_ok = False
         await self.rest(self._redis_retry_s)

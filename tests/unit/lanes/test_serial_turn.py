@@ -4,15 +4,18 @@ answered from the ledger, what is left in doubt, and what waits for its ledger w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from pydantic import SecretStr
 
 from service.answers.outcomes import Outcome, Stage
 from service.connector.results import CallResult, Delivered, Rejected, Unknown
+from service.errors import StateUnavailable
 from service.lanes import Delivery
 from service.lanes.breaker import Breakers
 from service.lanes.retry import Backoff, Retries
@@ -232,3 +235,16 @@ async def test_the_digest_the_ledger_keeps_is_the_records_fingerprint() -> None:
     await stage.take(hold, [invoice(1, amount=5)])
     entry = stage.store.entries[stage.ledger.key(TENANT.key, "inv-1")]
     assert entry.fingerprint == fingerprint({"amount": 5})
+
+
+async def test_a_redis_pause_is_logged_with_the_redis_error_behind_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The state layer's ``StateUnavailable`` carries the Redis error's name: the log says
+    which, so a full pool reads differently from a Redis that is down."""
+    books = Stage_(answers=[]).books
+    with caplog.at_level(logging.ERROR, logger="service.lanes.serial"):
+        await books.redis_down("acquire", StateUnavailable("MaxConnectionsError"))
+    [record] = [r for r in caplog.records if r.getMessage().startswith("Redis unreachable")]
+    assert record.__dict__["cause"] == "MaxConnectionsError"
+    assert record.__dict__["error"] == "StateUnavailable"
