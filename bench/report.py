@@ -462,10 +462,11 @@ def _idle_company_lines(by_key: dict[str, CaseResult]) -> list[str]:
     per = (ready[most] - ready[fewest]) / (most - fewest)
     busy = max(r.idle.busy_companies for r in by_key.values() if r.idle is not None)
     tasks = "no task" if busy == 0 else f"yet {fmt(busy)} companies still held a worker"
+    memory = f"{fmt(per * 1024)} KB of RSS" if per > 0 else "no RSS this can measure"
     return [
-        f"An idle company costs {fmt(per * 1024)} KB of RSS (ready with {most} companies "
-        f"against {fewest}: {fmt(ready[most], 1)} against {fmt(ready[fewest], 1)} MB) and "
-        f"{tasks} once idle; its Redis traffic is in the table.",
+        f"An idle company costs {memory} (ready with {most} companies against {fewest}: "
+        f"{fmt(ready[most], 1)} against {fmt(ready[fewest], 1)} MB) and {tasks} once idle; "
+        "its Redis traffic is in the table.",
         "",
     ]
 
