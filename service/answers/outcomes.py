@@ -119,8 +119,7 @@ def reply_body(subject: Subject, outcome: Outcome) -> bytes:
     return orjson.dumps(body)
 
 
-_SUCCESS_HEAD = b'{"response":"SUCCESS","event_id":'
-_CORRELATION = b',"correlation_id":'
+_SUCCESS_HEAD = b'{"response":"SUCCESS",'
 _SUCCESS_TAILS: dict[tuple[str | None, tuple[str, str] | None, str | None, int], bytes] = {}
 """The end of a plain SUCCESS reply (``type`` to ``attempts``) per kind of event: a batch's
 replies differ only in their ids, so each kind's end is rendered once."""
@@ -145,13 +144,19 @@ def _plain_success(subject: Subject, attempts: int) -> bytes:
         if len(_SUCCESS_TAILS) >= MAX_SUCCESS_TAILS:
             _SUCCESS_TAILS.clear()
         tail = _SUCCESS_TAILS[kind] = b"," + orjson.dumps(rest)[1:]
+    return b"".join((_SUCCESS_HEAD, ids_fields(subject), tail))
+
+
+def ids_fields(subject: Subject) -> bytes:
+    """``"event_id":…,"correlation_id":…`` rendered as ``orjson.dumps`` renders them in a
+    reply or an outcome line (the id encoded once when the correlation id is the same)."""
     event_id = orjson.dumps(subject.event_id)
     correlation_id = (
         event_id
         if subject.correlation_id == subject.event_id
         else orjson.dumps(subject.correlation_id)
     )
-    return b"".join((_SUCCESS_HEAD, event_id, _CORRELATION, correlation_id, tail))
+    return b"".join((b'"event_id":', event_id, b',"correlation_id":', correlation_id))
 
 
 @functools.lru_cache(maxsize=10_000)  # the configured tenants; the bound is a guard

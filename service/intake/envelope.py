@@ -97,12 +97,10 @@ def _shape(doc: dict[str, Any]) -> Event | ParseFailure:
     reply_to = doc.get("reply_to")
     correlation_id = doc.get("correlation_id")
     if (  # the usual event, accepted without working out what a refusal could echo
-        type(event_id) is str  # _id_ok and _type_ok inline: every event passes here
-        and 0 < len(event_id) <= MAX_ID_CHARS
-        and event_id.isprintable()
+        type(event_id) is str
+        and _id_ok(event_id)
         and type(event_type) is str
-        and 0 < len(event_type) <= MAX_TYPE_CHARS
-        and event_type.isprintable()
+        and _type_ok(event_type)
         and type(data) is dict
         and reply_to is None
         and "tenant" not in doc

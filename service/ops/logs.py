@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from service.answers.outcomes import Outcome, Subject
+from service.answers.outcomes import Outcome, Subject, ids_fields
 from service.redaction import Redactor
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -142,8 +142,7 @@ def _tenant_text(tenant: tuple[str, str]) -> str:
     return f"{tenant[0]}/{tenant[1]}"
 
 
-_DELIVERED_HEAD = b'"msg":"event delivered","event_id":'
-_CORRELATION = b',"correlation_id":'
+_DELIVERED_HEAD = b'"msg":"event delivered",'
 _DELIVERED_PARTS: dict[tuple[str | None, int, tuple[str, str] | None], tuple[bytes, bytes]] = {}
 """A delivered line's fields around ``latency_ms`` (``type`` to ``attempts``, then ``tenant``)
 per kind of event, rendered once; every line of a batch shares them."""
@@ -165,12 +164,4 @@ def _delivered_line(subject: Subject, attempts: int, latency: bytes) -> bytes:
         if len(_DELIVERED_PARTS) >= MAX_DELIVERED_PARTS:
             _DELIVERED_PARTS.clear()
         parts = _DELIVERED_PARTS[kind] = (b"," + middle[1:-1] + b',"latency_ms":', end)
-    event_id = orjson.dumps(subject.event_id)
-    correlation_id = (
-        event_id
-        if subject.correlation_id == subject.event_id
-        else orjson.dumps(subject.correlation_id)
-    )
-    return b"".join(
-        (_DELIVERED_HEAD, event_id, _CORRELATION, correlation_id, parts[0], latency, parts[1])
-    )
+    return b"".join((_DELIVERED_HEAD, ids_fields(subject), parts[0], latency, parts[1]))
