@@ -83,6 +83,14 @@ class Process:
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process runs no further until :meth:`thaw`, so a test can read a state
+        it is in without racing it (its open requests still end at their server)."""
+        self.popen.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.popen.send_signal(signal.SIGCONT)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it takes longer than ``timeout_s``; nothing if it is gone."""
         if self.alive():

@@ -189,6 +189,7 @@ class Store:
             "stale_fences": self.stale_fences,
             "unfenced_calls": self.unfenced_calls,
             "in_progress_transactional": sum(self.in_progress.values()),
+            "in_progress_tenants": sorted(str(tenant) for tenant in self.in_progress),
             "calls_in_progress": self.calls_in_progress,
             "lookups": self.lookups,
             "abandoned": self.abandoned,

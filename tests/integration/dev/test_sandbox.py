@@ -284,6 +284,7 @@ async def test_a_hung_request_outlives_its_client_and_keeps_the_tenant_occupied(
         await http.post("/_sandbox/faults", json={"hang_rate": 0.0})  # releases both
         await wait_for_stat(http, "in_progress_transactional", 0)
     assert occupied["in_progress_transactional"] == 2
+    assert occupied["in_progress_tenants"] == ["ACME/C1"]
     assert occupied["violations"] == 1 and occupied["max_concurrent_transactional"] == 2
     assert occupied["injected"]["hang"] == 2
 
