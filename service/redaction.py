@@ -6,15 +6,25 @@ the second line of defence for text that comes from elsewhere: the Cloud Connect
 exception text, and whatever a producer put into an event. A secret is masked as it is, and as
 it appears inside a JSON string (quotes, backslashes and control characters escaped), because
 log lines are JSON.
+
+Every line of output is searched for every secret, and a deployment holds a token per company:
+hundreds, in a reseller's. So the search is one Aho-Corasick automaton over all of them
+(``ahocorasick_rs``, Rust's ``aho-corasick``), whose cost per line does not grow with their
+number, rather than a substring search per secret (figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import orjson
+from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, MatchKind
 
 MASK = "***"
+MASK_BYTES = MASK.encode()
+
+S = TypeVar("S", str, bytes)
 
 
 class SecretSet:
@@ -53,9 +63,14 @@ class Redactor:
             if secret:
                 forms.add(secret)
                 forms.add(orjson.dumps(secret).decode()[1:-1])
-        # Longest first: a secret that contains another is masked whole.
-        self._texts = sorted(forms, key=len, reverse=True)
-        self._bytes = [form.encode() for form in self._texts]
+        texts = sorted(forms)
+        # Leftmost-longest: a secret that contains another is masked whole.
+        self._texts = AhoCorasick(texts, matchkind=MatchKind.LeftmostLongest) if texts else None
+        self._bytes = (
+            BytesAhoCorasick([t.encode() for t in texts], matchkind=MatchKind.LeftmostLongest)
+            if texts
+            else None
+        )
         if self._live is not None:
             self._version = self._live.version
 
@@ -65,18 +80,29 @@ class Redactor:
 
     def __bool__(self) -> bool:
         self._follow()
-        return bool(self._texts)
+        return self._texts is not None
 
     def text(self, value: str) -> str:
         self._follow()
-        for secret in self._texts:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        if self._texts is None:
+            return value
+        return _masked(value, self._texts.find_matches_as_indexes(value), MASK)
 
     def data(self, value: bytes) -> bytes:
         self._follow()
-        for secret in self._bytes:
-            if secret in value:
-                value = value.replace(secret, b"***")
+        if self._bytes is None:
+            return value
+        return _masked(value, self._bytes.find_matches_as_indexes(value), MASK_BYTES)
+
+
+def _masked(value: S, found: Sequence[tuple[int, int, int]], mask: S) -> S:
+    """``value`` with each span ``found`` (pattern, start, end; in order, not overlapping)
+    replaced by ``mask``."""
+    if not found:
         return value
+    parts, kept = [], 0
+    for _, start, end in found:
+        parts.append(value[kept:start])
+        kept = end
+    parts.append(value[kept:])
+    return mask.join(parts)
