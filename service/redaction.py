@@ -64,10 +64,11 @@ class Redactor:
                 forms.add(secret)
                 forms.add(orjson.dumps(secret).decode()[1:-1])
         texts = sorted(forms)
-        # Leftmost-longest: a secret that contains another is masked whole.
-        self._texts = AhoCorasick(texts, matchkind=MatchKind.LeftmostLongest) if texts else None
+        # Every occurrence, overlapping ones too: where two secrets overlap in a text (or one
+        # contains another), the mask covers both whole.
+        self._texts = AhoCorasick(texts, matchkind=MatchKind.Standard) if texts else None
         self._bytes = (
-            BytesAhoCorasick([t.encode() for t in texts], matchkind=MatchKind.LeftmostLongest)
+            BytesAhoCorasick([t.encode() for t in texts], matchkind=MatchKind.Standard)
             if texts
             else None
         )
@@ -86,23 +87,31 @@ class Redactor:
         self._follow()
         if self._texts is None:
             return value
-        return _masked(value, self._texts.find_matches_as_indexes(value), MASK)
+        return _masked(value, self._texts.find_matches_as_indexes(value, overlapping=True), MASK)
 
     def data(self, value: bytes) -> bytes:
         self._follow()
         if self._bytes is None:
             return value
-        return _masked(value, self._bytes.find_matches_as_indexes(value), MASK_BYTES)
+        found = self._bytes.find_matches_as_indexes(value, overlapping=True)
+        return _masked(value, found, MASK_BYTES)
 
 
 def _masked(value: S, found: Sequence[tuple[int, int, int]], mask: S) -> S:
-    """``value`` with each span ``found`` (pattern, start, end; in order, not overlapping)
-    replaced by ``mask``."""
+    """``value`` with the spans ``found`` (pattern, start, end) replaced by ``mask``: spans that
+    overlap become one mask, so no part of either secret shows."""
     if not found:
         return value
-    parts, kept = [], 0
-    for _, start, end in found:
+    parts: list[S] = []
+    kept = 0
+    spans = sorted((start, end) for _, start, end in found)
+    start, end = spans[0]
+    for next_start, next_end in spans[1:]:
+        if next_start < end:  # overlapping: one mask over both
+            end = max(end, next_end)
+            continue
         parts.append(value[kept:start])
-        kept = end
-    parts.append(value[kept:])
+        kept, (start, end) = end, (next_start, next_end)
+    parts.append(value[kept:start])
+    parts.append(value[end:])
     return mask.join(parts)

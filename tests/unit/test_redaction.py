@@ -57,3 +57,11 @@ def test_every_companys_token_is_masked_among_many(companies: int) -> None:
     redactor = Redactor(tokens)
     for token in (tokens[0], tokens[-1], tokens[companies // 2]):
         assert redactor.data(f'{{"m":"bad {token}!"}}'.encode()) == b'{"m":"bad ***!"}'
+
+
+def test_secrets_that_overlap_in_a_text_are_masked_together() -> None:
+    """Masking one secret at a time let the rest of an overlapping one show (``xa***x``)."""
+    redactor = Redactor(["abc", "bcdefgh"])
+    assert redactor.text("xabcdefghx") == "x***x"
+    assert redactor.data(b"xabcdefghx") == b"x***x"
+    assert redactor.text("abcabc") == "******"  # next to each other, not overlapping
