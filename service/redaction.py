@@ -7,10 +7,11 @@ exception text, and whatever a producer put into an event. A secret is masked as
 it appears inside a JSON string (quotes, backslashes and control characters escaped), because
 log lines are JSON.
 
-Every line of output is searched for every secret, and a deployment holds a token per company:
-hundreds, in a reseller's. So the search is one Aho-Corasick automaton over all of them
-(``ahocorasick_rs``, Rust's ``aho-corasick``), whose cost per line does not grow with their
-number, rather than a substring search per secret (figures in bench/RESULTS.md).
+Every log record and outcome line (and every console page) is searched for every secret, and a
+deployment holds a token per company: hundreds, in a reseller's. So the search is one
+Aho-Corasick automaton over all of them (``ahocorasick_rs``, Rust's ``aho-corasick``), whose
+cost per line grows little with their number, rather than a substring search per secret
+(figures in bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -87,7 +88,12 @@ class Redactor:
         self._follow()
         if self._texts is None:
             return value
-        return _masked(value, self._texts.find_matches_as_indexes(value, overlapping=True), MASK)
+        try:
+            found = self._texts.find_matches_as_indexes(value, overlapping=True)
+        except UnicodeEncodeError:  # a lone surrogate (text decoded with surrogateescape)
+            passed = value.encode("utf-8", "surrogatepass")
+            return self.data(passed).decode("utf-8", "surrogatepass")
+        return _masked(value, found, MASK)
 
     def data(self, value: bytes) -> bytes:
         self._follow()

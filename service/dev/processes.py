@@ -76,6 +76,7 @@ class Process:
     def terminate(self, timeout_s: float = 20.0) -> int:
         """SIGTERM, then wait up to ``timeout_s`` for the exit code (``TimeoutExpired`` after)."""
         self.popen.send_signal(signal.SIGTERM)
+        self.popen.send_signal(signal.SIGCONT)  # a frozen process handles its SIGTERM too
         return self.popen.wait(timeout_s)
 
     def kill(self) -> None:
@@ -89,6 +90,7 @@ class Process:
         self.popen.send_signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        """SIGCONT: a frozen process runs on."""
         self.popen.send_signal(signal.SIGCONT)
 
     def stop(self, timeout_s: float = 5.0) -> None:

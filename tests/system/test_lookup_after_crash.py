@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 from redis.asyncio import Redis
 
 from service.dev.contracts import contracts_with_lookup
@@ -15,10 +16,7 @@ from service.dev.events import produce
 from service.dev.replicas import ServiceProcess
 from service.dev.sandbox import SandboxThread
 from service.dev.sandbox.client import sandbox_get
-from service.dev.sandbox.client import stats as sandbox_stats
 from service.dev.topics import Topics
-from service.state.carried import CarriedCalls
-from service.tenants import TenantKey
 from tests.support.kafka import Collector
 from tests.support.waiting import until
 from tests.system.test_serial_replicas import TENANTS, lock_holder_pid
@@ -77,75 +75,57 @@ async def test_a_killed_holders_company_resumes_within_the_lease_plus_a_look_up(
 async def _freeze_the_holder_mid_call(
     processes: list[ServiceProcess], redis_url: str, prefix: str, sandbox: SandboxThread
 ) -> tuple[ServiceProcess, list[tuple[str, str]]]:
-    """A lock holder frozen (SIGSTOP) once every company whose calling marker it set has its
-    noted call at the sandbox, and those companies. Killed at another moment, a holder may have
-    set its marker and not yet sent the call (or noted what it carries): that invoice never
-    reaches Sage, and with no ``resend_if_absent`` it is rightly left for a person after the
-    settle period, which is not what this test is about. A holder found at such a moment is
+    """A lock holder frozen (SIGSTOP) while every company whose calling marker it set has a
+    call in progress at the sandbox, and those companies. The holder owns those companies'
+    locks, so such a call is its own, sent before the freeze; the sandbox finishes it and
+    stores the invoice. Killed at another moment, a holder may have set its marker and not yet
+    sent the call: that invoice never reaches Sage and, with no ``resend_if_absent``, is rightly
+    left for a person, which is not what this test is about. A holder found at such a moment is
     thawed and the search goes on."""
     frozen: tuple[ServiceProcess, list[tuple[str, str]]] | None = None
 
-    async def frozen_mid_call() -> bool:
+    async def frozen_mid_call(http: httpx.AsyncClient) -> bool:
         nonlocal frozen
         pid = await lock_holder_pid(redis_url, prefix)
         holder = next((p for p in processes if p.pid == pid), None)
         if holder is None:
             return False
         holder.freeze()
-        _, calling = await _held_by(redis_url, prefix, holder.pid)
-        if calling and await _sent(redis_url, prefix, sandbox, calling):
-            frozen = (holder, calling)
-            return True
-        holder.thaw()
-        return False
+        try:
+            # Read at once, on an open connection: the sandbox ends a frozen client's call when
+            # its latency is up (a new HTTP client alone takes longer than that to set up).
+            stats = (await http.get("/_sandbox/stats")).json()
+            in_progress = set(stats["in_progress_tenants"])
+            calling = await _calling(redis_url, prefix, holder.pid)
+            if calling and all(f"{c}/{co}" in in_progress for c, co in calling):
+                frozen = (holder, calling)
+                return True
+            return False
+        finally:
+            if frozen is None:
+                holder.thaw()
 
-    await until(frozen_mid_call, 60, "a lock holder frozen once its call is at the Connector")
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=10.0) as http:
+        await until(
+            lambda: frozen_mid_call(http),
+            60,
+            "a lock holder frozen while its call is at the Connector",
+        )
     assert frozen is not None
     return frozen
 
 
-async def _sent(
-    redis_url: str, prefix: str, sandbox: SandboxThread, tenants: list[tuple[str, str]]
-) -> bool:
-    """Whether each tenant's running call, as its holder noted it, reached the sandbox: the
-    tenant has a call in progress there (the frozen holder's: it holds the lock), or every
-    invoice the note names is stored. The sandbox ends a call whose client is frozen, so
-    "in progress" alone would rarely be seen."""
-    in_progress = set((await sandbox_stats(sandbox))["in_progress_tenants"])
-    stored = {
-        (r["customer"], r["company"], r["record"].get("InvoiceNo"))
-        for r in (await sandbox_get(sandbox, "/_sandbox/records"))["records"]
-    }
+async def _calling(redis_url: str, prefix: str, pid: int) -> list[tuple[str, str]]:
+    """The companies whose lock the process holds and whose calling marker is set: a call of
+    the process may be running there."""
     redis = Redis.from_url(redis_url)
     try:
-        notes = CarriedCalls(redis, prefix)
-        for customer, company in tenants:
-            carried = await notes.of_running_call(TenantKey(customer, company))
-            if carried is None:
-                return False
-            if f"{customer}/{company}" in in_progress:
-                continue
-            if any((customer, company, r["InvoiceNo"]) not in stored for r in carried.records):
-                return False
-        return True
-    finally:
-        await redis.aclose()
-
-
-async def _held_by(
-    redis_url: str, prefix: str, pid: int
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The companies whose lock the (dead) process still holds, and those of them whose calling
-    marker is set: an earlier call may still be running there."""
-    redis = Redis.from_url(redis_url)
-    try:
-        held, calling = [], []
+        calling = []
         for customer, company in TENANTS:
             owner = await redis.get(f"{prefix}:lock:{customer}:{company}")
-            if owner and int(owner.decode().split(":")[1]) == pid:
-                held.append((customer, company))
-                if await redis.exists(f"{prefix}:calling:{customer}:{company}"):
-                    calling.append((customer, company))
-        return held, calling
+            ours = owner is not None and int(owner.decode().split(":")[1]) == pid
+            if ours and await redis.exists(f"{prefix}:calling:{customer}:{company}"):
+                calling.append((customer, company))
+        return calling
     finally:
         await redis.aclose()

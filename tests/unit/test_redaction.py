@@ -65,3 +65,9 @@ def test_secrets_that_overlap_in_a_text_are_masked_together() -> None:
     assert redactor.text("xabcdefghx") == "x***x"
     assert redactor.data(b"xabcdefghx") == b"x***x"
     assert redactor.text("abcabc") == "******"  # next to each other, not overlapping
+
+
+def test_text_with_a_lone_surrogate_is_masked_too() -> None:
+    """Text decoded with ``surrogateescape`` (an environment variable, a file name) holds lone
+    surrogates, which UTF-8 cannot encode; it is masked all the same."""
+    assert Redactor(["tok-alpha"]).text("a\udcff tok-alpha") == "a\udcff ***"
