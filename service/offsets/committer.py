@@ -1,5 +1,12 @@
 """Committing input offsets: only what every earlier record of the partition has been answered
 for, one commit at a time, coalescing wake-ups (a commit per answered batch would be wasteful).
+
+One at a time matters for more than economy. aiokafka retries a commit that failed with a
+retriable error after a backoff, outside its own lock, so a commit started earlier (older
+positions) could land after one started later, taking the group back to older offsets: the
+next owner replays what was answered. The drain's final commit runs beside the background
+one, so it could meet exactly that. So a commit reads its positions only once the previous
+commit has ended.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Committer:
         self.tracker = tracker
         self._consumer = consumer
         self._wanted = asyncio.Event()
+        self._one_at_a_time = asyncio.Lock()
 
     def wanted(self) -> None:
         """Records were answered: commit soon (several calls before the next commit merge)."""
@@ -42,7 +50,12 @@ class Committer:
             await self.commit_now()
 
     async def commit_now(self, only: set[TopicPartition] | None = None) -> None:
-        """Commit every assigned partition (or those in ``only``) whose position moved."""
+        """Commit every assigned partition (or those in ``only``) whose position moved, once
+        any commit still under way has ended (see the module docstring)."""
+        async with self._one_at_a_time:
+            await self._commit(only)
+
+    async def _commit(self, only: set[TopicPartition] | None) -> None:
         assigned = self._consumer.assignment()
         positions = {
             tp: position
