@@ -17,15 +17,12 @@ cost per line grows little with their number, rather than a substring search per
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
 
 import orjson
-from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, MatchKind
+from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
 MASK = "***"
 MASK_BYTES = MASK.encode()
-
-S = TypeVar("S", str, bytes)
 
 
 class SecretSet:
@@ -62,16 +59,12 @@ class Redactor:
         forms = set()
         for secret in secrets:
             if secret:
-                forms.add(secret)
-                forms.add(orjson.dumps(secret).decode()[1:-1])
-        texts = sorted(forms)
+                forms.add(secret.encode())
+                forms.add(orjson.dumps(secret)[1:-1])
         # Every occurrence, overlapping ones too: where two secrets overlap in a text (or one
         # contains another), the mask covers both whole.
-        self._texts = AhoCorasick(texts, matchkind=MatchKind.Standard) if texts else None
-        self._bytes = (
-            BytesAhoCorasick([t.encode() for t in texts], matchkind=MatchKind.Standard)
-            if texts
-            else None
+        self._found = (
+            BytesAhoCorasick(sorted(forms), matchkind=MatchKind.Standard) if forms else None
         )
         if self._live is not None:
             self._version = self._live.version
@@ -82,33 +75,30 @@ class Redactor:
 
     def __bool__(self) -> bool:
         self._follow()
-        return self._texts is not None
+        return self._found is not None
 
     def text(self, value: str) -> str:
+        """:meth:`data` on the text's UTF-8. A secret's bytes can only match whole characters
+        (UTF-8 is self-synchronising), and ``surrogatepass`` carries the lone surrogates of
+        text decoded with ``surrogateescape`` there and back."""
         self._follow()
-        if self._texts is None:
+        if self._found is None:
             return value
-        try:
-            found = self._texts.find_matches_as_indexes(value, overlapping=True)
-        except UnicodeEncodeError:  # a lone surrogate (text decoded with surrogateescape)
-            passed = value.encode("utf-8", "surrogatepass")
-            return self.data(passed).decode("utf-8", "surrogatepass")
-        return _masked(value, found, MASK)
+        return self.data(value.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
 
     def data(self, value: bytes) -> bytes:
         self._follow()
-        if self._bytes is None:
+        if self._found is None:
             return value
-        found = self._bytes.find_matches_as_indexes(value, overlapping=True)
-        return _masked(value, found, MASK_BYTES)
+        return _masked(value, self._found.find_matches_as_indexes(value, overlapping=True))
 
 
-def _masked(value: S, found: Sequence[tuple[int, int, int]], mask: S) -> S:
-    """``value`` with the spans ``found`` (pattern, start, end) replaced by ``mask``: spans that
-    overlap become one mask, so no part of either secret shows."""
+def _masked(value: bytes, found: Sequence[tuple[int, int, int]]) -> bytes:
+    """``value`` with the spans ``found`` (pattern, start, end) replaced by :data:`MASK`: spans
+    that overlap become one mask, so no part of either secret shows."""
     if not found:
         return value
-    parts: list[S] = []
+    parts: list[bytes] = []
     kept = 0
     spans = sorted((start, end) for _, start, end in found)
     start, end = spans[0]
@@ -120,4 +110,4 @@ def _masked(value: S, found: Sequence[tuple[int, int, int]], mask: S) -> S:
         kept, (start, end) = end, (next_start, next_end)
     parts.append(value[kept:start])
     parts.append(value[end:])
-    return mask.join(parts)
+    return MASK_BYTES.join(parts)

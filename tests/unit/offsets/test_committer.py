@@ -49,8 +49,9 @@ async def test_a_slow_commit_never_lands_after_a_newer_one() -> None:
     tracker.answered(EVENTS, 1)
     tracker.answered(EVENTS, 2)
     final = asyncio.create_task(committer.commit_now())  # the drain's: position 3
-    await asyncio.sleep(0)  # one turn: the final commit goes as far as it can without waiting
-    consumer.first_may_land.set()
+    # The loop runs callbacks in the order they were scheduled: the final commit's first step
+    # (scheduled by create_task) goes as far as it can before the held commit may land.
+    asyncio.get_running_loop().call_soon(consumer.first_may_land.set)
     await asyncio.gather(background, final)
 
     assert consumer.landed[-1] == {EVENTS: 3}, consumer.landed
