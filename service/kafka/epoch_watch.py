@@ -83,8 +83,7 @@ class EpochWatch:
         if not self._epoch.established:
             if not self._assigned:
                 return
-            witnessed = await self._loss_witnessed() or not await self._leave_a_trace()
-            await self._epoch.establish(witnessed, self._end_offsets_everywhere)
+            await self._establish()
         current = await self._epoch.current()
         if current is None:
             await self._epoch.declare_lost(await self._end_offsets_everywhere())
@@ -108,6 +107,17 @@ class EpochWatch:
                 return True  # cannot tell: do not resend blindly
         return self._replays.doubtful(topic, number, offset)
 
+    async def _establish(self) -> None:
+        """Work under the epoch Redis has; without one, only a deployment Kafka proves fresh
+        starts a first epoch, after leaving its trace. A replica joining a running deployment
+        must not leave one: committing where its partitions begin would take the group back
+        to the start of their logs, and their next owner would replay them whole."""
+        if await self._epoch.current() is None:
+            witnessed = await self._loss_witnessed() or not await self._leave_a_trace()
+            await self._epoch.establish(witnessed, self._end_offsets_everywhere)
+        else:
+            await self._epoch.establish()
+
     async def _loss_witnessed(self) -> bool:
         """Redis has no epoch and we know none: is this a fresh deployment, or did Redis lose
         its data? Only Kafka can prove it fresh: the group committed no offset on any
@@ -115,8 +125,6 @@ class EpochWatch:
         others may be given only partitions that never committed). Anything less is no proof,
         and is handled as a declared loss, with its quarantine: a call made under the lost data
         may still be running at the Connector. So is a question Kafka leaves unanswered."""
-        if await self._epoch.current() is not None:
-            return False
         partitions = self._input_partitions() or self._assigned
         try:
             return await self._consumer.any_committed(partitions, ASK_KAFKA_WITHIN_S)

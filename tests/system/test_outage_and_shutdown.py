@@ -107,6 +107,30 @@ async def test_sigterm_mid_batch_answers_commits_and_exits_zero(
     assert len(collector.messages[topics.replies]) == 301
 
 
+async def test_a_replica_that_starts_and_stops_leaves_the_committed_offsets_alone(
+    replicas, kafka_bootstrap: str, topics: Topics, collector: Collector, sandbox
+) -> None:
+    # Only the deployment's first replica may mark where the group begins (the trace a later
+    # replica reads to tell a fresh Redis from an emptied one). A replica joining a running
+    # deployment that did the same would take every partition it is given back to the start
+    # of its log: a partition then idle would be replayed whole by its next owner.
+    first = replicas()
+    await first.wait_ready()
+    await produce(kafka_bootstrap, topics.events, contacts(0, 300))
+    await collector.wait_for(topics.replies, 300, timeout_s=30)
+    assert first.terminate(timeout_s=10) == 0
+
+    idle = replicas()  # every record answered: it takes nothing in, so it commits nothing
+    await idle.wait_ready()
+    assert idle.terminate(timeout_s=10) == 0
+
+    successor = replicas()
+    await successor.wait_ready()
+    await produce(kafka_bootstrap, topics.events, contacts(300, 1))
+    await collector.wait_for_events(topics.replies, {"c-300"}, timeout_s=30)
+    assert len(collector.messages[topics.replies]) == 301
+
+
 def _in_flight(metrics: str) -> float:
     for line in metrics.splitlines():
         if line.startswith("sagebridge_in_flight "):
