@@ -131,3 +131,6 @@ async def test_kept_headers_follow_a_rotated_token_and_carry_no_earlier_calls_fe
         == [[b"auth-token: " + TOKEN.lower().encode()]] * 2 + [[b"auth-token: rotated-token"]] * 2
     )
     assert all(b"customer: " + CUSTOMER.lower().encode() in h for h in heads)
+    # Framed by its length, never chunked (proxies in front of the Connector may refuse that).
+    assert all(b"content-length: %d\r\n" % len(INVOICE) in h for h in heads)
+    assert all(b"host: 127.0.0.1:" in h and b"transfer-encoding" not in h for h in heads)
