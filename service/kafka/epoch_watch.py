@@ -48,6 +48,9 @@ class EpochWatch:
         self._replays = ReplayDoubt()
         self._assigned: set[TopicPartition] = set()
         self._recording: asyncio.Task[None] | None = None
+        self._establishing = asyncio.Lock()
+        """Held while the epoch is first established: a second check meanwhile would take
+        this process's own fresh trace for a commit made before it started (a loss)."""
 
     async def start(self) -> None:
         self._recording = asyncio.create_task(self._record_declared_losses())
@@ -83,7 +86,9 @@ class EpochWatch:
         if not self._epoch.established:
             if not self._assigned:
                 return
-            await self._establish()
+            async with self._establishing:  # an assignment and the periodic check may meet
+                if not self._epoch.established:
+                    await self._establish()
         current = await self._epoch.current()
         if current is None:
             await self._epoch.declare_lost(await self._end_offsets_everywhere())
@@ -109,14 +114,17 @@ class EpochWatch:
 
     async def _establish(self) -> None:
         """Work under the epoch Redis has; without one, only a deployment Kafka proves fresh
-        starts a first epoch, after leaving its trace. A replica joining a running deployment
-        must not leave one: committing where its partitions begin would take the group back
-        to the start of their logs, and their next owner would replay them whole."""
+        starts a first epoch, after leaving its trace.
+
+        A replica joining a running deployment must not leave one: committing where its
+        partitions begin would take the group back to the start of their logs. aiokafka reads
+        the committed offsets while this runs, so the replica itself could replay what was
+        answered, and a partition then left idle would be replayed whole by its next owner."""
         if await self._epoch.current() is None:
             witnessed = await self._loss_witnessed() or not await self._leave_a_trace()
-            await self._epoch.establish(witnessed, self._end_offsets_everywhere)
         else:
-            await self._epoch.establish()
+            witnessed = True  # an epoch gone by the time it is read again was lost
+        await self._epoch.establish(witnessed, self._end_offsets_everywhere)
 
     async def _loss_witnessed(self) -> bool:
         """Redis has no epoch and we know none: is this a fresh deployment, or did Redis lose

@@ -176,12 +176,21 @@ async def everything_in(bootstrap: str, topic: str, timeout_s: float = 30.0) -> 
     return found
 
 
-async def committed(bootstrap: str, topics: Topics) -> int:
-    """The service group's committed offset of the one input partition (-1 for none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group)
+async def committed_offsets(bootstrap: str, topics: Topics) -> list[int]:
+    """The service group's committed offset of each input partition, in partition order (-1
+    for none), read without joining the group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=topics.group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        offset = await consumer.committed(TopicPartition(topics.events, 0))
+        numbers = sorted(consumer.partitions_for_topic(topics.events) or ())
+        found = [await consumer.committed(TopicPartition(topics.events, n)) for n in numbers]
     finally:
         await consumer.stop()
-    return -1 if offset is None else offset
+    return [-1 if offset is None else offset for offset in found]
+
+
+async def committed(bootstrap: str, topics: Topics) -> int:
+    """The service group's committed offset of the one input partition (-1 for none)."""
+    return (await committed_offsets(bootstrap, topics))[0]

@@ -8,7 +8,7 @@ from service.dev.events import contact, event, produce
 from service.dev.sandbox.client import sandbox_post, stored_records
 from service.dev.topics import Topics
 from tests.conftest import TOKEN
-from tests.support.kafka import Collector
+from tests.support.kafka import Collector, committed_offsets
 from tests.support.waiting import throughout, until
 from tests.system.conftest import TOKEN_B
 
@@ -119,10 +119,13 @@ async def test_a_replica_that_starts_and_stops_leaves_the_committed_offsets_alon
     await produce(kafka_bootstrap, topics.events, contacts(0, 300))
     await collector.wait_for(topics.replies, 300, timeout_s=30)
     assert first.terminate(timeout_s=10) == 0
+    answered = await committed_offsets(kafka_bootstrap, topics)
+    assert sum(answered) == 300, answered  # each of the 6 partitions committed to its end
 
     idle = replicas()  # every record answered: it takes nothing in, so it commits nothing
-    await idle.wait_ready()
+    await idle.wait_ready()  # ready only once its partitions were taken on
     assert idle.terminate(timeout_s=10) == 0
+    assert await committed_offsets(kafka_bootstrap, topics) == answered
 
     successor = replicas()
     await successor.wait_ready()
