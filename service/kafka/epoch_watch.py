@@ -76,7 +76,11 @@ class EpochWatch:
             log.warning("Redis epoch not checked at assignment", extra={"error": repr(exc)})
 
     def revoked(self, partitions: Iterable[TopicPartition]) -> None:
-        self._replays.revoked((tp.topic, tp.partition) for tp in partitions)
+        """Forget ``partitions``: a first epoch not yet established leaves its trace only on
+        partitions this replica still owns (Kafka refuses a commit on any other)."""
+        gone = set(partitions)
+        self._assigned -= gone
+        self._replays.revoked((tp.topic, tp.partition) for tp in gone)
 
     async def check(self) -> None:
         """Compare Redis's epoch with the one we work under: first establish it (once

@@ -11,6 +11,7 @@ from collections.abc import Collection
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from redis.asyncio import Redis
 
 from service.kafka.epoch_watch import EpochWatch
@@ -29,6 +30,7 @@ class GroupAsKafkaAnswers:
         self.silent = silent
         self.asked = 0
         self.traces: list[set[TopicPartition]] = []
+        self.owned = set(PARTITIONS)
 
     def partitions_of(self, topic: str) -> list[TopicPartition]:
         return [tp for tp in PARTITIONS if tp.topic == topic]
@@ -42,14 +44,24 @@ class GroupAsKafkaAnswers:
     async def commit_beginnings(
         self, partitions: Collection[TopicPartition], within_s: float
     ) -> None:
+        if not set(partitions) <= self.owned:
+            raise IllegalStateError("a commit on a partition not assigned")  # as aiokafka does
         self.traces.append(set(partitions))
         self.committed.update(dict.fromkeys(partitions, 0))
 
 
 class LogEndsAt:
+    """Where each partition's log ends, as Kafka answers it (or, once, does not)."""
+
+    def __init__(self, silent_once: bool = False) -> None:
+        self._silent = silent_once
+
     async def of(
         self, partitions: Collection[TopicPartition], within_s: float
     ) -> dict[TopicPartition, int]:
+        if self._silent:
+            self._silent = False
+            raise TimeoutError
         return dict.fromkeys(partitions, 10)
 
 
@@ -112,4 +124,20 @@ async def test_an_assignment_and_the_periodic_check_together_establish_once(
     await asyncio.gather(watched.assigned(set(PARTITIONS)), watched.check())
     assert kafka.asked == 1
     assert kafka.traces == [set(PARTITIONS)]
+    assert not await quarantined(redis, epoch)
+
+
+async def test_a_first_epoch_is_left_to_partitions_the_replica_still_owns(
+    redis: Redis, epoch: Epoch
+) -> None:
+    # Kafka did not say where the logs end when the partitions came, and one of them went
+    # before the periodic check established the first epoch.
+    kafka = GroupAsKafkaAnswers()
+    watched = EpochWatch(epoch, kafka, LogEndsAt(silent_once=True), [TOPIC])  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError):
+        await watched.assigned(set(PARTITIONS))
+    watched.revoked({PARTITIONS[0]})
+    kafka.owned = {PARTITIONS[1]}
+    await watched.check()
+    assert kafka.traces == [{PARTITIONS[1]}]
     assert not await quarantined(redis, epoch)
