@@ -179,7 +179,7 @@ class ConnectorClient:
     ) -> CallResult:
         # The body as a ready stream: httpx then leaves framing (Host, Content-Length) to
         # aiohttp, which sets both on every request anyway, instead of copying the headers
-        # twice more to add them (more than half of building a request).
+        # twice more to add them.
         request = httpx.Request(
             method,
             self._url(endpoint),

@@ -184,6 +184,7 @@ async def committed_offsets(bootstrap: str, topics: Topics) -> list[int]:
     )
     await consumer.start()
     try:
+        await consumer.topics()  # a consumer that subscribes to nothing knows no topic yet
         numbers = sorted(consumer.partitions_for_topic(topics.events) or ())
         found = [await consumer.committed(TopicPartition(topics.events, n)) for n in numbers]
     finally:
