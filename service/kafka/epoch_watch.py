@@ -93,6 +93,8 @@ class EpochWatch:
             async with self._establishing:  # an assignment and the periodic check may meet
                 if not self._epoch.established:
                     await self._establish()
+            if not self._epoch.established:
+                return  # its partitions went meanwhile: the next assignment establishes it
         current = await self._epoch.current()
         if current is None:
             await self._epoch.declare_lost(await self._end_offsets_everywhere())
@@ -124,10 +126,14 @@ class EpochWatch:
         partitions begin would take the group back to the start of their logs. aiokafka reads
         the committed offsets while this runs, so the replica itself could replay what was
         answered, and a partition then left idle would be replayed whole by its next owner."""
-        if await self._epoch.current() is None:
-            witnessed = await self._loss_witnessed() or not await self._leave_a_trace()
-        else:
+        if await self._epoch.current() is not None:
             witnessed = True  # an epoch gone by the time it is read again was lost
+        elif await self._loss_witnessed():
+            witnessed = True
+        elif not self._assigned:
+            return  # all revoked meanwhile: the next assignment leaves the trace on its own
+        else:
+            witnessed = not await self._leave_a_trace()
         await self._epoch.establish(witnessed, self._end_offsets_everywhere)
 
     async def _loss_witnessed(self) -> bool:

@@ -7,7 +7,7 @@ broker: tests/system/test_epoch_establishment.py, test_outage_and_shutdown.py)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import pytest
 from aiokafka import TopicPartition
@@ -31,12 +31,15 @@ class GroupAsKafkaAnswers:
         self.asked = 0
         self.traces: list[set[TopicPartition]] = []
         self.owned = set(PARTITIONS)
+        self.while_asked: Callable[[], None] = lambda: None
+        """What happens in the group while Kafka is asked (a rebalance, say)."""
 
     def partitions_of(self, topic: str) -> list[TopicPartition]:
         return [tp for tp in PARTITIONS if tp.topic == topic]
 
     async def any_committed(self, partitions: Collection[TopicPartition], within_s: float) -> bool:
         self.asked += 1
+        self.while_asked()
         if self.silent:
             raise TimeoutError
         return any(tp in self.committed for tp in partitions)
@@ -140,4 +143,21 @@ async def test_a_first_epoch_is_left_to_partitions_the_replica_still_owns(
     kafka.owned = {PARTITIONS[1]}
     await watched.check()
     assert kafka.traces == [{PARTITIONS[1]}]
+    assert not await quarantined(redis, epoch)
+
+
+async def test_partitions_revoked_while_kafka_is_asked_leave_no_empty_trace(
+    redis: Redis, epoch: Epoch
+) -> None:
+    # A fresh epoch with no trace behind it would let a Redis emptied before the first commit
+    # pass for a fresh deployment: the epoch waits for the next assignment instead.
+    kafka = GroupAsKafkaAnswers()
+    watched = watch(epoch, kafka)
+    kafka.while_asked = lambda: watched.revoked(set(PARTITIONS))
+    await watched.assigned(set(PARTITIONS))
+    assert kafka.traces == [] and not epoch.established
+
+    kafka.while_asked = lambda: None
+    await watched.assigned({PARTITIONS[1]})
+    assert kafka.traces == [{PARTITIONS[1]}] and epoch.established
     assert not await quarantined(redis, epoch)
