@@ -99,15 +99,12 @@ def _masked(value: bytes, found: Sequence[tuple[int, int, int]]) -> bytes:
     if not found:
         return value
     parts: list[bytes] = []
-    kept = 0
-    spans = sorted((start, end) for _, start, end in found)
-    start, end = spans[0]
-    for next_start, next_end in spans[1:]:
-        if next_start < end:  # overlapping: one mask over both
-            end = max(end, next_end)
+    kept = 0  # where the text after the last mask begins
+    for start, end in sorted((start, end) for _, start, end in found):
+        if start < kept:  # overlaps the last mask: it grows
+            kept = max(kept, end)
             continue
         parts.append(value[kept:start])
-        kept, (start, end) = end, (next_start, next_end)
-    parts.append(value[kept:start])
-    parts.append(value[end:])
+        kept = end
+    parts.append(value[kept:])
     return MASK_BYTES.join(parts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -73,8 +74,10 @@ def epoch(redis: Redis, redis_prefix: str) -> Epoch:
     return Epoch(redis, redis_prefix, quarantine_s=30)
 
 
-def watch(epoch: Epoch, kafka: GroupAsKafkaAnswers) -> EpochWatch:
-    return EpochWatch(epoch, kafka, LogEndsAt(), [TOPIC])  # type: ignore[arg-type]
+def watch(
+    epoch: Epoch, kafka: GroupAsKafkaAnswers, log_ends: LogEndsAt | None = None
+) -> EpochWatch:
+    return EpochWatch(epoch, kafka, log_ends or LogEndsAt(), [TOPIC])  # type: ignore[arg-type]
 
 
 async def quarantined(redis: Redis, epoch: Epoch) -> bool:
@@ -92,13 +95,14 @@ async def test_a_fresh_deployment_leaves_its_trace_then_starts_the_first_epoch(
 
 
 @pytest.mark.parametrize(
-    "kafka",
-    [GroupAsKafkaAnswers({PARTITIONS[1]: 7}), GroupAsKafkaAnswers(silent=True)],
+    "answers",
+    [{"committed": {PARTITIONS[1]: 7}}, {"silent": True}],
     ids=["committed-before", "kafka-silent"],
 )
 async def test_no_epoch_without_proof_of_a_fresh_deployment_is_a_loss(
-    redis: Redis, epoch: Epoch, kafka: GroupAsKafkaAnswers
+    redis: Redis, epoch: Epoch, answers: dict[str, Any]
 ) -> None:
+    kafka = GroupAsKafkaAnswers(**answers)
     await watch(epoch, kafka).assigned({PARTITIONS[0]})
     assert kafka.traces == []
     assert await quarantined(redis, epoch)
@@ -136,7 +140,7 @@ async def test_a_first_epoch_is_left_to_partitions_the_replica_still_owns(
     # Kafka did not say where the logs end when the partitions came, and one of them went
     # before the periodic check established the first epoch.
     kafka = GroupAsKafkaAnswers()
-    watched = EpochWatch(epoch, kafka, LogEndsAt(silent_once=True), [TOPIC])  # type: ignore[arg-type]
+    watched = watch(epoch, kafka, LogEndsAt(silent_once=True))
     with pytest.raises(TimeoutError):
         await watched.assigned(set(PARTITIONS))
     watched.revoked({PARTITIONS[0]})
